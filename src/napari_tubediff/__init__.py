@@ -1,0 +1,44 @@
+"""napari-tubediff: anisotropic-diffusion refinement of vessel segmentations.
+
+The public API is numpy in, numpy out, and never imports napari or Qt; the napari
+widgets live in ``napari_tubediff.widgets`` and are loaded by napari through the
+npe2 manifest. The differentiable torch version of the engine is
+``napari_tubediff.core.torch_diffusion`` (imported on demand, so that importing
+this package does not import torch).
+"""
+
+from .core import (
+    derivative,
+    diffuse,
+    diffusion_rhs,
+    diffusion_tensor,
+    divergence,
+    estimate_directions,
+    fd_weights,
+    gradient,
+    iter_diffusion,
+    max_stable_dt,
+    normalize_directions,
+    plan_substeps,
+)
+
+try:
+    from ._version import __version__
+except ImportError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0"
+
+__all__ = [
+    "__version__",
+    "derivative",
+    "diffuse",
+    "diffusion_rhs",
+    "diffusion_tensor",
+    "divergence",
+    "estimate_directions",
+    "fd_weights",
+    "gradient",
+    "iter_diffusion",
+    "max_stable_dt",
+    "normalize_directions",
+    "plan_substeps",
+]

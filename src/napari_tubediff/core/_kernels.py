@@ -1,0 +1,305 @@
+"""Fused parallel RK4 stencil kernels (numba), the fast path of `diffuse`.
+
+One RK4 stage is two parallel sweeps over the image:
+
+1. flux: ``q = D grad u`` from the padded stage input (both derivatives and the
+   tensor product in one pass, per row);
+2. stage: ``k = ReLU(div q)``; accumulate ``k`` into the RK4 sum and write the
+   next stage's input ``u0 + c dt k`` (or, after the 4th stage, the clipped new
+   field) straight into its padded buffer.
+
+Buffers carry a halo of ``order/2`` cells filled by edge replication after each
+sweep, so the inner loops have no boundary branches and run over contiguous rows.
+
+Threading (measured with ``benchmarks/bench_diffusion.py --load``, see
+docs/performance.md): with a torch job running beside it, numba's OpenMP layer
+slowed this kernel twenty-fold (its threads spin while waiting), TBB and workqueue
+did not; workqueue pays about 80 us per launch where TBB pays 2 us. So unless the
+user set ``NUMBA_THREADING_LAYER`` we ask for TBB first, then workqueue, then OpenMP.
+workqueue must not be entered by two threads at once, so every launch holds
+``LOCK`` (napari workers and the CLI may call from different threads).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+
+try:
+    import numba
+    from numba import njit, prange
+
+    AVAILABLE = True
+except ImportError:  # pragma: no cover - numba is a declared dependency
+    AVAILABLE = False
+
+LOCK = threading.Lock()
+
+if AVAILABLE:
+    if "NUMBA_THREADING_LAYER" not in os.environ:
+        numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
+
+    _opts = dict(parallel=True, fastmath=True, cache=True, nogil=True)
+
+    _serial = dict(fastmath=True, cache=True, nogil=True)
+
+    @njit(**_serial)
+    def _rk4_update(f, x0, ac, o, r, stage, dt, relu):
+        # One row of the RK4 bookkeeping: accumulate k, write the next stage input
+        # (columns r..r+W of o) or, after the 4th stage, the clipped new field.
+        W = f.shape[0]
+        half = np.float32(0.5) * dt
+        sixth = dt / np.float32(6.0)
+        two = np.float32(2.0)
+        zero = np.float32(0.0)
+        one = np.float32(1.0)
+        for j in range(W):
+            fj = f[j]
+            if relu:
+                fj = max(fj, zero)
+            if stage == 0:
+                ac[j] = fj
+                o[j + r] = x0[j] + half * fj
+            elif stage == 1:
+                ac[j] += two * fj
+                o[j + r] = x0[j] + half * fj
+            elif stage == 2:
+                ac[j] += two * fj
+                o[j + r] = x0[j] + dt * fj
+            else:
+                x = min(max(x0[j] + sixth * (ac[j] + fj), zero), one)
+                o[j + r] = x
+                x0[j] = x
+        for j in range(r):
+            o[j] = o[r]
+            o[W + r + j] = o[W + r - 1]
+
+    @njit(**_serial)
+    def _d8(m4, m3, m2, m1, p1, p2, p3, p4, b, w, g0, g1):
+        # order-8 derivatives in one pass: g0 across rows (rows m4..p4, unpadded
+        # offset 4 in the padded rows), g1 along the padded row b
+        w1 = w[5]
+        w2 = w[6]
+        w3 = w[7]
+        w4 = w[8]
+        for j in range(g0.shape[0]):
+            c = j + 4
+            g0[j] = (w1 * (p1[c] - m1[c]) + w2 * (p2[c] - m2[c])
+                     + w3 * (p3[c] - m3[c]) + w4 * (p4[c] - m4[c]))
+            g1[j] = (w1 * (b[c + 1] - b[c - 1]) + w2 * (b[c + 2] - b[c - 2])
+                     + w3 * (b[c + 3] - b[c - 3]) + w4 * (b[c + 4] - b[c - 4]))
+
+    @njit(**_serial)
+    def _d8sum(m4, m3, m2, m1, p1, p2, p3, p4, b, w, f):
+        # order-8 divergence: d/drow of the unpadded rows m4..p4 plus d/dcol of padded b
+        w1 = w[5]
+        w2 = w[6]
+        w3 = w[7]
+        w4 = w[8]
+        for j in range(f.shape[0]):
+            c = j + 4
+            f[j] = (w1 * (p1[j] - m1[j] + b[c + 1] - b[c - 1])
+                    + w2 * (p2[j] - m2[j] + b[c + 2] - b[c - 2])
+                    + w3 * (p3[j] - m3[j] + b[c + 3] - b[c - 3])
+                    + w4 * (p4[j] - m4[j] + b[c + 4] - b[c - 4]))
+
+    @njit(**_serial)
+    def _band2d(upi, d00, d01, d11, w, u0, acc, upo, stage, dt, relu, i0, i1):
+        # Rows i0..i1 of one RK4 stage. The flux q = D grad u is computed row by row
+        # into a ring of K rows (q0 needs rows i-r..i+r, q1 only row i), so it never
+        # leaves the cache; rows outside the image are clamped (edge padding).
+        H, W = u0.shape
+        K = w.shape[0]
+        r = K // 2
+        ring0 = np.empty((K, W), np.float32)
+        ring1 = np.empty((K, W + 2 * r), np.float32)
+        g0 = np.empty(W, np.float32)
+        g1 = np.empty(W, np.float32)
+        f = np.empty(W, np.float32)
+        nxt = max(i0 - r, 0)  # next flux row to compute
+        for i in range(i0, i1):
+            last = min(i + r, H - 1)
+            while nxt <= last:
+                b = upi[nxt]
+                if r == 4:
+                    # order 8, one pass: w[-k] = -w[k], so each tap pair is one difference
+                    _d8(upi[max(nxt - 4, 0)], upi[max(nxt - 3, 0)], upi[max(nxt - 2, 0)],
+                        upi[max(nxt - 1, 0)], upi[min(nxt + 1, H - 1)], upi[min(nxt + 2, H - 1)],
+                        upi[min(nxt + 3, H - 1)], upi[min(nxt + 4, H - 1)], b, w, g0, g1)
+                else:
+                    g0[:] = 0
+                    g1[:] = 0
+                    for k in range(K):
+                        if k == r:
+                            continue
+                        wk = w[k]
+                        a = upi[min(max(nxt + k - r, 0), H - 1)]
+                        for j in range(W):
+                            g0[j] += wk * a[j + r]
+                            g1[j] += wk * b[j + k]
+                s = nxt % K
+                o0 = ring0[s]
+                o1 = ring1[s]
+                e00 = d00[nxt]
+                e01 = d01[nxt]
+                e11 = d11[nxt]
+                for j in range(W):
+                    o0[j] = e00[j] * g0[j] + e01[j] * g1[j]
+                    o1[j + r] = e01[j] * g0[j] + e11[j] * g1[j]
+                for j in range(r):
+                    o1[j] = o1[r]
+                    o1[W + r + j] = o1[W + r - 1]
+                nxt += 1
+            b = ring1[i % K]
+            if r == 4:
+                _d8sum(ring0[max(i - 4, 0) % K], ring0[max(i - 3, 0) % K], ring0[max(i - 2, 0) % K],
+                       ring0[max(i - 1, 0) % K], ring0[min(i + 1, H - 1) % K],
+                       ring0[min(i + 2, H - 1) % K], ring0[min(i + 3, H - 1) % K],
+                       ring0[min(i + 4, H - 1) % K], b, w, f)
+            else:
+                f[:] = 0
+                for k in range(K):
+                    if k == r:
+                        continue
+                    wk = w[k]
+                    a = ring0[min(max(i + k - r, 0), H - 1) % K]
+                    for j in range(W):
+                        f[j] += wk * (a[j] + b[j + k])
+            _rk4_update(f, u0[i], acc[i], upo[i], r, stage, dt, relu)
+
+    @njit(parallel=True, fastmath=True, cache=True, nogil=True)
+    def _stage2d(upi, d00, d01, d11, w, u0, acc, upo, stage, dt, relu, nb):
+        H = u0.shape[0]
+        for b in prange(nb):
+            _band2d(upi, d00, d01, d11, w, u0, acc, upo, stage, dt, relu,
+                    b * H // nb, (b + 1) * H // nb)
+
+    @njit(**_serial)
+    def _flux3d_rows(up, d00, d01, d02, d11, d12, d22, w, q0, q1, q2, n0, n1):
+        # rows n0..n1 of the (plane, row) grid; arrays (P, H, W + 2r) padded along
+        # the last axis only, planes and rows clamped (edge padding)
+        P, H, W = d00.shape
+        K = w.shape[0]
+        r = K // 2
+        g0 = np.empty(W, np.float32)
+        g1 = np.empty(W, np.float32)
+        g2 = np.empty(W, np.float32)
+        for n in range(n0, n1):
+            p = n // H
+            i = n - p * H
+            g0[:] = 0
+            g1[:] = 0
+            g2[:] = 0
+            c = up[p, i]
+            for k in range(K):
+                if k == r:
+                    continue
+                wk = w[k]
+                a = up[min(max(p + k - r, 0), P - 1), i]
+                b = up[p, min(max(i + k - r, 0), H - 1)]
+                for j in range(W):
+                    g0[j] += wk * a[j + r]
+                    g1[j] += wk * b[j + r]
+                    g2[j] += wk * c[j + k]
+            o0 = q0[p, i]
+            o1 = q1[p, i]
+            o2 = q2[p, i]
+            e00 = d00[p, i]
+            e01 = d01[p, i]
+            e02 = d02[p, i]
+            e11 = d11[p, i]
+            e12 = d12[p, i]
+            e22 = d22[p, i]
+            for j in range(W):
+                a0 = g0[j]
+                a1 = g1[j]
+                a2 = g2[j]
+                o0[j + r] = e00[j] * a0 + e01[j] * a1 + e02[j] * a2
+                o1[j + r] = e01[j] * a0 + e11[j] * a1 + e12[j] * a2
+                o2[j + r] = e02[j] * a0 + e12[j] * a1 + e22[j] * a2
+
+    @njit(**_serial)
+    def _stage3d_rows(q0, q1, q2, w, u0, acc, out, stage, dt, relu, n0, n1):
+        P, H, W = u0.shape
+        K = w.shape[0]
+        r = K // 2
+        f = np.empty(W, np.float32)
+        for n in range(n0, n1):
+            p = n // H
+            i = n - p * H
+            f[:] = 0
+            c = q2[p, i]
+            for j in range(r):  # q2 is differentiated along the last axis: fill its halo
+                c[j] = c[r]
+                c[W + r + j] = c[W + r - 1]
+            for k in range(K):
+                if k == r:
+                    continue
+                wk = w[k]
+                a = q0[min(max(p + k - r, 0), P - 1), i]
+                b = q1[p, min(max(i + k - r, 0), H - 1)]
+                for j in range(W):
+                    f[j] += wk * (a[j + r] + b[j + r] + c[j + k])
+            _rk4_update(f, u0[p, i], acc[p, i], out[p, i], r, stage, dt, relu)
+
+    @njit(parallel=True, fastmath=True, cache=True, nogil=True)
+    def _flux3d(up, d00, d01, d02, d11, d12, d22, w, q0, q1, q2, nb):
+        N = up.shape[0] * up.shape[1]
+        for b in prange(nb):
+            _flux3d_rows(up, d00, d01, d02, d11, d12, d22, w, q0, q1, q2,
+                         b * N // nb, (b + 1) * N // nb)
+
+    @njit(parallel=True, fastmath=True, cache=True, nogil=True)
+    def _stage3d(q0, q1, q2, w, u0, acc, out, stage, dt, relu, nb):
+        N = u0.shape[0] * u0.shape[1]
+        for b in prange(nb):
+            _stage3d_rows(q0, q1, q2, w, u0, acc, out, stage, dt, relu,
+                          b * N // nb, (b + 1) * N // nb)
+
+
+class KernelStepper:
+    """Holds the buffers for repeated RK4 steps of one field.
+
+    ``u`` (float32, 2D or 3D) and ``D`` (ndim, ndim, *spatial) are copied in;
+    `advance` runs whole clipped RK4 steps; `field` returns a copy of the result.
+    """
+
+    def __init__(self, u: np.ndarray, D: np.ndarray, order: int, relu: bool = True):
+        from .stencils import fd_weights
+
+        self.ndim = u.ndim
+        r = order // 2
+        self.w = np.ascontiguousarray(fd_weights(order), dtype=np.float32)
+        self.relu = bool(relu)
+        self.u0 = np.ascontiguousarray(u, dtype=np.float32).copy()
+        self.acc = np.empty_like(self.u0)
+        pad = [(0, 0)] * (self.ndim - 1) + [(r, r)]  # only the last axis is padded
+        self.up = np.pad(self.u0, pad, mode="edge")
+        idx = [(i, j) for i in range(self.ndim) for j in range(i, self.ndim)]
+        self.d = [np.ascontiguousarray(D[i, j], dtype=np.float32) for i, j in idx]
+        rows = int(np.prod(u.shape[:-1]))
+        # a few bands per thread balance the load; each 2D band recomputes 2r flux rows
+        self.nb = max(1, min(rows // (4 * r), 4 * numba.get_num_threads()))
+        if self.ndim == 2:
+            self.up2 = self.up.copy()  # 2D stages read one buffer and write the other
+        else:
+            self.q = [np.zeros_like(self.up) for _ in range(3)]
+
+    def advance(self, n: int, dt: float) -> None:
+        dt = np.float32(dt)
+        with LOCK:
+            for _ in range(n):
+                for stage in range(4):
+                    if self.ndim == 2:
+                        _stage2d(self.up, *self.d, self.w, self.u0, self.acc, self.up2,
+                                 stage, dt, self.relu, self.nb)
+                        self.up, self.up2 = self.up2, self.up
+                    else:
+                        _flux3d(self.up, *self.d, self.w, *self.q, self.nb)
+                        _stage3d(*self.q, self.w, self.u0, self.acc, self.up,
+                                 stage, dt, self.relu, self.nb)
+
+    def field(self) -> np.ndarray:
+        return self.u0.copy()

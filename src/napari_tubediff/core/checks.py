@@ -1,0 +1,120 @@
+"""Input checks shared by the core: every bad input ends in a ValueError that says
+what was wrong and what to do, before any numerics run."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = ["check_field", "check_directions", "check_lambda", "check_positive", "check_steps"]
+
+#: Direction vectors whose length is within this of 1 count as unit vectors.
+UNIT_TOL = 1e-3
+#: Direction vectors shorter than this count as "no direction" (zero vectors).
+ZERO_TOL = 1e-6
+
+
+def check_field(u, name: str = "u", *, unit_range: bool = True) -> np.ndarray:
+    """Return ``u`` as a float32 2D or 3D array after checking it.
+
+    Raises ValueError for a non-numeric array, colour channels, a dimension other
+    than 2 or 3, NaN or inf, and (with ``unit_range``) values outside [0, 1].
+    """
+    a = np.asarray(u)
+    if a.dtype == bool:
+        a = a.astype(np.float32)
+    if not np.issubdtype(a.dtype, np.number) or np.issubdtype(a.dtype, np.complexfloating):
+        raise ValueError(f"{name} must be a real numeric array, got dtype {a.dtype}")
+    if a.ndim == 3 and a.shape[-1] in (3, 4):
+        raise ValueError(
+            f"{name} has shape {a.shape}: this looks like an image with colour channels. "
+            "Pass a single-channel probability field (for a fundus photograph, the green "
+            "channel); a 3D volume needs more than 4 pixels along its last axis.")
+    if a.ndim not in (2, 3):
+        raise ValueError(f"{name} must be 2D (rows, cols) or 3D (planes, rows, cols), "
+                         f"got {a.ndim}D with shape {a.shape}")
+    if min(a.shape) < 1:
+        raise ValueError(f"{name} is empty (shape {a.shape})")
+    a = a.astype(np.float32, copy=False)
+    bad = ~np.isfinite(a)
+    if bad.any():
+        raise ValueError(f"{name} contains {int(bad.sum())} NaN or infinite value(s); "
+                         "replace them (e.g. with np.nan_to_num) before refining")
+    if unit_range:
+        lo, hi = float(a.min()), float(a.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"{name} must be a probability field in [0, 1], got values in "
+                             f"[{lo:.4g}, {hi:.4g}]; rescale or clip it first")
+    return a
+
+
+def check_directions(directions, shape: tuple[int, ...], name: str = "directions") -> np.ndarray:
+    """Return a float32 direction field of shape ``(ndim, *shape)`` after checking it.
+
+    Vectors must be unit length (within ``UNIT_TOL``) or zero (shorter than
+    ``ZERO_TOL``), which means "no direction": the tensor is then isotropic,
+    ``lambda_perp * I``. Anything else raises ValueError; `normalize_directions`
+    turns an arbitrary field into a valid one.
+    """
+    v = np.asarray(directions)
+    ndim = len(shape)
+    if not np.issubdtype(v.dtype, np.number) or np.issubdtype(v.dtype, np.complexfloating):
+        raise ValueError(f"{name} must be a real numeric array, got dtype {v.dtype}")
+    if v.shape != (ndim, *shape):
+        raise ValueError(f"{name} must have shape (ndim, *spatial) = {(ndim, *shape)} "
+                         f"(component i along array axis i), got {v.shape}")
+    v = v.astype(np.float32, copy=False)
+    if not np.isfinite(v).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    norm = np.sqrt(np.einsum("i...,i...->...", v, v, dtype=np.float64))
+    bad = (norm >= ZERO_TOL) & (np.abs(norm - 1.0) > UNIT_TOL)
+    if bad.any():
+        raise ValueError(
+            f"{name} must hold unit vectors (or zero vectors where the direction is undefined); "
+            f"{int(bad.sum())} vector(s) have lengths between {float(norm[bad].min()):.4g} and "
+            f"{float(norm[bad].max()):.4g}. Use napari_tubediff.normalize_directions first.")
+    return v
+
+
+def check_lambda(value, shape: tuple[int, ...], name: str):
+    """Return a float or a float32 array broadcast to ``shape``; must be finite and >= 0."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        x = float(value)
+        if not np.isfinite(x) or x < 0:
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        return x
+    a = np.asarray(value)
+    if a.dtype == bool or not np.issubdtype(a.dtype, np.number):
+        raise ValueError(f"{name} must be a number or a numeric array, got {value!r}")
+    if a.ndim == 0:
+        return check_lambda(float(a), shape, name)
+    try:
+        a = np.broadcast_to(a.astype(np.float32), shape)
+    except ValueError:
+        raise ValueError(f"{name} of shape {a.shape} does not match the field's shape {shape}") from None
+    if not np.isfinite(a).all() or (a < 0).any():
+        raise ValueError(f"{name} must be finite and >= 0 everywhere")
+    return a
+
+
+def check_positive(value, name: str) -> float:
+    """A finite number > 0 (for dt)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    x = float(value)
+    if not np.isfinite(x) or x <= 0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return x
+
+
+def check_steps(value, name: str = "steps", minimum: int = 0) -> int:
+    """A whole number >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        else:
+            raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
+    return int(value)

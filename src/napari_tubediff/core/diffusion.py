@@ -1,0 +1,378 @@
+"""Anisotropic diffusion refinement: the tensor, the right-hand side, RK4 and the step loop.
+
+The PDE (../METHOD.md, "The refiner", steps 3 to 6)::
+
+    D = lambda_par v v^T + lambda_perp (I - v v^T)
+    du/dt = f(D, u) = ReLU(div(D grad u))
+
+with grad and div both by central differences of order ``order`` (edge padding),
+integrated by classical RK4 with ``u`` clipped to [0, 1] after every step.
+
+Two implementations of the step share the validation and the stepping logic here:
+a plain vectorised numpy one (the reference, `diffusion_rhs` + `rk4_step`) and a
+fused parallel numba kernel (`napari_tubediff.core._kernels`) that the ``"auto"``
+backend uses. ``napari_tubediff.core.torch_diffusion`` is the differentiable
+torch version used for training; ``backend="torch"`` runs it from here.
+
+Stability: an explicit scheme diverges when ``dt`` exceeds the limit given by
+`max_stable_dt`. Rather than raising, `diffuse` and `iter_diffusion` split every
+step that is too large into the smallest number of equal sub-steps that are
+stable (automatic sub-stepping): the field after step ``n`` is always the field
+at time ``n * dt``. ``substeps`` in the returned info (see `plan_substeps`) says
+how many sub-steps one step costs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator
+from functools import cache
+
+import numpy as np
+
+from .checks import check_directions, check_field, check_lambda, check_positive, check_steps
+from .stencils import derivative, fd_weights
+
+__all__ = [
+    "diffusion_tensor",
+    "diffusion_rhs",
+    "rk4_step",
+    "max_stable_dt",
+    "plan_substeps",
+    "diffuse",
+    "iter_diffusion",
+    "normalize_directions",
+    "BACKENDS",
+]
+
+BACKENDS = ("auto", "numba", "numpy", "torch")
+
+
+def normalize_directions(directions: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """Scale every vector of a ``(ndim, *spatial)`` field to unit length.
+
+    Vectors shorter than ``eps`` become zero vectors ("no direction": the diffusion
+    tensor there is ``lambda_perp * I``).
+
+    Examples
+    --------
+    >>> normalize_directions(np.array([[3.0, 0.0], [4.0, 0.0]]))
+    array([[0.6, 0. ],
+           [0.8, 0. ]], dtype=float32)
+    """
+    v = np.asarray(directions, dtype=np.float32)
+    norm = np.sqrt((v.astype(np.float64) ** 2).sum(axis=0))
+    out = np.zeros_like(v)
+    ok = norm >= eps
+    out[:, ok] = (v[:, ok] / norm[ok]).astype(np.float32)
+    return out
+
+
+def diffusion_tensor(directions: np.ndarray, lambda_par=1.0, lambda_perp=0.1) -> np.ndarray:
+    """Per-pixel diffusion tensor ``D = l_par v v^T + l_perp (I - v v^T)``.
+
+    Parameters
+    ----------
+    directions : (ndim, *spatial) ndarray
+        Unit vectors along the vessel, component ``i`` along array axis ``i``; zero
+        vectors mean "no direction" and give ``l_perp * I``.
+    lambda_par, lambda_perp : float or ndarray
+        Diffusivity along and across the vessel: scalars or per-pixel arrays of the
+        spatial shape, finite and >= 0.
+
+    Returns
+    -------
+    D : (ndim, ndim, *spatial) ndarray of float32
+        Symmetric tensor field.
+
+    Examples
+    --------
+    >>> v = np.zeros((2, 1, 1)); v[1] = 1  # along the columns
+    >>> diffusion_tensor(v, 1.0, 0.1)[:, :, 0, 0]
+    array([[0.1, 0. ],
+           [0. , 1. ]], dtype=float32)
+    """
+    v = np.asarray(directions)
+    if v.ndim < 2:
+        raise ValueError(f"directions must have shape (ndim, *spatial), got {v.shape}")
+    spatial = v.shape[1:]
+    v = check_directions(v, spatial)
+    lpar = check_lambda(lambda_par, spatial, "lambda_par")
+    lperp = check_lambda(lambda_perp, spatial, "lambda_perp")
+    return _tensor(v, lpar, lperp)
+
+
+def _tensor(v: np.ndarray, lpar, lperp) -> np.ndarray:
+    ndim = v.shape[0]
+    spatial = v.shape[1:]
+    diff = np.asarray(lpar, dtype=np.float32) - np.asarray(lperp, dtype=np.float32)
+    D = np.empty((ndim, ndim, *spatial), dtype=np.float32)
+    for i in range(ndim):
+        for j in range(i, ndim):
+            d = diff * v[i] * v[j]
+            if i == j:
+                d = d + np.asarray(lperp, dtype=np.float32)
+            D[i, j] = d
+            D[j, i] = D[i, j]
+    return D
+
+
+def diffusion_rhs(u: np.ndarray, D: np.ndarray, order: int = 8, relu: bool = True) -> np.ndarray:
+    """``f(D, u) = ReLU(div(D grad u))``, the plain numpy reference.
+
+    Parameters
+    ----------
+    u : (*spatial) ndarray
+        The field.
+    D : (ndim, ndim, *spatial) ndarray
+        Tensor field from `diffusion_tensor`.
+    order : int
+        Even accuracy order of the central differences (edge padding).
+    relu : bool
+        Apply the ReLU (True for the method; False gives the linear operator,
+        which the tests use to check the time integrator's order).
+
+    Examples
+    --------
+    >>> u = np.add.outer(np.arange(9.0) ** 2, np.zeros(9))  # u = x_0^2
+    >>> D = diffusion_tensor(np.zeros((2, 9, 9)), 1.0, 1.0)   # isotropic, lambda = 1
+    >>> float(diffusion_rhs(u, D, order=2)[4, 4])             # d2(x^2)/dx^2 = 2
+    2.0
+    """
+    u = np.asarray(u)
+    ndim = u.ndim
+    g = [derivative(u, i, order) for i in range(ndim)]
+    out = None
+    for i in range(ndim):
+        q = D[i, 0] * g[0]
+        for j in range(1, ndim):
+            q = q + D[i, j] * g[j]
+        d = derivative(q, i, order)
+        out = d if out is None else out + d
+    if relu:
+        np.maximum(out, 0, out=out)
+    return out
+
+
+def rk4_step(f: Callable[[np.ndarray], np.ndarray], u: np.ndarray, dt: float) -> np.ndarray:
+    """One classical Runge-Kutta step of ``du/dt = f(u)`` (no clipping).
+
+    Examples
+    --------
+    >>> float(rk4_step(lambda y: y, np.array(1.0), 0.1))  # exp(0.1) = 1.1051709...
+    1.1051708333333334
+    """
+    k1 = f(u)
+    k2 = f(u + (dt / 2) * k1)
+    k3 = f(u + (dt / 2) * k2)
+    k4 = f(u + dt * k3)
+    return u + (dt / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
+
+
+@cache
+def _rk4_real_stability_bound() -> float:
+    # |1 + z + z^2/2 + z^3/6 + z^4/24| = 1 on the negative real axis, z != 0:
+    # the real root of z^3/24 + z^2/6 + z/2 + 1 = 0 (about -2.785).
+    roots = np.roots([1 / 24, 1 / 6, 1 / 2, 1])
+    return float(-min(r.real for r in roots if abs(r.imag) < 1e-9))
+
+
+@cache
+def _max_symbol(order: int) -> float:
+    # The central first-derivative stencil has the Fourier symbol i*S(theta),
+    # S(theta) = 2 sum_k w_k sin(k theta) over k > 0; the composite second
+    # derivative has -S^2. Its maximum is found on a fine grid, then refined.
+    w = fd_weights(order)
+    r = order // 2
+    k = np.arange(1, r + 1)
+    theta = np.linspace(0, np.pi, 20001)
+    s = 2 * np.sin(np.outer(theta, k)) @ w[r + 1:]
+    t0 = theta[np.argmax(np.abs(s))]
+    theta = np.linspace(max(t0 - 1e-3, 0), min(t0 + 1e-3, np.pi), 20001)
+    s = 2 * np.sin(np.outer(theta, k)) @ w[r + 1:]
+    return float(np.abs(s).max())
+
+
+def max_stable_dt(lambda_par=1.0, lambda_perp=0.1, order: int = 8, ndim: int = 2) -> float:
+    """Largest stable RK4 time step for the explicit scheme.
+
+    Von Neumann analysis of the linear operator ``div(D grad u)`` with the
+    order-``order`` central stencil: its eigenvalues lie in
+    ``[-ndim * S_max^2 * lambda_max, 0]`` where ``S_max`` is the largest value of
+    the first-derivative stencil's symbol, and RK4 is stable on the negative real
+    axis up to ``|z| = 2.785``. So ``dt_max = 2.785 / (ndim S_max^2 lambda_max)``.
+    The ReLU and the clipping only remove growth, so the bound holds for ``f``.
+
+    Parameters
+    ----------
+    lambda_par, lambda_perp : float or ndarray
+        Diffusivities (their maximum over the image counts).
+    order : int
+        Stencil order.
+    ndim : int
+        Number of spatial dimensions.
+
+    Examples
+    --------
+    >>> round(max_stable_dt(1.0, 0.1, order=2, ndim=1), 3)  # 2.785 / (1 * 1^2 * 1)
+    2.785
+    """
+    fd_weights(order)  # validates order
+    lmax = max(float(np.max(lambda_par)), float(np.max(lambda_perp)))
+    if lmax <= 0:
+        return math.inf
+    return _rk4_real_stability_bound() / (ndim * _max_symbol(order) ** 2 * lmax)
+
+
+def plan_substeps(dt: float, lambda_par=1.0, lambda_perp=0.1, order: int = 8, ndim: int = 2) -> int:
+    """How many equal RK4 sub-steps one step of size ``dt`` needs to be stable.
+
+    Examples
+    --------
+    >>> plan_substeps(0.1, 1.0, 0.1, order=8, ndim=2)
+    1
+    >>> plan_substeps(1.0, 1.0, 0.1, order=8, ndim=2)
+    3
+    """
+    limit = max_stable_dt(lambda_par, lambda_perp, order, ndim)
+    if not math.isfinite(limit):
+        return 1
+    return max(1, math.ceil(dt / limit - 1e-12))
+
+
+def _prepare(u, directions, lambda_par, lambda_perp, dt, steps, order, backend):
+    u = check_field(u, "u")
+    directions = check_directions(directions, u.shape)
+    lpar = check_lambda(lambda_par, u.shape, "lambda_par")
+    lperp = check_lambda(lambda_perp, u.shape, "lambda_perp")
+    dt = check_positive(dt, "dt")
+    steps = check_steps(steps, "steps")
+    fd_weights(order)
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return u, directions, lpar, lperp, dt, steps, int(order)
+
+
+def _resolve_backend(backend: str) -> str:
+    if backend != "auto":
+        if backend == "numba":
+            from . import _kernels
+            if not _kernels.AVAILABLE:
+                raise ValueError("backend='numba' needs the numba package, which is not installed")
+        return backend
+    from . import _kernels
+    return "numba" if _kernels.AVAILABLE else "numpy"
+
+
+class _Stepper:
+    """Advances a field by whole steps with one backend; holds its buffers."""
+
+    def __init__(self, u, D, dt, order, backend, relu=True):
+        self.dt = dt
+        self.order = order
+        self.relu = relu
+        self.backend = backend
+        if backend == "numba":
+            from ._kernels import KernelStepper
+            self._impl = KernelStepper(u, D, order, relu)
+        elif backend == "torch":
+            from .torch_diffusion import NumpyTorchStepper
+            self._impl = NumpyTorchStepper(u, D, order, relu)
+        else:
+            self._impl = None
+            self.D = D
+            self.u = u.copy()
+
+    def advance(self, n: int, dt: float) -> None:
+        if self._impl is not None:
+            self._impl.advance(n, dt)
+            return
+        f = lambda x: diffusion_rhs(x, self.D, self.order, self.relu)  # noqa: E731
+        for _ in range(n):
+            self.u = np.clip(rk4_step(f, self.u, np.float32(dt)), 0, 1).astype(np.float32, copy=False)
+
+    def field(self) -> np.ndarray:
+        if self._impl is not None:
+            return self._impl.field()
+        return self.u.copy()
+
+
+def iter_diffusion(u, directions, *, lambda_par=1.0, lambda_perp=0.1, dt, steps, order=8,
+                   every=1, backend="auto") -> Iterator[tuple[int, np.ndarray]]:
+    """Run the diffusion and yield ``(step, field)`` every ``every`` steps.
+
+    Same arguments as `diffuse`, plus ``every``. The last step is always yielded,
+    so ``steps=10, every=4`` yields steps 4, 8 and 10; ``steps=0`` yields nothing.
+    Each yielded field is a fresh float32 array the caller may keep. All input is
+    checked before the first step, so a bad argument raises at the first
+    ``next()``; stopping the iteration between yields stops the computation.
+
+    Examples
+    --------
+    >>> u = np.zeros((32, 32), np.float32); u[16, 4:12] = u[16, 20:28] = 1
+    >>> v = np.zeros((2, 32, 32), np.float32); v[1] = 1
+    >>> [s for s, _ in iter_diffusion(u, v, dt=0.2, steps=5, every=2)]
+    [2, 4, 5]
+    """
+    every = check_steps(every, "every", minimum=1)
+    u, v, lpar, lperp, dt, steps, order = _prepare(u, directions, lambda_par, lambda_perp,
+                                                  dt, steps, order, backend)
+    yield from _iterate(u, v, lpar, lperp, dt, steps, order, every, backend)
+
+
+def _iterate(u, v, lpar, lperp, dt, steps, order, every, backend, relu=True):
+    if steps == 0:
+        return
+    backend = _resolve_backend(backend)
+    n_sub = plan_substeps(dt, lpar, lperp, order, u.ndim)
+    D = _tensor(v, lpar, lperp)
+    stepper = _Stepper(u, D, dt, order, backend, relu)
+    done = 0
+    while done < steps:
+        n = min(every, steps - done)
+        stepper.advance(n * n_sub, dt / n_sub)
+        done += n
+        yield done, stepper.field()
+
+
+def diffuse(u, directions, *, lambda_par=1.0, lambda_perp=0.1, dt, steps, order=8,
+            backend="auto") -> np.ndarray:
+    """Refine a probability field by anisotropic diffusion along ``directions``.
+
+    Parameters
+    ----------
+    u : (M, N) or (P, M, N) array_like
+        Probability field with values in [0, 1] (no NaN, no colour channels).
+    directions : (ndim, *u.shape) array_like
+        Unit vectors along the vessels (component ``i`` along axis ``i``); zero
+        vectors where no direction is known (isotropic ``lambda_perp`` there).
+    lambda_par, lambda_perp : float or ndarray
+        Diffusivity along and across the vessels, >= 0; scalars or per-pixel.
+    dt : float
+        Time step, > 0. Steps above `max_stable_dt` are split into stable
+        sub-steps automatically (see the module docstring).
+    steps : int
+        Number of RK4 steps, >= 0.
+    order : int
+        Even accuracy order of the central differences (8 in the method).
+    backend : {"auto", "numba", "numpy", "torch"}
+        "auto" takes the fused numba kernel when numba is installed, else numpy.
+
+    Returns
+    -------
+    refined : ndarray of float32
+        The field after ``steps`` steps, in [0, 1], never below ``u``.
+
+    Examples
+    --------
+    >>> u = np.zeros((32, 32), np.float32); u[16, 4:14] = u[16, 18:28] = 1  # a gap at 14..17
+    >>> v = np.zeros((2, 32, 32), np.float32); v[1] = 1                    # vessels run along axis 1
+    >>> r = diffuse(u, v, lambda_par=1.0, lambda_perp=0.01, dt=0.2, steps=40)
+    >>> bool(r[16, 14:18].min() > u[16, 14:18].max()), bool(r[10, 16] < 0.01)
+    (True, True)
+    """
+    u, v, lpar, lperp, dt, steps, order = _prepare(u, directions, lambda_par, lambda_perp,
+                                                  dt, steps, order, backend)
+    # with every >= steps the iterator yields once, the final field (nothing for steps == 0)
+    final = [field for _, field in _iterate(u, v, lpar, lperp, dt, steps, order, max(steps, 1), backend)]
+    return final[-1] if final else u.copy()

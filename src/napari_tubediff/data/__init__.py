@@ -1,0 +1,1 @@
+"""Image IO, dataset readers and synthetic vessels."""

@@ -1,0 +1,1 @@
+"""napari widgets: thin panels over the core (one module per panel)."""

@@ -1,0 +1,143 @@
+"""Diffusion panel: refine a probability layer by anisotropic diffusion, live.
+
+Thin by design: it gathers a layer and parameters, runs
+`napari_tubediff.estimate_directions` and `napari_tubediff.iter_diffusion` in a
+worker thread, and puts each yielded field into the ``refined`` layer.
+"""
+
+from __future__ import annotations
+
+import napari
+import numpy as np
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    SpinBox,
+    create_widget,
+)
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+
+from ..core.checks import check_field
+from ..core.diffusion import iter_diffusion, plan_substeps
+from ..core.directions import estimate_directions
+
+REFINED = "refined"
+
+
+def _diffusion_job(u, sigma, params):
+    """Worker body: directions, then every yielded step (a generator, so it can be cancelled)."""
+    v = estimate_directions(u, sigma)
+    yield from iter_diffusion(u, v, **params)
+
+
+class DiffusionWidget(Container):
+    """Dock widget: choose a probability layer, set the PDE's parameters, Run or Cancel."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._worker = None
+        self.layer = create_widget(annotation=napari.layers.Image, label="probability")
+        self.sigma = FloatSpinBox(value=3.0, min=0.5, max=50.0, step=0.5, label="direction scale",
+                                  tooltip="Hessian scale (pixels) for the vessel directions")
+        self.lambda_par = FloatSpinBox(value=1.0, min=0.0, max=100.0, step=0.1, label="lambda along")
+        self.lambda_perp = FloatSpinBox(value=0.02, min=0.0, max=100.0, step=0.01, label="lambda across")
+        self.dt = FloatSpinBox(value=0.25, min=0.001, max=100.0, step=0.05, label="dt",
+                               tooltip="time step; steps above the stability limit are sub-stepped")
+        self.steps = SpinBox(value=30, min=1, max=100000, label="steps")
+        self.every = SpinBox(value=1, min=1, max=100000, label="show every",
+                             tooltip="update the refined layer every this many steps")
+        self.order = ComboBox(choices=[2, 4, 6, 8, 10, 12], value=8, label="stencil order")
+        self.run_button = PushButton(text="Run")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.status = Label(value="")
+        self.extend([self.layer, self.sigma, self.lambda_par, self.lambda_perp, self.dt, self.steps,
+                     self.every, self.order, self.run_button, self.cancel_button, self.status])
+        self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self._prefer_probability()
+        self.dt.changed.connect(self._show_substeps)
+        self.lambda_par.changed.connect(self._show_substeps)
+        self.lambda_perp.changed.connect(self._show_substeps)
+        self.order.changed.connect(self._show_substeps)
+
+    def _prefer_probability(self):
+        # start on the newest layer that looks like a probability field, if there is one
+        self.layer.reset_choices()
+        named = [c for c in self.layer.choices if c is not None and "probab" in c.name.lower()]
+        if named:
+            self.layer.value = named[-1]
+
+    # -- actions ------------------------------------------------------------------
+    def _show_substeps(self, *_):
+        n = plan_substeps(self.dt.value, self.lambda_par.value, self.lambda_perp.value,
+                          self.order.value, 2)
+        self.status.value = "" if n == 1 else f"dt above the stability limit: {n} sub-steps per step"
+
+    def _input(self) -> np.ndarray | None:
+        layer = self.layer.value
+        if layer is None:
+            show_error("Choose a probability layer (an Image layer with values in [0, 1]).")
+            return None
+        if getattr(layer, "rgb", False):
+            show_error(f"'{layer.name}' is an RGB image: choose a single-channel probability layer.")
+            return None
+        try:
+            return check_field(np.asarray(layer.data), f"layer '{layer.name}'")
+        except ValueError as e:
+            show_error(str(e))
+            return None
+
+    def run(self, *_):
+        if self._worker is not None:
+            return
+        u = self._input()
+        if u is None:
+            return
+        params = dict(lambda_par=self.lambda_par.value, lambda_perp=self.lambda_perp.value,
+                      dt=self.dt.value, steps=self.steps.value, order=self.order.value,
+                      every=self.every.value)
+        total = -(-params["steps"] // params["every"])
+        self._source = self.layer.value
+        self._worker = create_worker(
+            _diffusion_job, u, self.sigma.value, params,
+            _progress={"total": total, "desc": "diffusion"}, _ignore_errors=True)
+        self._worker.yielded.connect(self._on_step)
+        self._worker.errored.connect(self._on_error)
+        self._worker.finished.connect(self._on_finished)
+        self.run_button.enabled = False
+        self.cancel_button.enabled = True
+        self.status.value = "estimating directions..."
+        self._worker.start()
+
+    def cancel(self, *_):
+        if self._worker is not None:
+            self._worker.quit()
+            self.status.value = "cancelling..."
+
+    # -- worker callbacks (main thread) ------------------------------------------
+    def _on_step(self, item):
+        step, field = item
+        if REFINED in self._viewer.layers:
+            self._viewer.layers[REFINED].data = field
+        else:
+            src = self._source
+            self._viewer.add_image(field, name=REFINED, colormap="viridis", contrast_limits=(0, 1),
+                                   scale=src.scale, translate=src.translate, blending="additive")
+        self.status.value = f"step {step} / {self.steps.value}"
+
+    def _on_error(self, exc):
+        show_error(f"Diffusion failed: {exc}")
+
+    def _on_finished(self):
+        if self._worker is not None and self._worker.abort_requested:
+            show_info("Diffusion cancelled; the refined layer keeps the last step shown.")
+        self._worker = None
+        self.run_button.enabled = True
+        self.cancel_button.enabled = False
+        if self.status.value == "cancelling...":
+            self.status.value = "cancelled"
