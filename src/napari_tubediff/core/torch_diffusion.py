@@ -118,7 +118,7 @@ def diffuse_t(u: torch.Tensor, directions: torch.Tensor, lambda_par=1.0, lambda_
         lp = float(torch.as_tensor(lambda_par).detach().max())
         lq = float(torch.as_tensor(lambda_perp).detach().max())
         substeps = plan_substeps(dt, lp, lq, order, ndim)
-    w = torch.as_tensor(np.asarray(fd_weights(order)), dtype=u.dtype, device=u.device)
+    w = torch.tensor(np.array(fd_weights(order)), dtype=u.dtype, device=u.device)
     D = tensor_components(directions.to(u.dtype), lambda_par, lambda_perp)
     h = dt / substeps
     for _ in range(steps * substeps):
@@ -134,7 +134,7 @@ class NumpyTorchStepper:
         self.u = torch.from_numpy(np.ascontiguousarray(u, np.float32))[None, None]
         self.D = [[torch.from_numpy(np.ascontiguousarray(D[i, j]))[None, None]
                    for j in range(ndim)] for i in range(ndim)]
-        self.w = torch.as_tensor(np.asarray(fd_weights(order)), dtype=torch.float32)
+        self.w = torch.tensor(np.array(fd_weights(order)), dtype=torch.float32)
         self.relu = relu
 
     def advance(self, n: int, dt: float) -> None:

@@ -7,6 +7,8 @@ worker thread, and puts each yielded field into the ``refined`` layer.
 
 from __future__ import annotations
 
+import time
+
 import napari
 import numpy as np
 from magicgui.widgets import (
@@ -16,9 +18,9 @@ from magicgui.widgets import (
     Label,
     PushButton,
     SpinBox,
-    create_widget,
 )
 from napari.qt.threading import create_worker
+from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
 from ..core.checks import check_field
@@ -28,10 +30,20 @@ from ..core.directions import estimate_directions
 REFINED = "refined"
 
 
-def _diffusion_job(u, sigma, params):
-    """Worker body: directions, then every yielded step (a generator, so it can be cancelled)."""
+def _diffusion_job(u, sigma, params, min_interval=0.04):
+    """Worker body: directions, then the diffusion's steps (a generator, so it can be cancelled).
+
+    Small images step faster than a screen refreshes: frames closer than
+    ``min_interval`` seconds to the last one sent are skipped (the last step is
+    always sent), so the GUI is never flooded with queued updates.
+    """
     v = estimate_directions(u, sigma)
-    yield from iter_diffusion(u, v, **params)
+    last = -np.inf
+    for step, field in iter_diffusion(u, v, **params):
+        now = time.monotonic()
+        if step == params["steps"] or now - last >= min_interval:
+            last = now
+            yield step, field
 
 
 class DiffusionWidget(Container):
@@ -41,7 +53,9 @@ class DiffusionWidget(Container):
         super().__init__(labels=True)
         self._viewer = viewer
         self._worker = None
-        self.layer = create_widget(annotation=napari.layers.Image, label="probability")
+        self._progress = None
+        self._pending = None
+        self.layer = ComboBox(label="probability", choices=self._image_layers)
         self.sigma = FloatSpinBox(value=3.0, min=0.5, max=50.0, step=0.5, label="direction scale",
                                   tooltip="Hessian scale (pixels) for the vessel directions")
         self.lambda_par = FloatSpinBox(value=1.0, min=0.0, max=100.0, step=0.1, label="lambda along")
@@ -65,10 +79,22 @@ class DiffusionWidget(Container):
         self.lambda_perp.changed.connect(self._show_substeps)
         self.order.changed.connect(self._show_substeps)
 
-    def _prefer_probability(self):
-        # start on the newest layer that looks like a probability field, if there is one
+    def _image_layers(self, _widget=None):
+        return [(lay.name, lay) for lay in self._viewer.layers if isinstance(lay, napari.layers.Image)]
+
+    def _prefer_probability(self, *_):
+        # follow the viewer's layers; unless the user already chose a probability-like
+        # layer, move to the newest one named like a probability field
+        if not _:
+            events = self._viewer.layers.events
+            for ev in (events.removed, events.moved):
+                ev.connect(self.layer.reset_choices)
+            events.inserted.connect(self._prefer_probability)
         self.layer.reset_choices()
-        named = [c for c in self.layer.choices if c is not None and "probab" in c.name.lower()]
+        current = self.layer.value
+        if current is not None and "probab" in current.name.lower():
+            return
+        named = [c for c in self.layer.choices if "probab" in c.name.lower()]
         if named:
             self.layer.value = named[-1]
 
@@ -101,11 +127,9 @@ class DiffusionWidget(Container):
         params = dict(lambda_par=self.lambda_par.value, lambda_perp=self.lambda_perp.value,
                       dt=self.dt.value, steps=self.steps.value, order=self.order.value,
                       every=self.every.value)
-        total = -(-params["steps"] // params["every"])
         self._source = self.layer.value
-        self._worker = create_worker(
-            _diffusion_job, u, self.sigma.value, params,
-            _progress={"total": total, "desc": "diffusion"}, _ignore_errors=True)
+        self._progress = progress(total=params["steps"], desc="diffusion")
+        self._worker = create_worker(_diffusion_job, u, self.sigma.value, params, _ignore_errors=True)
         self._worker.yielded.connect(self._on_step)
         self._worker.errored.connect(self._on_error)
         self._worker.finished.connect(self._on_finished)
@@ -121,23 +145,37 @@ class DiffusionWidget(Container):
 
     # -- worker callbacks (main thread) ------------------------------------------
     def _on_step(self, item):
-        step, field = item
-        if REFINED in self._viewer.layers:
-            self._viewer.layers[REFINED].data = field
-        else:
-            src = self._source
-            self._viewer.add_image(field, name=REFINED, colormap="viridis", contrast_limits=(0, 1),
-                                   scale=src.scale, translate=src.translate, blending="additive")
-        self.status.value = f"step {step} / {self.steps.value}"
+        # Updating a layer can process Qt events, which may deliver the next frame
+        # into this handler again: keep only the newest frame and draw it from the
+        # outermost call.
+        busy = self._pending is not None
+        self._pending = item
+        if busy:
+            return
+        while self._pending is not None:
+            step, field = self._pending
+            if REFINED in self._viewer.layers:
+                self._viewer.layers[REFINED].data = field
+            else:
+                src = self._source
+                self._viewer.add_image(field, name=REFINED, colormap="viridis", contrast_limits=(0, 1),
+                                       scale=src.scale, translate=src.translate, blending="additive")
+            self.status.value = f"step {step} / {self.steps.value}"
+            if self._progress is not None:
+                self._progress.update(step - self._progress.n)
+            if self._pending[0] == step:
+                self._pending = None
 
     def _on_error(self, exc):
         show_error(f"Diffusion failed: {exc}")
 
     def _on_finished(self):
         if self._worker is not None and self._worker.abort_requested:
+            self.status.value = f"cancelled ({self.status.value})"
             show_info("Diffusion cancelled; the refined layer keeps the last step shown.")
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
         self._worker = None
         self.run_button.enabled = True
         self.cancel_button.enabled = False
-        if self.status.value == "cancelling...":
-            self.status.value = "cancelled"

@@ -1,0 +1,102 @@
+"""The Diffusion panel, driven as a person would: choose a layer, press Run, watch, cancel."""
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+
+from napari_tubediff.data.synthetic import synthetic_vessels  # noqa: E402
+from napari_tubediff.widgets.diffusion import REFINED  # noqa: E402
+
+
+@pytest.fixture
+def viewer_and_widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-tubediff", "Diffusion")
+    return viewer, widget
+
+
+def _wait_done(qtbot, widget, timeout=60000):
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=timeout)
+
+
+def test_sample_and_run_updates_the_refined_layer_live(viewer_and_widget, qtbot):
+    viewer, w = viewer_and_widget
+    viewer.open_sample("napari-tubediff", "synthetic")
+    assert w.layer.value.name == "synthetic probability"  # chosen for the user
+    w.steps.value = 12
+    w.every.value = 3
+    seen = []
+    on_step = w._on_step
+
+    def record(item):
+        seen.append((item[0], float(item[1].sum())))
+        on_step(item)
+
+    w._on_step = record
+    w.run_button.native.click()
+    assert not w.run_button.enabled and w.cancel_button.enabled  # running
+    _wait_done(qtbot, w)
+    steps = [s for s, _ in seen]
+    # frames come every 3 steps (fewer if they come faster than the screen refreshes), the last always
+    assert steps[-1] == 12 and all(s % 3 == 0 for s in steps) and steps == sorted(set(steps))
+    assert all(a[1] <= b[1] for a, b in zip(seen, seen[1:], strict=False))
+    refined = viewer.layers[REFINED].data
+    prob = viewer.layers["synthetic probability"].data
+    assert refined.shape == prob.shape
+    assert (refined >= prob).all() and refined.max() <= 1
+    s = synthetic_vessels((256, 256), seed=0)
+    assert (refined > 0.5)[s.breaks].mean() > (prob > 0.5)[s.breaks].mean() + 0.2  # gaps filled
+    assert w.status.value == "step 12 / 12"
+    assert w.run_button.enabled and not w.cancel_button.enabled
+
+
+def test_worker_body_throttles_frames_but_always_sends_the_last():
+    from napari_tubediff.widgets.diffusion import _diffusion_job
+
+    u = synthetic_vessels((64, 64), seed=2).probability
+    params = dict(lambda_par=1.0, lambda_perp=0.02, dt=0.25, steps=10, order=8, every=2)
+    assert [s for s, _ in _diffusion_job(u, 2.0, params, min_interval=0)] == [2, 4, 6, 8, 10]
+    assert [s for s, _ in _diffusion_job(u, 2.0, params, min_interval=1e9)] == [2, 10]
+
+
+def test_cancel_stops_the_run(viewer_and_widget, qtbot):
+    viewer, w = viewer_and_widget
+    viewer.add_image(synthetic_vessels((128, 128), seed=1).probability, name="probability")
+    w.steps.value = 100000
+    w.run_button.native.click()
+    qtbot.waitUntil(lambda: REFINED in viewer.layers, timeout=30000)
+    w.cancel_button.native.click()
+    _wait_done(qtbot, w)
+    assert w.status.value.startswith("cancelled")
+    assert w.run_button.enabled and not w.cancel_button.enabled
+    assert viewer.layers[REFINED].data.shape == (128, 128)  # the last step shown is kept
+
+
+@pytest.mark.parametrize("bad", ["rgb", "nan", "range", "none"])
+def test_bad_layers_give_a_notification_not_a_traceback(viewer_and_widget, qtbot, bad, monkeypatch):
+    viewer, w = viewer_and_widget
+    messages = []
+    monkeypatch.setattr("napari_tubediff.widgets.diffusion.show_error", messages.append)
+    if bad == "rgb":
+        viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="photo", rgb=True)
+    elif bad == "nan":
+        a = np.zeros((32, 32), np.float32)
+        a[3, 3] = np.nan
+        viewer.add_image(a, name="probability")
+    elif bad == "range":
+        viewer.add_image(np.full((32, 32), 7.0, np.float32), name="probability")
+    w.layer.reset_choices()
+    w.run()
+    assert w._worker is None and REFINED not in viewer.layers
+    assert len(messages) == 1
+    expected = {"rgb": "RGB", "nan": "NaN", "range": "[0, 1]", "none": "Choose"}[bad]
+    assert expected in messages[0]
+
+
+def test_large_dt_is_announced_as_sub_stepping(viewer_and_widget):
+    _, w = viewer_and_widget
+    w.dt.value = 2.0
+    assert "sub-steps" in w.status.value
+    w.dt.value = 0.25
+    assert w.status.value == ""
