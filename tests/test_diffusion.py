@@ -176,11 +176,15 @@ def test_3d_volume_constant_along_an_axis_gives_the_2d_answer_on_every_plane(bac
 
 
 @pytest.mark.parametrize("shape", [(37, 41), (9, 12, 11)])
-def test_backends_agree(shape):
+@pytest.mark.parametrize("lambdas", ["scalar", "per-pixel"])
+@pytest.mark.parametrize("order", [8, 4])
+def test_backends_agree(shape, lambdas, order):
+    # covers the kernel's paths: tensor built from v (2D, order 8, scalar lambdas),
+    # tensor arrays (per-pixel lambdas), the generic stencil loop (order 4), and 3D
     u = smooth_field(shape, sigma=1.0)
     v = random_directions(shape, sigma=1.0)
-    lpar = 0.5 + smooth_field(shape, seed=7)  # per-pixel lambdas
-    kw = dict(lambda_par=lpar, lambda_perp=0.05, dt=0.1, steps=10)
+    lpar = 0.5 + smooth_field(shape, seed=7) if lambdas == "per-pixel" else 1.2
+    kw = dict(lambda_par=lpar, lambda_perp=0.05, dt=0.1, steps=10, order=order)
     ref = diffuse(u, v, backend="numpy", **kw)
     for b in ("numba", "torch", "auto"):
         np.testing.assert_allclose(diffuse(u, v, backend=b, **kw), ref, atol=1e-5, rtol=0)

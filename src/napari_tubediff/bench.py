@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .core.diffusion import BACKENDS, _resolve_backend, _Stepper, _tensor, normalize_directions
+from .core.diffusion import BACKENDS, _resolve_backend, _Stepper, normalize_directions
 
 CASES = {
     "drive": (584, 565),
@@ -26,9 +26,9 @@ CASES = {
 }
 
 
-def _time_steps(backend: str, u, D, *, min_time: float, max_steps: int, order: int = 8) -> float:
+def _time_steps(backend: str, u, v, *, min_time: float, max_steps: int, order: int = 8) -> float:
     """Seconds per RK4 step: warm up (compilation), then repeat for at least ``min_time``."""
-    st = _Stepper(u, D, 0.05, order, backend)
+    st = _Stepper(u, v, 1.0, 0.1, order, backend)
     st.advance(1, 0.05)
     n, elapsed = 0, 0.0
     batch = 1
@@ -96,8 +96,8 @@ def run(cases=("drive", "1k", "cube128"), backends=("numba", "numpy"), *, min_ti
 
         _resolve_backend("numba")
         info["numba"] = numba.__version__
-        warm = _Stepper(np.zeros((16, 16), np.float32), np.zeros((2, 2, 16, 16), np.float32),
-                        0.1, 8, "numba")
+        warm = _Stepper(np.zeros((16, 16), np.float32), np.zeros((2, 16, 16), np.float32),
+                        1.0, 0.1, 8, "numba")
         warm.advance(1, 0.1)
         info["threading_layer"] = numba.threading_layer()
         info["threads"] = numba.get_num_threads()
@@ -109,10 +109,9 @@ def run(cases=("drive", "1k", "cube128"), backends=("numba", "numpy"), *, min_ti
             shape = CASES[name]
             u = rng.random(shape, dtype=np.float32)
             v = normalize_directions(rng.normal(size=(len(shape), *shape)))
-            D = _tensor(v, 1.0, 0.1)
             row = {}
             for b in backends:
-                row[b] = 1e3 * _time_steps(b, u, D, min_time=min_time, max_steps=max_steps)
+                row[b] = 1e3 * _time_steps(b, u, v, min_time=min_time, max_steps=max_steps)
             results[name] = row
             if echo:
                 parts = [f"{b} {ms:9.2f} ms" for b, ms in row.items()]

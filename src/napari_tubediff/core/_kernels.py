@@ -77,36 +77,75 @@ if AVAILABLE:
             o[W + r + j] = o[W + r - 1]
 
     @njit(**_serial)
-    def _d8(m4, m3, m2, m1, p1, p2, p3, p4, b, w, g0, g1):
-        # order-8 derivatives in one pass: g0 across rows (rows m4..p4, unpadded
-        # offset 4 in the padded rows), g1 along the padded row b
+    def _flux8(m4, m3, m2, m1, p1, p2, p3, p4, b, w, e0, e1, e2, lperp, diff, from_v, o0, o1):
+        # Order 8 in one pass: the stencil is antisymmetric (w[-k] = -w[k]), so each
+        # pair of taps is one difference; rows m4..p4 are padded rows around b (offset 4).
+        # The tensor comes from rows e0, e1, e2 = D00, D01, D11, or, with from_v, is
+        # built from the direction rows e0, e1 = v0, v1 and scalar lambdas (one array
+        # fewer to stream through memory).
         w1 = w[5]
         w2 = w[6]
         w3 = w[7]
         w4 = w[8]
-        for j in range(g0.shape[0]):
+        for j in range(e0.shape[0]):
             c = j + 4
-            g0[j] = (w1 * (p1[c] - m1[c]) + w2 * (p2[c] - m2[c])
-                     + w3 * (p3[c] - m3[c]) + w4 * (p4[c] - m4[c]))
-            g1[j] = (w1 * (b[c + 1] - b[c - 1]) + w2 * (b[c + 2] - b[c - 2])
-                     + w3 * (b[c + 3] - b[c - 3]) + w4 * (b[c + 4] - b[c - 4]))
+            a0 = (w1 * (p1[c] - m1[c]) + w2 * (p2[c] - m2[c])
+                  + w3 * (p3[c] - m3[c]) + w4 * (p4[c] - m4[c]))
+            a1 = (w1 * (b[c + 1] - b[c - 1]) + w2 * (b[c + 2] - b[c - 2])
+                  + w3 * (b[c + 3] - b[c - 3]) + w4 * (b[c + 4] - b[c - 4]))
+            if from_v:
+                # D g = lperp g + (lpar - lperp) (v . g) v
+                t = diff * (e0[j] * a0 + e1[j] * a1)
+                o0[j] = lperp * a0 + t * e0[j]
+                o1[c] = lperp * a1 + t * e1[j]
+            else:
+                o0[j] = e0[j] * a0 + e1[j] * a1
+                o1[c] = e1[j] * a0 + e2[j] * a1
 
     @njit(**_serial)
-    def _d8sum(m4, m3, m2, m1, p1, p2, p3, p4, b, w, f):
-        # order-8 divergence: d/drow of the unpadded rows m4..p4 plus d/dcol of padded b
+    def _div8_update(m4, m3, m2, m1, p1, p2, p3, p4, b, w, x0, ac, o, stage, dt, relu):
+        # order-8 divergence (d/drow of the unpadded flux rows m4..p4, d/dcol of the
+        # padded row b) fused with the RK4 bookkeeping of `_rk4_update`
         w1 = w[5]
         w2 = w[6]
         w3 = w[7]
         w4 = w[8]
-        for j in range(f.shape[0]):
-            c = j + 4
-            f[j] = (w1 * (p1[j] - m1[j] + b[c + 1] - b[c - 1])
-                    + w2 * (p2[j] - m2[j] + b[c + 2] - b[c - 2])
-                    + w3 * (p3[j] - m3[j] + b[c + 3] - b[c - 3])
-                    + w4 * (p4[j] - m4[j] + b[c + 4] - b[c - 4]))
+        zero = np.float32(0.0)
+        one = np.float32(1.0)
+        W = x0.shape[0]
+        # fastmath assumes no infinities, so "no ReLU" is a finite floor, not -inf
+        lo = zero if relu else np.float32(-3.0e38)
+        if stage < 3:
+            keep = zero if stage == 0 else one
+            cacc = one if stage == 0 else np.float32(2.0)
+            cout = dt if stage == 2 else np.float32(0.5) * dt
+            for j in range(W):
+                c = j + 4
+                fj = (w1 * (p1[j] - m1[j] + b[c + 1] - b[c - 1])
+                      + w2 * (p2[j] - m2[j] + b[c + 2] - b[c - 2])
+                      + w3 * (p3[j] - m3[j] + b[c + 3] - b[c - 3])
+                      + w4 * (p4[j] - m4[j] + b[c + 4] - b[c - 4]))
+                fj = max(fj, lo)
+                ac[j] = keep * ac[j] + cacc * fj
+                o[c] = x0[j] + cout * fj
+        else:
+            sixth = dt / np.float32(6.0)
+            for j in range(W):
+                c = j + 4
+                fj = (w1 * (p1[j] - m1[j] + b[c + 1] - b[c - 1])
+                      + w2 * (p2[j] - m2[j] + b[c + 2] - b[c - 2])
+                      + w3 * (p3[j] - m3[j] + b[c + 3] - b[c - 3])
+                      + w4 * (p4[j] - m4[j] + b[c + 4] - b[c - 4]))
+                fj = max(fj, lo)
+                x = min(max(x0[j] + sixth * (ac[j] + fj), zero), one)
+                o[c] = x
+                x0[j] = x
+        for j in range(4):
+            o[j] = o[4]
+            o[W + 4 + j] = o[W + 3]
 
     @njit(**_serial)
-    def _band2d(upi, d00, d01, d11, w, u0, acc, upo, stage, dt, relu, i0, i1):
+    def _band2d(upi, d00, d01, d11, w, u0, acc, upo, stage, dt, relu, i0, i1, lperp, diff, from_v):
         # Rows i0..i1 of one RK4 stage. The flux q = D grad u is computed row by row
         # into a ring of K rows (q0 needs rows i-r..i+r, q1 only row i), so it never
         # leaves the cache; rows outside the image are clamped (edge padding).
@@ -123,11 +162,14 @@ if AVAILABLE:
             last = min(i + r, H - 1)
             while nxt <= last:
                 b = upi[nxt]
+                s = nxt % K
+                o0 = ring0[s]
+                o1 = ring1[s]
                 if r == 4:
-                    # order 8, one pass: w[-k] = -w[k], so each tap pair is one difference
-                    _d8(upi[max(nxt - 4, 0)], upi[max(nxt - 3, 0)], upi[max(nxt - 2, 0)],
-                        upi[max(nxt - 1, 0)], upi[min(nxt + 1, H - 1)], upi[min(nxt + 2, H - 1)],
-                        upi[min(nxt + 3, H - 1)], upi[min(nxt + 4, H - 1)], b, w, g0, g1)
+                    _flux8(upi[max(nxt - 4, 0)], upi[max(nxt - 3, 0)], upi[max(nxt - 2, 0)],
+                           upi[max(nxt - 1, 0)], upi[min(nxt + 1, H - 1)], upi[min(nxt + 2, H - 1)],
+                           upi[min(nxt + 3, H - 1)], upi[min(nxt + 4, H - 1)], b, w,
+                           d00[nxt], d01[nxt], d11[nxt], lperp, diff, from_v, o0, o1)
                 else:
                     g0[:] = 0
                     g1[:] = 0
@@ -139,25 +181,23 @@ if AVAILABLE:
                         for j in range(W):
                             g0[j] += wk * a[j + r]
                             g1[j] += wk * b[j + k]
-                s = nxt % K
-                o0 = ring0[s]
-                o1 = ring1[s]
-                e00 = d00[nxt]
-                e01 = d01[nxt]
-                e11 = d11[nxt]
-                for j in range(W):
-                    o0[j] = e00[j] * g0[j] + e01[j] * g1[j]
-                    o1[j + r] = e01[j] * g0[j] + e11[j] * g1[j]
+                    e00 = d00[nxt]
+                    e01 = d01[nxt]
+                    e11 = d11[nxt]
+                    for j in range(W):
+                        o0[j] = e00[j] * g0[j] + e01[j] * g1[j]
+                        o1[j + r] = e01[j] * g0[j] + e11[j] * g1[j]
                 for j in range(r):
                     o1[j] = o1[r]
                     o1[W + r + j] = o1[W + r - 1]
                 nxt += 1
             b = ring1[i % K]
             if r == 4:
-                _d8sum(ring0[max(i - 4, 0) % K], ring0[max(i - 3, 0) % K], ring0[max(i - 2, 0) % K],
-                       ring0[max(i - 1, 0) % K], ring0[min(i + 1, H - 1) % K],
-                       ring0[min(i + 2, H - 1) % K], ring0[min(i + 3, H - 1) % K],
-                       ring0[min(i + 4, H - 1) % K], b, w, f)
+                _div8_update(ring0[max(i - 4, 0) % K], ring0[max(i - 3, 0) % K],
+                             ring0[max(i - 2, 0) % K], ring0[max(i - 1, 0) % K],
+                             ring0[min(i + 1, H - 1) % K], ring0[min(i + 2, H - 1) % K],
+                             ring0[min(i + 3, H - 1) % K], ring0[min(i + 4, H - 1) % K], b, w,
+                             u0[i], acc[i], upo[i], stage, dt, relu)
             else:
                 f[:] = 0
                 for k in range(K):
@@ -167,14 +207,14 @@ if AVAILABLE:
                     a = ring0[min(max(i + k - r, 0), H - 1) % K]
                     for j in range(W):
                         f[j] += wk * (a[j] + b[j + k])
-            _rk4_update(f, u0[i], acc[i], upo[i], r, stage, dt, relu)
+                _rk4_update(f, u0[i], acc[i], upo[i], r, stage, dt, relu)
 
     @njit(parallel=True, fastmath=True, cache=True, nogil=True)
-    def _stage2d(upi, d00, d01, d11, w, u0, acc, upo, stage, dt, relu, nb):
+    def _stage2d(upi, d00, d01, d11, w, u0, acc, upo, stage, dt, relu, nb, lperp, diff, from_v):
         H = u0.shape[0]
         for b in prange(nb):
             _band2d(upi, d00, d01, d11, w, u0, acc, upo, stage, dt, relu,
-                    b * H // nb, (b + 1) * H // nb)
+                    b * H // nb, (b + 1) * H // nb, lperp, diff, from_v)
 
     @njit(**_serial)
     def _flux3d_rows(up, d00, d01, d02, d11, d12, d22, w, q0, q1, q2, n0, n1):
@@ -262,11 +302,14 @@ if AVAILABLE:
 class KernelStepper:
     """Holds the buffers for repeated RK4 steps of one field.
 
-    ``u`` (float32, 2D or 3D) and ``D`` (ndim, ndim, *spatial) are copied in;
-    `advance` runs whole clipped RK4 steps; `field` returns a copy of the result.
+    ``u`` (float32, 2D or 3D), the directions ``v`` (ndim, *spatial) and the
+    lambdas (scalars or arrays) are copied in; `advance` runs whole clipped RK4
+    steps; `field` returns a copy of the result.
     """
 
-    def __init__(self, u: np.ndarray, D: np.ndarray, order: int, relu: bool = True):
+    def __init__(self, u: np.ndarray, v: np.ndarray, lambda_par, lambda_perp, order: int,
+                 relu: bool = True):
+        from .diffusion import _tensor
         from .stencils import fd_weights
 
         self.ndim = u.ndim
@@ -274,14 +317,25 @@ class KernelStepper:
         self.w = np.ascontiguousarray(fd_weights(order), dtype=np.float32)
         self.relu = bool(relu)
         self.u0 = np.ascontiguousarray(u, dtype=np.float32).copy()
-        self.acc = np.empty_like(self.u0)
+        self.acc = np.zeros_like(self.u0)  # stage 0 computes 0 * acc: must be finite
         pad = [(0, 0)] * (self.ndim - 1) + [(r, r)]  # only the last axis is padded
         self.up = np.pad(self.u0, pad, mode="edge")
-        idx = [(i, j) for i in range(self.ndim) for j in range(i, self.ndim)]
-        self.d = [np.ascontiguousarray(D[i, j], dtype=np.float32) for i, j in idx]
+        scalar = np.ndim(lambda_par) == 0 and np.ndim(lambda_perp) == 0
+        # 2D order 8 with scalar lambdas builds D from v inside the kernel
+        self.from_v = self.ndim == 2 and r == 4 and scalar
+        self.lperp = np.float32(lambda_perp if scalar else 0.0)
+        self.diff = np.float32(lambda_par - lambda_perp if scalar else 0.0)
+        if self.from_v:
+            self.d = [np.ascontiguousarray(v[0], np.float32), np.ascontiguousarray(v[1], np.float32)]
+            self.d.append(self.d[1])  # unused third slot keeps one kernel signature
+        else:
+            D = _tensor(v, lambda_par, lambda_perp)
+            idx = [(i, j) for i in range(self.ndim) for j in range(i, self.ndim)]
+            self.d = [np.ascontiguousarray(D[i, j], dtype=np.float32) for i, j in idx]
         rows = int(np.prod(u.shape[:-1]))
-        # a few bands per thread balance the load; each 2D band recomputes 2r flux rows
-        self.nb = max(1, min(rows // (4 * r), 4 * numba.get_num_threads()))
+        # Bands of rows, two per thread: fewer bands recompute fewer halo rows (2D), more
+        # balance the load when another process holds a core (measured: docs/performance.md)
+        self.nb = max(1, min(rows // (4 * r), 2 * numba.get_num_threads()))
         if self.ndim == 2:
             self.up2 = self.up.copy()  # 2D stages read one buffer and write the other
         else:
@@ -294,7 +348,7 @@ class KernelStepper:
                 for stage in range(4):
                     if self.ndim == 2:
                         _stage2d(self.up, *self.d, self.w, self.u0, self.acc, self.up2,
-                                 stage, dt, self.relu, self.nb)
+                                 stage, dt, self.relu, self.nb, self.lperp, self.diff, self.from_v)
                         self.up, self.up2 = self.up2, self.up
                     else:
                         _flux3d(self.up, *self.d, self.w, *self.q, self.nb)

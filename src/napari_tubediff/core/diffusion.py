@@ -267,20 +267,18 @@ def _resolve_backend(backend: str) -> str:
 class _Stepper:
     """Advances a field by whole steps with one backend; holds its buffers."""
 
-    def __init__(self, u, D, dt, order, backend, relu=True):
-        self.dt = dt
+    def __init__(self, u, v, lpar, lperp, order, backend, relu=True):
         self.order = order
         self.relu = relu
-        self.backend = backend
         if backend == "numba":
             from ._kernels import KernelStepper
-            self._impl = KernelStepper(u, D, order, relu)
+            self._impl = KernelStepper(u, v, lpar, lperp, order, relu)
         elif backend == "torch":
             from .torch_diffusion import NumpyTorchStepper
-            self._impl = NumpyTorchStepper(u, D, order, relu)
+            self._impl = NumpyTorchStepper(u, _tensor(v, lpar, lperp), order, relu)
         else:
             self._impl = None
-            self.D = D
+            self.D = _tensor(v, lpar, lperp)
             self.u = u.copy()
 
     def advance(self, n: int, dt: float) -> None:
@@ -325,8 +323,7 @@ def _iterate(u, v, lpar, lperp, dt, steps, order, every, backend, relu=True):
         return
     backend = _resolve_backend(backend)
     n_sub = plan_substeps(dt, lpar, lperp, order, u.ndim)
-    D = _tensor(v, lpar, lperp)
-    stepper = _Stepper(u, D, dt, order, backend, relu)
+    stepper = _Stepper(u, v, lpar, lperp, order, backend, relu)
     done = 0
     while done < steps:
         n = min(every, steps - done)
