@@ -21,6 +21,8 @@ from .core import (
     normalize_directions,
     plan_substeps,
 )
+from .core.dti import dti
+from .core.metrics import betti_errors, betti_numbers, cldice, dice, evaluate, vca, vca_fov
 
 try:
     from ._version import __version__
@@ -29,6 +31,14 @@ except ImportError:  # pragma: no cover - running from a source tree without ins
 
 __all__ = [
     "__version__",
+    "betti_errors",
+    "betti_numbers",
+    "cldice",
+    "dice",
+    "dti",
+    "evaluate",
+    "vca",
+    "vca_fov",
     "derivative",
     "diffuse",
     "diffusion_rhs",
