@@ -52,12 +52,13 @@ def test_sample_and_run_updates_the_refined_layer_live(viewer_and_widget, qtbot)
 
 
 def test_worker_body_throttles_frames_but_always_sends_the_last():
+    from napari_tubediff.core.refine import RefineSettings
     from napari_tubediff.widgets.diffusion import _diffusion_job
 
     u = synthetic_vessels((64, 64), seed=2).probability
-    params = dict(lambda_par=1.0, lambda_perp=0.02, dt=0.25, steps=10, order=8, every=2)
-    assert [s for s, _ in _diffusion_job(u, 2.0, params, min_interval=0)] == [2, 4, 6, 8, 10]
-    assert [s for s, _ in _diffusion_job(u, 2.0, params, min_interval=1e9)] == [2, 10]
+    settings = RefineSettings(steps=10)
+    assert [s for s, _ in _diffusion_job(u, settings, 2, min_interval=0)] == [2, 4, 6, 8, 10]
+    assert [s for s, _ in _diffusion_job(u, settings, 2, min_interval=1e9)] == [2, 10]
 
 
 def test_cancel_stops_the_run(viewer_and_widget, qtbot):

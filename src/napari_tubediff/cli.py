@@ -18,23 +18,19 @@ from . import __version__
 
 
 def _demo(args) -> int:
-    from skimage.measure import label
-
-    from .core import diffuse, estimate_directions
+    from .core.metrics import count_components, dice
+    from .core.refine import refine
     from .data.io import write_image
     from .data.synthetic import synthetic_vessels
 
     s = synthetic_vessels((args.size, args.size), seed=args.seed, n_breaks=args.breaks)
-    v = estimate_directions(s.probability, args.sigma)
-    refined = diffuse(s.probability, v, lambda_par=args.lambda_par, lambda_perp=args.lambda_perp,
-                      dt=args.dt, steps=args.steps)
+    refined = refine(s.probability, sigma=args.sigma, lambda_par=args.lambda_par,
+                     lambda_perp=args.lambda_perp, dt=args.dt, steps=args.steps)
 
     def row(name, mask):
-        tp = np.count_nonzero(mask & s.truth)
-        dice = 2 * tp / (np.count_nonzero(mask) + np.count_nonzero(s.truth))
         filled = np.count_nonzero(mask & s.breaks) / max(np.count_nonzero(s.breaks), 1)
-        return {"method": name, "components": int(label(mask, connectivity=2).max()),
-                "gap_pixels_filled": round(filled, 4), "dice": round(float(dice), 4)}
+        return {"method": name, "components": count_components(mask),
+                "gap_pixels_filled": round(filled, 4), "dice": round(dice(mask, s.truth), 4)}
 
     rows = [row("truth", s.truth), row("probability > 0.5", s.probability > 0.5),
             row(f"refined ({args.steps} steps) > 0.5", refined > 0.5)]
@@ -46,14 +42,60 @@ def _demo(args) -> int:
         print(f"{r['method']:28s} {r['components']:10d} {r['gap_pixels_filled']:12.1%} {r['dice']:7.4f}")
     if args.out:
         out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
         write_image(out / "image.png", s.image)
         write_image(out / "probability.png", s.probability)
         write_image(out / "refined.png", refined)
         write_image(out / "truth.png", s.truth)
         write_image(out / "refined_mask.png", refined > 0.5)
-        (out / "summary.json").write_text(json.dumps(rows, indent=2))
+        from .data.io import atomic_write_text
+
+        atomic_write_text(out / "summary.json", json.dumps(rows, indent=2))
         print(f"wrote image, probability, refined, refined_mask, truth (PNG) and summary.json to {out}")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from tqdm import tqdm
+
+    from .core.refine import RefineSettings
+    from .data.drive import read_drive
+    from .data.io import atomic_write_text
+    from .evaluation import evaluate_dataset, format_table, make_methods, read_prediction
+
+    if (args.backbone is None) == (args.pred is None):
+        raise ValueError("give either --backbone NAME or --pred DIR")
+    items = read_drive(args.data, args.split)
+    if args.limit:
+        items = items[: args.limit]
+    if args.pred:
+        pred_dir = Path(args.pred)
+        if not pred_dir.is_dir():
+            raise ValueError(f"--pred: no such folder {pred_dir}")
+        source = f"predictions in {pred_dir}"
+
+        def predict(item):
+            return read_prediction(pred_dir, item)
+    else:
+        from .models import get_backbone
+
+        backbone = get_backbone(args.backbone)
+        source = f"backbone {args.backbone}"
+
+        def predict(item):
+            return backbone.predict(item.image(), item.fov())
+
+    methods = make_methods(args.methods.split(","), steps=args.steps, settings=RefineSettings())
+    results = evaluate_dataset(
+        items, predict, methods, use_fov=args.fov, save_pred=args.save_pred,
+        progress=lambda xs: tqdm(xs, desc="evaluate", unit="image", file=sys.stderr))
+    labels = {"raw": "raw (u >= 0.5)", "dti": "DTI (0.5 / 0.3)",
+              "refine": f"refine ({args.steps} steps)", "human": "human (2nd vs 1st observer)"}
+    print(f"{len(items)} images of {args.data} ({args.split}); {source}; Dice, clDice and Betti "
+          + ("inside the FOV" if args.fov else "on the whole image") + "; VCA on the whole image")
+    print(format_table(results, labels))
+    if args.json:
+        atomic_write_text(args.json, json.dumps(results, indent=2))
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -117,6 +159,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dt", type=float, default=0.25)
     d.add_argument("--steps", type=int, default=30)
     d.set_defaults(func=_demo)
+
+    e = sub.add_parser("evaluate", help="score methods on a DRIVE-layout dataset (Dice, clDice, VCA, Betti)",
+                       description="Score every image of a DRIVE-layout folder with each method (raw "
+                                   "threshold, dual-threshold iteration, diffusion refinement) against "
+                                   "the 1st observer, plus the 2nd observer as the human ceiling.")
+    e.add_argument("--data", required=True, help="folder with training/ and test/ in DRIVE layout")
+    e.add_argument("--split", default="test", choices=["test", "training", "train"])
+    src = e.add_mutually_exclusive_group()
+    src.add_argument("--backbone", help="segment with this backbone (e.g. vesselness)")
+    src.add_argument("--pred", help="folder of probability maps named after the images (PNG or TIF)")
+    e.add_argument("--methods", default="raw,dti,refine", help="comma list of raw,dti,refine")
+    e.add_argument("--steps", type=int, default=10, help="RK4 steps of the refinement")
+    e.add_argument("--fov", action="store_true", help="Dice, clDice and Betti errors inside the FOV mask")
+    e.add_argument("--save-pred", help="write every scored mask to DIR/METHOD/IMAGE.png")
+    e.add_argument("--limit", type=int, help="only the first N images (quick checks)")
+    e.add_argument("--json", help="write per-image and mean figures to this JSON file")
+    e.set_defaults(func=_evaluate)
 
     g = sub.add_parser("gui", help="open napari with the plugin docked and its sample data",
                        description="Open napari with the Diffusion panel docked on the synthetic sample.")

@@ -83,12 +83,17 @@ def read_image(path) -> np.ndarray:
         if suffix in (".tif", ".tiff"):
             import tifffile
 
-            return tifffile.imread(path)
+            try:
+                return tifffile.imread(path)
+            except ValueError as e:
+                # e.g. LZW-compressed TIFFs (DRIVE's) need imagecodecs; Pillow decodes them
+                if "imagecodecs" not in str(e):
+                    raise
         from PIL import Image
 
         with Image.open(path) as im:
             if im.mode == "P":
                 im = im.convert("L")
             return np.asarray(im)
-    except (OSError, SyntaxError) as e:
+    except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"cannot read {path}: {e}") from None

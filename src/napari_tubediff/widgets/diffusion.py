@@ -24,24 +24,23 @@ from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
 from ..core.checks import check_field
-from ..core.diffusion import iter_diffusion, plan_substeps
-from ..core.directions import estimate_directions
+from ..core.diffusion import plan_substeps
+from ..core.refine import RefineSettings, iter_refine
 
 REFINED = "refined"
 
 
-def _diffusion_job(u, sigma, params, min_interval=0.04):
+def _diffusion_job(u, settings: RefineSettings, every: int, min_interval=0.04):
     """Worker body: directions, then the diffusion's steps (a generator, so it can be cancelled).
 
     Small images step faster than a screen refreshes: frames closer than
     ``min_interval`` seconds to the last one sent are skipped (the last step is
     always sent), so the GUI is never flooded with queued updates.
     """
-    v = estimate_directions(u, sigma)
     last = -np.inf
-    for step, field in iter_diffusion(u, v, **params):
+    for step, field in iter_refine(u, settings=settings, every=every):
         now = time.monotonic()
-        if step == params["steps"] or now - last >= min_interval:
+        if step == settings.steps or now - last >= min_interval:
             last = now
             yield step, field
 
@@ -51,21 +50,23 @@ class DiffusionWidget(Container):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=True)
+        d = RefineSettings()
         self._viewer = viewer
         self._worker = None
         self._progress = None
         self._pending = None
         self.layer = ComboBox(label="probability", choices=self._image_layers)
-        self.sigma = FloatSpinBox(value=3.0, min=0.5, max=50.0, step=0.5, label="direction scale",
+        self.sigma = FloatSpinBox(value=d.sigma, min=0.5, max=50.0, step=0.5, label="direction scale",
                                   tooltip="Hessian scale (pixels) for the vessel directions")
-        self.lambda_par = FloatSpinBox(value=1.0, min=0.0, max=100.0, step=0.1, label="lambda along")
-        self.lambda_perp = FloatSpinBox(value=0.02, min=0.0, max=100.0, step=0.01, label="lambda across")
-        self.dt = FloatSpinBox(value=0.25, min=0.001, max=100.0, step=0.05, label="dt",
+        self.lambda_par = FloatSpinBox(value=d.lambda_par, min=0.0, max=100.0, step=0.1, label="lambda along")
+        self.lambda_perp = FloatSpinBox(value=d.lambda_perp, min=0.0, max=100.0, step=0.01,
+                                        label="lambda across")
+        self.dt = FloatSpinBox(value=d.dt, min=0.001, max=100.0, step=0.05, label="dt",
                                tooltip="time step; steps above the stability limit are sub-stepped")
-        self.steps = SpinBox(value=30, min=1, max=100000, label="steps")
+        self.steps = SpinBox(value=d.steps, min=1, max=100000, label="steps")
         self.every = SpinBox(value=1, min=1, max=100000, label="show every",
                              tooltip="update the refined layer every this many steps")
-        self.order = ComboBox(choices=[2, 4, 6, 8, 10, 12], value=8, label="stencil order")
+        self.order = ComboBox(choices=[2, 4, 6, 8, 10, 12], value=d.order, label="stencil order")
         self.run_button = PushButton(text="Run")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(value="")
@@ -124,12 +125,12 @@ class DiffusionWidget(Container):
         u = self._input()
         if u is None:
             return
-        params = dict(lambda_par=self.lambda_par.value, lambda_perp=self.lambda_perp.value,
-                      dt=self.dt.value, steps=self.steps.value, order=self.order.value,
-                      every=self.every.value)
+        settings = RefineSettings(sigma=self.sigma.value, lambda_par=self.lambda_par.value,
+                                  lambda_perp=self.lambda_perp.value, dt=self.dt.value,
+                                  steps=self.steps.value, order=self.order.value)
         self._source = self.layer.value
-        self._progress = progress(total=params["steps"], desc="diffusion")
-        self._worker = create_worker(_diffusion_job, u, self.sigma.value, params, _ignore_errors=True)
+        self._progress = progress(total=settings.steps, desc="diffusion")
+        self._worker = create_worker(_diffusion_job, u, settings, self.every.value, _ignore_errors=True)
         self._worker.yielded.connect(self._on_step)
         self._worker.errored.connect(self._on_error)
         self._worker.finished.connect(self._on_finished)

@@ -1,0 +1,139 @@
+"""Scoring a dataset: every image, every method, per-image figures, means and deviations.
+
+Used by ``tubediff evaluate``. The metrics are `napari_tubediff.evaluate`'s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from .core.dti import dti
+from .core.metrics import evaluate, to_mask
+from .core.refine import RefineSettings, refine
+from .data.drive import DriveImage
+from .data.io import read_image, write_image
+
+__all__ = ["METHODS", "make_methods", "read_prediction", "evaluate_dataset", "format_table"]
+
+METHODS = ("raw", "dti", "refine")
+TABLE_METRICS = ("dice", "cldice", "vca", "betti0_error", "betti1_error")
+
+
+def make_methods(names: Iterable[str], steps: int = 10,
+                 settings: RefineSettings | None = None) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
+    """Mask-making functions by name: ``raw`` (u >= 0.5), ``dti``, ``refine`` (``steps`` steps)."""
+    s = settings or RefineSettings()
+    table = {
+        "raw": to_mask,
+        "dti": dti,
+        "refine": lambda u: to_mask(refine(u, settings=s, steps=steps)),
+    }
+    out = {}
+    for n in names:
+        if n not in table:
+            raise ValueError(f"unknown method {n!r}; choose from {', '.join(METHODS)}")
+        out[n] = table[n]
+    return out
+
+
+def read_prediction(folder, item: DriveImage) -> np.ndarray:
+    """The probability map for ``item`` from ``folder``: a file named after the image
+    (any of .png, .tif, .tiff, .gif, .jpg) or starting with its number; integers are
+    scaled to [0, 1]."""
+    folder = Path(folder)
+    candidates = [folder / f"{item.name}{ext}" for ext in (".png", ".tif", ".tiff", ".gif", ".jpg")]
+    number = item.name.split("_")[0]
+    candidates += sorted(p for p in folder.glob(f"{number}_*") if p.is_file())
+    path = next((p for p in candidates if p.exists()), None)
+    if path is None:
+        raise ValueError(f"no prediction for {item.name} in {folder} (expected {item.name}.png or .tif)")
+    a = read_image(path)
+    if a.ndim == 3:
+        raise ValueError(f"{path.name}: a prediction must be a single-channel map, got shape {a.shape}")
+    if a.dtype == bool:
+        return a.astype(np.float32)
+    if np.issubdtype(a.dtype, np.integer):
+        return (a / np.iinfo(a.dtype).max).astype(np.float32)
+    a = a.astype(np.float32)
+    if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+        raise ValueError(f"{path.name}: a float prediction must hold probabilities in [0, 1]")
+    return a
+
+
+def evaluate_dataset(items: list[DriveImage], predict: Callable[[DriveImage], np.ndarray],
+                     methods: dict[str, Callable[[np.ndarray], np.ndarray]], *, use_fov: bool = False,
+                     human: bool = True, save_pred=None, progress=None) -> dict:
+    """Score every image with every method.
+
+    Parameters
+    ----------
+    items : list of DriveImage
+        Images with ground truth (1st observer).
+    predict : callable
+        ``predict(item) -> probability`` (float32 in [0, 1]).
+    methods : dict
+        ``name -> (probability -> bool mask)``, e.g. from `make_methods`.
+    use_fov : bool
+        Restrict Dice, clDice and the Betti errors to the field of view (VCA is
+        always counted on the whole image, as the reference does, and ``vca_fov``
+        is added).
+    human : bool
+        Add a ``human`` row: the 2nd observer scored against the 1st, where present.
+    save_pred : path, optional
+        Write every scored mask to ``save_pred/METHOD/IMAGE.png``.
+    progress : callable, optional
+        Wraps the image iterable (e.g. ``tqdm``).
+
+    Returns
+    -------
+    dict
+        ``{method: {"mean": {...}, "std": {...}, "images": {name: {...}}}}``.
+    """
+    results: dict[str, dict] = {m: {"images": {}} for m in methods}
+    if human:
+        results["human"] = {"images": {}}
+    it = progress(items) if progress else items
+    for item in it:
+        truth = item.truth()
+        if truth is None:
+            raise ValueError(f"{item.name} has no ground truth (1st_manual)")
+        fov = item.fov() if use_fov else None
+        prob = predict(item)
+        if prob.shape != truth.shape:
+            raise ValueError(f"{item.name}: prediction {prob.shape} and truth {truth.shape} differ in shape")
+        for name, fn in methods.items():
+            mask = fn(prob)
+            results[name]["images"][item.name] = evaluate(mask, truth, fov)
+            if save_pred is not None:
+                write_image(Path(save_pred) / name / f"{item.name}.png", mask)
+        if human:
+            second = item.truth2()
+            if second is not None:
+                results["human"]["images"][item.name] = evaluate(second, truth, fov)
+    if human and not results["human"]["images"]:
+        del results["human"]
+    for r in results.values():
+        keys = next(iter(r["images"].values())).keys() if r["images"] else []
+        r["mean"] = {k: float(np.mean([v[k] for v in r["images"].values()])) for k in keys}
+        r["std"] = {k: float(np.std([v[k] for v in r["images"].values()])) for k in keys}
+    return results
+
+
+def format_table(results: dict, labels: dict[str, str] | None = None) -> str:
+    """A plain-text table of means ± standard deviations, one row per method."""
+    labels = labels or {}
+    head = f"{'method':34s} {'n':>3s} " + " ".join(f"{m:>17s}" for m in TABLE_METRICS)
+    lines = [head, "-" * len(head)]
+    for name, r in results.items():
+        cells = []
+        for m in TABLE_METRICS:
+            if m in r["mean"]:
+                fmt = "{:.4f} ± {:.4f}" if m in ("dice", "cldice") else "{:.2f} ± {:.2f}"
+                cells.append(f"{fmt.format(r['mean'][m], r['std'][m]):>17s}")
+            else:
+                cells.append(f"{'-':>17s}")
+        lines.append(f"{labels.get(name, name):34s} {len(r['images']):3d} " + " ".join(cells))
+    return "\n".join(lines)
