@@ -54,6 +54,21 @@ def _demo(args) -> int:
     return 0
 
 
+def _load_refiner(choice: str | None, backbone: str | None):
+    """The learned refiner to use: a path, 'shipped', or None / 'hessian' for classical directions.
+
+    By default ('auto') the shipped refiner goes with the shipped U-Net and Hessian
+    directions with every other backbone (the head reads U-Net features).
+    """
+    from .models.refiner import LearnedRefiner
+
+    if choice in (None, "auto"):
+        choice = "shipped" if backbone == "unet" else "hessian"
+    if choice == "hessian":
+        return None
+    return LearnedRefiner(None if choice == "shipped" else choice)
+
+
 def _evaluate(args) -> int:
     from tqdm import tqdm
 
@@ -74,17 +89,23 @@ def _evaluate(args) -> int:
         source = f"predictions in {pred_dir}"
 
         def predict(item):
-            return read_prediction(pred_dir, item)
+            return read_prediction(pred_dir, item), None
     else:
         from .models import get_backbone
 
         backbone = get_backbone(args.backbone)
         source = f"backbone {args.backbone}"
+        with_feats = hasattr(backbone, "predict_with_features")
 
         def predict(item):
-            return backbone.predict(item.image(), item.fov())
+            if with_feats:
+                return backbone.predict_with_features(item.image(), item.fov())
+            return backbone.predict(item.image(), item.fov()), None
 
-    methods = make_methods(args.methods.split(","), steps=args.steps, settings=RefineSettings())
+    refiner = _load_refiner(args.refiner, args.backbone)
+    source += f"; refiner: {refiner.weights.name if refiner else 'Hessian directions'}"
+    methods = make_methods(args.methods.split(","), steps=args.steps, settings=RefineSettings(),
+                           refiner=refiner)
     results = evaluate_dataset(
         items, predict, methods, use_fov=args.fov, save_pred=args.save_pred,
         progress=lambda xs: tqdm(xs, desc="evaluate", unit="image", file=sys.stderr))
@@ -96,6 +117,90 @@ def _evaluate(args) -> int:
     if args.json:
         atomic_write_text(args.json, json.dumps(results, indent=2))
         print(f"wrote {args.json}")
+    return 0
+
+
+def _given(**kwargs) -> dict:
+    """The options the user set (None means: the model's own default)."""
+    return {k: v for k, v in kwargs.items() if v is not None}
+
+
+def _train(args) -> int:
+    import torch
+    from tqdm import tqdm
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    def bar(it):
+        return tqdm(it, desc=f"train {args.what}", unit="update", file=sys.stderr, mininterval=2)
+
+    if args.what == "backbone":
+        from .training.train import BackboneConfig, train_backbone
+
+        cfg = BackboneConfig(**_given(base=args.base, depth=args.depth, patch=args.patch, batch=args.batch,
+                                      iters=args.iters, lr=args.lr, loss=args.loss, seed=args.seed))
+        rec = train_backbone(args.data, args.out, cfg, device=device, progress=bar)
+    else:
+        from .training.refiner import RefinerConfig, train_refiner
+
+        cfg = RefinerConfig(**_given(kernel=args.kernel, steps=args.steps, dt=args.dt, crop=args.crop,
+                                     batch=args.batch, updates=args.updates, lr=args.lr, loss=args.loss,
+                                     alpha=args.alpha, seed=args.seed))
+        rec = train_refiner(args.data, args.out, cfg, backbone_weights=args.backbone_weights,
+                            device=device, progress=bar)
+    print(f"trained {args.what} in {rec['seconds']:.0f} s on {device}; final loss "
+          f"{rec['final_loss']:.4f}; wrote {args.out}")
+    return 0
+
+
+def _segment(args) -> int:
+    from tqdm import tqdm
+
+    from .data.io import read_image, write_image
+    from .models import get_backbone
+
+    backbone = get_backbone(args.backbone, **({"weights": args.weights} if args.weights else {}))
+    out = Path(args.out)
+    print(f"backbone {args.backbone}; RGB images use their green channel (the channel the shipped "
+          f"DRIVE weights were trained on)")
+    for path in tqdm([Path(p) for p in args.images], desc="segment", unit="image", file=sys.stderr):
+        prob = backbone.predict(read_image(path))
+        write_image(out / f"{path.stem}_prob.tif", prob)
+        write_image(out / f"{path.stem}_prob.png", prob)
+    print(f"wrote {len(args.images)} probability map(s) (float32 TIFF and 8-bit PNG) to {out}")
+    return 0
+
+
+def _refine(args) -> int:
+    from tqdm import tqdm
+
+    from .core.refine import refine
+    from .data.io import read_image, to_probability, write_image
+
+    out = Path(args.out)
+    learned = None
+    if args.input == "image":
+        from .models import get_backbone
+
+        backbone = get_backbone("unet")
+        learned = _load_refiner(args.refiner, "unet")
+    for path in tqdm([Path(p) for p in args.paths], desc="refine", unit="image", file=sys.stderr):
+        if args.input == "image":
+            prob, feats = backbone.predict_with_features(read_image(path))
+            field = (learned.refine(prob, feats, steps=args.steps) if learned
+                     else refine(prob, steps=args.steps))
+        else:
+            field = refine(to_probability(read_image(path), path.name), steps=args.steps)
+        write_image(out / f"{path.stem}_refined.tif", field)
+        write_image(out / f"{path.stem}_mask.png", field >= 0.5)
+    how = ("U-Net + " + (f"learned refiner {learned.weights.name}" if learned else "Hessian directions")
+           if args.input == "image" else "Hessian directions of the probability maps")
+    print(f"refined {len(args.paths)} file(s) with {how}, {args.steps} steps; wrote NAME_refined.tif "
+          f"(float32) and NAME_mask.png (>= 0.5) to {out}")
     return 0
 
 
@@ -171,11 +276,61 @@ def build_parser() -> argparse.ArgumentParser:
     src.add_argument("--pred", help="folder of probability maps named after the images (PNG or TIF)")
     e.add_argument("--methods", default="raw,dti,refine", help="comma list of raw,dti,refine")
     e.add_argument("--steps", type=int, default=10, help="RK4 steps of the refinement")
+    e.add_argument("--refiner", default="auto",
+                   help="learned refiner weights, 'shipped', or 'hessian' for classical directions "
+                        "(default: shipped with --backbone unet, else hessian)")
     e.add_argument("--fov", action="store_true", help="Dice, clDice and Betti errors inside the FOV mask")
     e.add_argument("--save-pred", help="write every scored mask to DIR/METHOD/IMAGE.png")
     e.add_argument("--limit", type=int, help="only the first N images (quick checks)")
     e.add_argument("--json", help="write per-image and mean figures to this JSON file")
     e.set_defaults(func=_evaluate)
+
+    t = sub.add_parser("train", help="train the backbone or the refiner on a DRIVE-layout training split",
+                       description="Train on the training split of a DRIVE-layout folder and write an "
+                                   "atomic checkpoint.")
+    t.add_argument("what", choices=["backbone", "refiner"])
+    t.add_argument("--data", required=True, help="folder with training/ in DRIVE layout")
+    t.add_argument("--out", required=True, help="checkpoint file to write")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--lr", type=float, default=None, help="initial learning rate")
+    t.add_argument("--batch", type=int, default=None)
+    t.add_argument("--loss", default="bce", choices=["bce", "dice", "cldice"])
+    t.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    tb = t.add_argument_group("backbone")
+    tb.add_argument("--iters", type=int, default=2000)
+    tb.add_argument("--base", type=int, default=16)
+    tb.add_argument("--depth", type=int, default=3)
+    tb.add_argument("--patch", type=int, default=48)
+    tr = t.add_argument_group("refiner")
+    tr.add_argument("--backbone-weights", help="U-Net checkpoint (default: the shipped one)")
+    tr.add_argument("--kernel", type=int, default=9, help="direction head kernel size (1..13)")
+    tr.add_argument("--steps", type=int, default=10, help="RK4 steps unrolled in training")
+    tr.add_argument("--dt", type=float, default=0.2)
+    tr.add_argument("--crop", type=int, default=256)
+    tr.add_argument("--updates", type=int, default=200)
+    tr.add_argument("--alpha", type=float, default=0.5, help="soft-clDice weight with --loss cldice")
+    t.set_defaults(func=_train)
+
+    sg = sub.add_parser("segment", help="probability maps for your own images",
+                        description="Segment images with a backbone; writes NAME_prob.tif (float32) and "
+                                    "NAME_prob.png. RGB images use their green channel.")
+    sg.add_argument("images", nargs="+")
+    sg.add_argument("--out", required=True)
+    sg.add_argument("--backbone", default="unet")
+    sg.add_argument("--weights", help="U-Net checkpoint instead of the shipped one")
+    sg.set_defaults(func=_segment)
+
+    rf = sub.add_parser("refine", help="refine probability maps (or images) by the diffusion",
+                        description="Refine probability maps with Hessian directions (--input prob), or "
+                                    "segment images with the U-Net and refine with the learned refiner "
+                                    "(--input image). Writes NAME_refined.tif and NAME_mask.png.")
+    rf.add_argument("paths", nargs="+")
+    rf.add_argument("--out", required=True)
+    rf.add_argument("--input", choices=["prob", "image"], default="prob")
+    rf.add_argument("--steps", type=int, default=10)
+    rf.add_argument("--refiner", default="auto", help="with --input image: weights, 'shipped' or 'hessian'")
+    rf.set_defaults(func=_refine)
 
     g = sub.add_parser("gui", help="open napari with the plugin docked and its sample data",
                        description="Open napari with the Diffusion panel docked on the synthetic sample.")

@@ -14,7 +14,7 @@ from .core.dti import dti
 from .core.metrics import evaluate, to_mask
 from .core.refine import RefineSettings, refine
 from .data.drive import DriveImage
-from .data.io import read_image, write_image
+from .data.io import read_image, to_probability, write_image
 
 __all__ = ["METHODS", "make_methods", "read_prediction", "evaluate_dataset", "format_table"]
 
@@ -22,14 +22,26 @@ METHODS = ("raw", "dti", "refine")
 TABLE_METRICS = ("dice", "cldice", "vca", "betti0_error", "betti1_error")
 
 
-def make_methods(names: Iterable[str], steps: int = 10,
-                 settings: RefineSettings | None = None) -> dict[str, Callable[[np.ndarray], np.ndarray]]:
-    """Mask-making functions by name: ``raw`` (u >= 0.5), ``dti``, ``refine`` (``steps`` steps)."""
+def make_methods(names: Iterable[str], steps: int = 10, settings: RefineSettings | None = None,
+                 refiner=None) -> dict[str, Callable]:
+    """Mask-making functions by name, each ``fn(prob, feats, fov) -> bool mask``.
+
+    ``raw``: ``prob >= 0.5``; ``dti``: dual-threshold iteration; ``refine``: ``steps``
+    diffusion steps, with the learned ``refiner`` (a `LearnedRefiner`) when one is given
+    and the backbone gave features, else with Hessian directions (``settings``). The
+    refined field is cut to the field of view before thresholding.
+    """
     s = settings or RefineSettings()
+
+    def refined(prob, feats, fov):
+        if refiner is not None and feats is not None:
+            return to_mask(refiner.refine(prob, feats, steps=steps, fov=fov))
+        return to_mask(refine(prob, settings=s, steps=steps)) & fov
+
     table = {
-        "raw": to_mask,
-        "dti": dti,
-        "refine": lambda u: to_mask(refine(u, settings=s, steps=steps)),
+        "raw": lambda prob, feats, fov: to_mask(prob),
+        "dti": lambda prob, feats, fov: dti(prob),
+        "refine": refined,
     }
     out = {}
     for n in names:
@@ -50,17 +62,7 @@ def read_prediction(folder, item: DriveImage) -> np.ndarray:
     path = next((p for p in candidates if p.exists()), None)
     if path is None:
         raise ValueError(f"no prediction for {item.name} in {folder} (expected {item.name}.png or .tif)")
-    a = read_image(path)
-    if a.ndim == 3:
-        raise ValueError(f"{path.name}: a prediction must be a single-channel map, got shape {a.shape}")
-    if a.dtype == bool:
-        return a.astype(np.float32)
-    if np.issubdtype(a.dtype, np.integer):
-        return (a / np.iinfo(a.dtype).max).astype(np.float32)
-    a = a.astype(np.float32)
-    if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
-        raise ValueError(f"{path.name}: a float prediction must hold probabilities in [0, 1]")
-    return a
+    return to_probability(read_image(path), path.name)
 
 
 def evaluate_dataset(items: list[DriveImage], predict: Callable[[DriveImage], np.ndarray],
@@ -73,9 +75,9 @@ def evaluate_dataset(items: list[DriveImage], predict: Callable[[DriveImage], np
     items : list of DriveImage
         Images with ground truth (1st observer).
     predict : callable
-        ``predict(item) -> probability`` (float32 in [0, 1]).
+        ``predict(item) -> (probability, features or None)``.
     methods : dict
-        ``name -> (probability -> bool mask)``, e.g. from `make_methods`.
+        ``name -> fn(probability, features, fov) -> bool mask``, e.g. from `make_methods`.
     use_fov : bool
         Restrict Dice, clDice and the Betti errors to the field of view (VCA is
         always counted on the whole image, as the reference does, and ``vca_fov``
@@ -100,12 +102,13 @@ def evaluate_dataset(items: list[DriveImage], predict: Callable[[DriveImage], np
         truth = item.truth()
         if truth is None:
             raise ValueError(f"{item.name} has no ground truth (1st_manual)")
-        fov = item.fov() if use_fov else None
-        prob = predict(item)
+        image_fov = item.fov()
+        fov = image_fov if use_fov else None
+        prob, feats = predict(item)
         if prob.shape != truth.shape:
             raise ValueError(f"{item.name}: prediction {prob.shape} and truth {truth.shape} differ in shape")
         for name, fn in methods.items():
-            mask = fn(prob)
+            mask = fn(prob, feats, image_fov)
             results[name]["images"][item.name] = evaluate(mask, truth, fov)
             if save_pred is not None:
                 write_image(Path(save_pred) / name / f"{item.name}.png", mask)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["atomic_path", "atomic_write_text", "write_image", "read_image"]
+__all__ = ["atomic_path", "atomic_write_text", "write_image", "read_image", "to_probability"]
 
 
 @contextmanager
@@ -97,3 +97,19 @@ def read_image(path) -> np.ndarray:
             return np.asarray(im)
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"cannot read {path}: {e}") from None
+
+
+def to_probability(a: np.ndarray, name: str = "map") -> np.ndarray:
+    """A stored probability map as float32 in [0, 1]: integers are divided by their
+    type's maximum (255 for 8-bit), bools become 0/1, floats must already lie in [0, 1]."""
+    a = np.asarray(a)
+    if a.ndim == 3 and a.shape[-1] in (3, 4):
+        raise ValueError(f"{name}: a probability map must be single-channel, got shape {a.shape}")
+    if a.dtype == bool:
+        return a.astype(np.float32)
+    if np.issubdtype(a.dtype, np.integer):
+        return (a / np.iinfo(a.dtype).max).astype(np.float32)
+    a = a.astype(np.float32)
+    if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
+        raise ValueError(f"{name}: a float probability map must hold values in [0, 1]")
+    return a

@@ -6,9 +6,25 @@ from collections.abc import Callable
 
 from .classical import VesselnessBackbone
 
-_REGISTRY: dict[str, Callable[[], object]] = {
-    "vesselness": VesselnessBackbone,
-}
+_REGISTRY: dict[str, Callable[..., object]] = {"vesselness": VesselnessBackbone}
+
+
+def _unet(**kwargs):
+    from .backbones import UNetBackbone
+
+    return UNetBackbone(**kwargs)
+
+
+def _torchscript(path=None, **kwargs):
+    from .backbones import TorchScriptBackbone
+
+    if path is None:
+        raise ValueError("the torchscript backbone needs the model file: path=...")
+    return TorchScriptBackbone(path, **kwargs)
+
+
+_REGISTRY["unet"] = _unet
+_REGISTRY["torchscript"] = _torchscript
 
 
 def available_backbones() -> list[str]:
@@ -16,11 +32,15 @@ def available_backbones() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_backbone(name: str):
-    """A backbone object with ``predict(image, fov=None) -> probability``."""
+def get_backbone(name: str, **kwargs):
+    """A backbone object with ``predict(image, fov=None) -> probability``.
+
+    ``"unet"`` (shipped DRIVE weights, or ``weights=PATH``), ``"vesselness"``
+    (training-free), ``"torchscript"`` (``path=PATH`` to a TorchScript file).
+    """
     try:
         factory = _REGISTRY[name]
     except KeyError:
         names = ", ".join(available_backbones())
         raise ValueError(f"unknown backbone {name!r}; available: {names}") from None
-    return factory()
+    return factory(**kwargs)

@@ -1,0 +1,104 @@
+"""Learned backbones: the U-Net with shipped DRIVE weights, and a user's TorchScript model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .preprocess import preprocess
+from .unet import UNet, pad_to_multiple
+from .weights import WEIGHTS_DIR, load_checkpoint, load_state
+
+SHIPPED_UNET = WEIGHTS_DIR / "unet_drive.pt"
+
+
+def _device(device: str | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class UNetBackbone:
+    """U-Net segmentation: probability field and last decoder features.
+
+    Input: a grey or RGB 2D image (RGB: the green channel, which the shipped DRIVE
+    weights were trained on), preprocessed by `preprocess` (CLAHE, standardised in
+    the FOV). Output is zero outside ``fov`` when one is given.
+    """
+
+    name = "unet"
+
+    def __init__(self, weights=None, device: str | None = "auto"):
+        path = Path(weights) if weights else SHIPPED_UNET
+        ckpt = load_checkpoint(path, "unet")
+        self.net = UNet(**ckpt["config"])
+        load_state(self.net, ckpt["state_dict"], path.name)
+        self.device = _device(device)
+        self.net.to(self.device).eval()
+        self.weights = path
+        self.meta = ckpt.get("meta", {})
+
+    def predict_with_features(self, image: np.ndarray, fov: np.ndarray | None = None):
+        """``(probability (H, W) float32, features (C, H, W) float32)``."""
+        x = preprocess(image, fov)
+        if x.ndim != 2:
+            raise ValueError(f"the U-Net backbone takes 2D images, got shape {np.shape(image)}")
+        t = torch.from_numpy(x)[None, None].to(self.device)
+        t, (h, w) = pad_to_multiple(t, 2 ** self.net.depth)
+        with torch.no_grad():
+            logits, feats = self.net(t)
+        prob = torch.sigmoid(logits)[0, 0, :h, :w].cpu().numpy().astype(np.float32)
+        feats = feats[0, :, :h, :w].cpu().numpy().astype(np.float32)
+        if fov is not None:
+            prob = np.where(np.asarray(fov, bool), prob, 0).astype(np.float32)
+        return prob, feats
+
+    def predict(self, image: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
+        return self.predict_with_features(image, fov)[0]
+
+
+class TorchScriptBackbone:
+    """A user's TorchScript model file as a backbone.
+
+    The model takes ``(1, 1, H, W)`` float32 (the preprocessed image) and returns
+    either probabilities in [0, 1] or logits (a sigmoid is applied when values fall
+    outside [0, 1]); a tuple's first element is used, the second as features.
+    """
+
+    name = "torchscript"
+
+    def __init__(self, path, device: str | None = "auto"):
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"no TorchScript file at {path}")
+        self.device = _device(device)
+        try:
+            self.model = torch.jit.load(str(path), map_location=self.device).eval()
+        except Exception as e:  # torch raises RuntimeError or its own errors for foreign files
+            raise ValueError(f"cannot load {path.name} as a TorchScript model: "
+                             f"{str(e).splitlines()[0][:160]}") from None
+        self.path = path
+
+    def predict_with_features(self, image: np.ndarray, fov: np.ndarray | None = None):
+        x = torch.from_numpy(preprocess(image, fov))[None, None].to(self.device)
+        with torch.no_grad():
+            out = self.model(x)
+        feats = None
+        if isinstance(out, (tuple, list)):
+            out, feats = out[0], (out[1] if len(out) > 1 else None)
+        if out.min() < 0 or out.max() > 1:
+            out = torch.sigmoid(out)
+        prob = out.reshape(out.shape[-2:]).cpu().numpy().astype(np.float32)
+        if prob.shape != tuple(x.shape[-2:]):
+            raise ValueError(f"{self.path.name} returned shape {prob.shape} for an input of "
+                             f"{tuple(x.shape[-2:])}")
+        if fov is not None:
+            prob = np.where(np.asarray(fov, bool), prob, 0).astype(np.float32)
+        if feats is not None:
+            feats = feats[0].cpu().numpy().astype(np.float32)
+        return prob, feats
+
+    def predict(self, image: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
+        return self.predict_with_features(image, fov)[0]

@@ -1,0 +1,1 @@
+"""Losses, patch sampling, augmentation and training loops (torch)."""

@@ -1,0 +1,120 @@
+"""Training the refiner (direction head and lambdas) on a frozen backbone."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from ..models.backbones import SHIPPED_UNET
+from ..models.refiner import Refiner
+from ..models.unet import UNet
+from ..models.weights import load_checkpoint, load_state, save_checkpoint
+from .losses import mixed_loss
+from .sampling import augment, sample_patches
+from .train import cosine_restarts, load_training_set, seed_everything
+
+
+@dataclass
+class RefinerConfig:
+    """METHOD.md trains with batch 64 on 512 x 512 crops for 400 updates on a GPU; the
+    CPU defaults are smaller (batch 4, 256 x 256, 200 updates) and say so in the model card."""
+
+    kernel: int = 9
+    steps: int = 10
+    dt: float = 0.2
+    lambda_par: float = 1.0
+    lambda_perp: float = 0.05
+    per_pixel: bool = False
+    crop: int = 256
+    batch: int = 4
+    updates: int = 200
+    restart: int = 10
+    lr: float = 1e-3
+    loss: str = "bce"
+    alpha: float = 0.5
+    seed: int = 0
+
+
+def load_unet(weights=None) -> UNet:
+    path = weights or SHIPPED_UNET
+    ckpt = load_checkpoint(path, "unet")
+    net = UNet(**ckpt["config"])
+    load_state(net, ckpt["state_dict"], str(path))
+    return net.eval()
+
+
+def train_refiner(data, out, cfg: RefinerConfig | None = None, *, backbone_weights=None, init=None,
+                  device: str = "cpu", progress: Callable | None = None, train_set=None,
+                  should_stop: Callable[[], bool] | None = None,
+                  on_update: Callable[[int, float], None] | None = None) -> dict:
+    """Train a `Refiner` on random crops of the training split, backbone frozen.
+
+    Each update: random crops inside the FOV (centre in the FOV), the same rot90/flip
+    on image, target and FOV, the backbone run on the augmented crops (so features and
+    target stay consistent), N RK4 steps, the loss inside the FOV, one Adam step
+    (cosine annealing restarted every ``cfg.restart`` updates).
+
+    ``train_set`` may give ``(inputs, targets, fovs)`` directly (lists of arrays as from
+    `load_training_set`) instead of reading ``data``; ``init`` a refiner checkpoint to
+    start from; ``should_stop`` is polled between updates (cancel); ``on_update(i, loss)``
+    reports progress.
+    """
+    cfg = cfg or RefinerConfig()
+    rng = seed_everything(cfg.seed)
+    if train_set is None:
+        _, xs, ys, fs = load_training_set(data)
+    else:
+        xs, ys, fs = train_set
+    arrays = [[x, y, f.astype(np.float32)[None]] for x, y, f in zip(xs, ys, fs, strict=True)]
+    unet = load_unet(backbone_weights).to(device)
+    for p in unet.parameters():
+        p.requires_grad_(False)
+    if init is not None:
+        ckpt = load_checkpoint(init, "refiner")
+        refiner = Refiner(**ckpt["config"])
+        load_state(refiner, ckpt["state_dict"], str(init))
+    else:
+        refiner = Refiner(unet.feature_channels, cfg.kernel, cfg.lambda_par, cfg.lambda_perp, cfg.per_pixel,
+                          cfg.dt, cfg.steps)
+    refiner.to(device).train()
+    opt = torch.optim.Adam(refiner.parameters(), lr=cfg.lr)
+    sched = cosine_restarts(opt, cfg.restart)
+    crop = min(cfg.crop, *(min(x.shape[-2:]) for x in xs))
+    crop -= crop % 2 ** unet.depth
+    t0 = time.time()
+    losses = []
+    it = range(cfg.updates)
+    bar = progress(it) if progress else it
+    for i in bar:
+        if should_stop is not None and should_stop():
+            break
+        xb, yb, fb = augment(sample_patches(arrays, fs, crop, cfg.batch, rng), rng)
+        xb, yb, fb = (torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (xb, yb, fb))
+        with torch.no_grad():
+            logits, feats = unet(xb)
+            prob = torch.sigmoid(logits) * fb
+        refined = refiner(prob, feats)
+        loss = mixed_loss(refined, yb, fb, kind=cfg.loss, alpha=cfg.alpha)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if on_update is not None:
+            on_update(i, losses[-1])
+        if hasattr(bar, "set_postfix"):
+            bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
+    lpar, lperp = (float(torch.nn.functional.softplus(p)) for p in (refiner.raw_par, refiner.raw_perp))
+    record = {"config": asdict(cfg), "seconds": time.time() - t0, "updates": len(losses),
+              "final_loss": float(np.mean(losses[-20:])) if losses else float("nan"),
+              "first_loss": float(np.mean(losses[:20])) if losses else float("nan"),
+              "lambda_par": lpar, "lambda_perp": lperp, "device": device, "torch": torch.__version__,
+              "backbone": str(backbone_weights or SHIPPED_UNET.name)}
+    if out is not None and losses:
+        save_checkpoint(out, "refiner", refiner.config, refiner.state_dict(), record)
+    record["module"] = refiner
+    return record
