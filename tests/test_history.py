@@ -45,3 +45,13 @@ def test_capacity_for_by_hand():
     assert capacity_for((4096, 4096), 50, 1) == 2               # never below 2
     with pytest.raises(ValueError):
         SnapshotHistory(1)
+
+
+def test_truncate_then_continue():
+    h = SnapshotHistory(5)
+    for step in range(4):
+        h.add(step, np.full((1, 1), step, np.float32))
+    h.truncate(2)
+    h.add(9, np.full((1, 1), 9, np.float32))
+    assert h.steps == [0, 1, 9]
+    np.testing.assert_array_equal(h.stack()[:, 0, 0], [0, 1, 9])

@@ -55,6 +55,12 @@ class SnapshotHistory:
         """Forget every snapshot (the buffer is kept for reuse)."""
         self._steps = []
 
+    def truncate(self, n: int) -> None:
+        """Keep only the ``n`` oldest snapshots (to continue a run from snapshot ``n - 1``)."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, got {n!r}")
+        self._steps = self._steps[:n]
+
     def add(self, step: int, field) -> None:
         """Store a copy of ``field`` (float32) as the snapshot at ``step``."""
         f = np.asarray(field, np.float32)
