@@ -51,6 +51,18 @@ def follow_layers(viewer, *combos: ComboBox, prefer: str | None = None) -> None:
     refresh()
 
 
+def camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
+def canvas_size(viewer) -> tuple[int, int]:
+    """Canvas size in screen pixels (``viewer.canvas.size`` since napari 0.9)."""
+    canvas = getattr(viewer, "canvas", None)
+    return tuple(canvas.size) if canvas is not None else tuple(viewer._canvas_size)
+
+
 def put_image(viewer, name: str, data: np.ndarray, like=None, **kwargs):
     """Set the data of Image layer ``name``, or add it (with the spatial scale and offset of ``like``).
 

@@ -18,7 +18,7 @@ from qtpy.QtWidgets import QListWidget
 
 from ..core.checks import check_field
 from ..core.gaps import bridged_gaps
-from ._common import follow_layers, layers_of, put_layer
+from ._common import camera, canvas_size, follow_layers, layers_of, put_layer
 
 BRIDGED = "bridged"
 UNREVIEWED, ACCEPTED, REJECTED = "unreviewed", "accepted", "rejected"
@@ -139,9 +139,10 @@ class GapsWidget(Container):
         for axis in viewer.dims.not_displayed:
             if axis >= len(point) - len(world):
                 viewer.dims.set_point(axis, point[axis])
-        viewer.camera.center = tuple(point[list(viewer.dims.displayed)])
+        cam = camera(viewer)
+        cam.center = tuple(point[list(viewer.dims.displayed)])
         size = 8.0 * max(np.sqrt(g.size), 4.0) * float(np.max(layer.scale))
-        viewer.camera.zoom = 0.8 * min(viewer.canvas.size) / size
+        cam.zoom = 0.8 * min(canvas_size(viewer)) / size
         self.status.value = f"gap #{g.label} of {len(self._gaps)}"
 
     def mark(self, status: str):
