@@ -64,7 +64,10 @@ def test_worker_body_throttles_frames_but_always_sends_the_last():
     assert frames[0].field is None and frames[0].directions.shape == (2, 64, 64)  # directions first
     assert [f.step for f in frames[1:]] == [2, 4, 6, 8, 10]
     v = frames[0].directions
-    assert [f.step for f in _diffusion_job(u, v, settings, every=2, min_interval=1e9)] == [2, 10]
+    sparse = list(_diffusion_job(u, v, settings, every=2, min_interval=1e9))
+    assert [f.step for f in sparse] == [2, 10]                  # drawn
+    assert [s for s, _ in sparse[1].earlier] == [4, 6, 8]        # kept for the snapshots
+    np.testing.assert_array_equal(sparse[1].earlier[1][1], frames[3].field)
     # continuing from a state: steps are counted from `start`, and the field matches one run
     assert frames[2].step == 4
     later = list(_diffusion_job(frames[2].field, v, settings, start=4, steps=6, every=3, min_interval=0))
@@ -112,3 +115,15 @@ def test_large_dt_is_announced_as_sub_stepping(viewer_and_widget):
     assert "sub-steps" in w.status.value
     w.dt.value = 0.25
     assert w.status.value == ""
+
+
+def test_undrawn_fields_riding_along_are_bounded():
+    from napari_tubediff.core.refine import RefineSettings
+    from napari_tubediff.widgets.diffusion import MAX_EARLIER, _diffusion_job
+
+    u = synthetic_vessels((32, 40), seed=5).probability
+    v = np.zeros((2, 32, 40), np.float32)
+    frames = list(_diffusion_job(u, v, RefineSettings(steps=100), every=1, min_interval=1e9))
+    assert [f.step for f in frames] == [1, 100]
+    steps = [s for s, _ in frames[1].earlier]
+    assert len(steps) <= MAX_EARLIER and steps == sorted(steps) and steps[0] == 2 and steps[-1] == 99

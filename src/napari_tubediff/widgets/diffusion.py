@@ -40,11 +40,20 @@ HISTORY = "refined history"
 
 
 class Frame(NamedTuple):
-    """What the worker yields: a field at ``step``, or (once, first) the directions."""
+    """What the worker yields: a field at ``step`` (or, once and first, only the directions).
+
+    ``earlier`` holds the ``(step, field)`` pairs computed since the previous frame but not
+    drawn (see `_diffusion_job`), so the snapshots still cover every ``every``-th step.
+    """
 
     step: int
     field: np.ndarray | None
     directions: np.ndarray | None = None
+    earlier: tuple = ()
+
+
+#: At most this many undrawn fields ride along with one frame (older ones are thinned).
+MAX_EARLIER = 32
 
 
 def _diffusion_job(u, directions, settings: RefineSettings, *, start: int = 0, steps: int | None = None,
@@ -53,8 +62,9 @@ def _diffusion_job(u, directions, settings: RefineSettings, *, start: int = 0, s
 
     ``u`` is the field to start from (at step ``start``); ``steps`` (default
     ``settings.steps``) more steps are run. Small images step faster than a screen
-    refreshes: frames closer than ``min_interval`` seconds to the last one sent are
-    skipped (the last step is always sent), so the GUI is never flooded.
+    refreshes: a field closer than ``min_interval`` seconds to the last frame sent is not
+    drawn but travels in the next frame's ``earlier`` (at most `MAX_EARLIER`, thinned
+    by halves), for the snapshot history. The last step is always sent.
     """
     if directions is None:
         directions = estimate_directions(u, settings.sigma)
@@ -62,11 +72,17 @@ def _diffusion_job(u, directions, settings: RefineSettings, *, start: int = 0, s
     kw = settings.diffusion_kwargs()
     kw["steps"] = n = settings.steps if steps is None else steps
     last = -np.inf
+    earlier: list = []
     for step, field in iter_diffusion(u, directions, every=every, **kw):
         now = time.monotonic()
         if step == n or now - last >= min_interval:
             last = now
-            yield Frame(start + step, field)
+            yield Frame(start + step, field, earlier=tuple(earlier))
+            earlier = []
+        else:
+            if len(earlier) >= MAX_EARLIER:
+                earlier = earlier[::2]
+            earlier.append((start + step, field))
 
 
 class DiffusionWidget(Container):
@@ -78,7 +94,8 @@ class DiffusionWidget(Container):
         self._viewer = viewer
         self._worker = None
         self._progress = None
-        self._pending = None
+        self._queue: list[Frame] = []
+        self._draining = False
         self._after_finish = None
         self._key = None           # which probability layer / data / sigma the state belongs to
         self._directions = None
@@ -284,23 +301,28 @@ class DiffusionWidget(Container):
             self._directions = frame.directions
             self.status.value = "running..."
             return
-        # Updating a layer can process Qt events, which may deliver the next frame
-        # into this handler again: keep only the newest frame and draw it from the
-        # outermost call.
-        busy = self._pending is not None
-        self._pending = frame
-        if busy:
+        # Updating a layer can process Qt events, which may deliver the next frame into
+        # this handler again: queue it, and let the outermost call store every frame's
+        # snapshots and draw only the newest.
+        self._queue.append(frame)
+        if self._draining:
             return
-        while self._pending is not None:
-            frame = self._pending
-            self._field, self._step = frame.field, frame.step
-            self._history.add(frame.step, frame.field)
-            self._show_field()
-            self.status.value = f"step {frame.step} / {self._target}"
-            if self._progress is not None:
-                self._progress.update(frame.step - self._progress_start - self._progress.n)
-            if self._pending is frame:
-                self._pending = None
+        self._draining = True
+        try:
+            while self._queue:
+                frames, self._queue = self._queue, []
+                for f in frames:
+                    for step, field in f.earlier:
+                        self._history.add(step, field)
+                    self._history.add(f.step, f.field)
+                newest = frames[-1]
+                self._field, self._step = newest.field, newest.step
+                self._show_field()
+                self.status.value = f"step {newest.step} / {self._target}"
+                if self._progress is not None:
+                    self._progress.update(newest.step - self._progress_start - self._progress.n)
+        finally:
+            self._draining = False
 
     def _on_paused(self):
         self.pause_button.text = "Resume"

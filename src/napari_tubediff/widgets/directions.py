@@ -94,7 +94,7 @@ class DirectionsWidget(Container):
         angles = vector_angles(vectors) if len(vectors) else np.zeros(0, np.float32)
         put_layer(self._viewer, DIRECTIONS, "vectors", vectors, like=self._source,
                   features={"angle": angles}, edge_color="angle", edge_colormap="hsv",
-                  edge_contrast_limits=(0.0, 180.0), edge_width=0.6, length=1.0, vector_style="line")
+                  edge_contrast_limits=(0.0, 180.0), edge_width=1.0, length=1.0, vector_style="line")
         self.status.value = f"{len(vectors)} vectors (colour: angle, 0-180 degrees)"
 
     def _on_finished(self):

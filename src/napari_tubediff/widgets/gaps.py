@@ -45,7 +45,8 @@ class GapsWidget(Container):
         self.probability = ComboBox(label="before (probability)", choices=images)
         self.refined = ComboBox(label="after (refined)", choices=images)
         self.threshold = FloatSpinBox(value=0.5, min=0.01, max=1.0, step=0.05, label="threshold")
-        self.min_size = SpinBox(value=1, min=1, max=100000, label="smallest gap (px)")
+        self.min_size = SpinBox(value=4, min=1, max=100000, label="smallest gap (px)",
+                                tooltip="smaller gaps (often single pixels on a vessel's rim) are not listed")
         self.run_button = PushButton(text="Find bridged gaps")
         self.list = QListWidget()
         self.list.setMinimumHeight(160)
@@ -141,7 +142,7 @@ class GapsWidget(Container):
                 viewer.dims.set_point(axis, point[axis])
         cam = camera(viewer)
         cam.center = tuple(point[list(viewer.dims.displayed)])
-        size = 8.0 * max(np.sqrt(g.size), 4.0) * float(np.max(layer.scale))
+        size = 12.0 * max(np.sqrt(g.size), 4.0) * float(np.max(layer.scale))
         cam.zoom = 0.8 * min(canvas_size(viewer)) / size
         self.status.value = f"gap #{g.label} of {len(self._gaps)}"
 
