@@ -92,18 +92,23 @@ def main(argv=None) -> None:
     dirs.step.value = 5
     dirs.run_button.native.click()
     wait(dirs)
-    viewer.reset_view()
+    prob.opacity = 0.35
+    viewer.layers["directions"].edge_width = 1.5
+    cam = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    cam.center, cam.zoom = (110, 130), 6.0     # a crossing of vessels
     s.shot("02_directions")
+    prob.opacity = 1.0
     viewer.layers["directions"].visible = False
 
     # 3. diffusion: a run of 30 steps, then scrub back to an early snapshot
+    viewer.reset_view()
     diff = s.panel("Diffusion")
     diff.layer.value = prob
     diff.steps.value = 30
     diff.run_button.native.click()
     wait(diff)
     s.shot("03_diffusion_done")
-    viewer.dims.set_current_step(0, min(3, len(diff._history) - 1))
+    viewer.dims.set_current_step(0, 0)
     s.shot("04_diffusion_scrub")
     viewer.dims.set_current_step(0, len(diff._history) - 1)
     viewer.layers["refined history"].visible = False
