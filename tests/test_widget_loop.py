@@ -236,3 +236,38 @@ def test_bad_choices_give_readable_messages(make_napari_viewer, monkeypatch, qtb
     met.run()
     idle(qtbot, met)
     assert "'probability' has shape (32, 40)" in messages[-1] and met.table.rowCount() == 1
+
+
+def test_a_3d_volume_goes_through_the_panels(make_napari_viewer, qtbot):
+    from napari_tubediff.data.synthetic import synthetic_vessels
+
+    viewer = make_napari_viewer()
+    plane = synthetic_vessels((48, 48), seed=6, n_breaks=4).probability
+    vol = np.stack([plane] * 6)                      # (planes, rows, cols)
+    viewer.add_image(vol, name="probability")
+    seg, dirs, diff = dock(viewer, "Segment"), dock(viewer, "Directions"), dock(viewer, "Diffusion")
+    gaps, acc = dock(viewer, "Bridged gaps"), dock(viewer, "Accept")
+    seg.image.value = viewer.layers["probability"]
+    seg.run_button.native.click()
+    idle(qtbot, seg)
+    assert viewer.layers["probability"].data.shape == vol.shape  # updated in place, still 3D
+    viewer.layers["probability"].data = vol                        # back to the field with breaks
+    dirs.run_button.native.click()
+    idle(qtbot, dirs)
+    assert viewer.layers["directions"].data.shape[1:] == (2, 3)
+    diff.steps.value = 15
+    diff.run_button.native.click()
+    idle(qtbot, diff)
+    assert viewer.layers[REFINED].data.shape == vol.shape
+    assert viewer.layers[HISTORY].data.shape[1:] == vol.shape
+    gaps.min_size.value = 1
+    gaps.run_button.native.click()
+    idle(qtbot, gaps)
+    assert gaps._gaps and viewer.layers["bridged"].data.shape == vol.shape
+    g = gaps._gaps[0]
+    gaps.list.setCurrentRow(0)
+    np.testing.assert_allclose(camera(viewer).center[-2:], g.centroid[1:], atol=1e-6)
+    assert viewer.dims.point[-3] == pytest.approx(g.centroid[0])   # moved to the gap's plane
+    acc.accept()
+    assert viewer.layers["curated"].data.shape == vol.shape
+    np.testing.assert_array_equal(viewer.layers["curated"].data > 0, viewer.layers[REFINED].data >= 0.5)
