@@ -1,4 +1,6 @@
-"""The Diffusion panel, driven as a person would: choose a layer, press Run, watch, cancel."""
+"""The Diffusion panel, driven as a person would: choose a layer, press Run, watch, cancel.
+
+Pause, Step, snapshots and Back to snapshot: tests/test_widget_loop.py."""
 
 import numpy as np
 import pytest
@@ -29,9 +31,10 @@ def test_sample_and_run_updates_the_refined_layer_live(viewer_and_widget, qtbot)
     seen = []
     on_step = w._on_step
 
-    def record(item):
-        seen.append((item[0], float(item[1].sum())))
-        on_step(item)
+    def record(frame):
+        if frame.field is not None:  # the first frame carries the directions
+            seen.append((frame.step, float(frame.field.sum())))
+        on_step(frame)
 
     w._on_step = record
     w.run_button.native.click()
@@ -57,8 +60,19 @@ def test_worker_body_throttles_frames_but_always_sends_the_last():
 
     u = synthetic_vessels((64, 64), seed=2).probability
     settings = RefineSettings(steps=10)
-    assert [s for s, _ in _diffusion_job(u, settings, 2, min_interval=0)] == [2, 4, 6, 8, 10]
-    assert [s for s, _ in _diffusion_job(u, settings, 2, min_interval=1e9)] == [2, 10]
+    frames = list(_diffusion_job(u, None, settings, every=2, min_interval=0))
+    assert frames[0].field is None and frames[0].directions.shape == (2, 64, 64)  # directions first
+    assert [f.step for f in frames[1:]] == [2, 4, 6, 8, 10]
+    v = frames[0].directions
+    sparse = list(_diffusion_job(u, v, settings, every=2, min_interval=1e9))
+    assert [f.step for f in sparse] == [2, 10]                  # drawn
+    assert [s for s, _ in sparse[1].earlier] == [4, 6, 8]        # kept for the snapshots
+    np.testing.assert_array_equal(sparse[1].earlier[1][1], frames[3].field)
+    # continuing from a state: steps are counted from `start`, and the field matches one run
+    assert frames[2].step == 4
+    later = list(_diffusion_job(frames[2].field, v, settings, start=4, steps=6, every=3, min_interval=0))
+    assert [f.step for f in later] == [7, 10]
+    np.testing.assert_allclose(later[-1].field, frames[-1].field, atol=1e-6)
 
 
 def test_cancel_stops_the_run(viewer_and_widget, qtbot):
@@ -69,7 +83,7 @@ def test_cancel_stops_the_run(viewer_and_widget, qtbot):
     qtbot.waitUntil(lambda: REFINED in viewer.layers, timeout=30000)
     w.cancel_button.native.click()
     _wait_done(qtbot, w)
-    assert w.status.value.startswith("cancelled")
+    assert w.status.value.startswith("cancelled at step")
     assert w.run_button.enabled and not w.cancel_button.enabled
     assert viewer.layers[REFINED].data.shape == (128, 128)  # the last step shown is kept
 
@@ -101,3 +115,15 @@ def test_large_dt_is_announced_as_sub_stepping(viewer_and_widget):
     assert "sub-steps" in w.status.value
     w.dt.value = 0.25
     assert w.status.value == ""
+
+
+def test_undrawn_fields_riding_along_are_bounded():
+    from napari_tubediff.core.refine import RefineSettings
+    from napari_tubediff.widgets.diffusion import MAX_EARLIER, _diffusion_job
+
+    u = synthetic_vessels((32, 40), seed=5).probability
+    v = np.zeros((2, 32, 40), np.float32)
+    frames = list(_diffusion_job(u, v, RefineSettings(steps=100), every=1, min_interval=1e9))
+    assert [f.step for f in frames] == [1, 100]
+    steps = [s for s, _ in frames[1].earlier]
+    assert len(steps) <= MAX_EARLIER and steps == sorted(steps) and steps[0] == 2 and steps[-1] == 99

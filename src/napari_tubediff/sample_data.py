@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from .data.fundus import synthetic_fundus
 from .data.synthetic import synthetic_vessels
 
 
@@ -16,4 +17,19 @@ def synthetic_sample(seed: int = 0):
         (s.probability, {"name": "synthetic probability", "colormap": "magma",
                          "contrast_limits": (0.0, 1.0), "blending": "additive"}, "image"),
         (s.truth.astype("uint8"), {"name": "synthetic truth", "opacity": 0.4, "visible": False}, "labels"),
+    ]
+
+
+def retina_sample(seed: int = 0):
+    """A retina-like RGB photograph (dark vessels, circular field of view), its truth and FOV.
+
+    Returns napari layer-data tuples: the RGB image, the vessel truth and the field of
+    view as Labels (both hidden). Segment it with the Segment panel: RGB images are
+    read through their green channel.
+    """
+    f = synthetic_fundus((256, 256), seed=seed)
+    return [
+        (f.image, {"name": "retina", "rgb": True}, "image"),
+        (f.truth.astype("uint8"), {"name": "retina truth", "opacity": 0.5, "visible": False}, "labels"),
+        (f.fov.astype("uint8"), {"name": "retina fov", "opacity": 0.2, "visible": False}, "labels"),
     ]

@@ -14,7 +14,7 @@ from skimage.feature import hessian_matrix, structure_tensor
 
 from .checks import check_field
 
-__all__ = ["estimate_directions"]
+__all__ = ["estimate_directions", "sample_vectors", "vector_angles"]
 
 
 def estimate_directions(u, sigma: float = 2.0, *, method: str = "hessian",
@@ -87,3 +87,77 @@ def estimate_directions(u, sigma: float = 2.0, *, method: str = "hessian",
         undefined |= (strongest >= 0) if bright else (strongest <= 0)
     v[undefined] = 0
     return np.moveaxis(v, -1, 0).astype(np.float32)
+
+
+def sample_vectors(directions, mask, step: int = 4, length: float = 3.0) -> np.ndarray:
+    """Direction vectors on a regular grid of ``mask`` pixels, as a napari Vectors array.
+
+    Parameters
+    ----------
+    directions : (ndim, *spatial) array_like
+        Unit vectors (or zero vectors where no direction is known), component ``i``
+        along array axis ``i``.
+    mask : (*spatial) array_like of bool
+        Where vectors are wanted (e.g. ``probability >= 0.5``).
+    step : int
+        Grid spacing in pixels along every axis; the grid starts at ``step // 2``.
+    length : float
+        Length of each drawn vector in pixels.
+
+    Returns
+    -------
+    vectors : (N, 2, ndim) ndarray of float32
+        napari's Vectors layout: ``vectors[k, 0]`` is the start point and
+        ``vectors[k, 1]`` the projection. Each vector is centred on its grid pixel
+        (start ``p - length/2 v``, projection ``length v``), since a vessel direction
+        has no sign. Grid pixels outside ``mask`` or with a zero vector are left out.
+
+    Examples
+    --------
+    >>> v = np.zeros((2, 8, 8), np.float32); v[1] = 1           # all along the columns
+    >>> sample_vectors(v, np.ones((8, 8), bool), step=4, length=2)[:, 0]
+    array([[2., 1.],
+           [2., 5.],
+           [6., 1.],
+           [6., 5.]], dtype=float32)
+    """
+    v = np.asarray(directions, dtype=np.float32)
+    m = np.asarray(mask, dtype=bool)
+    if v.ndim != m.ndim + 1 or v.shape[0] != m.ndim or v.shape[1:] != m.shape:
+        raise ValueError(f"directions {v.shape} must have shape (ndim, *mask.shape) = "
+                         f"{(m.ndim, *m.shape)}")
+    if isinstance(step, bool) or int(step) != step or step < 1:
+        raise ValueError(f"step must be a whole number >= 1, got {step!r}")
+    if not (np.isfinite(length) and length > 0):
+        raise ValueError(f"length must be > 0, got {length!r}")
+    step = int(step)
+    grid = np.zeros(m.shape, bool)
+    grid[tuple(slice(step // 2, None, step) for _ in m.shape)] = True
+    keep = grid & m & (np.abs(v).sum(axis=0) > 0)
+    pos = np.argwhere(keep).astype(np.float32)
+    vec = v[(slice(None), *keep.nonzero())].T * np.float32(length)
+    out = np.empty((len(pos), 2, m.ndim), np.float32)
+    out[:, 0] = pos - vec / 2
+    out[:, 1] = vec
+    return out
+
+
+def vector_angles(vectors) -> np.ndarray:
+    """Orientation of napari vectors in degrees, in [0, 180), in the plane of the last two axes.
+
+    0 is along the columns (the last axis), 90 along the rows; opposite vectors have
+    the same orientation, so a cyclic colour map over [0, 180) colours them alike.
+
+    Examples
+    --------
+    >>> vecs = np.zeros((4, 2, 2)); vecs[:, 1] = [[0, 1], [1, 0], [-1, 0], [1, 1]]
+    >>> vector_angles(vecs)
+    array([ 0., 90., 90., 45.], dtype=float32)
+    """
+    a = np.asarray(vectors, dtype=np.float64)
+    if a.ndim != 3 or a.shape[1] != 2 or a.shape[2] < 2:
+        raise ValueError(f"vectors must have shape (N, 2, ndim >= 2), got {a.shape}")
+    proj = a[:, 1]
+    ang = np.degrees(np.arctan2(proj[:, -2], proj[:, -1])) % 180.0
+    ang[np.isclose(ang, 180.0)] = 0.0
+    return ang.astype(np.float32)

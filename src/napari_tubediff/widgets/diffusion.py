@@ -1,52 +1,92 @@
-"""Diffusion panel: refine a probability layer by anisotropic diffusion, live.
+"""Diffusion panel: refine a probability layer by anisotropic diffusion, live, and scrub back.
 
-Thin by design: it gathers a layer and parameters, runs
-`napari_tubediff.estimate_directions` and `napari_tubediff.iter_diffusion` in a
-worker thread, and puts each yielded field into the ``refined`` layer.
+Thin by design: it gathers a layer and parameters, runs `core.estimate_directions` and
+`core.iter_diffusion` in a worker thread, and puts each yielded field into two layers:
+
+* ``refined`` (Image, same shape as the probability): the current field, the one the
+  Bridged gaps and Accept panels use;
+* ``refined history`` (Image, shape ``(T, *spatial)``): snapshots on a leading time axis,
+  so the dims slider scrubs back through the run. At most ``snapshots kept`` of them are
+  stored (and at most 256 MiB); when full, every second one is dropped
+  (`core.history.SnapshotHistory`), so they always span the run from step 0.
+
+Run continues the current state up to ``steps`` (and starts over from the probability
+once it is there); Pause/Resume holds the worker; Step advances exactly one step from
+the current state; Back to snapshot makes the snapshot under the slider the current
+state; Reset goes back to the probability; Cancel stops and keeps the last step shown.
 """
 
 from __future__ import annotations
 
 import time
+from typing import NamedTuple
 
 import napari
 import numpy as np
-from magicgui.widgets import (
-    ComboBox,
-    Container,
-    FloatSpinBox,
-    Label,
-    PushButton,
-    SpinBox,
-)
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
 from ..core.checks import check_field
-from ..core.diffusion import plan_substeps
-from ..core.refine import RefineSettings, iter_refine
+from ..core.diffusion import iter_diffusion, plan_substeps
+from ..core.directions import estimate_directions
+from ..core.history import SnapshotHistory, capacity_for
+from ..core.refine import RefineSettings
+from ._common import SHORTCUTS, follow_layers, layers_of, put_image
 
 REFINED = "refined"
+HISTORY = "refined history"
 
 
-def _diffusion_job(u, settings: RefineSettings, every: int, min_interval=0.04):
-    """Worker body: directions, then the diffusion's steps (a generator, so it can be cancelled).
+class Frame(NamedTuple):
+    """What the worker yields: a field at ``step`` (or, once and first, only the directions).
 
-    Small images step faster than a screen refreshes: frames closer than
-    ``min_interval`` seconds to the last one sent are skipped (the last step is
-    always sent), so the GUI is never flooded with queued updates.
+    ``earlier`` holds the ``(step, field)`` pairs computed since the previous frame but not
+    drawn (see `_diffusion_job`), so the snapshots still cover every ``every``-th step.
     """
+
+    step: int
+    field: np.ndarray | None
+    directions: np.ndarray | None = None
+    earlier: tuple = ()
+
+
+#: At most this many undrawn fields ride along with one frame (older ones are thinned).
+MAX_EARLIER = 32
+
+
+def _diffusion_job(u, directions, settings: RefineSettings, *, start: int = 0, steps: int | None = None,
+                   every: int = 1, min_interval: float = 0.04):
+    """Worker body: directions if not given, then the diffusion's steps (a generator: cancellable).
+
+    ``u`` is the field to start from (at step ``start``); ``steps`` (default
+    ``settings.steps``) more steps are run. Small images step faster than a screen
+    refreshes: a field closer than ``min_interval`` seconds to the last frame sent is not
+    drawn but travels in the next frame's ``earlier`` (at most `MAX_EARLIER`, thinned
+    by halves), for the snapshot history. The last step is always sent.
+    """
+    if directions is None:
+        directions = estimate_directions(u, settings.sigma)
+        yield Frame(start, None, directions)
+    kw = settings.diffusion_kwargs()
+    kw["steps"] = n = settings.steps if steps is None else steps
     last = -np.inf
-    for step, field in iter_refine(u, settings=settings, every=every):
+    earlier: list = []
+    for step, field in iter_diffusion(u, directions, every=every, **kw):
         now = time.monotonic()
-        if step == settings.steps or now - last >= min_interval:
+        if step == n or now - last >= min_interval:
             last = now
-            yield step, field
+            yield Frame(start + step, field, earlier=tuple(earlier))
+            earlier = []
+        else:
+            if len(earlier) >= MAX_EARLIER:
+                earlier = earlier[::2]
+            earlier.append((start + step, field))
 
 
 class DiffusionWidget(Container):
-    """Dock widget: choose a probability layer, set the PDE's parameters, Run or Cancel."""
+    """Dock widget: choose a probability layer, set the PDE's parameters; Run, Pause, Step, Reset."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(labels=True)
@@ -54,8 +94,15 @@ class DiffusionWidget(Container):
         self._viewer = viewer
         self._worker = None
         self._progress = None
-        self._pending = None
-        self.layer = ComboBox(label="probability", choices=self._image_layers)
+        self._queue: list[Frame] = []
+        self._draining = False
+        self._after_finish = None
+        self._key = None           # which probability layer / data / sigma the state belongs to
+        self._directions = None
+        self._field = None         # the current state: field at step self._step
+        self._step = 0
+        self._history = None
+        self.layer = ComboBox(label="probability", choices=lambda _w: layers_of(viewer, napari.layers.Image))
         self.sigma = FloatSpinBox(value=d.sigma, min=0.5, max=50.0, step=0.5, label="direction scale",
                                   tooltip="Hessian scale (pixels) for the vessel directions")
         self.lambda_par = FloatSpinBox(value=d.lambda_par, min=0.0, max=100.0, step=0.1, label="lambda along")
@@ -67,39 +114,40 @@ class DiffusionWidget(Container):
         self.every = SpinBox(value=1, min=1, max=100000, label="show every",
                              tooltip="update the refined layer every this many steps")
         self.order = ComboBox(choices=[2, 4, 6, 8, 10, 12], value=d.order, label="stencil order")
+        self.max_snapshots = SpinBox(value=50, min=2, max=10000, label="snapshots kept",
+                                     tooltip="most snapshots on the time axis (older ones are thinned)")
         self.run_button = PushButton(text="Run")
+        self.pause_button = PushButton(text="Pause", enabled=False)
+        self.step_button = PushButton(text="Step")
+        self.restore_button = PushButton(text="Back to snapshot",
+                                         tooltip="make the snapshot under the time slider the current state")
+        self.reset_button = PushButton(text="Reset")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(value="")
+        self.scrub = Label(value="")
+        self.keys = Label(value=f"Keys: {SHORTCUTS['step']} step (pauses a run first)")
         self.extend([self.layer, self.sigma, self.lambda_par, self.lambda_perp, self.dt, self.steps,
-                     self.every, self.order, self.run_button, self.cancel_button, self.status])
+                     self.every, self.order, self.max_snapshots, self.run_button, self.pause_button,
+                     self.step_button, self.restore_button, self.reset_button, self.cancel_button,
+                     self.status, self.scrub, self.keys])
+        follow_layers(viewer, self.layer, prefer="probab")
         self.run_button.changed.connect(self.run)
+        self.pause_button.changed.connect(self.toggle_pause)
+        self.step_button.changed.connect(self.step)
+        self.restore_button.changed.connect(self.restore)
+        self.reset_button.changed.connect(self.reset)
         self.cancel_button.changed.connect(self.cancel)
-        self._prefer_probability()
-        self.dt.changed.connect(self._show_substeps)
-        self.lambda_par.changed.connect(self._show_substeps)
-        self.lambda_perp.changed.connect(self._show_substeps)
-        self.order.changed.connect(self._show_substeps)
+        for w in (self.dt, self.lambda_par, self.lambda_perp, self.order):
+            w.changed.connect(self._show_substeps)
+        viewer.dims.events.current_step.connect(self._show_scrub)
+        viewer.bind_key(SHORTCUTS["step"], self._key_step, overwrite=True)
 
-    def _image_layers(self, _widget=None):
-        return [(lay.name, lay) for lay in self._viewer.layers if isinstance(lay, napari.layers.Image)]
+    # -- inputs and state ---------------------------------------------------------
+    def _settings(self) -> RefineSettings:
+        return RefineSettings(sigma=self.sigma.value, lambda_par=self.lambda_par.value,
+                              lambda_perp=self.lambda_perp.value, dt=self.dt.value,
+                              steps=self.steps.value, order=self.order.value)
 
-    def _prefer_probability(self, *_):
-        # follow the viewer's layers; unless the user already chose a probability-like
-        # layer, move to the newest one named like a probability field
-        if not _:
-            events = self._viewer.layers.events
-            for ev in (events.removed, events.moved):
-                ev.connect(self.layer.reset_choices)
-            events.inserted.connect(self._prefer_probability)
-        self.layer.reset_choices()
-        current = self.layer.value
-        if current is not None and "probab" in current.name.lower():
-            return
-        named = [c for c in self.layer.choices if "probab" in c.name.lower()]
-        if named:
-            self.layer.value = named[-1]
-
-    # -- actions ------------------------------------------------------------------
     def _show_substeps(self, *_):
         n = plan_substeps(self.dt.value, self.lambda_par.value, self.lambda_perp.value,
                           self.order.value, 2)
@@ -119,64 +167,183 @@ class DiffusionWidget(Container):
             show_error(str(e))
             return None
 
-    def run(self, *_):
-        if self._worker is not None:
-            return
+    def _prepare(self) -> bool:
+        """Check the input; start from the probability when it (or the direction scale) changed."""
         u = self._input()
         if u is None:
+            return False
+        layer = self.layer.value
+        key = (id(layer), id(layer.data), self.sigma.value)
+        if key != self._key or self._field is None:
+            if key != self._key:
+                self._directions = None
+            self._key, self._source, self._data_ref = key, layer, layer.data
+            self._reset_state(u)
+        return True
+
+    def _reset_state(self, u: np.ndarray) -> None:
+        self._u0 = u
+        self._field = u.copy()
+        self._step = 0
+        self._history = SnapshotHistory(capacity_for(u.shape, self.max_snapshots.value))
+        self._history.add(0, u)
+        self._show_field()
+
+    # -- actions ------------------------------------------------------------------
+    def run(self, *_):
+        """Run (or continue) to ``steps`` steps; starts over once the state is there."""
+        if self._worker is not None or not self._prepare():
             return
-        settings = RefineSettings(sigma=self.sigma.value, lambda_par=self.lambda_par.value,
-                                  lambda_perp=self.lambda_perp.value, dt=self.dt.value,
-                                  steps=self.steps.value, order=self.order.value)
-        self._source = self.layer.value
-        self._progress = progress(total=settings.steps, desc="diffusion")
-        self._worker = create_worker(_diffusion_job, u, settings, self.every.value, _ignore_errors=True)
-        self._worker.yielded.connect(self._on_step)
-        self._worker.errored.connect(self._on_error)
-        self._worker.finished.connect(self._on_finished)
-        self.run_button.enabled = False
-        self.cancel_button.enabled = True
-        self.status.value = "estimating directions..."
-        self._worker.start()
+        if self._step >= self.steps.value:
+            self._reset_state(self._u0)
+        self._start(self.steps.value - self._step, self.every.value)
+
+    def step(self, *_):
+        """Advance exactly one step from the current state (a running worker is paused first)."""
+        if self._worker is not None:
+            if not self._worker.is_paused:
+                self._worker.pause()
+                return
+            self._after_finish = self._step_once
+            self._worker.quit()
+            return
+        self._step_once()
+
+    def _step_once(self):
+        if self._prepare():
+            self._start(1, 1)
+
+    def toggle_pause(self, *_):
+        if self._worker is not None:
+            self._worker.toggle_pause()
 
     def cancel(self, *_):
         if self._worker is not None:
             self._worker.quit()
             self.status.value = "cancelling..."
 
-    # -- worker callbacks (main thread) ------------------------------------------
-    def _on_step(self, item):
-        # Updating a layer can process Qt events, which may deliver the next frame
-        # into this handler again: keep only the newest frame and draw it from the
-        # outermost call.
-        busy = self._pending is not None
-        self._pending = item
-        if busy:
+    def reset(self, *_):
+        """Back to the probability, step 0, with an empty history."""
+        if self._worker is not None:
+            self._after_finish = self.reset
+            self._worker.quit()
             return
-        while self._pending is not None:
-            step, field = self._pending
-            if REFINED in self._viewer.layers:
-                self._viewer.layers[REFINED].data = field
-            else:
-                src = self._source
-                self._viewer.add_image(field, name=REFINED, colormap="viridis", contrast_limits=(0, 1),
-                                       scale=src.scale, translate=src.translate, blending="additive")
-            self.status.value = f"step {step} / {self.steps.value}"
-            if self._progress is not None:
-                self._progress.update(step - self._progress.n)
-            if self._pending[0] == step:
-                self._pending = None
+        self._field = None  # _prepare starts over from the probability (keeping known directions)
+        if self._prepare():
+            self.status.value = "reset to the probability (step 0)"
+
+    def restore(self, *_):
+        """Make the snapshot under the time slider the current state (later snapshots are dropped)."""
+        if self._worker is not None:
+            if not self._worker.is_paused:
+                show_error("Pause or cancel the run before going back to a snapshot.")
+                return
+            self._after_finish = self.restore
+            self._worker.quit()
+            return
+        if self._history is None or HISTORY not in self._viewer.layers:
+            show_error("No snapshots yet: Run or Step the diffusion first.")
+            return
+        i = min(int(self._viewer.dims.current_step[0]), len(self._history) - 1)
+        step, field = self._history.snapshot(i)
+        self._history.truncate(i + 1)
+        self._field, self._step = field, step
+        self._show_field()
+        self.status.value = f"back at step {step}"
+
+    def _key_step(self, _viewer=None):
+        self.step()
+
+    def _start(self, steps: int, every: int):
+        settings = self._settings()
+        self._target = self._step + steps
+        self._progress = progress(total=steps, desc="diffusion")
+        self._progress_start = self._step
+        self._worker = create_worker(_diffusion_job, self._field, self._directions, settings,
+                                     start=self._step, steps=steps, every=every, _ignore_errors=True)
+        self._worker.yielded.connect(self._on_step)
+        self._worker.errored.connect(self._on_error)
+        self._worker.finished.connect(self._on_finished)
+        self._worker.paused.connect(self._on_paused)
+        self._worker.resumed.connect(self._on_resumed)
+        self._set_running(True)
+        self.status.value = "estimating directions..." if self._directions is None else "running..."
+        self._worker.start()
+
+    def _set_running(self, running: bool):
+        self.run_button.enabled = not running
+        self.pause_button.enabled = running
+        self.cancel_button.enabled = running
+        self.pause_button.text = "Pause"
+
+    # -- showing the state (main thread) ------------------------------------------
+    def _show_field(self, follow: bool = True):
+        src = self._source
+        put_image(self._viewer, REFINED, self._field, like=src, colormap="viridis", contrast_limits=(0, 1),
+                  blending="additive")
+        put_image(self._viewer, HISTORY, self._history.stack(), like=src, colormap="viridis",
+                  contrast_limits=(0, 1), blending="translucent")
+        if follow:
+            self._viewer.dims.set_current_step(0, len(self._history) - 1)
+        self._show_scrub()
+
+    def _show_scrub(self, *_):
+        if self._history is None or not len(self._history) or HISTORY not in self._viewer.layers:
+            self.scrub.value = ""
+            return
+        i = min(int(self._viewer.dims.current_step[0]), len(self._history) - 1)
+        self.scrub.value = (f"time slider: snapshot {i + 1} of {len(self._history)} = step "
+                            f"{self._history.steps[i]}")
+
+    # -- worker callbacks (main thread) ------------------------------------------
+    def _on_step(self, frame: Frame):
+        if frame.directions is not None:
+            self._directions = frame.directions
+            self.status.value = "running..."
+            return
+        # Updating a layer can process Qt events, which may deliver the next frame into
+        # this handler again: queue it, and let the outermost call store every frame's
+        # snapshots and draw only the newest.
+        self._queue.append(frame)
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._queue:
+                frames, self._queue = self._queue, []
+                for f in frames:
+                    for step, field in f.earlier:
+                        self._history.add(step, field)
+                    self._history.add(f.step, f.field)
+                newest = frames[-1]
+                self._field, self._step = newest.field, newest.step
+                self._show_field()
+                self.status.value = f"step {newest.step} / {self._target}"
+                if self._progress is not None:
+                    self._progress.update(newest.step - self._progress_start - self._progress.n)
+        finally:
+            self._draining = False
+
+    def _on_paused(self):
+        self.pause_button.text = "Resume"
+        self.status.value = f"paused at step {self._step}"
+
+    def _on_resumed(self):
+        self.pause_button.text = "Pause"
+        self.status.value = f"running from step {self._step}..."
 
     def _on_error(self, exc):
         show_error(f"Diffusion failed: {exc}")
 
     def _on_finished(self):
-        if self._worker is not None and self._worker.abort_requested:
-            self.status.value = f"cancelled ({self.status.value})"
+        if self._worker is not None and self._worker.abort_requested and self._after_finish is None:
+            self.status.value = f"cancelled at step {self._step}"
             show_info("Diffusion cancelled; the refined layer keeps the last step shown.")
         if self._progress is not None:
             self._progress.close()
             self._progress = None
         self._worker = None
-        self.run_button.enabled = True
-        self.cancel_button.enabled = False
+        self._set_running(False)
+        then, self._after_finish = self._after_finish, None
+        if then is not None:
+            then()

@@ -1,0 +1,148 @@
+"""Regenerate the user guide's screenshots (docs/images/*.png) from the real plugin.
+
+    xvfb-run -a python scripts/screenshots.py [--out docs/images]
+
+Each stage of the annotator's loop is driven through the panels' own buttons, as in the
+GUI tests, and the whole window is captured (``viewer.screenshot(canvas_only=False)``).
+PNGs are saved with a 256-colour palette to stay small (< 300 KB each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import napari
+import numpy as np
+from PIL import Image
+from qtpy.QtWidgets import QApplication
+
+PLUGIN = "napari-tubediff"
+
+
+def settle(seconds: float = 0.3) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        QApplication.processEvents()
+        time.sleep(0.01)
+
+
+def wait(widget, timeout: float = 300.0) -> None:
+    end = time.monotonic() + timeout
+    while getattr(widget, "_worker", None) is not None:
+        if time.monotonic() > end:
+            raise TimeoutError(f"{type(widget).__name__} did not finish in {timeout} s")
+        QApplication.processEvents()
+        time.sleep(0.01)
+    settle()
+
+
+class Shooter:
+    def __init__(self, viewer, out: Path):
+        self.viewer, self.out = viewer, out
+        self.docks = {}
+
+    def panel(self, name):
+        """Dock ``name`` and show only it on the right."""
+        if name not in self.docks:
+            self.docks[name] = self.viewer.window.add_plugin_dock_widget(PLUGIN, name)
+        for n, (dock, _) in self.docks.items():
+            dock.setVisible(n == name)
+        settle()
+        return self.docks[name][1]
+
+    def shot(self, name: str) -> Path:
+        settle(0.5)
+        rgba = self.viewer.screenshot(canvas_only=False, flash=False)
+        path = self.out / f"{name}.png"
+        img = Image.fromarray(np.asarray(rgba)[..., :3]).quantize(256, method=Image.Quantize.MEDIANCUT)
+        img.save(path, optimize=True)
+        print(f"{path}  {path.stat().st_size // 1024} KB")
+        return path
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "images"))
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    viewer = napari.Viewer(title="napari-tubediff")
+    viewer.window._qt_window.resize(1280, 800)
+    s = Shooter(viewer, out)
+
+    # 1. the retina-like sample, segmented through its green channel
+    viewer.open_sample(PLUGIN, "retina")
+    seg = s.panel("Segment")
+    seg.fov.value = viewer.layers["retina fov"]
+    seg.run_button.native.click()
+    wait(seg)
+    viewer.layers["probability"].opacity = 0.8
+    viewer.reset_view()
+    s.shot("01_segment_retina")
+
+    # 2. the synthetic sample (a probability with breaks): directions
+    viewer.layers.clear()
+    viewer.open_sample(PLUGIN, "synthetic")
+    prob = viewer.layers["synthetic probability"]
+    dirs = s.panel("Directions")
+    dirs.layer.value = prob
+    dirs.step.value = 5
+    dirs.run_button.native.click()
+    wait(dirs)
+    prob.opacity = 0.35
+    viewer.layers["directions"].edge_width = 1.5
+    cam = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    cam.center, cam.zoom = (110, 130), 6.0     # a crossing of vessels
+    s.shot("02_directions")
+    prob.opacity = 1.0
+    viewer.layers["directions"].visible = False
+
+    # 3. diffusion: a run of 30 steps, then scrub back to an early snapshot
+    viewer.reset_view()
+    diff = s.panel("Diffusion")
+    diff.layer.value = prob
+    diff.steps.value = 30
+    diff.run_button.native.click()
+    wait(diff)
+    s.shot("03_diffusion_done")
+    viewer.dims.set_current_step(0, 0)
+    s.shot("04_diffusion_scrub")
+    viewer.dims.set_current_step(0, len(diff._history) - 1)
+    viewer.layers["refined history"].visible = False
+
+    # 4. bridged gaps: find them, go to the largest, reject it
+    gaps = s.panel("Bridged gaps")
+    gaps.probability.value = prob
+    gaps.refined.value = viewer.layers["refined"]
+    gaps.run_button.native.click()
+    wait(gaps)
+    gaps.list.setCurrentRow(0)
+    settle()
+    s.shot("05_gaps_review")
+
+    # 5. accept into the curated labels (the largest gap rejected)
+    gaps.reject_button.native.click()
+    acc = s.panel("Accept")
+    acc.accept_button.native.click()
+    settle()
+    for name in ("refined", "bridged", "synthetic probability"):
+        viewer.layers[name].visible = False
+    viewer.layers["curated"].opacity = 0.9
+    viewer.reset_view()
+    s.shot("06_accept")
+
+    # 6. metrics of three layers against the truth
+    met = s.panel("Metrics")
+    met.predictions.value = [prob, viewer.layers["refined"], viewer.layers["curated"]]
+    met.truth.value = viewer.layers["synthetic truth"]
+    met.run_button.native.click()
+    wait(met)
+    s.shot("07_metrics")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()

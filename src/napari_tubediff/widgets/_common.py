@@ -1,0 +1,103 @@
+"""GUI glue shared by the panels: layer choices that follow the viewer, adding or updating layers."""
+
+from __future__ import annotations
+
+import napari
+import numpy as np
+from magicgui.widgets import ComboBox
+
+#: Keyboard shortcuts bound on the viewer by the panels (listed in the panels and docs/user_guide.md).
+SHORTCUTS = {
+    "step": "Shift-N",
+    "accept": "Shift-Y",
+    "undo": "Shift-U",
+}
+
+
+def layers_of(viewer, *kinds):
+    """``(name, layer)`` choices of the viewer's layers of the given napari layer classes."""
+    return [(lay.name, lay) for lay in viewer.layers if isinstance(lay, kinds)]
+
+
+def follow_layers(viewer, *combos: ComboBox, prefer: str | None = None) -> None:
+    """Refresh the combo boxes' choices when layers are added, removed or renamed.
+
+    With ``prefer``, a combo box moves to the newest layer named exactly ``prefer`` (or,
+    without one, whose name contains it) unless its current layer already qualifies:
+    "refined" picks ``refined`` over ``refined history``. A nullable combo box with
+    nothing named so stays empty.
+    """
+
+    def refresh(*_):
+        for c in combos:
+            c.reset_choices()
+            if prefer is None:
+                continue
+            layers = [ch for ch in c.choices if ch is not None]
+            named = [ch for ch in layers if prefer in ch.name.lower()]
+            exact = [ch for ch in named if ch.name.lower() == prefer]
+            cur = c.value
+            if cur is not None and cur in (exact or named):
+                continue
+            if named:
+                c.value = (exact or named)[-1]
+
+    ev = viewer.layers.events
+    for e in (ev.inserted, ev.removed, ev.moved):
+        e.connect(refresh)
+    for lay in viewer.layers:
+        lay.events.name.connect(refresh)
+    ev.inserted.connect(lambda e: e.value.events.name.connect(refresh))
+    refresh()
+
+
+def camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
+def canvas_size(viewer) -> tuple[int, int]:
+    """Canvas size in screen pixels (``viewer.canvas.size`` since napari 0.9)."""
+    canvas = getattr(viewer, "canvas", None)
+    return tuple(canvas.size) if canvas is not None else tuple(viewer._canvas_size)
+
+
+def put_image(viewer, name: str, data: np.ndarray, like=None, **kwargs):
+    """Set the data of Image layer ``name``, or add it (with the spatial scale and offset of ``like``).
+
+    An existing layer keeps its place and display settings when the number of dimensions
+    is unchanged (the shape may change, e.g. a growing stack of snapshots).
+    """
+    if name in viewer.layers and isinstance(viewer.layers[name], napari.layers.Image):
+        layer = viewer.layers[name]
+        if layer.data.ndim == data.ndim and not layer.rgb:
+            layer.data = data
+            return layer
+        viewer.layers.remove(layer)
+    if like is not None:
+        nd = data.ndim
+        kwargs.setdefault("scale", _pad(like.scale, nd, 1.0))
+        kwargs.setdefault("translate", _pad(like.translate, nd, 0.0))
+    return viewer.add_image(data, name=name, **kwargs)
+
+
+def put_layer(viewer, name: str, kind: str, data, like=None, **kwargs):
+    """Replace layer ``name`` by a new one of ``kind`` ('labels', 'vectors', ...), keeping its place."""
+    index = None
+    if name in viewer.layers:
+        index = viewer.layers.index(name)
+        viewer.layers.remove(name)
+    if like is not None:
+        nd = np.asarray(like.data).ndim - (1 if getattr(like, "rgb", False) else 0)
+        kwargs.setdefault("scale", _pad(like.scale, nd, 1.0))
+        kwargs.setdefault("translate", _pad(like.translate, nd, 0.0))
+    layer = getattr(viewer, f"add_{kind}")(data, name=name, **kwargs)
+    if index is not None:
+        viewer.layers.move(viewer.layers.index(layer), index)
+    return layer
+
+
+def _pad(values, nd: int, fill: float):
+    v = list(np.asarray(values, float))[-nd:]
+    return [fill] * (nd - len(v)) + v

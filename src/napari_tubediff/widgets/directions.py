@@ -1,0 +1,102 @@
+"""Directions panel: the vessel directions as a ``directions`` Vectors layer, coloured by angle.
+
+Directions are the Hessian eigenvectors of the probability field
+(`core.estimate_directions`); they are drawn on a grid of vessel pixels
+(``probability >= threshold``) by `core.directions.sample_vectors`. Changing the grid
+step or the length redraws at once from the directions already computed.
+"""
+
+from __future__ import annotations
+
+import napari
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error
+
+from ..core.checks import check_field
+from ..core.directions import estimate_directions, sample_vectors, vector_angles
+from ._common import follow_layers, layers_of, put_layer
+
+DIRECTIONS = "directions"
+
+
+def _directions_job(u: np.ndarray, sigma: float) -> np.ndarray:
+    return estimate_directions(u, sigma)
+
+
+class DirectionsWidget(Container):
+    """Dock widget: choose the probability layer, press Show directions."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._worker = None
+        self._cache = None  # (key, u, directions)
+        self.layer = ComboBox(label="probability", choices=lambda _w: layers_of(viewer, napari.layers.Image))
+        self.sigma = FloatSpinBox(value=3.0, min=0.5, max=50.0, step=0.5, label="direction scale",
+                                  tooltip="Hessian scale in pixels, about the vessel radius")
+        self.threshold = FloatSpinBox(value=0.5, min=0.01, max=1.0, step=0.05, label="vessel threshold",
+                                      tooltip="vectors are drawn where probability >= this")
+        self.step = SpinBox(value=6, min=1, max=256, label="grid step",
+                            tooltip="one vector every this many pixels (the density)")
+        self.length = FloatSpinBox(value=5.0, min=0.5, max=100.0, step=0.5, label="length",
+                                   tooltip="drawn length of each vector, in pixels")
+        self.run_button = PushButton(text="Show directions")
+        self.status = Label(value="")
+        self.extend([self.layer, self.sigma, self.threshold, self.step, self.length, self.run_button,
+                     self.status])
+        follow_layers(viewer, self.layer, prefer="probab")
+        self.run_button.changed.connect(self.run)
+        for w in (self.step, self.length, self.threshold):
+            w.changed.connect(self._redraw)
+
+    def _input(self):
+        layer = self.layer.value
+        if layer is None:
+            show_error("Choose a probability layer (run the Segment panel first).")
+            return None
+        if getattr(layer, "rgb", False):
+            show_error(f"'{layer.name}' is RGB: choose the probability layer (Segment panel).")
+            return None
+        try:
+            return check_field(np.asarray(layer.data), f"layer '{layer.name}'")
+        except ValueError as e:
+            show_error(str(e))
+            return None
+
+    def run(self, *_):
+        if self._worker is not None:
+            return
+        u = self._input()
+        if u is None:
+            return
+        key = (id(self.layer.value), self.sigma.value)
+        self._source = self.layer.value
+        self._worker = create_worker(_directions_job, u, self.sigma.value, _ignore_errors=True,
+                                     _progress={"desc": "estimating directions"})
+        self._worker.returned.connect(lambda v: self._on_result(key, u, v))
+        self._worker.errored.connect(lambda e: show_error(f"Directions failed: {e}"))
+        self._worker.finished.connect(self._on_finished)
+        self.run_button.enabled = False
+        self.status.value = "estimating directions..."
+        self._worker.start()
+
+    def _on_result(self, key, u, v):
+        self._cache = (key, u, v)
+        self._redraw()
+
+    def _redraw(self, *_):
+        if self._cache is None:
+            return
+        _, u, v = self._cache
+        vectors = sample_vectors(v, u >= self.threshold.value, self.step.value, self.length.value)
+        angles = vector_angles(vectors) if len(vectors) else np.zeros(0, np.float32)
+        put_layer(self._viewer, DIRECTIONS, "vectors", vectors, like=self._source,
+                  features={"angle": angles}, edge_color="angle", edge_colormap="hsv",
+                  edge_contrast_limits=(0.0, 180.0), edge_width=1.0, length=1.0, vector_style="line")
+        self.status.value = f"{len(vectors)} vectors (colour: angle, 0-180 degrees)"
+
+    def _on_finished(self):
+        self._worker = None
+        self.run_button.enabled = True

@@ -1,0 +1,141 @@
+"""Metrics panel: Dice, clDice and VCA of any number of layers against a ground truth.
+
+Predictions may be Image layers (probabilities in [0, 1], thresholded) or Labels layers
+(non-zero is vessel); scoring (`core.scoring.score_predictions`) runs in a worker. The
+table can be exported as CSV (written atomically).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import napari
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, Select
+from napari.qt.threading import create_worker
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtWidgets import QFileDialog, QTableWidget, QTableWidgetItem
+
+from ..core.scoring import rows_to_csv, score_predictions
+from ..data.io import atomic_write_text
+from ._common import follow_layers, layers_of
+
+COLUMNS = {"name": "layer", "dice": "Dice", "cldice": "clDice", "vca": "VCA", "vca_fov": "VCA (FOV)"}
+
+
+def _score_job(predictions: dict, truth, fov, threshold: float):
+    """Score each prediction on its own, so one bad layer does not hide the others' scores."""
+    rows, errors = [], []
+    for name, a in predictions.items():
+        try:
+            rows += score_predictions({name: a}, truth, fov, threshold)
+        except ValueError as e:
+            errors.append(str(e))
+    return rows, errors
+
+
+class MetricsWidget(Container):
+    """Dock widget: choose prediction layers and a ground truth, Score, Export CSV."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._worker = None
+        self.rows: list[dict] = []
+        kinds = (napari.layers.Image, napari.layers.Labels)
+        self.predictions = Select(label="predictions", choices=lambda _w: layers_of(viewer, *kinds),
+                                  allow_multiple=True, value=[])
+        labels = lambda _w: layers_of(viewer, napari.layers.Labels)  # noqa: E731
+        self.truth = ComboBox(label="ground truth", choices=labels)
+        self.fov = ComboBox(label="field of view", nullable=True, value=None, choices=labels)
+        self.threshold = FloatSpinBox(value=0.5, min=0.01, max=1.0, step=0.05, label="threshold",
+                                      tooltip="for probability (Image) layers")
+        self.run_button = PushButton(text="Score")
+        self.export_button = PushButton(text="Export CSV...", enabled=False)
+        self.status = Label(value="")
+        self.table = QTableWidget(0, 4)
+        self.table.setMinimumHeight(140)
+        self.extend([self.predictions, self.truth, self.fov, self.threshold, self.run_button])
+        self.native.layout().addWidget(self.table)
+        self.extend([self.export_button, self.status])
+        follow_layers(viewer, self.predictions)
+        follow_layers(viewer, self.truth, prefer="truth")
+        follow_layers(viewer, self.fov, prefer="fov")
+        self.run_button.changed.connect(self.run)
+        self.export_button.changed.connect(self._export_dialog)
+
+    def run(self, *_):
+        if self._worker is not None:
+            return
+        chosen = list(self.predictions.value)
+        truth = self.truth.value
+        if not chosen:
+            show_error("Choose one or more prediction layers to score.")
+            return
+        if truth is None:
+            show_error("Choose a ground-truth Labels layer (e.g. the sample's truth).")
+            return
+        preds, errors = {}, []
+        for layer in chosen:
+            if getattr(layer, "rgb", False) or getattr(layer, "multiscale", False):
+                errors.append(f"'{layer.name}' is an RGB or multiscale image: it cannot be scored.")
+            elif layer is truth:
+                errors.append(f"'{layer.name}' is the ground truth itself.")
+            else:
+                preds[layer.name] = np.asarray(layer.data)
+        fov = None if self.fov.value is None else np.asarray(self.fov.value.data)
+        self._errors = errors
+        if not preds:
+            show_error(" ".join(errors))
+            return
+        self._worker = create_worker(_score_job, preds, np.asarray(truth.data), fov, self.threshold.value,
+                                     _ignore_errors=True, _progress={"desc": "scoring"})
+        self._worker.returned.connect(self._on_result)
+        self._worker.errored.connect(lambda e: show_error(f"Scoring failed: {e}"))
+        self._worker.finished.connect(self._on_finished)
+        self.run_button.enabled = False
+        self.status.value = "scoring..."
+        self._worker.start()
+
+    def _on_result(self, result):
+        rows, errors = result
+        errors = self._errors + errors
+        if errors:
+            show_error(" ".join(errors))
+        self.rows = rows
+        cols = [c for c in COLUMNS if any(c in r for r in rows)] or list(COLUMNS)[:4]
+        self.table.clear()
+        self.table.setColumnCount(len(cols))
+        self.table.setRowCount(len(rows))
+        self.table.setHorizontalHeaderLabels([COLUMNS[c] for c in cols])
+        for i, r in enumerate(rows):
+            for j, c in enumerate(cols):
+                v = r.get(c, "")
+                self.table.setItem(i, j, QTableWidgetItem(f"{v:.4f}" if isinstance(v, float) else str(v)))
+        self.table.resizeColumnsToContents()
+        self.export_button.enabled = bool(rows)
+        self.status.value = f"scored {len(rows)} layer(s)" + (f"; {len(errors)} skipped" if errors else "")
+
+    def _on_finished(self):
+        self._worker = None
+        self.run_button.enabled = True
+
+    def export_csv(self, path) -> Path:
+        """Write the table to ``path`` as CSV (atomically) and return the path."""
+        if not self.rows:
+            raise ValueError("nothing to export: press Score first")
+        path = Path(path)
+        atomic_write_text(path, rows_to_csv(self.rows))
+        self.status.value = f"saved {path.name}"
+        return path
+
+    def _export_dialog(self, *_):
+        path, _ = QFileDialog.getSaveFileName(self.native, "Export metrics", "metrics.csv", "CSV (*.csv)")
+        if not path:
+            return
+        try:
+            self.export_csv(path)
+        except (OSError, ValueError) as e:
+            show_error(f"Could not save {path}: {e}")
+            return
+        show_info(f"Metrics saved to {path}")

@@ -1,0 +1,67 @@
+"""The manifest's reader (GIF masks) and writer (tif, png masks), as functions and through napari."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_tubediff.data.io import read_image
+from napari_tubediff.io_hooks import get_mask_reader, read_mask, write_mask
+
+
+def palette_gif(path, mask):
+    # like DRIVE's 2nd-observer masks: raw palette indices 0 and 1, index 1 painted white
+    im = Image.fromarray(mask.astype(np.uint8), mode="P")
+    im.putpalette([3, 3, 3, 253, 253, 253] + [0, 0, 0] * 254)
+    im.save(path)
+    return path
+
+
+def test_palette_gif_is_read_as_labels(tmp_path):
+    mask = np.zeros((6, 7), bool)
+    mask[2, 1:6] = True
+    path = palette_gif(tmp_path / "01_manual2.gif", mask)
+    assert np.asarray(Image.open(path)).max() == 1  # raw indices: thresholding those gives nothing
+    reader = get_mask_reader(str(path))
+    assert reader is read_mask
+    ((data, meta, kind),) = reader(str(path))
+    assert kind == "labels" and meta["name"] == "01_manual2" and data.dtype == np.uint8
+    np.testing.assert_array_equal(data, mask.astype(np.uint8))
+
+
+def test_reader_declines_other_files(tmp_path):
+    assert get_mask_reader(str(tmp_path / "a.png")) is None
+    assert get_mask_reader([str(tmp_path / "a.gif"), str(tmp_path / "b.tif")]) is None
+
+
+def test_writer_png_is_a_mask_and_tif_keeps_labels(tmp_path):
+    labels = np.zeros((5, 6), np.uint16)
+    labels[1, 1:4] = 1
+    labels[3, 2] = 300
+    (png,) = write_mask(str(tmp_path / "m.png"), labels, {})
+    np.testing.assert_array_equal(read_image(png), (labels > 0) * 255)
+    (tif,) = write_mask(str(tmp_path / "m.tif"), labels, {})
+    back = read_image(tif)
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back, labels)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.png", "m.tif"]  # no temporary files left
+
+
+def test_writer_refuses_what_it_cannot_write(tmp_path):
+    with pytest.raises(ValueError, match="3D"):
+        write_mask(str(tmp_path / "v.png"), np.zeros((2, 3, 4), np.uint8), {})
+    with pytest.raises(ValueError, match=".tif or .png"):
+        write_mask(str(tmp_path / "v.jpg"), np.zeros((3, 4), np.uint8), {})
+
+
+def test_through_napari(make_napari_viewer, tmp_path):
+    pytest.importorskip("napari")
+    viewer = make_napari_viewer()
+    mask = np.zeros((8, 8), bool)
+    mask[4, :] = True
+    path = palette_gif(tmp_path / "21_manual1.gif", mask)
+    (layer,) = viewer.open(str(path), plugin="napari-tubediff")
+    assert layer._type_string == "labels"
+    np.testing.assert_array_equal(layer.data, mask)
+    out = tmp_path / "saved.png"
+    layer.save(str(out), plugin="napari-tubediff")
+    np.testing.assert_array_equal(read_image(out), mask * 255)

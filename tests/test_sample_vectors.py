@@ -1,0 +1,56 @@
+import numpy as np
+import pytest
+
+from napari_tubediff.core.directions import sample_vectors, vector_angles
+
+
+def test_grid_positions_and_centred_projections_by_hand():
+    v = np.zeros((2, 8, 8), np.float32)
+    v[1] = 1  # along the columns
+    vec = sample_vectors(v, np.ones((8, 8), bool), step=4, length=2)
+    assert vec.shape == (4, 2, 2) and vec.dtype == np.float32
+    # grid pixels (2,2), (2,6), (6,2), (6,6); each vector centred on its pixel
+    np.testing.assert_array_equal(vec[:, 0], [[2, 1], [2, 5], [6, 1], [6, 5]])
+    np.testing.assert_array_equal(vec[:, 1], [[0, 2]] * 4)
+    np.testing.assert_array_equal(vec[:, 0] + vec[:, 1] / 2, [[2, 2], [2, 6], [6, 2], [6, 6]])
+
+
+def test_mask_and_zero_vectors_are_left_out():
+    v = np.zeros((2, 6, 6), np.float32)
+    v[0] = 1
+    v[:, 1, 4] = 0  # no direction at one grid pixel
+    mask = np.zeros((6, 6), bool)
+    mask[:, :3] = True
+    mask[1, 4] = True
+    vec = sample_vectors(v, mask, step=3, length=1)
+    # grid pixels: (1,1), (1,4), (4,1), (4,4); (1,4) has no direction, (4,4) is outside the mask
+    np.testing.assert_array_equal(vec[:, 0] + vec[:, 1] / 2, [[1, 1], [4, 1]])
+
+
+def test_3d_and_empty():
+    v = np.zeros((3, 4, 4, 4), np.float32)
+    v[0] = 1
+    vec = sample_vectors(v, np.ones((4, 4, 4), bool), step=2, length=1)
+    assert vec.shape == (8, 2, 3)
+    np.testing.assert_array_equal(vec[0], [[0.5, 1, 1], [1, 0, 0]])
+    assert sample_vectors(v, np.zeros((4, 4, 4), bool)).shape == (0, 2, 3)
+
+
+@pytest.mark.parametrize("kwargs", [{"step": 0}, {"step": 1.5}, {"length": 0}, {"length": np.nan}])
+def test_bad_arguments_raise(kwargs):
+    with pytest.raises(ValueError):
+        sample_vectors(np.zeros((2, 4, 4)), np.ones((4, 4), bool), **kwargs)
+
+
+def test_shape_mismatch_raises():
+    with pytest.raises(ValueError, match="shape"):
+        sample_vectors(np.zeros((2, 4, 4)), np.ones((4, 5), bool))
+
+
+def test_angles_by_hand():
+    vecs = np.zeros((5, 2, 2))
+    vecs[:, 1] = [[0, 1], [1, 0], [-1, 0], [1, 1], [0, -1]]
+    np.testing.assert_allclose(vector_angles(vecs), [0, 90, 90, 45, 0])
+    vecs3 = np.zeros((1, 2, 3))
+    vecs3[0, 1] = [5, 1, 1]  # the plane's angle ignores the first axis
+    np.testing.assert_allclose(vector_angles(vecs3), [45])

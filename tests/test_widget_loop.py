@@ -1,0 +1,273 @@
+"""The annotator's whole loop, driven as a person would: sample, segment, directions,
+diffusion (run, step, scrub back), review a gap, accept, undo, score, export."""
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+
+from napari.utils.key_bindings import coerce_keybinding  # noqa: E402
+
+from napari_tubediff.widgets._common import SHORTCUTS, camera  # noqa: E402
+from napari_tubediff.widgets.diffusion import HISTORY, REFINED  # noqa: E402
+
+
+def dock(viewer, name):
+    return viewer.window.add_plugin_dock_widget("napari-tubediff", name)[1]
+
+
+def idle(qtbot, widget, timeout=60000):
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=timeout)
+
+
+def press(viewer, key):
+    viewer.keymap[coerce_keybinding(key)](viewer)
+
+
+def test_the_annotators_loop(make_napari_viewer, qtbot, tmp_path):
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-tubediff", "synthetic")
+    seg, dirs, diff = dock(viewer, "Segment"), dock(viewer, "Directions"), dock(viewer, "Diffusion")
+    gaps, acc, met = dock(viewer, "Bridged gaps"), dock(viewer, "Accept"), dock(viewer, "Metrics")
+    prob = viewer.layers["synthetic probability"]
+
+    # 1. segment the grey image with the first backbone
+    seg.image.value = viewer.layers["synthetic image"]
+    seg.run_button.native.click()
+    idle(qtbot, seg)
+    p = viewer.layers["probability"].data
+    assert p.shape == (256, 256) and p.dtype == np.float32 and 0 <= p.min() and p.max() <= 1
+    assert "probability" in seg.status.value
+
+    # 2. directions of the sample's probability (the one with breaks)
+    dirs.layer.value = prob
+    dirs.run_button.native.click()
+    idle(qtbot, dirs)
+    vec = viewer.layers["directions"]
+    n = len(vec.data)
+    assert n > 20 and vec.data.shape[1:] == (2, 2)
+    ang = vec.features["angle"].to_numpy()
+    assert ang.min() >= 0 and ang.max() < 180 and ang.std() > 10  # many orientations
+    dirs.step.value = 12  # sparser grid: redrawn at once, no worker
+    assert 0 < len(viewer.layers["directions"].data) < n
+
+    # 3. diffusion: run 12 steps live, then one more Step
+    diff.layer.value = prob
+    diff.steps.value = 12
+    diff.run_button.native.click()
+    assert not diff.run_button.enabled and diff.pause_button.enabled
+    idle(qtbot, diff)
+    assert diff._step == 12 and diff.status.value == "step 12 / 12"
+    hist = viewer.layers[HISTORY]
+    assert hist.data.shape[0] >= 2 and hist.data.shape[1:] == (256, 256)
+    assert diff._history.steps == list(range(13))  # every step kept, even those not drawn
+    r12 = viewer.layers[REFINED].data.copy()
+    press(viewer, SHORTCUTS["step"])  # the Step shortcut
+    idle(qtbot, diff)
+    assert diff._step == 13 and diff._history.steps[-1] == 13
+    r13 = viewer.layers[REFINED].data
+    assert (r13 >= r12).all() and (r13 > r12).any()
+
+    # scrub back to step 0 with the dims slider: the history shows the probability
+    viewer.dims.set_current_step(0, 0)
+    assert diff.scrub.value.endswith("= step 0")
+    np.testing.assert_array_equal(viewer.layers[HISTORY].data[0], prob.data)
+
+    # 4. bridged gaps: find, go to the largest, reject it
+    gaps.probability.value = prob
+    assert gaps.refined.value is viewer.layers[REFINED]
+    gaps.run_button.native.click()
+    idle(qtbot, gaps)
+    found = gaps._gaps
+    assert len(found) >= 2 and gaps.list.count() == len(found)
+    assert [g.size for g in found] == sorted((g.size for g in found), reverse=True)
+    bridged = viewer.layers["bridged"].data
+    assert bridged.max() == len(found)
+    gaps.list.setCurrentRow(1)
+    np.testing.assert_allclose(camera(viewer).center[-2:], found[1].centroid, atol=1e-6)
+    gaps.list.setCurrentRow(0)
+    np.testing.assert_allclose(camera(viewer).center[-2:], found[0].centroid, atol=1e-6)
+    assert camera(viewer).zoom > 1
+    gaps.reject_button.native.click()
+    assert gaps.list.currentRow() == 1 and "rejected" in gaps.list.item(0).text()
+    assert list(viewer.layers["bridged"].features["status"][:3]) == ["background", "rejected", "unreviewed"]
+
+    # 5. accept into 'curated', around a painted label that must survive
+    curated = viewer.add_labels(np.zeros((256, 256), np.uint8), name="curated")
+    ys, xs = np.nonzero(r13 >= 0.5)
+    curated.data[ys[0], xs[0]] = 2
+    assert acc.curated.value is curated and acc.gaps.value is viewer.layers["bridged"]
+    assert acc.refined.value is viewer.layers[REFINED]
+    press(viewer, SHORTCUTS["accept"])
+    c = curated.data
+    assert c[ys[0], xs[0]] == 2                        # painted label kept
+    assert not c[bridged == 1].any()                   # the rejected gap is left out
+    assert (c[bridged == 2] == 1).all()                # an unreviewed gap is accepted
+    expected = (r13 >= 0.5) & (bridged != 1)
+    expected[ys[0], xs[0]] = False
+    np.testing.assert_array_equal(c == 1, expected)
+    assert "accepted" in acc.status.value
+    press(viewer, SHORTCUTS["undo"])                   # one undo takes the whole accept back
+    assert (curated.data == 0).sum() == 256 * 256 - 1 and curated.data[ys[0], xs[0]] == 2
+    acc.accept_button.native.click()
+    assert (curated.data == 1).sum() == expected.sum()
+
+    # 6. score three layers against the truth, export CSV
+    met.predictions.value = [prob, viewer.layers[REFINED], curated]
+    assert met.truth.value is viewer.layers["synthetic truth"]
+    met.run_button.native.click()
+    idle(qtbot, met)
+    assert met.table.rowCount() == 3 and met.table.columnCount() == 4
+    assert [met.table.item(i, 0).text() for i in range(3)] == ["synthetic probability", REFINED, "curated"]
+    dice = {r["name"]: r["dice"] for r in met.rows}
+    assert 0.5 < dice["synthetic probability"] <= 1 and 0.5 < dice[REFINED] <= 1
+    out = met.export_csv(tmp_path / "metrics.csv")
+    lines = out.read_text().splitlines()
+    assert lines[0] == "name,dice,cldice,vca" and len(lines) == 4 and lines[2].startswith("refined,")
+
+
+def test_pause_resume_and_step_while_paused(make_napari_viewer, qtbot):
+    from napari_tubediff.data.synthetic import synthetic_vessels
+
+    viewer = make_napari_viewer()
+    viewer.add_image(synthetic_vessels((96, 96), seed=3).probability, name="probability")
+    diff = dock(viewer, "Diffusion")
+    diff.steps.value = 100000
+    diff.run_button.native.click()
+    qtbot.waitUntil(lambda: diff._step > 0, timeout=30000)
+    diff.pause_button.native.click()
+    qtbot.waitUntil(lambda: diff.pause_button.text == "Resume", timeout=10000)
+    at = diff._step
+    assert diff._worker.is_paused and diff.status.value == f"paused at step {at}"
+    qtbot.wait(200)
+    assert diff._step == at                                  # nothing moves while paused
+    diff.pause_button.native.click()                         # resume
+    qtbot.waitUntil(lambda: diff._step > at, timeout=10000)
+    diff.step_button.native.click()                          # Step while running pauses first
+    qtbot.waitUntil(lambda: diff._worker.is_paused, timeout=10000)
+    at = diff._step
+    diff.step_button.native.click()                          # then advances exactly one step
+    qtbot.waitUntil(lambda: diff._worker is None and diff._step == at + 1, timeout=30000)
+    assert diff._history.steps[-1] == at + 1 and diff.run_button.enabled
+    diff.reset_button.native.click()
+    assert diff._step == 0 and diff._history.steps == [0]
+    np.testing.assert_array_equal(viewer.layers[REFINED].data, viewer.layers["probability"].data)
+
+
+def test_back_to_a_snapshot_and_bounded_history(make_napari_viewer, qtbot):
+    from napari_tubediff.data.synthetic import synthetic_vessels
+
+    viewer = make_napari_viewer()
+    viewer.add_image(synthetic_vessels((64, 64), seed=4).probability, name="probability")
+    diff = dock(viewer, "Diffusion")
+    diff.max_snapshots.value = 4
+    diff.steps.value = 3
+    for _ in range(3):                                       # three Steps: snapshots 0, 1, 2, 3
+        diff.step()
+        idle(qtbot, diff)
+    assert diff._history.steps == [0, 1, 2, 3]
+    diff.step()
+    idle(qtbot, diff)
+    assert diff._history.steps == [0, 2, 4] and viewer.layers[HISTORY].data.shape == (3, 64, 64)
+    viewer.dims.set_current_step(0, 1)
+    diff.restore_button.native.click()
+    assert diff._step == 2 and diff._history.steps == [0, 2]
+    np.testing.assert_array_equal(viewer.layers[REFINED].data, diff._history.stack()[1])
+    diff.run_button.native.click()                           # continues from step 2 to 3
+    idle(qtbot, diff)
+    assert diff._history.steps == [0, 2, 3]
+
+
+def test_retina_sample_segments_through_the_green_channel(make_napari_viewer, qtbot):
+    from napari_tubediff.core.metrics import dice
+
+    viewer = make_napari_viewer()
+    viewer.open_sample("napari-tubediff", "retina")
+    rgb = viewer.layers["retina"]
+    assert rgb.rgb and rgb.data.shape == (256, 256, 3)
+    seg = dock(viewer, "Segment")
+    assert seg.image.value is rgb
+    seg.fov.value = viewer.layers["retina fov"]
+    seg.run_button.native.click()
+    idle(qtbot, seg)
+    p = viewer.layers["probability"].data
+    assert p.shape == (256, 256)
+    fov = viewer.layers["retina fov"].data > 0
+    assert not p[~fov].any()
+    assert dice(p >= 0.5, viewer.layers["retina truth"].data > 0, fov) > 0.7
+
+
+PANELS = {"Segment": "segment", "Directions": "directions", "Diffusion": "diffusion",
+          "Bridged gaps": "gaps", "Accept": "accept", "Metrics": "metrics"}
+
+
+@pytest.mark.parametrize("panel", list(PANELS))
+def test_every_panel_says_what_is_missing(make_napari_viewer, monkeypatch, panel):
+    viewer = make_napari_viewer()
+    messages = []
+    monkeypatch.setattr(f"napari_tubediff.widgets.{PANELS[panel]}.show_error", messages.append)
+    w = dock(viewer, panel)
+    getattr(w, "accept" if panel == "Accept" else "run")()
+    assert len(messages) == 1 and "hoose" in messages[0] and w.__dict__.get("_worker") is None
+
+
+def test_bad_choices_give_readable_messages(make_napari_viewer, monkeypatch, qtbot):
+    viewer = make_napari_viewer()
+    messages = []
+    for mod in ("gaps", "accept", "metrics", "directions"):
+        monkeypatch.setattr(f"napari_tubediff.widgets.{mod}.show_error", messages.append)
+    a = viewer.add_image(np.zeros((32, 40), np.float32), name="probability")
+    b = viewer.add_image(np.zeros((32, 32), np.float32), name="refined")
+    viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="photo", rgb=True)
+    truth = viewer.add_labels(np.zeros((32, 32), np.uint8), name="truth")
+    gaps, acc, met, dirs = (dock(viewer, n) for n in ("Bridged gaps", "Accept", "Metrics", "Directions"))
+    gaps.probability.value, gaps.refined.value = a, b
+    gaps.run()
+    assert "differ in shape" in messages[-1]
+    dirs.layer.value = viewer.layers["photo"]
+    dirs.run()
+    assert "RGB" in messages[-1]
+    viewer.add_labels(np.zeros((32, 33), np.uint8), name="curated")
+    acc.refined.value = b
+    acc.accept()
+    assert "differ in shape" in messages[-1]
+    met.predictions.value = [a, b]
+    met.truth.value = truth
+    met.run()
+    idle(qtbot, met)
+    assert "'probability' has shape (32, 40)" in messages[-1] and met.table.rowCount() == 1
+
+
+def test_a_3d_volume_goes_through_the_panels(make_napari_viewer, qtbot):
+    from napari_tubediff.data.synthetic import synthetic_vessels
+
+    viewer = make_napari_viewer()
+    plane = synthetic_vessels((48, 48), seed=6, n_breaks=4).probability
+    vol = np.stack([plane] * 6)                      # (planes, rows, cols)
+    viewer.add_image(vol, name="probability")
+    seg, dirs, diff = dock(viewer, "Segment"), dock(viewer, "Directions"), dock(viewer, "Diffusion")
+    gaps, acc = dock(viewer, "Bridged gaps"), dock(viewer, "Accept")
+    seg.image.value = viewer.layers["probability"]
+    seg.run_button.native.click()
+    idle(qtbot, seg)
+    assert viewer.layers["probability"].data.shape == vol.shape  # updated in place, still 3D
+    viewer.layers["probability"].data = vol                        # back to the field with breaks
+    dirs.run_button.native.click()
+    idle(qtbot, dirs)
+    assert viewer.layers["directions"].data.shape[1:] == (2, 3)
+    diff.steps.value = 15
+    diff.run_button.native.click()
+    idle(qtbot, diff)
+    assert viewer.layers[REFINED].data.shape == vol.shape
+    assert viewer.layers[HISTORY].data.shape[1:] == vol.shape
+    gaps.min_size.value = 1
+    gaps.run_button.native.click()
+    idle(qtbot, gaps)
+    assert gaps._gaps and viewer.layers["bridged"].data.shape == vol.shape
+    g = gaps._gaps[0]
+    gaps.list.setCurrentRow(0)
+    np.testing.assert_allclose(camera(viewer).center[-2:], g.centroid[1:], atol=1e-6)
+    assert viewer.dims.point[-3] == pytest.approx(g.centroid[0])   # moved to the gap's plane
+    acc.accept()
+    assert viewer.layers["curated"].data.shape == vol.shape
+    np.testing.assert_array_equal(viewer.layers["curated"].data > 0, viewer.layers[REFINED].data >= 0.5)
