@@ -102,10 +102,11 @@ def _evaluate(args) -> int:
                 return backbone.predict_with_features(item.image(), item.fov())
             return backbone.predict(item.image(), item.fov()), None
 
-    refiner = _load_refiner(args.refiner, args.backbone)
-    source += f"; refiner: {refiner.weights.name if refiner else 'Hessian directions'}"
-    methods = make_methods(args.methods.split(","), steps=args.steps, settings=RefineSettings(),
-                           refiner=refiner)
+    names = args.methods.split(",")
+    refiner = _load_refiner(args.refiner, args.backbone) if "refine" in names else None
+    if "refine" in names:
+        source += f"; refiner: {refiner.weights.name if refiner else 'Hessian directions'}"
+    methods = make_methods(names, steps=args.steps, settings=RefineSettings(), refiner=refiner)
     results = evaluate_dataset(
         items, predict, methods, use_fov=args.fov, save_pred=args.save_pred,
         progress=lambda xs: tqdm(xs, desc="evaluate", unit="image", file=sys.stderr))

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..core.diffusion import diffuse
+from ..core.diffusion import diffuse, normalize_directions
+from ..core.directions import estimate_directions
 from ..core.torch_diffusion import diffuse_t
 from .weights import WEIGHTS_DIR, load_checkpoint, load_state
 
@@ -63,7 +64,8 @@ class Refiner(nn.Module):
         """Unit directions (N, 2, H, W) and the lambdas (scalars or (N, 1, H, W) maps)."""
         out = self.head(feats)
         v = out[:, :2]
-        v = v / torch.sqrt((v * v).sum(1, keepdim=True) + 1e-8)
+        # unit length wherever the head's output is not (numerically) zero
+        v = v / torch.linalg.vector_norm(v, dim=1, keepdim=True).clamp_min(1e-6)
         lpar, lperp = F.softplus(self.raw_par), F.softplus(self.raw_perp)
         if self.config["per_pixel"]:
             lpar = lpar * 2 * torch.sigmoid(out[:, 2:3])
@@ -101,7 +103,8 @@ class LearnedRefiner:
         def conv(x):
             return float(x) if x.ndim == 0 else x[0, 0].numpy()
 
-        return v[0].numpy().astype(np.float32), conv(lpar), conv(lperp)
+        # the same rule in float64: unit vectors, or zero where the head gave (almost) nothing
+        return normalize_directions(v[0].numpy().astype(np.float64)), conv(lpar), conv(lperp)
 
     def refine(self, prob: np.ndarray, feats: np.ndarray, steps: int | None = None,
                fov: np.ndarray | None = None) -> np.ndarray:
@@ -113,3 +116,21 @@ class LearnedRefiner:
         if fov is not None:
             out = np.where(np.asarray(fov, bool), out, 0).astype(np.float32)
         return out
+
+
+def vessel_directions(prob: np.ndarray, features: np.ndarray | None = None, *, sigma: float = 3.0,
+                      refiner="shipped") -> tuple[np.ndarray, str]:
+    """Directions for the diffusion and where they came from (``"learned"`` or ``"hessian"``).
+
+    The learned direction head is used when backbone ``features`` of shape
+    ``(C, *prob.shape)`` are given and a refiner is available (``"shipped"``, a
+    weights path, or a `LearnedRefiner`) whose head reads ``C`` channels; otherwise
+    the Hessian directions of ``prob`` at scale ``sigma``.
+    """
+    if features is not None and refiner is not None and np.ndim(prob) == 2:
+        r = refiner if isinstance(refiner, LearnedRefiner) else LearnedRefiner(
+            None if refiner == "shipped" else refiner)
+        f = np.asarray(features)
+        if f.ndim == 3 and f.shape[1:] == np.shape(prob) and f.shape[0] == r.config["feature_channels"]:
+            return r.head(f.astype(np.float32))[0], "learned"
+    return estimate_directions(prob, sigma), "hessian"

@@ -108,7 +108,7 @@ def train_refiner(data, out, cfg: RefinerConfig | None = None, *, backbone_weigh
             on_update(i, losses[-1])
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{np.mean(losses[-10:]):.4f}")
-    lpar, lperp = (float(torch.nn.functional.softplus(p)) for p in (refiner.raw_par, refiner.raw_perp))
+    lpar, lperp = (torch.nn.functional.softplus(p).item() for p in (refiner.raw_par, refiner.raw_perp))
     record = {"config": asdict(cfg), "seconds": time.time() - t0, "updates": len(losses),
               "final_loss": float(np.mean(losses[-20:])) if losses else float("nan"),
               "first_loss": float(np.mean(losses[:20])) if losses else float("nan"),

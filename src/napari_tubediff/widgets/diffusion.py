@@ -1,7 +1,8 @@
 """Diffusion panel: refine a probability layer by anisotropic diffusion, live, and scrub back.
 
-Thin by design: it gathers a layer and parameters, runs `core.estimate_directions` and
-`core.iter_diffusion` in a worker thread, and puts each yielded field into two layers:
+Thin by design: it gathers a layer and parameters, runs `models.refiner.vessel_directions`
+(learned head or Hessian) and `core.iter_diffusion` in a worker thread, and puts each
+yielded field into two layers:
 
 * ``refined`` (Image, same shape as the probability): the current field, the one the
   Bridged gaps and Accept panels use;
@@ -30,9 +31,9 @@ from napari.utils.notifications import show_error, show_info
 
 from ..core.checks import check_field
 from ..core.diffusion import iter_diffusion, plan_substeps
-from ..core.directions import estimate_directions
 from ..core.history import SnapshotHistory, capacity_for
 from ..core.refine import RefineSettings
+from ..models.refiner import vessel_directions
 from ._common import SHORTCUTS, follow_layers, layers_of, put_image
 
 REFINED = "refined"
@@ -57,7 +58,7 @@ MAX_EARLIER = 32
 
 
 def _diffusion_job(u, directions, settings: RefineSettings, *, start: int = 0, steps: int | None = None,
-                   every: int = 1, min_interval: float = 0.04):
+                   every: int = 1, min_interval: float = 0.04, features=None):
     """Worker body: directions if not given, then the diffusion's steps (a generator: cancellable).
 
     ``u`` is the field to start from (at step ``start``); ``steps`` (default
@@ -67,7 +68,8 @@ def _diffusion_job(u, directions, settings: RefineSettings, *, start: int = 0, s
     by halves), for the snapshot history. The last step is always sent.
     """
     if directions is None:
-        directions = estimate_directions(u, settings.sigma)
+        # the learned head when the probability layer carries backbone features, else Hessian
+        directions, _ = vessel_directions(u, features, sigma=settings.sigma)
         yield Frame(start, None, directions)
     kw = settings.diffusion_kwargs()
     kw["steps"] = n = settings.steps if steps is None else steps
@@ -259,8 +261,10 @@ class DiffusionWidget(Container):
         self._target = self._step + steps
         self._progress = progress(total=steps, desc="diffusion")
         self._progress_start = self._step
+        feats = self._source.metadata.get("features") if self._directions is None else None
         self._worker = create_worker(_diffusion_job, self._field, self._directions, settings,
-                                     start=self._step, steps=steps, every=every, _ignore_errors=True)
+                                     start=self._step, steps=steps, every=every, features=feats,
+                                     _ignore_errors=True)
         self._worker.yielded.connect(self._on_step)
         self._worker.errored.connect(self._on_error)
         self._worker.finished.connect(self._on_finished)

@@ -1,7 +1,8 @@
 """Directions panel: the vessel directions as a ``directions`` Vectors layer, coloured by angle.
 
-Directions are the Hessian eigenvectors of the probability field
-(`core.estimate_directions`); they are drawn on a grid of vessel pixels
+Directions come from `models.refiner.vessel_directions`: the learned direction head
+on the backbone's features when the probability layer carries them (U-Net), else the
+Hessian eigenvectors of the probability field. They are drawn on a grid of vessel pixels
 (``probability >= threshold``) by `core.directions.sample_vectors`. Changing the grid
 step or the length redraws at once from the directions already computed.
 """
@@ -15,14 +16,17 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
 from ..core.checks import check_field
-from ..core.directions import estimate_directions, sample_vectors, vector_angles
+from ..core.directions import sample_vectors, vector_angles
+from ..models.refiner import vessel_directions
 from ._common import follow_layers, layers_of, put_layer
 
 DIRECTIONS = "directions"
 
 
-def _directions_job(u: np.ndarray, sigma: float) -> np.ndarray:
-    return estimate_directions(u, sigma)
+def _directions_job(u: np.ndarray, sigma: float, features=None):
+    """``(directions, source)``: the learned head on the backbone's features when the
+    probability layer carries them, Hessian directions otherwise."""
+    return vessel_directions(u, features, sigma=sigma)
 
 
 class DirectionsWidget(Container):
@@ -73,7 +77,8 @@ class DirectionsWidget(Container):
             return
         key = (id(self.layer.value), self.sigma.value)
         self._source = self.layer.value
-        self._worker = create_worker(_directions_job, u, self.sigma.value, _ignore_errors=True,
+        feats = self.layer.value.metadata.get("features")
+        self._worker = create_worker(_directions_job, u, self.sigma.value, feats, _ignore_errors=True,
                                      _progress={"desc": "estimating directions"})
         self._worker.returned.connect(lambda v: self._on_result(key, u, v))
         self._worker.errored.connect(lambda e: show_error(f"Directions failed: {e}"))
@@ -82,7 +87,8 @@ class DirectionsWidget(Container):
         self.status.value = "estimating directions..."
         self._worker.start()
 
-    def _on_result(self, key, u, v):
+    def _on_result(self, key, u, result):
+        v, self._kind = result
         self._cache = (key, u, v)
         self._redraw()
 
@@ -95,7 +101,8 @@ class DirectionsWidget(Container):
         put_layer(self._viewer, DIRECTIONS, "vectors", vectors, like=self._source,
                   features={"angle": angles}, edge_color="angle", edge_colormap="hsv",
                   edge_contrast_limits=(0.0, 180.0), edge_width=1.0, length=1.0, vector_style="line")
-        self.status.value = f"{len(vectors)} vectors (colour: angle, 0-180 degrees)"
+        kind = "learned head" if getattr(self, "_kind", "") == "learned" else "Hessian"
+        self.status.value = f"{len(vectors)} vectors, {kind} directions (colour: angle, 0-180 degrees)"
 
     def _on_finished(self):
         self._worker = None

@@ -18,8 +18,13 @@ from ._common import follow_layers, layers_of, put_image
 PROBABILITY = "probability"
 
 
-def _segment_job(name: str, image: np.ndarray, fov: np.ndarray | None) -> np.ndarray:
-    return get_backbone(name).predict(image, fov=fov)
+def _segment_job(name: str, image: np.ndarray, fov: np.ndarray | None):
+    """``(probability, features or None)``: learned backbones also give their features,
+    which the Directions and Diffusion panels hand to the learned direction head."""
+    backbone = get_backbone(name)
+    if hasattr(backbone, "predict_with_features"):
+        return backbone.predict_with_features(image, fov=fov)
+    return backbone.predict(image, fov=fov), None
 
 
 class SegmentWidget(Container):
@@ -34,8 +39,11 @@ class SegmentWidget(Container):
         self.fov = ComboBox(label="field of view", nullable=True, value=None,
                             choices=lambda _w: layers_of(viewer, napari.layers.Labels),
                             tooltip="optional mask: the probability is zero outside it")
-        names = available_backbones()
-        self.backbone = ComboBox(label="backbone", choices=names, value=names[0])
+        # a TorchScript backbone needs a file: it is offered by the CLI and the Python API
+        names = [n for n in available_backbones() if n != "torchscript"]
+        self.backbone = ComboBox(label="backbone", choices=names,
+                                 value="unet" if "unet" in names else names[0],
+                                 tooltip="unet: shipped DRIVE weights; vesselness: no training")
         self.run_button = PushButton(text="Segment")
         self.status = Label(value="")
         self.extend([self.image, self.fov, self.backbone, self.run_button, self.status])
@@ -81,9 +89,13 @@ class SegmentWidget(Container):
         self.status.value = f"segmenting with {name}..."
         self._worker.start()
 
-    def _on_result(self, prob: np.ndarray):
-        put_image(self._viewer, PROBABILITY, prob, like=self._source, colormap="magma",
-                  contrast_limits=(0.0, 1.0), blending="additive")
+    def _on_result(self, result):
+        prob, feats = result
+        layer = put_image(self._viewer, PROBABILITY, prob, like=self._source, colormap="magma",
+                          contrast_limits=(0.0, 1.0), blending="additive")
+        # the learned direction head reads these (Directions and Diffusion panels)
+        layer.metadata["features"] = feats
+        layer.metadata["backbone"] = self.backbone.value
         self.status.value = f"probability: {float((prob >= 0.5).mean()):.1%} of pixels >= 0.5"
 
     def _on_finished(self):
