@@ -238,8 +238,6 @@ def test_torchscript_backbone(tmp_path):
 
 
 # --- the shipped weights ---------------------------------------------------------------------
-# (temporary guard while the weights are being trained; removed in the commit that adds them)
-@pytest.mark.skipif(not SHIPPED_REFINER.is_file(), reason="shipped weights not trained yet")
 def test_shipped_weights_are_small_and_load():
     assert SHIPPED_UNET.is_file() and SHIPPED_REFINER.is_file()
     total = sum(p.stat().st_size for p in SHIPPED_UNET.parent.glob("*.pt"))
@@ -247,8 +245,7 @@ def test_shipped_weights_are_small_and_load():
     assert LearnedRefiner().config["kernel"] == 9
 
 
-@pytest.mark.skipif(not (DRIVE / "test/images").is_dir() or not SHIPPED_UNET.is_file(),
-                    reason="the DRIVE data folder (or the shipped weights) is not present")
+@pytest.mark.skipif(not (DRIVE / "test/images").is_dir(), reason="the DRIVE data folder is not present")
 def test_shipped_unet_segments_a_drive_test_image():
     from napari_tubediff.data.drive import read_drive
 
