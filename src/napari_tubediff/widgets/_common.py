@@ -6,12 +6,35 @@ import napari
 import numpy as np
 from magicgui.widgets import ComboBox
 
+from ..core.checks import check_field
+
 #: Keyboard shortcuts bound on the viewer by the panels (listed in the panels and docs/user_guide.md).
 SHORTCUTS = {
     "step": "Shift-N",
     "accept": "Shift-Y",
     "undo": "Shift-U",
 }
+
+
+def probability_data(layer, report) -> np.ndarray | None:
+    """The checked float32 data of a probability layer, or None after ``report(message)``.
+
+    ``report`` is the calling panel's ``show_error`` (passed in, so each panel reports
+    through its own module's notification function).
+    """
+    if layer is None:
+        report("Choose a probability layer (an Image layer with values in [0, 1]; "
+               "the Segment panel makes one).")
+        return None
+    if getattr(layer, "rgb", False):
+        report(f"'{layer.name}' is an RGB image: choose a single-channel probability layer "
+               "(Segment panel).")
+        return None
+    try:
+        return check_field(np.asarray(layer.data), f"layer '{layer.name}'")
+    except ValueError as e:
+        report(str(e))
+        return None
 
 
 def layers_of(viewer, *kinds):

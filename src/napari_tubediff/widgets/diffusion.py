@@ -29,12 +29,11 @@ from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
 
-from ..core.checks import check_field
 from ..core.diffusion import iter_diffusion, plan_substeps
 from ..core.history import SnapshotHistory, capacity_for
 from ..core.refine import RefineSettings
 from ..models.refiner import vessel_directions
-from ._common import SHORTCUTS, follow_layers, layers_of, put_image
+from ._common import SHORTCUTS, follow_layers, layers_of, probability_data, put_image
 
 REFINED = "refined"
 HISTORY = "refined history"
@@ -156,18 +155,7 @@ class DiffusionWidget(Container):
         self.status.value = "" if n == 1 else f"dt above the stability limit: {n} sub-steps per step"
 
     def _input(self) -> np.ndarray | None:
-        layer = self.layer.value
-        if layer is None:
-            show_error("Choose a probability layer (an Image layer with values in [0, 1]).")
-            return None
-        if getattr(layer, "rgb", False):
-            show_error(f"'{layer.name}' is an RGB image: choose a single-channel probability layer.")
-            return None
-        try:
-            return check_field(np.asarray(layer.data), f"layer '{layer.name}'")
-        except ValueError as e:
-            show_error(str(e))
-            return None
+        return probability_data(self.layer.value, show_error)
 
     def _prepare(self) -> bool:
         """Check the input; start from the probability when it (or the direction scale) changed."""

@@ -15,10 +15,9 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButto
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
-from ..core.checks import check_field
 from ..core.directions import sample_vectors, vector_angles
 from ..models.refiner import vessel_directions
-from ._common import follow_layers, layers_of, put_layer
+from ._common import follow_layers, layers_of, probability_data, put_layer
 
 DIRECTIONS = "directions"
 
@@ -55,19 +54,8 @@ class DirectionsWidget(Container):
         for w in (self.step, self.length, self.threshold):
             w.changed.connect(self._redraw)
 
-    def _input(self):
-        layer = self.layer.value
-        if layer is None:
-            show_error("Choose a probability layer (run the Segment panel first).")
-            return None
-        if getattr(layer, "rgb", False):
-            show_error(f"'{layer.name}' is RGB: choose the probability layer (Segment panel).")
-            return None
-        try:
-            return check_field(np.asarray(layer.data), f"layer '{layer.name}'")
-        except ValueError as e:
-            show_error(str(e))
-            return None
+    def _input(self) -> np.ndarray | None:
+        return probability_data(self.layer.value, show_error)
 
     def run(self, *_):
         if self._worker is not None:
