@@ -36,7 +36,8 @@ class SyntheticFundus:
     fov: np.ndarray
 
 
-def synthetic_fundus(shape=(256, 256), *, seed: int = 0, noise: float = 0.02) -> SyntheticFundus:
+def synthetic_fundus(shape=(256, 256), *, seed: int = 0, noise: float = 0.02,
+                     n_breaks: int = 0) -> SyntheticFundus:
     """A fundus-like RGB image with dark vessels, its vessel truth and its circular FOV.
 
     Parameters
@@ -47,6 +48,9 @@ def synthetic_fundus(shape=(256, 256), *, seed: int = 0, noise: float = 0.02) ->
         Random seed; the same seed gives the same image.
     noise : float
         Standard deviation of the Gaussian noise (intensities in [0, 1]).
+    n_breaks : int
+        Gaps cut into the vessels *as painted* (faded out in the photograph); the truth
+        keeps them whole, as an annotator would draw it.
 
     Returns
     -------
@@ -62,7 +66,7 @@ def synthetic_fundus(shape=(256, 256), *, seed: int = 0, noise: float = 0.02) ->
         raise ValueError(f"shape must be 2D, got {shape}")
     h, w = shape
     rng = np.random.default_rng(seed)
-    s = synthetic_vessels(shape, seed=seed, n_roots=3, depth=4, n_breaks=0)
+    s = synthetic_vessels(shape, seed=seed, n_roots=3, depth=4, n_breaks=n_breaks)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     cy, cx, radius = (h - 1) / 2, (w - 1) / 2, 0.47 * min(h, w)
     r = np.hypot(yy - cy, xx - cx) / radius
@@ -70,7 +74,7 @@ def synthetic_fundus(shape=(256, 256), *, seed: int = 0, noise: float = 0.02) ->
     truth = s.truth & fov
     vignette = 1.0 - 0.45 * np.clip(r, 0, 1) ** 2
     disc = np.exp(-((yy - cy) ** 2 + (xx - (cx + 0.45 * radius)) ** 2) / (2 * (0.09 * radius) ** 2))
-    vessel = ndi.gaussian_filter(truth.astype(np.float32), 0.7)
+    vessel = ndi.gaussian_filter((truth & ~s.breaks).astype(np.float32), 0.7)
     base = np.array([0.85, 0.42, 0.16], np.float32)   # orange-red retina
     drop = np.array([0.25, 0.55, 0.35], np.float32)   # vessels darken green the most
     rgb = base * vignette[..., None] + 0.5 * disc[..., None] * np.array([0.15, 0.5, 0.35], np.float32)

@@ -91,6 +91,24 @@ class LearnedRefiner:
         self.weights = path
         self.meta = ckpt.get("meta", {})
 
+    @classmethod
+    def from_module(cls, module: Refiner, meta: dict | None = None,
+                    name: str = "fine-tuned") -> LearnedRefiner:
+        """Wrap an in-memory `Refiner` (a copy, so later training does not change it)."""
+        import copy
+
+        self = cls.__new__(cls)
+        self.module = copy.deepcopy(module).cpu().eval()
+        self.weights = Path(name)
+        self.meta = dict(meta or {})
+        return self
+
+    def save(self, path) -> Path:
+        """Write the weights atomically (read back with ``LearnedRefiner(path)``)."""
+        from .weights import save_checkpoint
+
+        return save_checkpoint(path, "refiner", self.module.config, self.module.state_dict(), self.meta)
+
     @property
     def config(self) -> dict:
         return self.module.config
@@ -119,17 +137,23 @@ class LearnedRefiner:
 
 
 def vessel_directions(prob: np.ndarray, features: np.ndarray | None = None, *, sigma: float = 3.0,
-                      refiner="shipped") -> tuple[np.ndarray, str]:
+                      refiner="active") -> tuple[np.ndarray, str]:
     """Directions for the diffusion and where they came from (``"learned"`` or ``"hessian"``).
 
     The learned direction head is used when backbone ``features`` of shape
-    ``(C, *prob.shape)`` are given and a refiner is available (``"shipped"``, a
-    weights path, or a `LearnedRefiner`) whose head reads ``C`` channels; otherwise
-    the Hessian directions of ``prob`` at scale ``sigma``.
+    ``(C, *prob.shape)`` are given and a refiner is available (``"active"``: the
+    session's weights, see `models.session`; ``"shipped"``; a weights path; or a
+    `LearnedRefiner`) whose head reads ``C`` channels; otherwise the Hessian
+    directions of ``prob`` at scale ``sigma``.
     """
     if features is not None and refiner is not None and np.ndim(prob) == 2:
-        r = refiner if isinstance(refiner, LearnedRefiner) else LearnedRefiner(
-            None if refiner == "shipped" else refiner)
+        if refiner == "active":
+            from .session import active_refiner
+
+            r = active_refiner()
+        else:
+            r = refiner if isinstance(refiner, LearnedRefiner) else LearnedRefiner(
+                None if refiner == "shipped" else refiner)
         f = np.asarray(features)
         if f.ndim == 3 and f.shape[1:] == np.shape(prob) and f.shape[0] == r.config["feature_channels"]:
             return r.head(f.astype(np.float32))[0], "learned"

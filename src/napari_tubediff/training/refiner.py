@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -59,9 +60,9 @@ def train_refiner(data, out, cfg: RefinerConfig | None = None, *, backbone_weigh
     (cosine annealing restarted every ``cfg.restart`` updates).
 
     ``train_set`` may give ``(inputs, targets, fovs)`` directly (lists of arrays as from
-    `load_training_set`) instead of reading ``data``; ``init`` a refiner checkpoint to
-    start from; ``should_stop`` is polled between updates (cancel); ``on_update(i, loss)``
-    reports progress.
+    `load_training_set`) instead of reading ``data``; ``init`` a refiner checkpoint or
+    `Refiner` module to start from (a module is copied, never changed); ``should_stop``
+    is polled between updates (cancel); ``on_update(i, loss)`` reports progress.
     """
     cfg = cfg or RefinerConfig()
     rng = seed_everything(cfg.seed)
@@ -73,7 +74,9 @@ def train_refiner(data, out, cfg: RefinerConfig | None = None, *, backbone_weigh
     unet = load_unet(backbone_weights).to(device)
     for p in unet.parameters():
         p.requires_grad_(False)
-    if init is not None:
+    if isinstance(init, Refiner):
+        refiner = copy.deepcopy(init)  # the caller's weights stay as they are (cancel-safe)
+    elif init is not None:
         ckpt = load_checkpoint(init, "refiner")
         refiner = Refiner(**ckpt["config"])
         load_state(refiner, ckpt["state_dict"], str(init))

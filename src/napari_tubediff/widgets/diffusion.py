@@ -32,6 +32,7 @@ from napari.utils.notifications import show_error, show_info
 from ..core.diffusion import iter_diffusion, plan_substeps
 from ..core.history import SnapshotHistory, capacity_for
 from ..core.refine import RefineSettings
+from ..models import session
 from ..models.refiner import vessel_directions
 from ._common import SHORTCUTS, follow_layers, layers_of, probability_data, put_image
 
@@ -163,7 +164,8 @@ class DiffusionWidget(Container):
         if u is None:
             return False
         layer = self.layer.value
-        key = (id(layer), id(layer.data), self.sigma.value)
+        # the session version changes when fine-tuning or loading replaces the refiner
+        key = (id(layer), id(layer.data), self.sigma.value, session.version())
         if key != self._key or self._field is None:
             if key != self._key:
                 self._directions = None

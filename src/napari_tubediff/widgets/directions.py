@@ -16,6 +16,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
 from ..core.directions import sample_vectors, vector_angles
+from ..models import session
 from ..models.refiner import vessel_directions
 from ._common import follow_layers, layers_of, probability_data, put_layer
 
@@ -63,7 +64,7 @@ class DirectionsWidget(Container):
         u = self._input()
         if u is None:
             return
-        key = (id(self.layer.value), self.sigma.value)
+        key = (id(self.layer.value), self.sigma.value, session.version())
         self._source = self.layer.value
         feats = self.layer.value.metadata.get("features")
         self._worker = create_worker(_directions_job, u, self.sigma.value, feats, _ignore_errors=True,

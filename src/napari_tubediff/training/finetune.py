@@ -1,0 +1,149 @@
+"""Fine-tuning the refiner on an annotator's corrected labels (images on screen, not folders).
+
+`finetune` trains the refiner's direction head and lambdas from the current weights on
+the given images and labels, inside an optional region (the only pixels whose labels
+are trusted), and scores the region before and after with the same metrics as
+`tubediff evaluate`. Cancelling returns None and leaves every weight as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..core.metrics import evaluate
+from ..models.backbones import UNetBackbone
+from ..models.preprocess import preprocess
+from ..models.refiner import LearnedRefiner
+from .refiner import RefinerConfig, train_refiner
+
+
+@dataclass
+class FinetuneConfig:
+    """Defaults measured on a DRIVE test image (docs/results.md, "Fine-tuning"): the
+    soft-clDice mix moves the region's clDice and VCA where BCE hardly moves them."""
+
+    updates: int = 100
+    batch: int = 4
+    crop: int = 128
+    lr: float = 3e-3
+    loss: str = "cldice"
+    alpha: float = 0.5
+    seed: int = 0
+
+
+@dataclass
+class FinetuneResult:
+    refiner: LearnedRefiner
+    record: dict
+    before: dict
+    after: dict
+
+
+def _spatial(image: np.ndarray) -> tuple[int, ...]:
+    a = np.asarray(image)
+    return a.shape[:-1] if a.ndim == 3 and a.shape[-1] in (3, 4) else a.shape
+
+
+def check_training_inputs(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+                          regions: Sequence[np.ndarray | None] | None = None):
+    """Bool label masks and regions after checking shapes and content (ValueError otherwise)."""
+    if len(images) == 0 or len(images) != len(labels):
+        raise ValueError(f"need as many label layers as images, got {len(images)} images and "
+                         f"{len(labels)} labels")
+    regions = list(regions) if regions is not None else [None] * len(images)
+    if len(regions) != len(images):
+        raise ValueError("need one region (or None) per image")
+    ys, rs = [], []
+    for k, (img, lab, reg) in enumerate(zip(images, labels, regions, strict=True)):
+        shape = _spatial(img)
+        if len(shape) != 2:
+            raise ValueError(f"image {k}: fine-tuning takes 2D images (grey or RGB), got shape "
+                             f"{np.shape(img)}")
+        lab = np.asarray(lab)
+        if lab.shape != shape:
+            raise ValueError(f"image {k}: labels {lab.shape} and image {shape} differ in shape")
+        r = np.ones(shape, bool) if reg is None else np.asarray(reg, bool)
+        if r.shape != shape:
+            raise ValueError(f"image {k}: region {r.shape} and image {shape} differ in shape")
+        if not r.any():
+            raise ValueError(f"image {k}: the region is empty")
+        y = lab > 0
+        if not (y & r).any():
+            raise ValueError(f"image {k}: the labels hold no vessel inside the region: nothing to learn from")
+        ys.append(y)
+        rs.append(r)
+    return ys, rs
+
+
+def score_region(refiner: LearnedRefiner, backbone: UNetBackbone, images, labels, regions,
+                 steps: int | None = None) -> dict:
+    """Mean Dice, clDice and VCA (and Betti errors) of the refined masks inside the regions.
+
+    VCA here counts components inside the region (``vca_fov``): a region is a crop of
+    the image, so the whole-image count would mix in what the annotator did not correct.
+    """
+    rows = []
+    for img, y, r in zip(images, labels, regions, strict=True):
+        prob, feats = backbone.predict_with_features(img)
+        mask = refiner.refine(prob, feats, steps=steps) >= 0.5
+        m = evaluate(mask, y, r)
+        m["vca"] = m.pop("vca_fov")
+        rows.append(m)
+    return {k: float(np.mean([row[k] for row in rows])) for k in rows[0]}
+
+
+def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
+             regions: Sequence[np.ndarray | None] | None = None, *, refiner: LearnedRefiner | None = None,
+             backbone: UNetBackbone | None = None, cfg: FinetuneConfig | None = None,
+             should_stop: Callable[[], bool] | None = None,
+             on_update: Callable[[int, float], None] | None = None) -> FinetuneResult | None:
+    """Fine-tune ``refiner`` (default: the session's active one) on corrected labels.
+
+    Parameters
+    ----------
+    images : sequence of (H, W) or (H, W, 3) arrays
+        The annotator's images (RGB: the green channel, like the backbone).
+    labels : sequence of (H, W) arrays
+        Corrected vessel labels (> 0 is vessel).
+    regions : sequence of (H, W) bool arrays or None, optional
+        Where the labels are trusted (e.g. a rectangle the annotator corrected); the
+        loss and the scores only look there. None: the whole image.
+    refiner, backbone
+        Starting weights and the frozen U-Net (defaults: active refiner, shipped U-Net).
+    cfg : FinetuneConfig
+        Updates, batch, crop, learning rate, loss.
+    should_stop, on_update
+        Cancel hook (polled between updates) and progress callback ``(update, loss)``.
+
+    Returns
+    -------
+    FinetuneResult or None
+        The new refiner (the input one is never changed), the training record and the
+        region scores before and after; None when cancelled.
+    """
+    from ..models.session import active_refiner
+
+    cfg = cfg or FinetuneConfig()
+    ys, rs = check_training_inputs(images, labels, regions)
+    refiner = refiner or active_refiner()
+    backbone = backbone or UNetBackbone(device="cpu")
+    t0 = time.time()
+    before = score_region(refiner, backbone, images, ys, rs)
+    xs = [preprocess(img)[None] for img in images]
+    train_set = (xs, [y.astype(np.float32)[None] for y in ys], rs)
+    rcfg = RefinerConfig(crop=cfg.crop, batch=cfg.batch, updates=cfg.updates, lr=cfg.lr, loss=cfg.loss,
+                         alpha=cfg.alpha, restart=max(cfg.updates, 1), seed=cfg.seed)
+    rec = train_refiner(None, None, rcfg, backbone_weights=backbone.weights, init=refiner.module,
+                        train_set=train_set, should_stop=should_stop, on_update=on_update)
+    if rec["updates"] < cfg.updates:
+        return None  # cancelled: nothing changes
+    module = rec.pop("module")
+    rec["seconds_total"] = time.time() - t0
+    new = LearnedRefiner.from_module(module, meta=rec)
+    after = score_region(new, backbone, images, ys, rs)
+    rec["seconds_total"] = time.time() - t0
+    return FinetuneResult(refiner=new, record=rec, before=before, after=after)

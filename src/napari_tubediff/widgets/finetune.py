@@ -1,0 +1,240 @@
+"""Fine-tune panel: train the refiner on the corrected labels on screen.
+
+Thin: it gathers the image, the corrected Labels layer and an optional region (a Shapes
+layer's shapes or a Labels mask), runs `training.finetune.finetune` in a worker, draws
+the loss as it falls, and makes the new weights the session's active refiner
+(`models.session`), which the Directions and Diffusion panels use at once.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import napari
+import numpy as np
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
+from napari.qt.threading import create_worker
+from napari.utils import progress
+from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QObject, QPointF, Signal
+from qtpy.QtGui import QColor, QPainter, QPen
+from qtpy.QtWidgets import QFileDialog, QSizePolicy, QWidget
+
+from ..models import session
+from ..training.finetune import FinetuneConfig, finetune
+from ._common import follow_layers, layers_of
+
+
+class LossCurve(QWidget):
+    """The training loss, drawn as it arrives (a polyline, scaled to the panel)."""
+
+    def __init__(self):
+        super().__init__()
+        self.losses: list[float] = []
+        self.setMinimumHeight(90)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+
+    def clear(self):
+        self.losses = []
+        self.update()
+
+    def add(self, loss: float):
+        self.losses.append(float(loss))
+        self.update()
+
+    def paintEvent(self, _event):  # noqa: N802 (Qt's name)
+        p = QPainter(self)
+        w, h = self.width(), self.height()
+        p.fillRect(0, 0, w, h, QColor(30, 30, 34))
+        if len(self.losses) >= 2:
+            lo, hi = min(self.losses), max(self.losses)
+            span = (hi - lo) or 1.0
+            n = len(self.losses) - 1
+            pts = [QPointF(4 + (w - 8) * i / n, h - 4 - (h - 8) * (v - lo) / span)
+                   for i, v in enumerate(self.losses)]
+            p.setPen(QPen(QColor(240, 160, 60), 1.5))
+            for a, b in zip(pts, pts[1:], strict=False):
+                p.drawLine(a, b)
+            p.setPen(QColor(200, 200, 200))
+            p.drawText(6, 14, f"loss {self.losses[-1]:.4f} (from {self.losses[0]:.4f})")
+        p.end()
+
+
+class _Bridge(QObject):
+    # emitted in the worker thread, delivered in the GUI thread (queued connection)
+    update = Signal(int, float)
+
+
+def region_mask(layer, shape: tuple[int, ...]) -> np.ndarray | None:
+    """A bool mask from a Shapes layer (union of its shapes) or a Labels layer (> 0)."""
+    if layer is None:
+        return None
+    if isinstance(layer, napari.layers.Shapes):
+        if len(layer.data) == 0:
+            raise ValueError(f"'{layer.name}' has no shapes: draw a rectangle around the corrected part")
+        return np.asarray(layer.to_masks(mask_shape=shape)).any(axis=0)
+    mask = np.asarray(layer.data) > 0
+    if mask.shape != shape:
+        raise ValueError(f"region '{layer.name}' {mask.shape} and image {shape} differ in shape")
+    return mask
+
+
+def _metrics_line(name: str, m: dict) -> str:
+    return f"{name}: Dice {m['dice']:.4f}  clDice {m['cldice']:.4f}  VCA {m['vca']:.3f}"
+
+
+class FinetuneWidget(Container):
+    """Dock widget: image + corrected labels (+ region) -> fine-tuned refiner."""
+
+    def __init__(self, viewer: napari.viewer.Viewer):
+        super().__init__(labels=True)
+        self._viewer = viewer
+        self._worker = None
+        self._stop = False
+        self._progress = None
+        d = FinetuneConfig()
+        self.image = ComboBox(label="image", choices=lambda _w: layers_of(viewer, napari.layers.Image),
+                              tooltip="the image the labels belong to (RGB: green channel)")
+        self.labels = ComboBox(label="corrected labels",
+                               choices=lambda _w: layers_of(viewer, napari.layers.Labels),
+                               tooltip="your corrected vessel labels (> 0 is vessel), e.g. 'curated'")
+        kinds = (napari.layers.Shapes, napari.layers.Labels)
+        self.region = ComboBox(label="region", nullable=True, value=None,
+                               choices=lambda _w: layers_of(viewer, *kinds),
+                               tooltip="optional: only these pixels' labels are trusted (Shapes or Labels)")
+        self.updates = SpinBox(value=d.updates, min=1, max=10000, label="updates")
+        self.lr = FloatSpinBox(value=d.lr, min=1e-5, max=1.0, step=1e-3, label="learning rate")
+        self.loss = ComboBox(choices=["cldice", "bce", "dice"], value=d.loss, label="loss",
+                             tooltip="cldice: (1 - a)(1 - Dice) + a (1 - soft clDice), a = 0.5")
+        self.train_button = PushButton(text="Fine-tune")
+        self.cancel_button = PushButton(text="Cancel", enabled=False)
+        self.save_button = PushButton(text="Save weights...")
+        self.load_button = PushButton(text="Load weights...")
+        self.reset_button = PushButton(text="Reset to shipped weights")
+        self.status = Label(value=f"active refiner: {session.source()}")
+        self.scores = Label(value="")
+        self.extend([self.image, self.labels, self.region, self.updates, self.lr, self.loss,
+                     self.train_button, self.cancel_button, self.save_button, self.load_button,
+                     self.reset_button, self.status, self.scores])
+        self.curve = LossCurve()
+        self.native.layout().addWidget(self.curve)
+        self._bridge = _Bridge()
+        self._bridge.update.connect(self._on_update)
+        follow_layers(viewer, self.image, self.labels, self.region)
+        self.train_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
+        self.save_button.changed.connect(self._save_clicked)
+        self.load_button.changed.connect(self._load_clicked)
+        self.reset_button.changed.connect(self.reset)
+
+    # -- training -----------------------------------------------------------------------
+    def _inputs(self):
+        img, lab = self.image.value, self.labels.value
+        if img is None or lab is None:
+            show_error("Choose the image and its corrected Labels layer (e.g. 'curated').")
+            return None
+        image = np.asarray(img.data)
+        shape = image.shape[:-1] if img.rgb else image.shape
+        if len(shape) != 2:
+            show_error(f"'{img.name}' is {len(shape)}D: fine-tuning takes a 2D image.")
+            return None
+        try:
+            region = region_mask(self.region.value, shape)
+        except ValueError as e:
+            show_error(str(e))
+            return None
+        return image, np.asarray(lab.data), region
+
+    def run(self, *_):
+        if self._worker is not None:
+            return
+        inputs = self._inputs()
+        if inputs is None:
+            return
+        image, labels, region = inputs
+        cfg = FinetuneConfig(updates=self.updates.value, lr=self.lr.value, loss=self.loss.value)
+        try:
+            start = session.active_refiner()
+        except ValueError as e:
+            show_error(str(e))
+            return
+        self._stop = False
+        self.curve.clear()
+        self._progress = progress(total=cfg.updates, desc="fine-tuning the refiner")
+        self._worker = create_worker(
+            finetune, [image], [labels], [region], refiner=start, cfg=cfg,
+            should_stop=lambda: self._stop, on_update=self._bridge.update.emit, _ignore_errors=True)
+        self._worker.returned.connect(self._on_result)
+        self._worker.errored.connect(lambda e: show_error(f"Fine-tuning failed: {e}"))
+        self._worker.finished.connect(self._on_finished)
+        self.train_button.enabled = False
+        self.cancel_button.enabled = True
+        self.status.value = "scoring the region, then training..."
+        self._worker.start()
+
+    def cancel(self, *_):
+        if self._worker is not None:
+            self._stop = True
+            self.status.value = "cancelling (the current weights stay)..."
+
+    def _on_update(self, i: int, loss: float):
+        self.curve.add(loss)
+        if self._progress is not None:
+            self._progress.update(1)
+        self.status.value = f"update {i + 1} / {self.updates.value}"
+
+    def _on_result(self, result):
+        if result is None:
+            self.status.value = f"cancelled; active refiner: {session.source()}"
+            show_info("Fine-tuning cancelled: the previous weights stay in use.")
+            return
+        session.set_refiner(result.refiner, source="fine-tuned")
+        self.status.value = (f"fine-tuned in {result.record['seconds_total']:.0f} s; the Directions and "
+                             "Diffusion panels use the new weights now")
+        self.scores.value = (_metrics_line("before", result.before) + "\n"
+                             + _metrics_line("after ", result.after) + "\n(inside the region)")
+        self.result = result
+
+    def _on_finished(self):
+        if self._progress is not None:
+            self._progress.close()
+            self._progress = None
+        self._worker = None
+        self.train_button.enabled = True
+        self.cancel_button.enabled = False
+
+    # -- weights ---------------------------------------------------------------------------
+    def save(self, path) -> Path | None:
+        try:
+            out = session.active_refiner().save(path)
+        except (OSError, ValueError) as e:
+            show_error(f"Could not save the weights: {e}")
+            return None
+        self.status.value = f"saved the active refiner to {Path(path).name}"
+        return out
+
+    def load(self, path) -> bool:
+        try:
+            session.load_refiner(path)
+        except ValueError as e:
+            show_error(f"Could not load {Path(path).name}: {e}")
+            return False
+        self.status.value = f"active refiner: {session.source()}"
+        return True
+
+    def reset(self, *_):
+        session.reset_refiner()
+        self.status.value = "active refiner: shipped"
+        self.scores.value = ""
+
+    def _save_clicked(self, *_):
+        path, _ = QFileDialog.getSaveFileName(self.native, "Save refiner weights", "refiner.pt",
+                                              "torch weights (*.pt)")
+        if path:
+            self.save(path)
+
+    def _load_clicked(self, *_):
+        path, _ = QFileDialog.getOpenFileName(self.native, "Load refiner weights", "",
+                                              "torch weights (*.pt)")
+        if path:
+            self.load(path)

@@ -1,0 +1,122 @@
+"""Fine-tuning the refiner on corrected labels: the function, the command, the session, the panel."""
+
+import numpy as np
+import pytest
+import torch
+
+from napari_tubediff.data.fundus import synthetic_fundus
+from napari_tubediff.data.io import read_image, write_image
+from napari_tubediff.models import session
+from napari_tubediff.models.backbones import UNetBackbone
+from napari_tubediff.models.preprocess import preprocess
+from napari_tubediff.models.refiner import LearnedRefiner, vessel_directions
+from napari_tubediff.training.finetune import FinetuneConfig, finetune
+from napari_tubediff.training.losses import mixed_loss
+
+
+@pytest.fixture(autouse=True)
+def shipped_session():
+    session.reset_refiner()
+    yield
+    session.reset_refiner()
+
+
+@pytest.fixture(scope="module")
+def fundi():
+    # fundus-like photographs whose vessels fade out in 15 places; the truth is whole
+    return [synthetic_fundus((192, 192), seed=k, n_breaks=15) for k in (1, 2)]
+
+
+def _objective(refiner, fundi):
+    """The fine-tune loss on the full images (deterministic, unlike the training crops)."""
+    unet = UNetBackbone(device="cpu").net
+    x = torch.from_numpy(np.stack([preprocess(f.image)[None] for f in fundi]))
+    y = torch.from_numpy(np.stack([f.truth[None].astype(np.float32) for f in fundi]))
+    w = torch.from_numpy(np.stack([f.fov[None].astype(np.float32) for f in fundi]))
+    with torch.no_grad():
+        logits, feats = unet(x)
+        return float(mixed_loss(refiner.module(torch.sigmoid(logits), feats), y, w, kind="cldice"))
+
+
+def test_finetune_lowers_the_loss_and_raises_cldice(fundi):
+    start = session.active_refiner()
+    state = {k: v.clone() for k, v in start.module.state_dict().items()}
+    res = finetune([f.image for f in fundi], [f.truth for f in fundi], [f.fov for f in fundi],
+                   cfg=FinetuneConfig(updates=100, crop=96, seed=1))
+    assert res.after["cldice"] > res.before["cldice"]
+    assert res.after["dice"] > res.before["dice"] - 0.005
+    assert _objective(res.refiner, fundi) < _objective(start, fundi)
+    # the starting weights were not touched
+    for k, v in start.module.state_dict().items():
+        assert torch.equal(v, state[k])
+
+
+def test_cancelled_finetune_returns_nothing_and_changes_nothing(fundi):
+    start = session.active_refiner()
+    calls = []
+    res = finetune([fundi[0].image], [fundi[0].truth], cfg=FinetuneConfig(updates=50, crop=96),
+                   should_stop=lambda: len(calls) >= 3, on_update=lambda i, loss: calls.append(loss))
+    assert res is None and len(calls) == 3
+    assert session.active_refiner() is start and session.source() == "shipped"
+
+
+@pytest.mark.parametrize("case, match", [("shape", "differ in shape"), ("empty", "no vessel"),
+                                         ("region", "region is empty"), ("3d", "2D images"),
+                                         ("count", "as many")])
+def test_bad_training_input(fundi, case, match):
+    f = fundi[0]
+    images, labels, regions = [f.image], [f.truth], None
+    if case == "shape":
+        labels = [f.truth[:100]]
+    elif case == "empty":
+        labels = [np.zeros_like(f.truth)]
+    elif case == "region":
+        regions = [np.zeros_like(f.truth)]
+    elif case == "3d":
+        images, labels = [np.zeros((4, 32, 32), np.float32)], [np.zeros((4, 32, 32))]
+    elif case == "count":
+        labels = []
+    with pytest.raises(ValueError, match=match):
+        finetune(images, labels, regions, cfg=FinetuneConfig(updates=1))
+
+
+def test_session_weights_drive_the_learned_directions(tmp_path, fundi):
+    prob, feats = UNetBackbone(device="cpu").predict_with_features(fundi[0].image)
+    v0, kind = vessel_directions(prob, feats)
+    assert kind == "learned"
+    r = LearnedRefiner()
+    with torch.no_grad():
+        r.module.head.weight.mul_(-1).add_(0.3)  # different weights
+    v_before = session.version()
+    session.set_refiner(r)
+    assert session.version() == v_before + 1
+    v1, _ = vessel_directions(prob, feats)
+    assert not np.allclose(np.abs(v0), np.abs(v1))
+    path = r.save(tmp_path / "r.pt")
+    session.reset_refiner()
+    session.load_refiner(path)
+    np.testing.assert_allclose(vessel_directions(prob, feats)[0], v1, atol=1e-6)
+    (tmp_path / "bad.pt").write_bytes(b"nope")
+    with pytest.raises(ValueError):
+        session.load_refiner(tmp_path / "bad.pt")
+    assert session.source() == "r.pt"  # a failed load leaves the active weights as they were
+
+
+def test_finetune_command(tmp_path, fundi, capsys):
+    from napari_tubediff.cli import main
+
+    f = fundi[0]
+    write_image(tmp_path / "img.png", f.image)
+    write_image(tmp_path / "lab.png", f.truth)
+    write_image(tmp_path / "fov.png", f.fov)
+    out = tmp_path / "tuned.pt"
+    assert main(["finetune", "--images", str(tmp_path / "img.png"), "--labels", str(tmp_path / "lab.png"),
+                 "--regions", str(tmp_path / "fov.png"), "--updates", "4", "--crop", "96",
+                 "--out", str(out)]) == 0
+    assert LearnedRefiner(out).meta["updates"] == 4
+    text = capsys.readouterr().out
+    assert "before" in text and "after" in text and "clDice" in text
+    assert read_image(tmp_path / "lab.png").max() == 255
+    assert main(["finetune", "--images", str(tmp_path / "img.png"), "--labels", str(tmp_path / "lab.png"),
+                 str(tmp_path / "lab.png"), "--out", str(out)]) == 2
+    assert "one file per image" in capsys.readouterr().err

@@ -1,0 +1,79 @@
+"""The Fine-tune panel, driven as a person would: choose layers, press Fine-tune, watch, cancel,
+save, load, reset."""
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+
+from napari_tubediff.data.fundus import synthetic_fundus  # noqa: E402
+from napari_tubediff.models import session  # noqa: E402
+from napari_tubediff.models.refiner import LearnedRefiner  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def shipped_session():
+    session.reset_refiner()
+    yield
+    session.reset_refiner()
+
+
+@pytest.fixture
+def panel(make_napari_viewer):
+    viewer = make_napari_viewer()
+    f = synthetic_fundus((160, 160), seed=3, n_breaks=10)
+    viewer.add_image(f.image, name="photo", rgb=True)
+    viewer.add_labels(f.truth.astype(np.uint8), name="curated")
+    viewer.add_shapes([np.array([[20, 20], [140, 140]])], shape_type="rectangle", name="corrected part")
+    w = viewer.window.add_plugin_dock_widget("napari-tubediff", "Fine-tune")[1]
+    w.image.value = viewer.layers["photo"]
+    w.labels.value = viewer.layers["curated"]
+    w.region.value = viewer.layers["corrected part"]
+    return viewer, w
+
+
+def test_finetune_panel_trains_shows_the_curve_and_swaps_the_weights(panel, qtbot, tmp_path):
+    viewer, w = panel
+    w.updates.value = 12
+    version = session.version()
+    w.train_button.native.click()
+    assert not w.train_button.enabled and w.cancel_button.enabled
+    qtbot.waitUntil(lambda: w._worker is None, timeout=120000)
+    assert len(w.curve.losses) == 12  # the curve got every update
+    assert session.version() == version + 1 and session.source() == "fine-tuned"
+    assert "before: Dice" in w.scores.value and "after : Dice" in w.scores.value
+    assert "use the new weights now" in w.status.value
+    # Save, then Reset to the shipped weights, then Load what was saved
+    path = w.save(tmp_path / "mine.pt")
+    assert path.is_file() and LearnedRefiner(path).meta["updates"] == 12
+    w.reset_button.native.click()
+    assert session.source() == "shipped"
+    assert w.load(path) and session.source() == "mine.pt"
+
+
+def test_cancel_keeps_the_previous_weights(panel, qtbot):
+    viewer, w = panel
+    before = session.active_refiner()
+    w.updates.value = 5000
+    w.train_button.native.click()
+    qtbot.waitUntil(lambda: len(w.curve.losses) >= 2, timeout=120000)
+    w.cancel_button.native.click()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60000)
+    assert session.active_refiner() is before and session.source() == "shipped"
+    assert w.status.value.startswith("cancelled")
+    assert w.train_button.enabled and not w.cancel_button.enabled
+
+
+def test_bad_choices_and_files_give_messages(panel, qtbot, tmp_path, monkeypatch):
+    viewer, w = panel
+    messages = []
+    monkeypatch.setattr("napari_tubediff.widgets.finetune.show_error", messages.append)
+    (tmp_path / "junk.pt").write_bytes(b"not weights")
+    assert not w.load(tmp_path / "junk.pt")
+    assert "junk.pt" in messages[-1] and session.source() == "shipped"
+    viewer.layers["corrected part"].data = []
+    w.run()
+    assert "no shapes" in messages[-1] and w._worker is None
+    viewer.layers.remove("curated")
+    w.run()
+    assert "corrected Labels" in messages[-1]
