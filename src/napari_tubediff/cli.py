@@ -216,11 +216,13 @@ def _finetune(args) -> int:
     if len(args.labels) != len(args.images):
         raise ValueError(f"--labels must name one file per image ({len(args.images)} images, "
                          f"{len(args.labels)} labels)")
-    if args.regions and len(args.regions) != len(args.images):
-        raise ValueError("--regions must name one mask per image")
+    for opt in ("regions", "fovs"):
+        if getattr(args, opt) and len(getattr(args, opt)) != len(args.images):
+            raise ValueError(f"--{opt} must name one mask per image")
     images = [read_image(p) for p in args.images]
     labels = [binary_mask(read_image(p)) for p in args.labels]
     regions = [binary_mask(read_image(p)) for p in args.regions] if args.regions else None
+    fovs = [binary_mask(read_image(p)) for p in args.fovs] if args.fovs else None
     refiner = LearnedRefiner(args.init)  # None: the shipped weights
     cfg = FinetuneConfig(**_given(updates=args.updates, lr=args.lr, loss=args.loss, batch=args.batch,
                                   crop=args.crop, seed=args.seed))
@@ -230,7 +232,7 @@ def _finetune(args) -> int:
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}")
 
-    res = finetune(images, labels, regions, refiner=refiner, cfg=cfg, on_update=on_update)
+    res = finetune(images, labels, regions, fovs=fovs, refiner=refiner, cfg=cfg, on_update=on_update)
     bar.close()
     res.refiner.save(args.out)
     print(f"fine-tuned {refiner.weights.name} on {len(images)} image(s), {cfg.updates} updates, "
@@ -376,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--images", nargs="+", required=True)
     ft.add_argument("--labels", nargs="+", required=True, help="one corrected mask per image (> 127 vessel)")
     ft.add_argument("--regions", nargs="+", help="one mask per image: where the labels are trusted")
+    ft.add_argument("--fovs", nargs="+", help="one field-of-view mask per image (fundus photographs)")
     ft.add_argument("--init", help="refiner weights to start from (default: the shipped ones)")
     ft.add_argument("--out", required=True, help="refiner weights to write")
     ft.add_argument("--updates", type=int, default=None)

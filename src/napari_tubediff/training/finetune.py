@@ -80,15 +80,16 @@ def check_training_inputs(images: Sequence[np.ndarray], labels: Sequence[np.ndar
 
 
 def score_region(refiner: LearnedRefiner, backbone: UNetBackbone, images, labels, regions,
-                 steps: int | None = None) -> dict:
+                 steps: int | None = None, fovs=None) -> dict:
     """Mean Dice, clDice and VCA (and Betti errors) of the refined masks inside the regions.
 
     VCA here counts components inside the region (``vca_fov``): a region is a crop of
     the image, so the whole-image count would mix in what the annotator did not correct.
     """
     rows = []
-    for img, y, r in zip(images, labels, regions, strict=True):
-        prob, feats = backbone.predict_with_features(img)
+    fovs = fovs or [None] * len(images)
+    for img, y, r, fov in zip(images, labels, regions, fovs, strict=True):
+        prob, feats = backbone.predict_with_features(img, fov)
         mask = refiner.refine(prob, feats, steps=steps) >= 0.5
         m = evaluate(mask, y, r)
         m["vca"] = m.pop("vca_fov")
@@ -97,7 +98,8 @@ def score_region(refiner: LearnedRefiner, backbone: UNetBackbone, images, labels
 
 
 def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
-             regions: Sequence[np.ndarray | None] | None = None, *, refiner: LearnedRefiner | None = None,
+             regions: Sequence[np.ndarray | None] | None = None, *,
+             fovs: Sequence[np.ndarray | None] | None = None, refiner: LearnedRefiner | None = None,
              backbone: UNetBackbone | None = None, cfg: FinetuneConfig | None = None,
              should_stop: Callable[[], bool] | None = None,
              on_update: Callable[[int, float], None] | None = None) -> FinetuneResult | None:
@@ -112,6 +114,9 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     regions : sequence of (H, W) bool arrays or None, optional
         Where the labels are trusted (e.g. a rectangle the annotator corrected); the
         loss and the scores only look there. None: the whole image.
+    fovs : sequence of (H, W) bool arrays or None, optional
+        Fields of view (fundus photographs): the backbone standardises its input inside
+        them, as in its training. None: the whole image.
     refiner, backbone
         Starting weights and the frozen U-Net (defaults: active refiner, shipped U-Net).
     cfg : FinetuneConfig
@@ -129,11 +134,14 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
 
     cfg = cfg or FinetuneConfig()
     ys, rs = check_training_inputs(images, labels, regions)
+    fovs = [None if f is None else np.asarray(f, bool) for f in (fovs or [None] * len(images))]
+    if len(fovs) != len(images):
+        raise ValueError("need one field of view (or None) per image")
     refiner = refiner or active_refiner()
     backbone = backbone or UNetBackbone(device="cpu")
     t0 = time.time()
-    before = score_region(refiner, backbone, images, ys, rs)
-    xs = [preprocess(img)[None] for img in images]
+    before = score_region(refiner, backbone, images, ys, rs, fovs=fovs)
+    xs = [preprocess(img, fov)[None] for img, fov in zip(images, fovs, strict=True)]
     train_set = (xs, [y.astype(np.float32)[None] for y in ys], rs)
     rcfg = RefinerConfig(crop=cfg.crop, batch=cfg.batch, updates=cfg.updates, lr=cfg.lr, loss=cfg.loss,
                          alpha=cfg.alpha, restart=max(cfg.updates, 1), seed=cfg.seed)
@@ -144,6 +152,6 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     module = rec.pop("module")
     rec["seconds_total"] = time.time() - t0
     new = LearnedRefiner.from_module(module, meta=rec)
-    after = score_region(new, backbone, images, ys, rs)
+    after = score_region(new, backbone, images, ys, rs, fovs=fovs)
     rec["seconds_total"] = time.time() - t0
     return FinetuneResult(refiner=new, record=rec, before=before, after=after)

@@ -102,6 +102,9 @@ class FinetuneWidget(Container):
         self.region = ComboBox(label="region", nullable=True, value=None,
                                choices=lambda _w: layers_of(viewer, *kinds),
                                tooltip="optional: only these pixels' labels are trusted (Shapes or Labels)")
+        self.fov = ComboBox(label="field of view", nullable=True, value=None,
+                            choices=lambda _w: layers_of(viewer, napari.layers.Labels),
+                            tooltip="optional (fundus photographs): the backbone standardises inside it")
         self.updates = SpinBox(value=d.updates, min=1, max=10000, label="updates")
         self.lr = FloatSpinBox(value=d.lr, min=1e-5, max=1.0, step=1e-3, label="learning rate")
         self.loss = ComboBox(choices=["cldice", "bce", "dice"], value=d.loss, label="loss",
@@ -113,14 +116,14 @@ class FinetuneWidget(Container):
         self.reset_button = PushButton(text="Reset to shipped weights")
         self.status = Label(value=f"active refiner: {session.source()}")
         self.scores = Label(value="")
-        self.extend([self.image, self.labels, self.region, self.updates, self.lr, self.loss,
+        self.extend([self.image, self.labels, self.region, self.fov, self.updates, self.lr, self.loss,
                      self.train_button, self.cancel_button, self.save_button, self.load_button,
                      self.reset_button, self.status, self.scores])
         self.curve = LossCurve()
         self.native.layout().addWidget(self.curve)
         self._bridge = _Bridge()
         self._bridge.update.connect(self._on_update)
-        follow_layers(viewer, self.image, self.labels, self.region)
+        follow_layers(viewer, self.image, self.labels, self.region, self.fov)
         self.train_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.save_button.changed.connect(self._save_clicked)
@@ -140,10 +143,11 @@ class FinetuneWidget(Container):
             return None
         try:
             region = region_mask(self.region.value, shape)
+            fov = region_mask(self.fov.value, shape)
         except ValueError as e:
             show_error(str(e))
             return None
-        return image, np.asarray(lab.data), region
+        return image, np.asarray(lab.data), region, fov
 
     def run(self, *_):
         if self._worker is not None:
@@ -151,7 +155,7 @@ class FinetuneWidget(Container):
         inputs = self._inputs()
         if inputs is None:
             return
-        image, labels, region = inputs
+        image, labels, region, fov = inputs
         cfg = FinetuneConfig(updates=self.updates.value, lr=self.lr.value, loss=self.loss.value)
         try:
             start = session.active_refiner()
@@ -162,7 +166,7 @@ class FinetuneWidget(Container):
         self.curve.clear()
         self._progress = progress(total=cfg.updates, desc="fine-tuning the refiner")
         self._worker = create_worker(
-            finetune, [image], [labels], [region], refiner=start, cfg=cfg,
+            finetune, [image], [labels], [region], fovs=[fov], refiner=start, cfg=cfg,
             should_stop=lambda: self._stop, on_update=self._bridge.update.emit, _ignore_errors=True)
         self._worker.returned.connect(self._on_result)
         self._worker.errored.connect(lambda e: show_error(f"Fine-tuning failed: {e}"))
