@@ -120,3 +120,26 @@ def test_finetune_command(tmp_path, fundi, capsys):
     assert main(["finetune", "--images", str(tmp_path / "img.png"), "--labels", str(tmp_path / "lab.png"),
                  str(tmp_path / "lab.png"), "--out", str(out)]) == 2
     assert "one file per image" in capsys.readouterr().err
+
+
+def test_tuning_the_backbone_changes_only_its_last_layers(fundi, tmp_path):
+    start = session.active_unet()
+    state = {k: v.clone() for k, v in start.net.state_dict().items()}
+    res = finetune([f.image for f in fundi], [f.truth for f in fundi], [f.fov for f in fundi],
+                   cfg=FinetuneConfig(updates=20, crop=96, tune_backbone=True, lr=1e-2))
+    tuned = res.backbone.net.state_dict()
+    changed = {k for k, v in tuned.items() if not torch.equal(v, state[k])}
+    assert changed and all(k.startswith(("dec.2.", "out.")) for k in changed), sorted(changed)
+    assert all(not k.startswith("dec.2.") or "running" not in k for k in changed)  # BN stats fixed
+    for k, v in start.net.state_dict().items():  # the active U-Net itself is untouched
+        assert torch.equal(v, state[k])
+    # saved beside the refiner, and loaded back with it
+    session.set_refiner(res.refiner)
+    session.set_unet(res.backbone)
+    paths = session.save_weights(tmp_path / "mine.pt")
+    assert [p.name for p in paths] == ["mine.pt", "mine_unet.pt"]
+    session.reset_refiner()
+    assert session.active_unet().weights.name == "unet_drive.pt"
+    session.load_refiner(tmp_path / "mine.pt")
+    for k, v in session.active_unet().net.state_dict().items():
+        assert torch.equal(v, tuned[k])

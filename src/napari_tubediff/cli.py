@@ -93,7 +93,8 @@ def _evaluate(args) -> int:
     else:
         from .models import get_backbone
 
-        backbone = get_backbone(args.backbone)
+        backbone = get_backbone(args.backbone,
+                                **({"weights": args.backbone_weights} if args.backbone_weights else {}))
         source = f"backbone {args.backbone}"
         with_feats = hasattr(backbone, "predict_with_features")
 
@@ -223,18 +224,28 @@ def _finetune(args) -> int:
     labels = [binary_mask(read_image(p)) for p in args.labels]
     regions = [binary_mask(read_image(p)) for p in args.regions] if args.regions else None
     fovs = [binary_mask(read_image(p)) for p in args.fovs] if args.fovs else None
+    from .models.backbones import UNetBackbone
+    from .models.session import unet_path
+
     refiner = LearnedRefiner(args.init)  # None: the shipped weights
+    # a U-Net fine-tuned with the refiner lies beside it as NAME_unet.pt
+    companion = unet_path(args.init) if args.init else None
+    backbone = UNetBackbone(companion if companion and companion.is_file() else None, device="auto")
     cfg = FinetuneConfig(**_given(updates=args.updates, lr=args.lr, loss=args.loss, batch=args.batch,
-                                  crop=args.crop, seed=args.seed))
+                                  crop=args.crop, seed=args.seed), tune_backbone=args.tune_backbone)
     bar = tqdm(total=cfg.updates, desc="finetune", unit="update", file=sys.stderr, mininterval=1)
 
     def on_update(i, loss):
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}")
 
-    res = finetune(images, labels, regions, fovs=fovs, refiner=refiner, cfg=cfg, on_update=on_update)
+    res = finetune(images, labels, regions, fovs=fovs, refiner=refiner, backbone=backbone, cfg=cfg,
+                   on_update=on_update)
     bar.close()
     res.refiner.save(args.out)
+    if res.backbone is not None:
+        res.backbone.save(unet_path(args.out))
+        print(f"wrote the fine-tuned U-Net to {unet_path(args.out)}")
     print(f"fine-tuned {refiner.weights.name} on {len(images)} image(s), {cfg.updates} updates, "
           f"{cfg.loss} loss, in {res.record['seconds_total']:.0f} s; wrote {args.out}")
     print(f"{'':8s} {'Dice':>7s} {'clDice':>7s} {'VCA':>7s}   (inside the regions)")
@@ -313,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     src = e.add_mutually_exclusive_group()
     src.add_argument("--backbone", help="segment with this backbone (e.g. vesselness)")
     src.add_argument("--pred", help="folder of probability maps named after the images (PNG or TIF)")
+    e.add_argument("--backbone-weights", help="U-Net weights instead of the shipped ones (e.g. NAME_unet.pt)")
     e.add_argument("--methods", default="raw,dti,refine", help="comma list of raw,dti,refine")
     e.add_argument("--steps", type=int, default=10, help="RK4 steps of the refinement")
     e.add_argument("--refiner", default="auto",
@@ -387,6 +399,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--batch", type=int, default=None)
     ft.add_argument("--crop", type=int, default=None)
     ft.add_argument("--seed", type=int, default=None)
+    ft.add_argument("--tune-backbone", action="store_true",
+                    help="also train the U-Net's last layers; writes OUT_unet.pt beside OUT")
     ft.set_defaults(func=_finetune)
 
     g = sub.add_parser("gui", help="open napari with the plugin docked and its sample data",

@@ -40,6 +40,25 @@ class UNetBackbone:
         self.weights = path
         self.meta = ckpt.get("meta", {})
 
+    @classmethod
+    def from_module(cls, net: UNet, name: str = "fine-tuned", device: str | None = "cpu") -> UNetBackbone:
+        """Wrap an in-memory U-Net (a copy) as a backbone."""
+        import copy
+
+        self = cls.__new__(cls)
+        self.net = copy.deepcopy(net)
+        self.device = _device(device)
+        self.net.to(self.device).eval()
+        self.weights = Path(name)
+        self.meta = {}
+        return self
+
+    def save(self, path) -> Path:
+        """Write the weights atomically (read back with ``UNetBackbone(path)``)."""
+        from .weights import save_checkpoint
+
+        return save_checkpoint(path, "unet", self.net.config, self.net.state_dict(), self.meta)
+
     def predict_with_features(self, image: np.ndarray, fov: np.ndarray | None = None):
         """``(probability (H, W) float32, features (C, H, W) float32)``."""
         x = preprocess(image, fov)

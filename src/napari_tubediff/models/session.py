@@ -1,8 +1,9 @@
-"""The refiner weights in use in this process (the plugin's panels share them).
+"""The refiner (and U-Net) weights in use in this process; the plugin's panels share them.
 
-Fine-tuning replaces them; the Directions and Diffusion panels read them through
-`active_refiner`, so new weights take effect at once. ``version()`` changes with every
-replacement, so panels can drop directions they cached from older weights.
+Fine-tuning replaces them; the Directions and Diffusion panels read the refiner through
+`active_refiner` and the Segment panel the U-Net through `active_unet`, so new weights
+take effect at once. ``version()`` changes with every replacement, so panels can drop
+directions they cached from older weights.
 """
 
 from __future__ import annotations
@@ -10,10 +11,32 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from .backbones import UNetBackbone
 from .refiner import LearnedRefiner
 
 _lock = threading.Lock()
-_state = {"refiner": None, "version": 0, "source": "shipped"}
+_state = {"refiner": None, "unet": None, "version": 0, "source": "shipped"}
+
+
+def active_unet() -> UNetBackbone:
+    """The U-Net in use: the shipped one until fine-tuning (with the backbone option) or
+    `load_refiner` of a file with a ``_unet.pt`` companion replaces it."""
+    with _lock:
+        if _state["unet"] is None:
+            _state["unet"] = UNetBackbone(device="cpu")
+        return _state["unet"]
+
+
+def set_unet(backbone: UNetBackbone) -> None:
+    with _lock:
+        _state["unet"] = backbone
+        _state["version"] += 1
+
+
+def unet_path(refiner_path) -> Path:
+    """Where a tuned U-Net is saved beside refiner weights: ``NAME_unet.pt``."""
+    p = Path(refiner_path)
+    return p.with_name(p.stem + "_unet.pt")
 
 
 def active_refiner() -> LearnedRefiner:
@@ -33,15 +56,33 @@ def set_refiner(refiner: LearnedRefiner, source: str = "fine-tuned") -> None:
 
 def load_refiner(path) -> LearnedRefiner:
     """Load weights (``weights_only``; a corrupt or foreign file raises ValueError and
-    leaves the active refiner as it was)."""
+    leaves the active weights as they were). A ``NAME_unet.pt`` beside the file (a
+    fine-tuned backbone) is loaded as the active U-Net too."""
     r = LearnedRefiner(path)
+    companion = unet_path(path)
+    u = UNetBackbone(companion, device="cpu") if companion.is_file() else None
     set_refiner(r, source=Path(path).name)
+    if u is not None:
+        set_unet(u)
     return r
 
 
+def save_weights(path) -> list[Path]:
+    """Save the active refiner (and, when it is not the shipped one, the active U-Net
+    beside it as ``NAME_unet.pt``); atomic writes."""
+    out = [active_refiner().save(path)]
+    with _lock:
+        unet = _state["unet"]
+    if unet is not None and unet.weights.name != "unet_drive.pt":
+        out.append(unet.save(unet_path(path)))
+    return out
+
+
 def reset_refiner() -> LearnedRefiner:
-    """Back to the shipped weights."""
+    """Back to the shipped weights (refiner and U-Net)."""
     r = LearnedRefiner()
+    with _lock:
+        _state["unet"] = None
     set_refiner(r, source="shipped")
     return r
 

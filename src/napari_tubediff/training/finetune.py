@@ -32,6 +32,7 @@ class FinetuneConfig:
     lr: float = 3e-3
     loss: str = "cldice"
     alpha: float = 0.5
+    tune_backbone: bool = False
     seed: int = 0
 
 
@@ -41,6 +42,7 @@ class FinetuneResult:
     record: dict
     before: dict
     after: dict
+    backbone: UNetBackbone | None = None  # the tuned U-Net, with ``cfg.tune_backbone``
 
 
 def _spatial(image: np.ndarray) -> tuple[int, ...]:
@@ -118,9 +120,10 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
         Fields of view (fundus photographs): the backbone standardises its input inside
         them, as in its training. None: the whole image.
     refiner, backbone
-        Starting weights and the frozen U-Net (defaults: active refiner, shipped U-Net).
+        Starting weights (defaults: the session's active refiner and U-Net).
     cfg : FinetuneConfig
-        Updates, batch, crop, learning rate, loss.
+        Updates, batch, crop, learning rate, loss; ``tune_backbone`` also trains the
+        U-Net's last decoder block and output layer (else the U-Net is frozen).
     should_stop, on_update
         Cancel hook (polled between updates) and progress callback ``(update, loss)``.
 
@@ -130,7 +133,7 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
         The new refiner (the input one is never changed), the training record and the
         region scores before and after; None when cancelled.
     """
-    from ..models.session import active_refiner
+    from ..models.session import active_refiner, active_unet
 
     cfg = cfg or FinetuneConfig()
     ys, rs = check_training_inputs(images, labels, regions)
@@ -138,20 +141,22 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     if len(fovs) != len(images):
         raise ValueError("need one field of view (or None) per image")
     refiner = refiner or active_refiner()
-    backbone = backbone or UNetBackbone(device="cpu")
+    backbone = backbone or active_unet()
     t0 = time.time()
     before = score_region(refiner, backbone, images, ys, rs, fovs=fovs)
     xs = [preprocess(img, fov)[None] for img, fov in zip(images, fovs, strict=True)]
     train_set = (xs, [y.astype(np.float32)[None] for y in ys], rs)
     rcfg = RefinerConfig(crop=cfg.crop, batch=cfg.batch, updates=cfg.updates, lr=cfg.lr, loss=cfg.loss,
-                         alpha=cfg.alpha, restart=max(cfg.updates, 1), seed=cfg.seed)
-    rec = train_refiner(None, None, rcfg, backbone_weights=backbone.weights, init=refiner.module,
+                         alpha=cfg.alpha, restart=max(cfg.updates, 1), tune_backbone=cfg.tune_backbone,
+                         seed=cfg.seed)
+    rec = train_refiner(None, None, rcfg, unet=backbone.net, init=refiner.module,
                         train_set=train_set, should_stop=should_stop, on_update=on_update)
     if rec["updates"] < cfg.updates:
         return None  # cancelled: nothing changes
     module = rec.pop("module")
-    rec["seconds_total"] = time.time() - t0
+    tuned = rec.pop("unet", None)
     new = LearnedRefiner.from_module(module, meta=rec)
-    after = score_region(new, backbone, images, ys, rs, fovs=fovs)
+    new_backbone = UNetBackbone.from_module(tuned) if tuned is not None else None
+    after = score_region(new, new_backbone or backbone, images, ys, rs, fovs=fovs)
     rec["seconds_total"] = time.time() - t0
-    return FinetuneResult(refiner=new, record=rec, before=before, after=after)
+    return FinetuneResult(refiner=new, record=rec, before=before, after=after, backbone=new_backbone)

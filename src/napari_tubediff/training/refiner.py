@@ -37,6 +37,7 @@ class RefinerConfig:
     lr: float = 1e-3
     loss: str = "bce"
     alpha: float = 0.5
+    tune_backbone: bool = False
     seed: int = 0
 
 
@@ -49,7 +50,8 @@ def load_unet(weights=None) -> UNet:
 
 
 def train_refiner(data, out, cfg: RefinerConfig | None = None, *, backbone_weights=None, init=None,
-                  device: str = "cpu", progress: Callable | None = None, train_set=None,
+                  unet: UNet | None = None, device: str = "cpu", progress: Callable | None = None,
+                  train_set=None,
                   should_stop: Callable[[], bool] | None = None,
                   on_update: Callable[[int, float], None] | None = None) -> dict:
     """Train a `Refiner` on random crops of the training split, backbone frozen.
@@ -63,6 +65,11 @@ def train_refiner(data, out, cfg: RefinerConfig | None = None, *, backbone_weigh
     `load_training_set`) instead of reading ``data``; ``init`` a refiner checkpoint or
     `Refiner` module to start from (a module is copied, never changed); ``should_stop``
     is polled between updates (cancel); ``on_update(i, loss)`` reports progress.
+
+    With ``cfg.tune_backbone`` the backbone's last decoder block and output layer train
+    too (its BatchNorm statistics stay fixed); ``unet`` gives an in-memory backbone to
+    start from (copied, never changed) instead of ``backbone_weights``. The returned
+    record then holds the tuned backbone under ``"unet"``.
     """
     cfg = cfg or RefinerConfig()
     rng = seed_everything(cfg.seed)
@@ -71,9 +78,14 @@ def train_refiner(data, out, cfg: RefinerConfig | None = None, *, backbone_weigh
     else:
         xs, ys, fs = train_set
     arrays = [[x, y, f.astype(np.float32)[None]] for x, y, f in zip(xs, ys, fs, strict=True)]
-    unet = load_unet(backbone_weights).to(device)
+    unet = (copy.deepcopy(unet).eval() if unet is not None else load_unet(backbone_weights)).to(device)
     for p in unet.parameters():
         p.requires_grad_(False)
+    tuned = []
+    if cfg.tune_backbone:
+        tuned = [*unet.dec[-1].parameters(), *unet.out.parameters()]
+        for p in tuned:
+            p.requires_grad_(True)
     if isinstance(init, Refiner):
         refiner = copy.deepcopy(init)  # the caller's weights stay as they are (cancel-safe)
     elif init is not None:
@@ -84,7 +96,7 @@ def train_refiner(data, out, cfg: RefinerConfig | None = None, *, backbone_weigh
         refiner = Refiner(unet.feature_channels, cfg.kernel, cfg.lambda_par, cfg.lambda_perp, cfg.per_pixel,
                           cfg.dt, cfg.steps)
     refiner.to(device).train()
-    opt = torch.optim.Adam(refiner.parameters(), lr=cfg.lr)
+    opt = torch.optim.Adam([*refiner.parameters(), *tuned], lr=cfg.lr)
     sched = cosine_restarts(opt, cfg.restart)
     crop = min(cfg.crop, *(min(x.shape[-2:]) for x in xs))
     crop -= crop % 2 ** unet.depth
@@ -97,7 +109,7 @@ def train_refiner(data, out, cfg: RefinerConfig | None = None, *, backbone_weigh
             break
         xb, yb, fb = augment(sample_patches(arrays, fs, crop, cfg.batch, rng), rng)
         xb, yb, fb = (torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (xb, yb, fb))
-        with torch.no_grad():
+        with torch.set_grad_enabled(bool(tuned)):  # a graph only when backbone layers train
             logits, feats = unet(xb)
             prob = torch.sigmoid(logits) * fb
         refined = refiner(prob, feats)
@@ -120,4 +132,8 @@ def train_refiner(data, out, cfg: RefinerConfig | None = None, *, backbone_weigh
     if out is not None and losses:
         save_checkpoint(out, "refiner", refiner.config, refiner.state_dict(), record)
     record["module"] = refiner
+    if tuned:
+        for p in unet.parameters():
+            p.requires_grad_(False)
+        record["unet"] = unet.cpu().eval()
     return record

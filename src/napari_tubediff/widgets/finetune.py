@@ -12,7 +12,7 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
 from napari.qt.threading import create_worker
 from napari.utils import progress
 from napari.utils.notifications import show_error, show_info
@@ -109,6 +109,9 @@ class FinetuneWidget(Container):
         self.lr = FloatSpinBox(value=d.lr, min=1e-5, max=1.0, step=1e-3, label="learning rate")
         self.loss = ComboBox(choices=["cldice", "bce", "dice"], value=d.loss, label="loss",
                              tooltip="cldice: (1 - a)(1 - Dice) + a (1 - soft clDice), a = 0.5")
+        self.tune_backbone = CheckBox(value=False, label="also the U-Net's last layers",
+                                      tooltip="train the backbone's last decoder block and output "
+                                              "layer too (the Segment panel then uses it)")
         self.train_button = PushButton(text="Fine-tune")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.save_button = PushButton(text="Save weights...")
@@ -117,8 +120,8 @@ class FinetuneWidget(Container):
         self.status = Label(value=f"active refiner: {session.source()}")
         self.scores = Label(value="")
         self.extend([self.image, self.labels, self.region, self.fov, self.updates, self.lr, self.loss,
-                     self.train_button, self.cancel_button, self.save_button, self.load_button,
-                     self.reset_button, self.status, self.scores])
+                     self.tune_backbone, self.train_button, self.cancel_button, self.save_button,
+                     self.load_button, self.reset_button, self.status, self.scores])
         self.curve = LossCurve()
         self.native.layout().addWidget(self.curve)
         self._bridge = _Bridge()
@@ -156,9 +159,11 @@ class FinetuneWidget(Container):
         if inputs is None:
             return
         image, labels, region, fov = inputs
-        cfg = FinetuneConfig(updates=self.updates.value, lr=self.lr.value, loss=self.loss.value)
+        cfg = FinetuneConfig(updates=self.updates.value, lr=self.lr.value, loss=self.loss.value,
+                             tune_backbone=self.tune_backbone.value)
         try:
             start = session.active_refiner()
+            backbone = session.active_unet()
         except ValueError as e:
             show_error(str(e))
             return
@@ -166,7 +171,7 @@ class FinetuneWidget(Container):
         self.curve.clear()
         self._progress = progress(total=cfg.updates, desc="fine-tuning the refiner")
         self._worker = create_worker(
-            finetune, [image], [labels], [region], fovs=[fov], refiner=start, cfg=cfg,
+            finetune, [image], [labels], [region], fovs=[fov], refiner=start, backbone=backbone, cfg=cfg,
             should_stop=lambda: self._stop, on_update=self._bridge.update.emit, _ignore_errors=True)
         self._worker.returned.connect(self._on_result)
         self._worker.errored.connect(lambda e: show_error(f"Fine-tuning failed: {e}"))
@@ -193,8 +198,12 @@ class FinetuneWidget(Container):
             show_info("Fine-tuning cancelled: the previous weights stay in use.")
             return
         session.set_refiner(result.refiner, source="fine-tuned")
-        self.status.value = (f"fine-tuned in {result.record['seconds_total']:.0f} s; the Directions and "
-                             "Diffusion panels use the new weights now")
+        which = "Directions and Diffusion panels use"
+        if result.backbone is not None:
+            session.set_unet(result.backbone)
+            which = "Segment, Directions and Diffusion panels use"
+        self.status.value = (f"fine-tuned in {result.record['seconds_total']:.0f} s; the {which} "
+                             "the new weights now")
         self.scores.value = (_metrics_line("before", result.before) + "\n"
                              + _metrics_line("after ", result.after) + "\n(inside the region)")
         self.result = result
@@ -209,13 +218,14 @@ class FinetuneWidget(Container):
 
     # -- weights ---------------------------------------------------------------------------
     def save(self, path) -> Path | None:
+        """Save the active refiner (and a fine-tuned U-Net beside it, NAME_unet.pt)."""
         try:
-            out = session.active_refiner().save(path)
+            out = session.save_weights(path)
         except (OSError, ValueError) as e:
             show_error(f"Could not save the weights: {e}")
             return None
-        self.status.value = f"saved the active refiner to {Path(path).name}"
-        return out
+        self.status.value = "saved " + " and ".join(p.name for p in out)
+        return out[0]
 
     def load(self, path) -> bool:
         try:

@@ -12,6 +12,7 @@ from magicgui.widgets import ComboBox, Container, Label, PushButton
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
+from ..models import session
 from ..models.registry import available_backbones, get_backbone
 from ._common import follow_layers, layers_of, put_image
 
@@ -21,7 +22,8 @@ PROBABILITY = "probability"
 def _segment_job(name: str, image: np.ndarray, fov: np.ndarray | None):
     """``(probability, features or None)``: learned backbones also give their features,
     which the Directions and Diffusion panels hand to the learned direction head."""
-    backbone = get_backbone(name)
+    # "unet" is the session's U-Net: the shipped one, or one fine-tuned in this session
+    backbone = session.active_unet() if name == "unet" else get_backbone(name)
     if hasattr(backbone, "predict_with_features"):
         return backbone.predict_with_features(image, fov=fov)
     return backbone.predict(image, fov=fov), None
