@@ -30,3 +30,7 @@ tubediff finetune --images $D/test/images/01_test.tif --labels $D/test/1st_manua
 tubediff finetune --images $D/test/images/01_test.tif --labels $D/test/1st_manual/01_manual1.gif \
     --regions $TMP/region.png --fovs $D/test/mask/01_test_mask.gif --out $TMP/refiner_01_region_200.pt \
     --updates 200 --lr 0.01 | tee -a $OUT/finetune_01_region.txt
+#     and with the U-Net's last layers tuned too
+tubediff finetune --images $D/test/images/01_test.tif --labels $D/test/1st_manual/01_manual1.gif \
+    --regions $TMP/region.png --fovs $D/test/mask/01_test_mask.gif --out $TMP/refiner_01_region_bb.pt \
+    --updates 200 --lr 0.01 --tune-backbone | tee -a $OUT/finetune_01_region.txt
