@@ -141,6 +141,23 @@ def main(argv=None) -> None:
     met.run_button.native.click()
     wait(met)
     s.shot("07_metrics")
+
+    # 7. fine-tune the refiner on the corrected labels of the retina-like photograph, in a box
+    viewer.layers.clear()
+    viewer.open_sample(PLUGIN, "retina")
+    box = viewer.add_shapes([np.array([[40, 40], [216, 216]])], shape_type="rectangle",
+                            name="corrected part", edge_color="yellow", face_color="transparent",
+                            edge_width=2)
+    ft = s.panel("Fine-tune")
+    ft.image.value = viewer.layers["retina"]
+    ft.labels.value = viewer.layers["retina truth"]
+    ft.region.value = box
+    ft.fov.value = viewer.layers["retina fov"]
+    ft.updates.value = 60
+    ft.train_button.native.click()
+    wait(ft)
+    viewer.reset_view()
+    s.shot("08_finetune")
     viewer.close()
 
 
