@@ -127,3 +127,16 @@ def test_undrawn_fields_riding_along_are_bounded():
     assert [f.step for f in frames] == [1, 100]
     steps = [s for s, _ in frames[1].earlier]
     assert len(steps) <= MAX_EARLIER and steps == sorted(steps) and steps[0] == 2 and steps[-1] == 99
+
+
+def test_sub_step_notice_counts_the_volume_dimensions(viewer_and_widget):
+    viewer, w = viewer_and_widget
+    # dt = 0.4 is below the 2D limit (0.465) but above the 3D one (0.31) for lambda 1, order 8
+    viewer.add_image(np.zeros((8, 16, 16), np.float32), name="probability volume")
+    w.layer.value = viewer.layers["probability volume"]
+    w.lambda_par.value, w.lambda_perp.value, w.order.value = 1.0, 0.02, 8
+    w.dt.value = 0.4
+    assert "2 sub-steps" in w.status.value
+    viewer.add_image(np.zeros((16, 16), np.float32), name="probability plane")
+    w.layer.value = viewer.layers["probability plane"]
+    assert w.status.value == ""

@@ -141,6 +141,7 @@ class DiffusionWidget(Container):
         self.cancel_button.changed.connect(self.cancel)
         for w in (self.dt, self.lambda_par, self.lambda_perp, self.order):
             w.changed.connect(self._show_substeps)
+        self.layer.changed.connect(self._show_substeps)
         viewer.dims.events.current_step.connect(self._show_scrub)
         viewer.bind_key(SHORTCUTS["step"], self._key_step, overwrite=True)
 
@@ -151,8 +152,11 @@ class DiffusionWidget(Container):
                               steps=self.steps.value, order=self.order.value)
 
     def _show_substeps(self, *_):
+        # the limit depends on the number of spatial axes: 3 for a volume
+        layer = self.layer.value
+        ndim = 3 if layer is not None and not layer.rgb and np.ndim(layer.data) == 3 else 2
         n = plan_substeps(self.dt.value, self.lambda_par.value, self.lambda_perp.value,
-                          self.order.value, 2)
+                          self.order.value, ndim)
         self.status.value = "" if n == 1 else f"dt above the stability limit: {n} sub-steps per step"
 
     def _input(self) -> np.ndarray | None:
