@@ -13,7 +13,7 @@ import platform
 import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
@@ -92,8 +92,6 @@ def run(cases=("drive", "1k", "cube128"), backends=("numba", "numpy"), *, min_ti
     if "numba" in backends:
         import numba
 
-        from .core import _kernels
-
         _resolve_backend("numba")
         info["numba"] = numba.__version__
         warm = _Stepper(np.zeros((16, 16), np.float32), np.zeros((2, 16, 16), np.float32),
@@ -101,9 +99,8 @@ def run(cases=("drive", "1k", "cube128"), backends=("numba", "numpy"), *, min_ti
         warm.advance(1, 0.1)
         info["threading_layer"] = numba.threading_layer()
         info["threads"] = numba.get_num_threads()
-        del _kernels
     results: dict = {}
-    ctx = torch_load() if load else _null()
+    ctx = torch_load() if load else nullcontext()
     with ctx:
         for name in cases:
             shape = CASES[name]
@@ -119,8 +116,3 @@ def run(cases=("drive", "1k", "cube128"), backends=("numba", "numpy"), *, min_ti
                     parts.append(f"numpy/numba {row['numpy'] / row['numba']:6.1f}x")
                 echo(f"{name:8s} {'x'.join(map(str, shape)):12s} " + "  ".join(parts))
     return {"info": info, "results": results}
-
-
-@contextmanager
-def _null():
-    yield

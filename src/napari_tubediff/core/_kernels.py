@@ -102,10 +102,19 @@ if AVAILABLE:
                 o0[j] = e0[j] * a0 + e1[j] * a1
                 o1[c] = e1[j] * a0 + e2[j] * a1
 
+    @njit(inline="always", fastmath=True, cache=True)
+    def _div8_at(m4, m3, m2, m1, p1, p2, p3, p4, b, w1, w2, w3, w4, j):
+        # order-8 divergence at column j: d/drow of the unpadded flux rows m4..p4 plus
+        # d/dcol of the padded row b (offset 4), each tap pair one difference
+        c = j + 4
+        return (w1 * (p1[j] - m1[j] + b[c + 1] - b[c - 1])
+                + w2 * (p2[j] - m2[j] + b[c + 2] - b[c - 2])
+                + w3 * (p3[j] - m3[j] + b[c + 3] - b[c - 3])
+                + w4 * (p4[j] - m4[j] + b[c + 4] - b[c - 4]))
+
     @njit(**_serial)
     def _div8_update(m4, m3, m2, m1, p1, p2, p3, p4, b, w, x0, ac, o, stage, dt, relu):
-        # order-8 divergence (d/drow of the unpadded flux rows m4..p4, d/dcol of the
-        # padded row b) fused with the RK4 bookkeeping of `_rk4_update`
+        # `_div8_at` fused with the RK4 bookkeeping of `_rk4_update` (one pass per row)
         w1 = w[5]
         w2 = w[6]
         w3 = w[7]
@@ -121,22 +130,14 @@ if AVAILABLE:
             cout = dt if stage == 2 else np.float32(0.5) * dt
             for j in range(W):
                 c = j + 4
-                fj = (w1 * (p1[j] - m1[j] + b[c + 1] - b[c - 1])
-                      + w2 * (p2[j] - m2[j] + b[c + 2] - b[c - 2])
-                      + w3 * (p3[j] - m3[j] + b[c + 3] - b[c - 3])
-                      + w4 * (p4[j] - m4[j] + b[c + 4] - b[c - 4]))
-                fj = max(fj, lo)
+                fj = max(_div8_at(m4, m3, m2, m1, p1, p2, p3, p4, b, w1, w2, w3, w4, j), lo)
                 ac[j] = keep * ac[j] + cacc * fj
                 o[c] = x0[j] + cout * fj
         else:
             sixth = dt / np.float32(6.0)
             for j in range(W):
                 c = j + 4
-                fj = (w1 * (p1[j] - m1[j] + b[c + 1] - b[c - 1])
-                      + w2 * (p2[j] - m2[j] + b[c + 2] - b[c - 2])
-                      + w3 * (p3[j] - m3[j] + b[c + 3] - b[c - 3])
-                      + w4 * (p4[j] - m4[j] + b[c + 4] - b[c - 4]))
-                fj = max(fj, lo)
+                fj = max(_div8_at(m4, m3, m2, m1, p1, p2, p3, p4, b, w1, w2, w3, w4, j), lo)
                 x = min(max(x0[j] + sixth * (ac[j] + fj), zero), one)
                 o[c] = x
                 x0[j] = x

@@ -82,7 +82,8 @@ class Refiner(nn.Module):
 class LearnedRefiner:
     """A trained `Refiner` for numpy inference: directions from the head, the fast kernel."""
 
-    def __init__(self, weights=None, device: str = "cpu"):
+    def __init__(self, weights=None):
+        # inference runs on the CPU: the head is one convolution, the diffusion is numba
         path = Path(weights) if weights else SHIPPED_REFINER
         ckpt = load_checkpoint(path, "refiner")
         self.module = Refiner(**ckpt["config"])

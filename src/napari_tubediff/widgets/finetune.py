@@ -206,7 +206,6 @@ class FinetuneWidget(Container):
                              "the new weights now")
         self.scores.value = (_metrics_line("before", result.before) + "\n"
                              + _metrics_line("after ", result.after) + "\n(inside the region)")
-        self.result = result
 
     def _on_finished(self):
         if self._progress is not None:
