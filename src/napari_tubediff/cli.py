@@ -88,7 +88,7 @@ def _evaluate(args) -> int:
             raise ValueError(f"--pred: no such folder {pred_dir}")
         source = f"predictions in {pred_dir}"
 
-        def predict(item):
+        def predict(item, fov):
             return read_prediction(pred_dir, item), None
     else:
         from .models import get_backbone
@@ -98,10 +98,10 @@ def _evaluate(args) -> int:
         source = f"backbone {args.backbone}"
         with_feats = hasattr(backbone, "predict_with_features")
 
-        def predict(item):
+        def predict(item, fov):
             if with_feats:
-                return backbone.predict_with_features(item.image(), item.fov())
-            return backbone.predict(item.image(), item.fov()), None
+                return backbone.predict_with_features(item.image(), fov)
+            return backbone.predict(item.image(), fov), None
 
     names = args.methods.split(",")
     refiner = _load_refiner(args.refiner, args.backbone) if "refine" in names else None

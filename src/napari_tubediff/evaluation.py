@@ -75,7 +75,8 @@ def evaluate_dataset(items: list[DriveImage], predict: Callable[[DriveImage], np
     items : list of DriveImage
         Images with ground truth (1st observer).
     predict : callable
-        ``predict(item) -> (probability, features or None)``.
+        ``predict(item, fov) -> (probability, features or None)``; ``fov`` is the
+        item's field of view, read once here.
     methods : dict
         ``name -> fn(probability, features, fov) -> bool mask``, e.g. from `make_methods`.
     use_fov : bool
@@ -104,7 +105,7 @@ def evaluate_dataset(items: list[DriveImage], predict: Callable[[DriveImage], np
             raise ValueError(f"{item.name} has no ground truth (1st_manual)")
         image_fov = item.fov()
         fov = image_fov if use_fov else None
-        prob, feats = predict(item)
+        prob, feats = predict(item, image_fov)
         if prob.shape != truth.shape:
             raise ValueError(f"{item.name}: prediction {prob.shape} and truth {truth.shape} differ in shape")
         for name, fn in methods.items():

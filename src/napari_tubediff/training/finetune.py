@@ -81,17 +81,21 @@ def check_training_inputs(images: Sequence[np.ndarray], labels: Sequence[np.ndar
     return ys, rs
 
 
-def score_region(refiner: LearnedRefiner, backbone: UNetBackbone, images, labels, regions,
-                 steps: int | None = None, fovs=None) -> dict:
+def predict_all(backbone: UNetBackbone, images, fovs=None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``(probability, features)`` of every image (the backbone standardises inside ``fovs``)."""
+    fovs = fovs or [None] * len(images)
+    return [backbone.predict_with_features(img, fov) for img, fov in zip(images, fovs, strict=True)]
+
+
+def score_region(refiner: LearnedRefiner, predictions, labels, regions, steps: int | None = None) -> dict:
     """Mean Dice, clDice and VCA (and Betti errors) of the refined masks inside the regions.
 
+    ``predictions`` are the backbone's ``(probability, features)`` per image (`predict_all`).
     VCA here counts components inside the region (``vca_fov``): a region is a crop of
     the image, so the whole-image count would mix in what the annotator did not correct.
     """
     rows = []
-    fovs = fovs or [None] * len(images)
-    for img, y, r, fov in zip(images, labels, regions, fovs, strict=True):
-        prob, feats = backbone.predict_with_features(img, fov)
+    for (prob, feats), y, r in zip(predictions, labels, regions, strict=True):
         mask = refiner.refine(prob, feats, steps=steps) >= 0.5
         m = evaluate(mask, y, r)
         m["vca"] = m.pop("vca_fov")
@@ -143,7 +147,8 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     refiner = refiner or active_refiner()
     backbone = backbone or active_unet()
     t0 = time.time()
-    before = score_region(refiner, backbone, images, ys, rs, fovs=fovs)
+    predictions = predict_all(backbone, images, fovs)
+    before = score_region(refiner, predictions, ys, rs)
     xs = [preprocess(img, fov)[None] for img, fov in zip(images, fovs, strict=True)]
     train_set = (xs, [y.astype(np.float32)[None] for y in ys], rs)
     rcfg = RefinerConfig(crop=cfg.crop, batch=cfg.batch, updates=cfg.updates, lr=cfg.lr, loss=cfg.loss,
@@ -157,6 +162,8 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     tuned = rec.pop("unet", None)
     new = LearnedRefiner.from_module(module, meta=rec)
     new_backbone = UNetBackbone.from_module(tuned) if tuned is not None else None
-    after = score_region(new, new_backbone or backbone, images, ys, rs, fovs=fovs)
+    if new_backbone is not None:  # a tuned U-Net predicts anew; a frozen one already did
+        predictions = predict_all(new_backbone, images, fovs)
+    after = score_region(new, predictions, ys, rs)
     rec["seconds_total"] = time.time() - t0
     return FinetuneResult(refiner=new, record=rec, before=before, after=after, backbone=new_backbone)
