@@ -1,4 +1,6 @@
-"""Learned backbones: the U-Net with shipped DRIVE weights, and a user's TorchScript model."""
+"""Learned backbones: the U-Net with shipped DRIVE weights, the 3D U-Net with shipped weights
+from synthetic volumes, and a user's TorchScript model. All run on ``device`` ("auto": CUDA
+when present, else the CPU) and return numpy arrays."""
 
 from __future__ import annotations
 
@@ -7,35 +9,49 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .device import resolve_device
 from .preprocess import preprocess
 from .unet import UNet, pad_to_multiple
 from .weights import WEIGHTS_DIR, load_checkpoint, load_state
 
 SHIPPED_UNET = WEIGHTS_DIR / "unet_drive.pt"
-
-
-def _device(device: str | None) -> torch.device:
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+SHIPPED_UNET3D = WEIGHTS_DIR / "unet_synth3d.pt"
 
 
 class UNetBackbone:
     """U-Net segmentation: probability field and last decoder features.
 
     Input: a grey or RGB 2D image (RGB: the green channel, which the shipped DRIVE
-    weights were trained on), preprocessed by `preprocess` (CLAHE, standardised in
-    the FOV). Output is zero outside ``fov`` when one is given.
+    weights were trained on), or a grey volume for 3D weights, preprocessed by
+    `preprocess` (2D: CLAHE; standardised in the FOV). Output is zero outside ``fov``
+    when one is given.
+
+    Parameters
+    ----------
+    weights : path, optional
+        A U-Net checkpoint; default: the shipped DRIVE weights (`UNet3DBackbone`: the
+        shipped 3D ones).
+    device : str
+        ``"auto"`` (CUDA when available, else the CPU), ``"cpu"`` or ``"cuda"``; the
+        network and its inputs move there, the outputs come back as numpy arrays.
+
+    Examples
+    --------
+    >>> bb = UNetBackbone(device="cpu")
+    >>> prob, feats = bb.predict_with_features(np.zeros((32, 32), np.float32))
+    >>> prob.shape, feats.shape
+    ((32, 32), (16, 32, 32))
     """
 
     name = "unet"
+    shipped = SHIPPED_UNET
 
     def __init__(self, weights=None, device: str | None = "auto"):
-        path = Path(weights) if weights else SHIPPED_UNET
+        path = Path(weights) if weights else self.shipped
         ckpt = load_checkpoint(path, "unet")
         self.net = UNet(**ckpt["config"])
         load_state(self.net, ckpt["state_dict"], path.name)
-        self.device = _device(device)
+        self.device = resolve_device(device)
         self.net.to(self.device).eval()
         self.weights = path
         self.meta = ckpt.get("meta", {})
@@ -47,7 +63,7 @@ class UNetBackbone:
 
         self = cls.__new__(cls)
         self.net = copy.deepcopy(net)
-        self.device = _device(device)
+        self.device = resolve_device(device)
         self.net.to(self.device).eval()
         self.weights = Path(name)
         self.meta = {}
@@ -59,23 +75,49 @@ class UNetBackbone:
 
         return save_checkpoint(path, "unet", self.net.config, self.net.state_dict(), self.meta)
 
+    @property
+    def ndim(self) -> int:
+        """2 for images, 3 for volumes."""
+        return self.net.ndim
+
     def predict_with_features(self, image: np.ndarray, fov: np.ndarray | None = None):
-        """``(probability (H, W) float32, features (C, H, W) float32)``."""
-        x = preprocess(image, fov)
-        if x.ndim != 2:
-            raise ValueError(f"the U-Net backbone takes 2D images, got shape {np.shape(image)}")
+        """``(probability (*spatial) float32, features (C, *spatial) float32)``."""
+        if self.net.ndim == 3 and np.ndim(image) != 3:
+            raise ValueError(f"the 3D U-Net takes grey volumes (D, H, W), got shape {np.shape(image)}")
+        # a 3D net reads a volume as it is: (D, H, 3) is a thin volume, not an RGB image
+        x = preprocess(image, fov, channel=1 if self.net.ndim == 2 else None)
+        if x.ndim != self.net.ndim:
+            raise ValueError(f"the {self.net.ndim}D U-Net takes {self.net.ndim}D images, got shape "
+                             f"{np.shape(image)}")
         t = torch.from_numpy(x)[None, None].to(self.device)
-        t, (h, w) = pad_to_multiple(t, 2 ** self.net.depth)
+        t, size = pad_to_multiple(t, 2 ** self.net.depth)
+        crop = (slice(None), *(slice(0, n) for n in size))
         with torch.no_grad():
             logits, feats = self.net(t)
-        prob = torch.sigmoid(logits)[0, 0, :h, :w].cpu().numpy().astype(np.float32)
-        feats = feats[0, :, :h, :w].cpu().numpy().astype(np.float32)
+        prob = torch.sigmoid(logits)[0, 0][crop[1:]].cpu().numpy().astype(np.float32)
+        feats = feats[0][crop].cpu().numpy().astype(np.float32)
         if fov is not None:
             prob = np.where(np.asarray(fov, bool), prob, 0).astype(np.float32)
         return prob, feats
 
     def predict(self, image: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
         return self.predict_with_features(image, fov)[0]
+
+
+class UNet3DBackbone(UNetBackbone):
+    """`UNetBackbone` with the shipped 3D weights (``unet_synth3d.pt``, trained on synthetic
+    volumes: docs/models.md) as its default; takes grey volumes ``(D, H, W)``.
+
+    Examples
+    --------
+    >>> bb = UNet3DBackbone(device="cpu")
+    >>> prob, feats = bb.predict_with_features(np.zeros((8, 12, 16), np.float32))
+    >>> prob.shape, feats.shape[1:]
+    ((8, 12, 16), (8, 12, 16))
+    """
+
+    name = "unet3d"
+    shipped = SHIPPED_UNET3D
 
 
 class TorchScriptBackbone:
@@ -92,7 +134,7 @@ class TorchScriptBackbone:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"no TorchScript file at {path}")
-        self.device = _device(device)
+        self.device = resolve_device(device)
         try:
             self.model = torch.jit.load(str(path), map_location=self.device).eval()
         except Exception as e:  # torch raises RuntimeError or its own errors for foreign files

@@ -11,14 +11,15 @@ from skimage.filters import sato
 from ..core.checks import check_field
 
 
-def to_grey(image: np.ndarray, channel: int = 1) -> np.ndarray:
+def to_grey(image: np.ndarray, channel: int | None = 1) -> np.ndarray:
     """A 2D/3D grey float image in [0, 1]; RGB(A) images give ``channel`` (1 = green).
 
     The green channel is where retinal vessels have the most contrast, so it is the
-    default for fundus photographs.
+    default for fundus photographs. ``channel=None`` reads every array as grey (a
+    volume whose last axis has 3 or 4 planes is then not taken for RGB).
     """
     a = np.asarray(image)
-    if a.ndim == 3 and a.shape[-1] in (3, 4):
+    if channel is not None and a.ndim == 3 and a.shape[-1] in (3, 4):
         a = a[..., channel]
     a = check_field(a, "image", unit_range=False)
     lo, hi = float(a.min()), float(a.max())

@@ -8,8 +8,9 @@ from skimage.exposure import equalize_adapthist
 from .classical import to_grey
 
 
-def preprocess(image: np.ndarray, fov: np.ndarray | None = None, channel: int = 1) -> np.ndarray:
-    """Grey (RGB: the green channel), CLAHE, then zero mean and unit variance inside the FOV.
+def preprocess(image: np.ndarray, fov: np.ndarray | None = None, channel: int | None = 1) -> np.ndarray:
+    """Grey (RGB: the green channel), CLAHE (2D only), then zero mean and unit variance inside
+    the FOV. ``channel=None``: the array is grey as it is (volumes).
 
     Returns float32 of the image's spatial shape, zero outside the FOV.
 

@@ -1,5 +1,6 @@
 """The learned refiner: a direction head on the backbone's features, positive learnable
-lambdas, and N differentiable RK4 steps of the engine (../shared/METHOD.md, "The refiner")."""
+lambdas, and N differentiable RK4 steps of the engine (../shared/METHOD.md, "The refiner"),
+for images (2D) and volumes (3D)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,14 @@ from torch import nn
 from ..core.diffusion import diffuse, normalize_directions
 from ..core.directions import estimate_directions
 from ..core.torch_diffusion import diffuse_t
+from .device import resolve_device
+from .unet import layers
 from .weights import WEIGHTS_DIR, load_checkpoint, load_state
 
 SHIPPED_REFINER = WEIGHTS_DIR / "refiner_drive.pt"
+SHIPPED_REFINER3D = WEIGHTS_DIR / "refiner_synth3d.pt"
+# the shipped refiner for each dimension (2D: DRIVE fundus images; 3D: synthetic volumes)
+SHIPPED_REFINERS = {2: SHIPPED_REFINER, 3: SHIPPED_REFINER3D}
 
 
 def _softplus_inv(x: float) -> float:
@@ -37,6 +43,9 @@ class Refiner(nn.Module):
         Predict per-pixel lambdas (two more head channels, softplus) instead of scalars.
     dt, steps, order : float, int, int
         The PDE's time step, number of RK4 steps and stencil order.
+    ndim : int
+        2 (a Conv2d head giving 2-vectors) or 3 (a Conv3d head giving 3-vectors, for
+        volumes). Checkpoints without ``ndim`` in their config are 2D.
 
     Examples
     --------
@@ -45,31 +54,38 @@ class Refiner(nn.Module):
     >>> out = r(u, f, steps=2)
     >>> tuple(out.shape), bool((out >= u - 1e-6).all())
     ((1, 1, 16, 16), True)
+    >>> r3 = Refiner(feature_channels=4, kernel=3, ndim=3)
+    >>> tuple(r3.head_outputs(torch.randn(1, 4, 8, 8, 8))[0].shape)
+    (1, 3, 8, 8, 8)
     """
 
     def __init__(self, feature_channels: int = 16, kernel: int = 9, lambda_par: float = 1.0,
                  lambda_perp: float = 0.05, per_pixel: bool = False, dt: float = 0.2, steps: int = 10,
-                 order: int = 8):
+                 order: int = 8, ndim: int = 2):
         super().__init__()
         if not (1 <= kernel <= 13 and kernel % 2 == 1):
             raise ValueError(f"kernel must be odd, from 1 to 13, got {kernel}")
+        conv = layers(ndim)[0]
         self.config = {"feature_channels": feature_channels, "kernel": kernel, "lambda_par": lambda_par,
                        "lambda_perp": lambda_perp, "per_pixel": per_pixel, "dt": dt, "steps": steps,
-                       "order": order}
-        self.head = nn.Conv2d(feature_channels, 4 if per_pixel else 2, kernel, padding=kernel // 2)
+                       "order": order, "ndim": ndim}
+        self.ndim = ndim
+        # ndim direction components, then (per_pixel) the two lambda modulations
+        self.head = conv(feature_channels, ndim + (2 if per_pixel else 0), kernel, padding=kernel // 2)
         self.raw_par = nn.Parameter(torch.tensor(_softplus_inv(lambda_par)))
         self.raw_perp = nn.Parameter(torch.tensor(_softplus_inv(lambda_perp)))
 
     def head_outputs(self, feats: torch.Tensor):
-        """Unit directions (N, 2, H, W) and the lambdas (scalars or (N, 1, H, W) maps)."""
+        """Unit directions (N, ndim, *spatial) and the lambdas (scalars or (N, 1, *spatial) maps)."""
         out = self.head(feats)
-        v = out[:, :2]
+        n = self.ndim
+        v = out[:, :n]
         # unit length wherever the head's output is not (numerically) zero
         v = v / torch.linalg.vector_norm(v, dim=1, keepdim=True).clamp_min(1e-6)
         lpar, lperp = F.softplus(self.raw_par), F.softplus(self.raw_perp)
         if self.config["per_pixel"]:
-            lpar = lpar * 2 * torch.sigmoid(out[:, 2:3])
-            lperp = lperp * 2 * torch.sigmoid(out[:, 3:4])
+            lpar = lpar * 2 * torch.sigmoid(out[:, n:n + 1])
+            lperp = lperp * 2 * torch.sigmoid(out[:, n + 1:n + 2])
         return v, lpar, lperp
 
     def forward(self, prob: torch.Tensor, feats: torch.Tensor, steps: int | None = None) -> torch.Tensor:
@@ -80,26 +96,51 @@ class Refiner(nn.Module):
 
 
 class LearnedRefiner:
-    """A trained `Refiner` for numpy inference: directions from the head, the fast kernel."""
+    """A trained `Refiner` for numpy inference, 2D or 3D.
 
-    def __init__(self, weights=None):
-        # inference runs on the CPU: the head is one convolution, the diffusion is numba
+    Parameters
+    ----------
+    weights : path, optional
+        A refiner checkpoint; default: the shipped 2D (DRIVE) weights. `shipped(3)`
+        gives the shipped 3D ones.
+    device : str
+        ``"auto"`` (CUDA when available, else the CPU), ``"cpu"`` or ``"cuda"``. On the
+        CPU the head is one convolution and the diffusion runs in the fast numba kernel;
+        on a GPU both run in torch (`Refiner.forward`). Results come back as numpy.
+
+    Examples
+    --------
+    >>> r = LearnedRefiner(device="cpu")
+    >>> r.ndim, r.config["kernel"]
+    (2, 9)
+    """
+
+    def __init__(self, weights=None, device: str | None = "auto"):
         path = Path(weights) if weights else SHIPPED_REFINER
         ckpt = load_checkpoint(path, "refiner")
         self.module = Refiner(**ckpt["config"])
         load_state(self.module, ckpt["state_dict"], path.name)
-        self.module.eval()
+        self.device = resolve_device(device)
+        self.module.to(self.device).eval()
         self.weights = path
         self.meta = ckpt.get("meta", {})
 
     @classmethod
+    def shipped(cls, ndim: int = 2, device: str | None = "auto") -> LearnedRefiner:
+        """The shipped refiner for 2D images (DRIVE) or 3D volumes (synthetic)."""
+        if ndim not in SHIPPED_REFINERS:
+            raise ValueError(f"there are shipped refiners for 2D and 3D, not {ndim}D")
+        return cls(SHIPPED_REFINERS[ndim], device=device)
+
+    @classmethod
     def from_module(cls, module: Refiner, meta: dict | None = None,
-                    name: str = "fine-tuned") -> LearnedRefiner:
+                    name: str = "fine-tuned", device: str | None = "cpu") -> LearnedRefiner:
         """Wrap an in-memory `Refiner` (a copy, so later training does not change it)."""
         import copy
 
         self = cls.__new__(cls)
-        self.module = copy.deepcopy(module).cpu().eval()
+        self.device = resolve_device(device)
+        self.module = copy.deepcopy(module).to(self.device).eval()
         self.weights = Path(name)
         self.meta = dict(meta or {})
         return self
@@ -114,27 +155,69 @@ class LearnedRefiner:
     def config(self) -> dict:
         return self.module.config
 
+    @property
+    def ndim(self) -> int:
+        """2 for images, 3 for volumes."""
+        return self.module.ndim
+
+    def fits(self, prob: np.ndarray, feats: np.ndarray | None) -> bool:
+        """Whether the head can read ``feats`` for ``prob``: same dimension, ``(C, *prob.shape)``
+        with the head's channel count."""
+        if feats is None:
+            return False
+        f = np.shape(feats)
+        return (np.ndim(prob) == self.ndim and len(f) == self.ndim + 1 and f[1:] == np.shape(prob)
+                and f[0] == self.config["feature_channels"])
+
+    def _tensor(self, a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a, np.float32))[None].to(self.device)
+
     def head(self, feats: np.ndarray):
-        """``(directions (2, H, W), lambda_par, lambda_perp)`` as numpy / floats or maps."""
+        """``(directions (ndim, *spatial), lambda_par, lambda_perp)`` as numpy / floats or maps."""
         with torch.no_grad():
-            v, lpar, lperp = self.module.head_outputs(torch.from_numpy(np.ascontiguousarray(feats))[None])
+            v, lpar, lperp = self.module.head_outputs(self._tensor(feats))
 
         def conv(x):
-            return float(x) if x.ndim == 0 else x[0, 0].numpy()
+            return float(x) if x.ndim == 0 else x[0, 0].cpu().numpy()
 
         # the same rule in float64: unit vectors, or zero where the head gave (almost) nothing
-        return normalize_directions(v[0].numpy().astype(np.float64)), conv(lpar), conv(lperp)
+        return normalize_directions(v[0].cpu().numpy().astype(np.float64)), conv(lpar), conv(lperp)
 
     def refine(self, prob: np.ndarray, feats: np.ndarray, steps: int | None = None,
                fov: np.ndarray | None = None) -> np.ndarray:
         """Refined probability field (float32); zero outside ``fov`` when one is given."""
-        v, lpar, lperp = self.head(feats)
         c = self.config
-        out = diffuse(prob, v, lambda_par=lpar, lambda_perp=lperp, dt=c["dt"],
-                      steps=c["steps"] if steps is None else steps, order=c["order"])
+        steps = c["steps"] if steps is None else steps
+        if self.device.type == "cpu":
+            v, lpar, lperp = self.head(feats)
+            out = diffuse(prob, v, lambda_par=lpar, lambda_perp=lperp, dt=c["dt"], steps=steps,
+                          order=c["order"])
+        else:  # on a GPU the torch path (the training code) is the fast one
+            with torch.no_grad():
+                u = self._tensor(np.asarray(prob, np.float32)[None])
+                out = self.module(u, self._tensor(feats), steps=steps)[0, 0].cpu().numpy()
         if fov is not None:
-            out = np.where(np.asarray(fov, bool), out, 0).astype(np.float32)
-        return out
+            out = np.where(np.asarray(fov, bool), out, 0)
+        return out.astype(np.float32, copy=False)
+
+
+def resolve_refiner(refiner, ndim: int = 2) -> LearnedRefiner | None:
+    """The `LearnedRefiner` a ``refiner`` option names, for ``ndim``-D data.
+
+    ``"active"``: the session's refiner for that dimension (`models.session.active_refiner`:
+    the one the user loaded or fine-tuned when it has that dimension, else the shipped
+    one); ``"shipped"``: the shipped weights for that dimension; a path; a
+    `LearnedRefiner` as it is; None: None.
+    """
+    if refiner is None or isinstance(refiner, LearnedRefiner):
+        return refiner
+    if isinstance(refiner, str) and refiner == "active":
+        from .session import active_refiner
+
+        return active_refiner(ndim)
+    if isinstance(refiner, str) and refiner == "shipped":
+        return LearnedRefiner.shipped(ndim)
+    return LearnedRefiner(refiner)
 
 
 def vessel_directions(prob: np.ndarray, features: np.ndarray | None = None, *, sigma: float = 3.0,
@@ -142,20 +225,21 @@ def vessel_directions(prob: np.ndarray, features: np.ndarray | None = None, *, s
     """Directions for the diffusion and where they came from (``"learned"`` or ``"hessian"``).
 
     The learned direction head is used when backbone ``features`` of shape
-    ``(C, *prob.shape)`` are given and a refiner is available (``"active"``: the
-    session's weights, see `models.session`; ``"shipped"``; a weights path; or a
-    `LearnedRefiner`) whose head reads ``C`` channels; otherwise the Hessian
-    directions of ``prob`` at scale ``sigma``.
-    """
-    if features is not None and refiner is not None and np.ndim(prob) == 2:
-        if refiner == "active":
-            from .session import active_refiner
+    ``(C, *prob.shape)`` are given (2D or 3D) and `resolve_refiner` finds a refiner of
+    ``prob``'s dimension whose head reads ``C`` channels; otherwise the Hessian
+    directions of ``prob`` at scale ``sigma``. By default (``"active"``) 2D data use the
+    session's refiner and 3D data the shipped 3D refiner, unless a 3D one was loaded.
 
-            r = active_refiner()
-        else:
-            r = refiner if isinstance(refiner, LearnedRefiner) else LearnedRefiner(
-                None if refiner == "shipped" else refiner)
-        f = np.asarray(features)
-        if f.ndim == 3 and f.shape[1:] == np.shape(prob) and f.shape[0] == r.config["feature_channels"]:
-            return r.head(f.astype(np.float32))[0], "learned"
+    Examples
+    --------
+    >>> u = np.zeros((16, 16), np.float32); u[8, 2:14] = 1
+    >>> v, source = vessel_directions(u)          # no features: Hessian directions
+    >>> v.shape, source
+    ((2, 16, 16), 'hessian')
+    """
+    ndim = np.ndim(prob)
+    if features is not None and refiner is not None and ndim in SHIPPED_REFINERS:
+        r = resolve_refiner(refiner, ndim)
+        if r.fits(prob, features):
+            return r.head(np.asarray(features, np.float32))[0], "learned"
     return estimate_directions(prob, sigma), "hessian"

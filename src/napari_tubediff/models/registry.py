@@ -15,6 +15,12 @@ def _unet(**kwargs):
     return UNetBackbone(**kwargs)
 
 
+def _unet3d(**kwargs):
+    from .backbones import UNet3DBackbone
+
+    return UNet3DBackbone(**kwargs)
+
+
 def _torchscript(path=None, **kwargs):
     from .backbones import TorchScriptBackbone
 
@@ -24,6 +30,7 @@ def _torchscript(path=None, **kwargs):
 
 
 _REGISTRY["unet"] = _unet
+_REGISTRY["unet3d"] = _unet3d
 _REGISTRY["torchscript"] = _torchscript
 
 
@@ -35,8 +42,15 @@ def available_backbones() -> list[str]:
 def get_backbone(name: str, **kwargs):
     """A backbone object with ``predict(image, fov=None) -> probability``.
 
-    ``"unet"`` (shipped DRIVE weights, or ``weights=PATH``), ``"vesselness"``
-    (training-free), ``"torchscript"`` (``path=PATH`` to a TorchScript file).
+    ``"unet"`` (shipped DRIVE weights, or ``weights=PATH``), ``"unet3d"`` (grey volumes;
+    shipped weights trained on synthetic volumes, or ``weights=PATH``), ``"vesselness"``
+    (training-free), ``"torchscript"`` (``path=PATH`` to a TorchScript file). The U-Nets
+    take ``device="auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+
+    Examples
+    --------
+    >>> get_backbone("unet3d", device="cpu").ndim
+    3
     """
     try:
         factory = _REGISTRY[name]

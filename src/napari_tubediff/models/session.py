@@ -15,7 +15,9 @@ from .backbones import UNetBackbone
 from .refiner import LearnedRefiner
 
 _lock = threading.Lock()
-_state = {"refiner": None, "unet": None, "version": 0, "source": "shipped"}
+# "refiner": the one set by fine-tuning or loading (None: the shipped 2D one); "shipped":
+# the shipped refiners by dimension, loaded when first asked for
+_state = {"refiner": None, "shipped": {}, "unet": None, "version": 0, "source": "shipped"}
 
 
 def active_unet() -> UNetBackbone:
@@ -39,12 +41,24 @@ def unet_path(refiner_path) -> Path:
     return p.with_name(p.stem + "_unet.pt")
 
 
-def active_refiner() -> LearnedRefiner:
-    """The refiner in use: the shipped one until `set_refiner` or `load_refiner` replaces it."""
+def active_refiner(ndim: int = 2) -> LearnedRefiner:
+    """The refiner in use for ``ndim``-D data: the one `set_refiner` or `load_refiner` gave
+    when it has that dimension, else the shipped one for that dimension (2D: DRIVE;
+    3D: synthetic volumes). Loading a 3D refiner thus changes volumes only, and 2D
+    images fall back to the shipped 2D refiner meanwhile. The session runs on the CPU.
+
+    Examples
+    --------
+    >>> active_refiner(3).ndim
+    3
+    """
     with _lock:
-        if _state["refiner"] is None:
-            _state["refiner"] = LearnedRefiner()
-        return _state["refiner"]
+        r = _state["refiner"]
+        if r is not None and r.ndim == ndim:
+            return r
+        if ndim not in _state["shipped"]:
+            _state["shipped"][ndim] = LearnedRefiner.shipped(ndim, device="cpu")
+        return _state["shipped"][ndim]
 
 
 def set_refiner(refiner: LearnedRefiner, source: str = "fine-tuned") -> None:
@@ -58,7 +72,7 @@ def load_refiner(path) -> LearnedRefiner:
     """Load weights (``weights_only``; a corrupt or foreign file raises ValueError and
     leaves the active weights as they were). A ``NAME_unet.pt`` beside the file (a
     fine-tuned backbone) is loaded as the active U-Net too."""
-    r = LearnedRefiner(path)
+    r = LearnedRefiner(path, device="cpu")
     companion = unet_path(path)
     u = UNetBackbone(companion, device="cpu") if companion.is_file() else None
     set_refiner(r, source=Path(path).name)
@@ -80,7 +94,7 @@ def save_weights(path) -> list[Path]:
 
 def reset_refiner() -> LearnedRefiner:
     """Back to the shipped weights (refiner and U-Net)."""
-    r = LearnedRefiner()
+    r = LearnedRefiner.shipped(2, device="cpu")
     with _lock:
         _state["unet"] = None
     set_refiner(r, source="shipped")

@@ -53,7 +53,8 @@ def train_refiner(data, out, cfg: RefinerConfig | None = None, *, backbone_weigh
                   unet: UNet | None = None, device: str = "cpu", progress: Callable | None = None,
                   train_set=None,
                   should_stop: Callable[[], bool] | None = None,
-                  on_update: Callable[[int, float], None] | None = None) -> dict:
+                  on_update: Callable[[int, float], None] | None = None,
+                  meta: dict | None = None) -> dict:
     """Train a `Refiner` on random crops of the training split, backbone frozen.
 
     Each update: random crops inside the FOV (centre in the FOV), the same rot90/flip
@@ -70,6 +71,10 @@ def train_refiner(data, out, cfg: RefinerConfig | None = None, *, backbone_weigh
     too (its BatchNorm statistics stay fixed); ``unet`` gives an in-memory backbone to
     start from (copied, never changed) instead of ``backbone_weights``. The returned
     record then holds the tuned backbone under ``"unet"``.
+
+    The refiner has the backbone's dimension: a 3D U-Net (``ndim = 3``) with a 3D
+    ``train_set`` trains a 3D refiner on cubic crops of side ``cfg.crop``. ``meta`` is
+    added to the record.
     """
     cfg = cfg or RefinerConfig()
     rng = seed_everything(cfg.seed)
@@ -94,11 +99,13 @@ def train_refiner(data, out, cfg: RefinerConfig | None = None, *, backbone_weigh
         load_state(refiner, ckpt["state_dict"], str(init))
     else:
         refiner = Refiner(unet.feature_channels, cfg.kernel, cfg.lambda_par, cfg.lambda_perp, cfg.per_pixel,
-                          cfg.dt, cfg.steps)
+                          cfg.dt, cfg.steps, ndim=unet.ndim)
+    if refiner.ndim != unet.ndim:
+        raise ValueError(f"a {refiner.ndim}D refiner cannot train on a {unet.ndim}D backbone")
     refiner.to(device).train()
     opt = torch.optim.Adam([*refiner.parameters(), *tuned], lr=cfg.lr)
     sched = cosine_restarts(opt, cfg.restart)
-    crop = min(cfg.crop, *(min(x.shape[-2:]) for x in xs))
+    crop = min(cfg.crop, *(min(x.shape[1:]) for x in xs))
     crop -= crop % 2 ** unet.depth
     t0 = time.time()
     losses = []
@@ -107,7 +114,7 @@ def train_refiner(data, out, cfg: RefinerConfig | None = None, *, backbone_weigh
     for i in bar:
         if should_stop is not None and should_stop():
             break
-        xb, yb, fb = augment(sample_patches(arrays, fs, crop, cfg.batch, rng), rng)
+        xb, yb, fb = augment(sample_patches(arrays, fs, crop, cfg.batch, rng), rng, unet.ndim)
         xb, yb, fb = (torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (xb, yb, fb))
         with torch.set_grad_enabled(bool(tuned)):  # a graph only when backbone layers train
             logits, feats = unet(xb)
@@ -128,7 +135,7 @@ def train_refiner(data, out, cfg: RefinerConfig | None = None, *, backbone_weigh
               "final_loss": float(np.mean(losses[-20:])) if losses else float("nan"),
               "first_loss": float(np.mean(losses[:20])) if losses else float("nan"),
               "lambda_par": lpar, "lambda_perp": lperp, "device": device, "torch": torch.__version__,
-              "backbone": str(backbone_weights or SHIPPED_UNET.name)}
+              "backbone": str(backbone_weights or SHIPPED_UNET.name), **(meta or {})}
     if out is not None and losses:
         save_checkpoint(out, "refiner", refiner.config, refiner.state_dict(), record)
     record["module"] = refiner

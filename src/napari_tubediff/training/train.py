@@ -26,6 +26,9 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 @dataclass
 class BackboneConfig:
+    """The U-Net's size (``ndim`` 2 or 3), patches and optimiser; the defaults are the shipped
+    DRIVE U-Net's (docs/models.md)."""
+
     base: int = 16
     depth: int = 3
     patch: int = 48
@@ -34,6 +37,7 @@ class BackboneConfig:
     lr: float = 1e-3
     loss: str = "bce"
     seed: int = 0
+    ndim: int = 2
 
 
 def load_training_set(data, split: str = "training"):
@@ -52,17 +56,36 @@ def load_training_set(data, split: str = "training"):
 
 
 def train_backbone(data, out, cfg: BackboneConfig | None = None, *, device: str = "cpu",
-                   progress: Callable | None = None, log: Callable[[str], None] | None = None) -> dict:
+                   progress: Callable | None = None, log: Callable[[str], None] | None = None,
+                   train_set=None, meta: dict | None = None) -> dict:
     """Train the U-Net on random patches of a DRIVE-layout training split; save to ``out``.
 
     Adam with cosine annealing, BCE (or Dice / soft-clDice mix) inside the FOV,
-    rot90/flip augmentation, fixed seed. Returns the training record.
+    rot90/flip augmentation (3D: the cube's symmetries), fixed seed. ``train_set``
+    may give ``(inputs, targets, fovs)`` directly (lists of ``(1, *spatial)``,
+    ``(1, *spatial)`` and ``(*spatial)`` arrays, e.g. synthetic volumes for
+    ``cfg.ndim = 3``) instead of reading ``data``; ``meta`` is added to the record.
+    Returns the training record (also stored in the checkpoint).
+
+    Examples
+    --------
+    >>> from napari_tubediff.data.synthetic import synthetic_vessels
+    >>> s = synthetic_vessels((32, 32), seed=0)
+    >>> rec = train_backbone(None, None, BackboneConfig(base=2, depth=1, patch=16, batch=2, iters=2),
+    ...                      train_set=([s.image[None]], [s.truth[None].astype("float32")],
+    ...                                 [np.ones((32, 32), bool)]))
+    >>> rec["updates"], rec["config"]["ndim"]
+    (2, 2)
     """
     cfg = cfg or BackboneConfig()
     rng = seed_everything(cfg.seed)
-    items, xs, ys, fs = load_training_set(data)
+    if train_set is None:
+        items, xs, ys, fs = load_training_set(data)
+        names = [it.name for it in items]
+    else:
+        (xs, ys, fs), names = train_set, None
     arrays = [[x, y, f.astype(np.float32)[None]] for x, y, f in zip(xs, ys, fs, strict=True)]
-    net = UNet(base=cfg.base, depth=cfg.depth).to(device)
+    net = UNet(base=cfg.base, depth=cfg.depth, ndim=cfg.ndim).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.iters)
     it = range(cfg.iters)
@@ -71,7 +94,7 @@ def train_backbone(data, out, cfg: BackboneConfig | None = None, *, device: str 
     losses = []
     net.train()
     for i in bar:
-        xb, yb, fb = augment(sample_patches(arrays, fs, cfg.patch, cfg.batch, rng), rng)
+        xb, yb, fb = augment(sample_patches(arrays, fs, cfg.patch, cfg.batch, rng), rng, cfg.ndim)
         xb, yb, fb = (torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (xb, yb, fb))
         logits, _ = net(xb)
         loss = mixed_loss(torch.sigmoid(logits), yb, fb, kind=cfg.loss)
@@ -84,11 +107,13 @@ def train_backbone(data, out, cfg: BackboneConfig | None = None, *, device: str 
             log(f"iter {i + 1}/{cfg.iters}  loss {np.mean(losses[-100:]):.4f}  {time.time() - t0:.0f}s")
         if hasattr(bar, "set_postfix") and (i + 1) % 20 == 0:
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
-    record = {"config": asdict(cfg), "seconds": time.time() - t0,
+    record = {"config": asdict(cfg), "seconds": time.time() - t0, "updates": len(losses),
               "first_loss": float(np.mean(losses[:20])), "final_loss": float(np.mean(losses[-20:])),
-              "images": [it.name for it in items], "device": device,
-              "torch": torch.__version__, "threads": torch.get_num_threads()}
-    save_checkpoint(out, "unet", net.config, net.state_dict(), record)
+              "images": names if names is not None else f"{len(xs)} given arrays", "device": str(device),
+              "torch": torch.__version__, "threads": torch.get_num_threads(), **(meta or {})}
+    if out is not None:
+        save_checkpoint(out, "unet", net.config, net.state_dict(), record)
+    record["module"] = net.eval()
     return record
 
 
