@@ -57,16 +57,20 @@ def _demo(args) -> int:
 def _load_refiner(choice: str | None, backbone: str | None):
     """The learned refiner to use: a path, 'shipped', or None / 'hessian' for classical directions.
 
-    By default ('auto') the shipped refiner goes with the shipped U-Net and Hessian
-    directions with every other backbone (the head reads U-Net features).
+    By default ('auto') the shipped refiner goes with a shipped U-Net (the 3D one with
+    ``unet3d``) and Hessian directions with every other backbone (the head reads U-Net
+    features).
     """
     from .models.refiner import LearnedRefiner
 
+    shipped_ndim = {"unet": 2, "unet3d": 3}
     if choice in (None, "auto"):
-        choice = "shipped" if backbone == "unet" else "hessian"
+        choice = "shipped" if backbone in shipped_ndim else "hessian"
     if choice == "hessian":
         return None
-    return LearnedRefiner(None if choice == "shipped" else choice)
+    if choice == "shipped":
+        return LearnedRefiner.shipped(shipped_ndim.get(backbone, 2))
+    return LearnedRefiner(choice)
 
 
 def _evaluate(args) -> int:
@@ -77,11 +81,27 @@ def _evaluate(args) -> int:
     from .data.io import atomic_write_text
     from .evaluation import evaluate_dataset, format_table, make_methods, read_prediction
 
+    if (args.data is None) == (args.synthetic3d is None):
+        raise ValueError("give either --data DIR (a DRIVE-layout folder) or --synthetic3d N (volumes)")
+    if args.synthetic3d is not None:
+        # held-out synthetic volumes (faded gaps; never trained on), scored by the 3D U-Net
+        from .training.synthetic3d import SHAPE, TEST_SEED, held_out_volumes
+
+        if args.synthetic3d < 1:
+            raise ValueError(f"--synthetic3d needs at least 1 volume, got {args.synthetic3d}")
+        if args.pred is None and args.backbone is None:
+            args.backbone = "unet3d"
+        items = held_out_volumes(args.synthetic3d)
+        what = (f"{len(items)} synthetic volumes {SHAPE} (seeds {TEST_SEED}..{TEST_SEED + len(items) - 1}, "
+                "gaps faded)")
+    else:
+        items = read_drive(args.data, args.split)
+        what = f"{len(items)} images of {args.data} ({args.split})"
     if (args.backbone is None) == (args.pred is None):
         raise ValueError("give either --backbone NAME or --pred DIR")
-    items = read_drive(args.data, args.split)
     if args.limit:
         items = items[: args.limit]
+        what = f"the first {len(items)} of " + what
     if args.pred:
         pred_dir = Path(args.pred)
         if not pred_dir.is_dir():
@@ -107,13 +127,18 @@ def _evaluate(args) -> int:
     refiner = _load_refiner(args.refiner, args.backbone) if "refine" in names else None
     if "refine" in names:
         source += f"; refiner: {refiner.weights.name if refiner else 'Hessian directions'}"
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     methods = make_methods(names, steps=args.steps, settings=RefineSettings(), refiner=refiner)
     results = evaluate_dataset(
         items, predict, methods, use_fov=args.fov, save_pred=args.save_pred,
         progress=lambda xs: tqdm(xs, desc="evaluate", unit="image", file=sys.stderr))
     labels = {"raw": "raw (u >= 0.5)", "dti": "DTI (0.5 / 0.3)",
-              "refine": f"refine ({args.steps} steps)", "human": "human (2nd vs 1st observer)"}
-    print(f"{len(items)} images of {args.data} ({args.split}); {source}; Dice, clDice and Betti "
+              "refine": f"refine ({args.steps} steps)", "human": "human (2nd vs 1st observer)",
+              "hessian": f"refine, Hessian dirs ({args.steps} steps)"}
+    print(f"{what}; {source}; Dice, clDice and Betti "
           + ("inside the FOV" if args.fov else "on the whole image") + "; VCA on the whole image")
     print(format_table(results, labels))
     if args.json:
@@ -131,29 +156,50 @@ def _train(args) -> int:
     import torch
     from tqdm import tqdm
 
+    from .models.device import resolve_device
+
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = args.device
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = str(resolve_device(args.device))
+    if (args.data is None) == (args.synthetic3d is None):
+        raise ValueError("give either --data DIR (a DRIVE-layout folder) or --synthetic3d N (volumes)")
 
     def bar(it):
         return tqdm(it, desc=f"train {args.what}", unit="update", file=sys.stderr, mininterval=2)
 
+    preset, extra = {}, {}
+    if args.synthetic3d is not None:
+        # the 3D models: synthetic volumes, clean images for the U-Net, faded gaps for the refiner
+        from .training import synthetic3d as s3
+
+        if args.synthetic3d < 1:
+            raise ValueError(f"--synthetic3d needs at least 1 volume, got {args.synthetic3d}")
+        faded = args.what == "refiner"
+        n, first = args.synthetic3d, s3.TRAIN_SEED
+        extra = {"train_set": s3.volume_set(n, first, faded=faded),
+                 "meta": {"data": f"{n} synthetic volumes {s3.SHAPE}, seeds {first}..{first + n - 1}"
+                                  + (f", gaps faded by {s3.FADE}, crops centred within {s3.GAP_REACH} "
+                                     "voxels of a gap" if faded else ", clean images"),
+                          "generator": s3.GENERATOR}}
+        preset = s3.BACKBONE3D if args.what == "backbone" else s3.REFINER3D
     if args.what == "backbone":
         from .training.train import BackboneConfig, train_backbone
 
-        cfg = BackboneConfig(**_given(base=args.base, depth=args.depth, patch=args.patch, batch=args.batch,
-                                      iters=args.iters, lr=args.lr, loss=args.loss, seed=args.seed))
-        rec = train_backbone(args.data, args.out, cfg, device=device, progress=bar)
+        cfg = BackboneConfig(**{**preset, **_given(base=args.base, depth=args.depth, patch=args.patch,
+                                                   batch=args.batch, iters=args.iters, lr=args.lr,
+                                                   loss=args.loss, seed=args.seed)})
+        rec = train_backbone(args.data, args.out, cfg, device=device, progress=bar, **extra)
     else:
+        from .models.backbones import SHIPPED_UNET3D
         from .training.refiner import RefinerConfig, train_refiner
 
-        cfg = RefinerConfig(**_given(kernel=args.kernel, steps=args.steps, dt=args.dt, crop=args.crop,
-                                     batch=args.batch, updates=args.updates, lr=args.lr, loss=args.loss,
-                                     alpha=args.alpha, seed=args.seed))
-        rec = train_refiner(args.data, args.out, cfg, backbone_weights=args.backbone_weights,
-                            device=device, progress=bar)
+        cfg = RefinerConfig(**{**preset, **_given(kernel=args.kernel, steps=args.steps, dt=args.dt,
+                                                  crop=args.crop, batch=args.batch, updates=args.updates,
+                                                  lr=args.lr, loss=args.loss, alpha=args.alpha,
+                                                  seed=args.seed)})
+        weights = args.backbone_weights or (SHIPPED_UNET3D if args.synthetic3d is not None else None)
+        rec = train_refiner(args.data, args.out, cfg, backbone_weights=weights, device=device,
+                            progress=bar, **extra)
     print(f"trained {args.what} in {rec['seconds']:.0f} s on {device}; final loss "
           f"{rec['final_loss']:.4f}; wrote {args.out}")
     return 0
@@ -319,13 +365,17 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Score every image of a DRIVE-layout folder with each method (raw "
                                    "threshold, dual-threshold iteration, diffusion refinement) against "
                                    "the 1st observer, plus the 2nd observer as the human ceiling.")
-    e.add_argument("--data", required=True, help="folder with training/ and test/ in DRIVE layout")
+    e.add_argument("--data", help="folder with training/ and test/ in DRIVE layout")
+    e.add_argument("--synthetic3d", type=int, metavar="N",
+                   help="score N held-out synthetic volumes instead (default backbone: unet3d)")
     e.add_argument("--split", default="test", choices=["test", "training", "train"])
     src = e.add_mutually_exclusive_group()
     src.add_argument("--backbone", help="segment with this backbone (e.g. vesselness)")
     src.add_argument("--pred", help="folder of probability maps named after the images (PNG or TIF)")
     e.add_argument("--backbone-weights", help="U-Net weights instead of the shipped ones (e.g. NAME_unet.pt)")
-    e.add_argument("--methods", default="raw,dti,refine", help="comma list of raw,dti,refine")
+    e.add_argument("--methods", default="raw,dti,refine",
+                   help="comma list of raw,dti,refine,hessian (hessian: refine with Hessian directions "
+                        "whatever --refiner)")
     e.add_argument("--steps", type=int, default=10, help="RK4 steps of the refinement")
     e.add_argument("--refiner", default="auto",
                    help="learned refiner weights, 'shipped', or 'hessian' for classical directions "
@@ -334,33 +384,40 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--save-pred", help="write every scored mask to DIR/METHOD/IMAGE.png")
     e.add_argument("--limit", type=int, help="only the first N images (quick checks)")
     e.add_argument("--json", help="write per-image and mean figures to this JSON file")
+    e.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     e.set_defaults(func=_evaluate)
 
-    t = sub.add_parser("train", help="train the backbone or the refiner on a DRIVE-layout training split",
-                       description="Train on the training split of a DRIVE-layout folder and write an "
-                                   "atomic checkpoint.")
+    t = sub.add_parser("train", help="train the backbone or the refiner (DRIVE data or synthetic volumes)",
+                       description="Train on the training split of a DRIVE-layout folder (2D), or on "
+                                   "synthetic volumes (3D, --synthetic3d), and write an atomic checkpoint. "
+                                   "Options left out take the model's defaults (the shipped models' "
+                                   "settings, docs/models.md).")
     t.add_argument("what", choices=["backbone", "refiner"])
-    t.add_argument("--data", required=True, help="folder with training/ in DRIVE layout")
+    t.add_argument("--data", help="folder with training/ in DRIVE layout")
+    t.add_argument("--synthetic3d", type=int, metavar="N",
+                   help="train the 3D model on N synthetic volumes instead (the refiner on the shipped 3D "
+                        "U-Net unless --backbone-weights)")
     t.add_argument("--out", required=True, help="checkpoint file to write")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--lr", type=float, default=None, help="initial learning rate")
     t.add_argument("--batch", type=int, default=None)
-    t.add_argument("--loss", default="bce", choices=["bce", "dice", "cldice"])
+    t.add_argument("--loss", default=None, choices=["bce", "dice", "cldice"], help="default: bce")
     t.add_argument("--device", default="auto", help="cpu, cuda or auto")
     t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     tb = t.add_argument_group("backbone")
-    tb.add_argument("--iters", type=int, default=2000)
-    tb.add_argument("--base", type=int, default=16)
-    tb.add_argument("--depth", type=int, default=3)
-    tb.add_argument("--patch", type=int, default=48)
+    tb.add_argument("--iters", type=int, default=None, help="default: 2000 (3D: 800)")
+    tb.add_argument("--base", type=int, default=None, help="default: 16 (3D: 8)")
+    tb.add_argument("--depth", type=int, default=None, help="default: 3 (3D: 2)")
+    tb.add_argument("--patch", type=int, default=None, help="default: 48 (3D: 32)")
     tr = t.add_argument_group("refiner")
     tr.add_argument("--backbone-weights", help="U-Net checkpoint (default: the shipped one)")
-    tr.add_argument("--kernel", type=int, default=9, help="direction head kernel size (1..13)")
-    tr.add_argument("--steps", type=int, default=10, help="RK4 steps unrolled in training")
-    tr.add_argument("--dt", type=float, default=0.2)
-    tr.add_argument("--crop", type=int, default=256)
-    tr.add_argument("--updates", type=int, default=200)
-    tr.add_argument("--alpha", type=float, default=0.5, help="soft-clDice weight with --loss cldice")
+    tr.add_argument("--kernel", type=int, default=None,
+                    help="direction head kernel size (1..13; default 9, 3D 5)")
+    tr.add_argument("--steps", type=int, default=None, help="RK4 steps unrolled in training (default 10)")
+    tr.add_argument("--dt", type=float, default=None, help="default: 0.2")
+    tr.add_argument("--crop", type=int, default=None, help="default: 256 (3D: 32)")
+    tr.add_argument("--updates", type=int, default=None, help="default: 200 (3D: 150)")
+    tr.add_argument("--alpha", type=float, default=None, help="soft-clDice weight with --loss cldice")
     t.set_defaults(func=_train)
 
     sg = sub.add_parser("segment", help="probability maps for your own images",

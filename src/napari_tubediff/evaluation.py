@@ -18,7 +18,7 @@ from .data.io import read_image, to_probability, write_image
 
 __all__ = ["METHODS", "make_methods", "read_prediction", "evaluate_dataset", "format_table"]
 
-METHODS = ("raw", "dti", "refine")
+METHODS = ("raw", "dti", "refine", "hessian")
 TABLE_METRICS = ("dice", "cldice", "vca", "betti0_error", "betti1_error")
 
 
@@ -28,20 +28,31 @@ def make_methods(names: Iterable[str], steps: int = 10, settings: RefineSettings
 
     ``raw``: ``prob >= 0.5``; ``dti``: dual-threshold iteration; ``refine``: ``steps``
     diffusion steps, with the learned ``refiner`` (a `LearnedRefiner`) when one is given
-    and the backbone gave features, else with Hessian directions (``settings``). The
-    refined field is cut to the field of view before thresholding.
+    and the backbone gave features, else with Hessian directions (``settings``);
+    ``hessian``: ``steps`` diffusion steps with Hessian directions whatever the refiner
+    (to compare both in one run). The refined field is cut to the field of view before
+    thresholding. 2D and 3D alike.
+
+    Examples
+    --------
+    >>> sorted(make_methods(["raw", "hessian"]))
+    ['hessian', 'raw']
     """
     s = settings or RefineSettings()
+
+    def hessian(prob, feats, fov):
+        return to_mask(refine(prob, settings=s, steps=steps)) & fov
 
     def refined(prob, feats, fov):
         if refiner is not None and feats is not None:
             return to_mask(refiner.refine(prob, feats, steps=steps, fov=fov))
-        return to_mask(refine(prob, settings=s, steps=steps)) & fov
+        return hessian(prob, feats, fov)
 
     table = {
         "raw": lambda prob, feats, fov: to_mask(prob),
         "dti": lambda prob, feats, fov: dti(prob),
         "refine": refined,
+        "hessian": hessian,
     }
     out = {}
     for n in names:

@@ -47,11 +47,11 @@ class UNetBackbone:
     shipped = SHIPPED_UNET
 
     def __init__(self, weights=None, device: str | None = "auto"):
+        self.device = resolve_device(device)  # first: a bad device fails before any file is read
         path = Path(weights) if weights else self.shipped
         ckpt = load_checkpoint(path, "unet")
         self.net = UNet(**ckpt["config"])
         load_state(self.net, ckpt["state_dict"], path.name)
-        self.device = resolve_device(device)
         self.net.to(self.device).eval()
         self.weights = path
         self.meta = ckpt.get("meta", {})

@@ -116,11 +116,11 @@ class LearnedRefiner:
     """
 
     def __init__(self, weights=None, device: str | None = "auto"):
+        self.device = resolve_device(device)  # first: a bad device fails before any file is read
         path = Path(weights) if weights else SHIPPED_REFINER
         ckpt = load_checkpoint(path, "refiner")
         self.module = Refiner(**ckpt["config"])
         load_state(self.module, ckpt["state_dict"], path.name)
-        self.device = resolve_device(device)
         self.module.to(self.device).eval()
         self.weights = path
         self.meta = ckpt.get("meta", {})

@@ -1,7 +1,8 @@
 """Losses for vessel probability fields: BCE, soft Dice and soft-clDice, and their mix.
 
-Inputs are probabilities (N, 1, H, W) in [0, 1] and binary targets of the same shape;
-an optional ``weight`` mask (the field of view) restricts every loss to its pixels.
+Inputs are probabilities (N, 1, H, W) or, for volumes, (N, 1, D, H, W) in [0, 1] and
+binary targets of the same shape; an optional ``weight`` mask (the field of view)
+restricts every loss to its pixels.
 """
 
 from __future__ import annotations
@@ -27,13 +28,15 @@ def soft_dice(p: torch.Tensor, t: torch.Tensor, weight: torch.Tensor | None = No
 
 
 def soft_skeleton(x: torch.Tensor, iterations: int = 10) -> torch.Tensor:
-    """Differentiable skeleton by iterated min/max pooling (Shit et al., CVPR 2021)."""
+    """Differentiable skeleton by iterated min/max pooling (Shit et al., CVPR 2021), 2D or 3D
+    (3 x 3 or 3 x 3 x 3 neighbourhoods)."""
+    pool = F.max_pool3d if x.ndim == 5 else F.max_pool2d
 
     def erode(a):
-        return -F.max_pool2d(-a, 3, 1, 1)
+        return -pool(-a, 3, 1, 1)
 
     def dilate(a):
-        return F.max_pool2d(a, 3, 1, 1)
+        return pool(a, 3, 1, 1)
 
     skel = F.relu(x - dilate(erode(x)))
     for _ in range(iterations):

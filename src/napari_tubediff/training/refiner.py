@@ -6,6 +6,7 @@ import copy
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -15,7 +16,7 @@ from ..models.refiner import Refiner
 from ..models.unet import UNet
 from ..models.weights import load_checkpoint, load_state, save_checkpoint
 from .losses import mixed_loss
-from .sampling import augment, sample_patches
+from .sampling import augment, sample_patches, unpack_train_set
 from .train import cosine_restarts, load_training_set, seed_everything
 
 
@@ -63,7 +64,8 @@ def train_refiner(data, out, cfg: RefinerConfig | None = None, *, backbone_weigh
     (cosine annealing restarted every ``cfg.restart`` updates).
 
     ``train_set`` may give ``(inputs, targets, fovs)`` directly (lists of arrays as from
-    `load_training_set`) instead of reading ``data``; ``init`` a refiner checkpoint or
+    `load_training_set`; optionally a fourth list of masks where crop centres may fall,
+    `unpack_train_set`) instead of reading ``data``; ``init`` a refiner checkpoint or
     `Refiner` module to start from (a module is copied, never changed); ``should_stop``
     is polled between updates (cancel); ``on_update(i, loss)`` reports progress.
 
@@ -80,8 +82,9 @@ def train_refiner(data, out, cfg: RefinerConfig | None = None, *, backbone_weigh
     rng = seed_everything(cfg.seed)
     if train_set is None:
         _, xs, ys, fs = load_training_set(data)
+        centres = fs
     else:
-        xs, ys, fs = train_set
+        xs, ys, fs, centres = unpack_train_set(train_set)
     arrays = [[x, y, f.astype(np.float32)[None]] for x, y, f in zip(xs, ys, fs, strict=True)]
     unet = (copy.deepcopy(unet).eval() if unet is not None else load_unet(backbone_weights)).to(device)
     for p in unet.parameters():
@@ -114,7 +117,7 @@ def train_refiner(data, out, cfg: RefinerConfig | None = None, *, backbone_weigh
     for i in bar:
         if should_stop is not None and should_stop():
             break
-        xb, yb, fb = augment(sample_patches(arrays, fs, crop, cfg.batch, rng), rng, unet.ndim)
+        xb, yb, fb = augment(sample_patches(arrays, centres, crop, cfg.batch, rng), rng, unet.ndim)
         xb, yb, fb = (torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (xb, yb, fb))
         with torch.set_grad_enabled(bool(tuned)):  # a graph only when backbone layers train
             logits, feats = unet(xb)
@@ -135,7 +138,7 @@ def train_refiner(data, out, cfg: RefinerConfig | None = None, *, backbone_weigh
               "final_loss": float(np.mean(losses[-20:])) if losses else float("nan"),
               "first_loss": float(np.mean(losses[:20])) if losses else float("nan"),
               "lambda_par": lpar, "lambda_perp": lperp, "device": device, "torch": torch.__version__,
-              "backbone": str(backbone_weights or SHIPPED_UNET.name), **(meta or {})}
+              "backbone": Path(backbone_weights or SHIPPED_UNET).name, **(meta or {})}
     if out is not None and losses:
         save_checkpoint(out, "refiner", refiner.config, refiner.state_dict(), record)
     record["module"] = refiner

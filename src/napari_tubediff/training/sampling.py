@@ -15,7 +15,8 @@ def sample_patches(arrays: list[list[np.ndarray]], fovs: list[np.ndarray], size:
     arrays : list over images of lists of (C, *spatial) or (*spatial) arrays
         Everything to crop at the same place (input, target, FOV...).
     fovs : list of (*spatial) bool
-        Where patch centres may fall; their dimension (2 or 3) is the patches'.
+        Where patch centres may fall; their dimension (2 or 3) is the patches'. Images
+        with no such place far enough from their border are skipped.
     size : int
         Patch side along every spatial axis (smaller than every image).
     n : int
@@ -37,11 +38,12 @@ def sample_patches(arrays: list[list[np.ndarray]], fovs: list[np.ndarray], size:
     centres = []
     for f in fovs:
         inner = tuple(slice(half, s - size + half + 1) for s in f.shape)
-        c = np.argwhere(f[inner]) + half
-        if len(c) == 0:
-            raise ValueError("an image is smaller than the patch size or has an empty FOV")
-        centres.append(c)
-    which = rng.integers(len(arrays), size=n)
+        centres.append(np.argwhere(f[inner]) + half)
+    usable = [k for k, c in enumerate(centres) if len(c)]
+    if not usable:
+        raise ValueError("every image is smaller than the patch size or has an empty FOV")
+    # an image with no possible centre is skipped (e.g. a volume whose gaps all lie near its faces)
+    which = rng.integers(len(arrays), size=n) if len(usable) == len(arrays) else rng.choice(usable, size=n)
     out = [[] for _ in arrays[0]]
     for k in which:
         c = centres[k][rng.integers(len(centres[k]))]
@@ -49,6 +51,23 @@ def sample_patches(arrays: list[list[np.ndarray]], fovs: list[np.ndarray], size:
         for j, a in enumerate(arrays[k]):
             out[j].append(a[(..., *box)])
     return [np.stack(o) for o in out]
+
+
+def unpack_train_set(train_set):
+    """``(inputs, targets, fovs, centres)`` of a ``train_set``: ``(inputs, targets, fovs)``,
+    or with a fourth list of masks where patch centres may fall (default: the FOVs;
+    e.g. near the gaps a refiner should learn to close, while the loss still covers
+    the whole FOV of every patch).
+
+    Examples
+    --------
+    >>> unpack_train_set(([1], [2], [3]))
+    ([1], [2], [3], [3])
+    """
+    xs, ys, fs, *rest = train_set
+    if len(rest) > 1:
+        raise ValueError(f"a training set holds 3 or 4 lists, got {len(train_set)}")
+    return xs, ys, fs, (rest[0] if rest else fs)
 
 
 def augment(batch: list[np.ndarray], rng: np.random.Generator, ndim: int = 2) -> list[np.ndarray]:

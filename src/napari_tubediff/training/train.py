@@ -16,7 +16,7 @@ from ..models.preprocess import preprocess
 from ..models.unet import UNet
 from ..models.weights import save_checkpoint
 from .losses import mixed_loss
-from .sampling import augment, sample_patches
+from .sampling import augment, sample_patches, unpack_train_set
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -64,7 +64,8 @@ def train_backbone(data, out, cfg: BackboneConfig | None = None, *, device: str 
     rot90/flip augmentation (3D: the cube's symmetries), fixed seed. ``train_set``
     may give ``(inputs, targets, fovs)`` directly (lists of ``(1, *spatial)``,
     ``(1, *spatial)`` and ``(*spatial)`` arrays, e.g. synthetic volumes for
-    ``cfg.ndim = 3``) instead of reading ``data``; ``meta`` is added to the record.
+    ``cfg.ndim = 3``; optionally a fourth list, where patch centres may fall:
+    `unpack_train_set`) instead of reading ``data``; ``meta`` is added to the record.
     Returns the training record (also stored in the checkpoint).
 
     Examples
@@ -81,9 +82,9 @@ def train_backbone(data, out, cfg: BackboneConfig | None = None, *, device: str 
     rng = seed_everything(cfg.seed)
     if train_set is None:
         items, xs, ys, fs = load_training_set(data)
-        names = [it.name for it in items]
+        names, centres = [it.name for it in items], fs
     else:
-        (xs, ys, fs), names = train_set, None
+        (xs, ys, fs, centres), names = unpack_train_set(train_set), None
     arrays = [[x, y, f.astype(np.float32)[None]] for x, y, f in zip(xs, ys, fs, strict=True)]
     net = UNet(base=cfg.base, depth=cfg.depth, ndim=cfg.ndim).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -94,7 +95,7 @@ def train_backbone(data, out, cfg: BackboneConfig | None = None, *, device: str 
     losses = []
     net.train()
     for i in bar:
-        xb, yb, fb = augment(sample_patches(arrays, fs, cfg.patch, cfg.batch, rng), rng, cfg.ndim)
+        xb, yb, fb = augment(sample_patches(arrays, centres, cfg.patch, cfg.batch, rng), rng, cfg.ndim)
         xb, yb, fb = (torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (xb, yb, fb))
         logits, _ = net(xb)
         loss = mixed_loss(torch.sigmoid(logits), yb, fb, kind=cfg.loss)
