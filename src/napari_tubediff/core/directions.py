@@ -14,7 +14,8 @@ from skimage.feature import hessian_matrix, structure_tensor
 
 from .checks import check_field
 
-__all__ = ["estimate_directions", "sample_vectors", "vector_angles"]
+__all__ = ["estimate_directions", "sample_vectors", "vector_angles", "vector_elevations",
+           "orientation_colors"]
 
 
 def estimate_directions(u, sigma: float = 2.0, *, method: str = "hessian",
@@ -161,3 +162,53 @@ def vector_angles(vectors) -> np.ndarray:
     ang = np.degrees(np.arctan2(proj[:, -2], proj[:, -1])) % 180.0
     ang[np.isclose(ang, 180.0)] = 0.0
     return ang.astype(np.float32)
+
+
+def vector_elevations(vectors) -> np.ndarray:
+    """Angle of napari vectors out of the plane of the last two axes, in degrees, in [0, 90].
+
+    0 lies in a (rows, cols) plane, 90 runs along the first of the last three axes
+    (across the planes of a volume). 2D vectors are all 0.
+
+    Examples
+    --------
+    >>> vecs = np.zeros((3, 2, 3)); vecs[:, 1] = [[0, 0, 1], [1, 0, 0], [-1, 1, 0]]
+    >>> vector_elevations(vecs)
+    array([ 0., 90., 45.], dtype=float32)
+    """
+    a = np.asarray(vectors, dtype=np.float64)
+    if a.ndim != 3 or a.shape[1] != 2 or a.shape[2] < 2:
+        raise ValueError(f"vectors must have shape (N, 2, ndim >= 2), got {a.shape}")
+    if a.shape[2] == 2:
+        return np.zeros(len(a), np.float32)
+    proj = a[:, 1, -3:]
+    return np.degrees(np.arctan2(np.abs(proj[:, 0]), np.hypot(proj[:, 1], proj[:, 2]))).astype(np.float32)
+
+
+def orientation_colors(vectors) -> np.ndarray:
+    """RGBA colours of napari vectors by their orientation in 3D, shape ``(N, 4)``.
+
+    The direction-encoded colour of diffusion imaging: red, green and blue are the
+    absolute components of the unit vector along the columns (last axis), the rows and
+    the planes (the third axis from the end). A vessel along the columns is red, along
+    the rows green, across the planes blue; oblique ones mix; opposite vectors have the
+    same colour (a vessel direction has no sign). Zero vectors are grey. 2D vectors
+    have no blue.
+
+    Examples
+    --------
+    >>> vecs = np.zeros((3, 2, 3)); vecs[:, 1] = [[0, 0, 2], [0, -1, 0], [1, 0, 0]]
+    >>> orientation_colors(vecs)[:, :3]
+    array([[1., 0., 0.],
+           [0., 1., 0.],
+           [0., 0., 1.]], dtype=float32)
+    """
+    a = np.asarray(vectors, dtype=np.float64)
+    if a.ndim != 3 or a.shape[1] != 2 or a.shape[2] < 2:
+        raise ValueError(f"vectors must have shape (N, 2, ndim >= 2), got {a.shape}")
+    proj = a[:, 1, -3:][:, ::-1]  # (cols, rows[, planes])
+    rgb = np.zeros((len(a), 3))
+    rgb[:, :proj.shape[1]] = np.abs(proj)
+    norm = np.linalg.norm(rgb, axis=1, keepdims=True)
+    rgb = np.where(norm > 0, rgb / np.where(norm > 0, norm, 1), 0.5)
+    return np.concatenate([rgb, np.ones((len(a), 1))], axis=1).astype(np.float32)

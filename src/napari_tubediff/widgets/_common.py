@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox
+from magicgui.widgets import CheckBox, ComboBox
 
 from ..core.checks import check_field
 
@@ -72,6 +72,42 @@ def follow_layers(viewer, *combos: ComboBox, prefer: str | None = None) -> None:
         lay.events.name.connect(refresh)
     ev.inserted.connect(lambda e: e.value.events.name.connect(refresh))
     refresh()
+
+
+def spatial_ndim(layer) -> int:
+    """Number of spatial axes of a layer's data (an RGB image's colour axis is not one)."""
+    if layer is None:
+        return 0
+    return int(np.ndim(layer.data)) - (1 if getattr(layer, "rgb", False) else 0)
+
+
+def view_toggle(viewer, combo: ComboBox) -> CheckBox:
+    """A "3D view" check box bound to ``viewer.dims.ndisplay``, for a panel's layer choice.
+
+    It is enabled only while ``combo``'s layer is a volume (3 spatial axes), so 2D data
+    is never rendered with a time or channel axis as depth; it follows the viewer's own
+    2D/3D button both ways. The viewer is never switched to 3D unless asked.
+    """
+    box = CheckBox(text="3D view", value=viewer.dims.ndisplay == 3,
+                   tooltip="render the volume in 3D (the viewer's 2D/3D button does the same); "
+                           "off: slice by slice")
+
+    def sync(*_):
+        box.enabled = spatial_ndim(combo.value) >= 3 or viewer.dims.ndisplay == 3
+        if box.value != (viewer.dims.ndisplay == 3):
+            box.value = viewer.dims.ndisplay == 3
+
+    def apply(on: bool):
+        if on and spatial_ndim(combo.value) < 3:
+            box.value = False  # not for 2D data
+            return
+        viewer.dims.ndisplay = 3 if on else 2
+
+    box.changed.connect(apply)
+    viewer.dims.events.ndisplay.connect(sync)
+    combo.changed.connect(sync)
+    sync()
+    return box
 
 
 def camera(viewer):

@@ -1,10 +1,16 @@
-"""Directions panel: the vessel directions as a ``directions`` Vectors layer, coloured by angle.
+"""Directions panel: the vessel directions as a ``directions`` Vectors layer, coloured by orientation.
 
 Directions come from `models.refiner.vessel_directions`: the learned direction head
 on the backbone's features when the probability layer carries them (U-Net), else the
 Hessian eigenvectors of the probability field. They are drawn on a grid of vessel pixels
 (``probability >= threshold``) by `core.directions.sample_vectors`. Changing the grid
 step or the length redraws at once from the directions already computed.
+
+Colours: in 2D the angle in the image plane (a cyclic colour map over 0-180 degrees);
+for a volume the vectors have three components and are coloured by their 3D
+orientation (`core.directions.orientation_colors`: red along the columns, green along
+the rows, blue across the planes). The "3D view" box renders them in napari's 3D view;
+off, the volume is shown plane by plane.
 """
 
 from __future__ import annotations
@@ -15,10 +21,10 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButto
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
-from ..core.directions import sample_vectors, vector_angles
+from ..core.directions import orientation_colors, sample_vectors, vector_angles, vector_elevations
 from ..models import session
 from ..models.refiner import vessel_directions
-from ._common import follow_layers, layers_of, probability_data, put_layer
+from ._common import follow_layers, layers_of, probability_data, put_layer, view_toggle
 
 DIRECTIONS = "directions"
 
@@ -48,9 +54,10 @@ class DirectionsWidget(Container):
                                    tooltip="drawn length of each vector, in pixels")
         self.run_button = PushButton(text="Show directions")
         self.status = Label(value="")
-        self.extend([self.layer, self.sigma, self.threshold, self.step, self.length, self.run_button,
-                     self.status])
         follow_layers(viewer, self.layer, prefer="probab")
+        self.view3d = view_toggle(viewer, self.layer)
+        self.extend([self.layer, self.sigma, self.threshold, self.step, self.length, self.run_button,
+                     self.view3d, self.status])
         self.run_button.changed.connect(self.run)
         for w in (self.step, self.length, self.threshold):
             w.changed.connect(self._redraw)
@@ -87,11 +94,20 @@ class DirectionsWidget(Container):
         _, u, v = self._cache
         vectors = sample_vectors(v, u >= self.threshold.value, self.step.value, self.length.value)
         angles = vector_angles(vectors) if len(vectors) else np.zeros(0, np.float32)
-        put_layer(self._viewer, DIRECTIONS, "vectors", vectors, like=self._source,
-                  features={"angle": angles}, edge_color="angle", edge_colormap="hsv",
-                  edge_contrast_limits=(0.0, 180.0), edge_width=1.0, length=1.0, vector_style="line")
+        if u.ndim == 3:
+            # colour by 3D orientation; the angles stay in the features for a colour map by hand
+            elev = vector_elevations(vectors) if len(vectors) else np.zeros(0, np.float32)
+            colour = {"features": {"angle": angles, "elevation": elev},
+                      "edge_color": orientation_colors(vectors) if len(vectors) else "white"}
+            legend = "3D orientation;\nred: along columns, green: rows, blue: across planes"
+        else:
+            colour = {"features": {"angle": angles}, "edge_color": "angle", "edge_colormap": "hsv",
+                      "edge_contrast_limits": (0.0, 180.0)}
+            legend = "colour: angle, 0-180 degrees"
+        put_layer(self._viewer, DIRECTIONS, "vectors", vectors, like=self._source, edge_width=1.0,
+                  length=1.0, vector_style="line", **colour)
         kind = "learned head" if getattr(self, "_kind", "") == "learned" else "Hessian"
-        self.status.value = f"{len(vectors)} vectors, {kind} directions (colour: angle, 0-180 degrees)"
+        self.status.value = f"{len(vectors)} vectors, {kind} directions ({legend})"
 
     def _on_finished(self):
         self._worker = None
