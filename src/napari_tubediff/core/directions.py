@@ -90,7 +90,8 @@ def estimate_directions(u, sigma: float = 2.0, *, method: str = "hessian",
     return np.moveaxis(v, -1, 0).astype(np.float32)
 
 
-def sample_vectors(directions, mask, step: int = 4, length: float = 3.0) -> np.ndarray:
+def sample_vectors(directions, mask, step: int = 4, length: float = 3.0, *,
+                   inside: bool = False) -> np.ndarray:
     """Direction vectors on a regular grid of ``mask`` pixels, as a napari Vectors array.
 
     Parameters
@@ -104,6 +105,11 @@ def sample_vectors(directions, mask, step: int = 4, length: float = 3.0) -> np.n
         Grid spacing in pixels along every axis; the grid starts at ``step // 2``.
     length : float
         Length of each drawn vector in pixels.
+    inside : bool
+        Shorten the vectors near the border so that both ends lie within the array
+        (``0 <= coordinate <= size - 1``). napari's dims sliders span every layer's
+        extent: a vector sticking out of a volume would shift the planes' slider grid
+        off the whole pixels. Vectors left with no length are left out.
 
     Returns
     -------
@@ -121,6 +127,9 @@ def sample_vectors(directions, mask, step: int = 4, length: float = 3.0) -> np.n
            [2., 5.],
            [6., 1.],
            [6., 5.]], dtype=float32)
+    >>> sample_vectors(v, np.ones((8, 8), bool), step=4, length=6, inside=True)[:2, :, 1]  # (start, proj)
+    array([[0., 4.],
+           [5., 2.]], dtype=float32)
     """
     v = np.asarray(directions, dtype=np.float32)
     m = np.asarray(mask, dtype=bool)
@@ -137,6 +146,14 @@ def sample_vectors(directions, mask, step: int = 4, length: float = 3.0) -> np.n
     keep = grid & m & (np.abs(v).sum(axis=0) > 0)
     pos = np.argwhere(keep).astype(np.float32)
     vec = v[(slice(None), *keep.nonzero())].T * np.float32(length)
+    if inside and len(pos):
+        half = np.abs(vec) / 2
+        room = np.minimum(pos, np.asarray(m.shape, np.float32) - 1 - pos)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fit = np.where(half > 0, room / np.where(half > 0, half, 1), np.inf).min(axis=1)
+        vec *= np.minimum(fit, 1)[:, None].astype(np.float32)
+        drawn = np.abs(vec).sum(axis=1) > 0  # a pixel on the border along its vessel has no room
+        pos, vec = pos[drawn], vec[drawn]
     out = np.empty((len(pos), 2, m.ndim), np.float32)
     out[:, 0] = pos - vec / 2
     out[:, 1] = vec

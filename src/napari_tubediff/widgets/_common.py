@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import napari
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox
@@ -93,6 +95,7 @@ def view_toggle(viewer, combo: ComboBox) -> CheckBox:
                            "off: slice by slice")
 
     def sync(*_):
+        steady_cursor(viewer)
         box.enabled = spatial_ndim(combo.value) >= 3 or viewer.dims.ndisplay == 3
         if box.value != (viewer.dims.ndisplay == 3):
             box.value = viewer.dims.ndisplay == 3
@@ -108,6 +111,29 @@ def view_toggle(viewer, combo: ComboBox) -> CheckBox:
     combo.changed.connect(sync)
     sync()
     return box
+
+
+def steady_cursor(viewer) -> None:
+    """Give the cursor a view direction in the 3D view until the mouse gives it one.
+
+    napari 0.9.2's ``Labels.get_status`` passes ``np.asarray(None)`` as the view ray
+    when the mouse has not moved over the 3D canvas yet, and fails (``TypeError: len()
+    of unsized object``) for a volume Labels layer with features, such as ``bridged``,
+    whenever the status bar updates. The camera's view direction is what the canvas
+    would set at the first mouse move.
+    """
+    if viewer.dims.ndisplay != 3:
+        return
+    cursor = viewer.cursor
+    # best effort around a napari bug: a private field (napari warns about the access)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            if getattr(cursor, "_view_direction", 0) is None:
+                cursor._view_direction = camera(viewer).calculate_nd_view_direction(
+                    viewer.dims.ndim, viewer.dims.displayed)
+        except Exception:  # noqa: BLE001 - another napari: nothing to steady
+            pass
 
 
 def camera(viewer):
@@ -143,6 +169,7 @@ def put_image(viewer, name: str, data: np.ndarray, like=None, **kwargs):
 
 def put_layer(viewer, name: str, kind: str, data, like=None, **kwargs):
     """Replace layer ``name`` by a new one of ``kind`` ('labels', 'vectors', ...), keeping its place."""
+    steady_cursor(viewer)
     index = None
     if name in viewer.layers:
         index = viewer.layers.index(name)
