@@ -93,6 +93,9 @@ def test_a_volume_through_the_loop_in_3d(make_napari_viewer, qtbot):
     idle(qtbot, diff)
     refined = viewer.layers[REFINED]
     assert refined.data.shape == SHAPE and refined.rendering == "mip"
+    hist = viewer.layers[HISTORY]                  # drawn as a MIP on top, the refined layer hidden
+    assert hist.visible and hist.blending == "additive" and not refined.visible
+    assert diff.scrub.value.endswith("= step 10")  # the time slider follows the run
     assert viewer.layers[HISTORY].data.shape[1:] == SHAPE and diff._history.steps == list(range(11))
     assert diff.memory.value == "snapshots: at most 50 x 0.3 MiB = 14.1 MiB"
     # the same run by the core engine, called directly
@@ -104,6 +107,9 @@ def test_a_volume_through_the_loop_in_3d(make_napari_viewer, qtbot):
     np.testing.assert_allclose(refined.data, expected, atol=1e-5)
     r = refined.data
     assert r[s.breaks].mean() > s.probability[s.breaks].mean() + 0.15   # the gaps filled up
+    viewer.dims.set_current_step(0, 0)             # scrub back in the 3D view
+    assert diff.scrub.value.endswith("= step 0")
+    np.testing.assert_array_equal(hist.data[0], s.probability)
 
     # 4. Bridged gaps in the 3D view: the camera centres on the gap in all three axes
     gaps.probability.value = prob

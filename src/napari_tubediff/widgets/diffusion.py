@@ -12,10 +12,11 @@ yielded field into two layers:
   (`core.history.SnapshotHistory`), so they always span the run from step 0.
 
 Volumes (planes, rows, cols) work the same way: the time axis comes first, the "3D
-view" box renders the refined field in napari's 3D view (maximum intensity projection)
-as it evolves. A 128^3 volume takes 8 MiB per snapshot, so the memory cap, not the
-count, bounds its history (32 snapshots); the panel shows the budget, and says when the
-cap cuts the number of snapshots.
+view" box renders the field in napari's 3D view (maximum intensity projection) as it
+evolves, in green over the probability (`VOLUME_HISTORY_LOOK`; the refined layer, the
+same field as the newest snapshot, starts hidden). A 128^3 volume takes 8 MiB per
+snapshot, so the memory cap, not the count, bounds its history (32 snapshots); the panel
+shows the budget, and says when the cap cuts the number of snapshots.
 
 Run continues the current state up to ``steps`` (and starts over from the probability
 once it is there); Pause/Resume holds the worker; Step advances exactly one step from
@@ -65,6 +66,19 @@ MAX_EARLIER = 32
 EARLIER_BYTES = 64 * 2**20
 #: The snapshot history's memory cap (`core.history.capacity_for`).
 SNAPSHOT_BYTES = 256 * 2**20
+
+
+#: How the refined field and its history are drawn for a 2D image: the history, on top,
+#: shows the snapshot under the time slider.
+PLANE_LOOK = {"colormap": "viridis", "blending": "additive"}
+PLANE_HISTORY_LOOK = {"colormap": "viridis", "blending": "translucent"}
+#: ... and for a volume, in the 3D view as plane by plane: a maximum intensity projection
+#: in a colour map from black, added to the probability (magma), so what the diffusion
+#: bridged shows green. An opaque volume on top would hide the rest, so the history is
+#: drawn that way too, and the refined layer (the same field as the newest snapshot) is
+#: hidden rather than added twice.
+VOLUME_LOOK = {"colormap": "green", "blending": "additive", "rendering": "mip", "visible": False}
+VOLUME_HISTORY_LOOK = {"colormap": "green", "blending": "additive", "rendering": "mip"}
 
 
 def _mib(n: float) -> str:
@@ -304,10 +318,12 @@ class DiffusionWidget(Container):
     # -- showing the state (main thread) ------------------------------------------
     def _show_field(self, follow: bool = True):
         src = self._source
-        put_image(self._viewer, REFINED, self._field, like=src, colormap="viridis", contrast_limits=(0, 1),
-                  blending="additive")
-        put_image(self._viewer, HISTORY, self._history.stack(), like=src, colormap="viridis",
-                  contrast_limits=(0, 1), blending="translucent")
+        # (the looks apply when a layer is made; the annotator's later changes are kept)
+        look, history_look = (VOLUME_LOOK, VOLUME_HISTORY_LOOK) if self._field.ndim == 3 else (
+            PLANE_LOOK, PLANE_HISTORY_LOOK)
+        put_image(self._viewer, REFINED, self._field, like=src, contrast_limits=(0, 1), **look)
+        put_image(self._viewer, HISTORY, self._history.stack(), like=src, contrast_limits=(0, 1),
+                  **history_look)
         if follow:
             self._viewer.dims.set_current_step(0, len(self._history) - 1)
         self._show_scrub()
