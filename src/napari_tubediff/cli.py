@@ -412,8 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="time RK4 steps: fused kernel against plain numpy",
                        description="Milliseconds per RK4 step of the fast kernel and of the plain "
                                    "vectorised numpy reference, on a DRIVE-sized image, 1024^2 and 128^3.")
-    b.add_argument("--cases", default="drive,1k,cube128", help="comma list of drive,1k,cube128")
-    b.add_argument("--backends", default="numba,numpy", help="comma list of numba,numpy,torch")
+    b.add_argument("--cases", default="drive,1k,cube128", help="comma list of drive,1k,cube128,cube256")
+    b.add_argument("--backends", default="numba,numpy",
+                   help="comma list of numba,numpy,torch (CPU) and cuda (the torch path on the GPU); "
+                        "on a GPU machine: --cases drive,cube256 --backends numba,cuda")
     b.add_argument("--min-time", type=float, default=1.0, help="seconds per measurement")
     b.add_argument("--load", action="store_true", help="run a torch matmul loop beside the timing")
     b.add_argument("--json", help="write the figures to this JSON file")

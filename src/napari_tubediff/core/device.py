@@ -44,8 +44,8 @@ def resolve_device(device: str | None = "auto") -> str:
     if name == "auto":
         return "cuda" if available else "cpu"
     if not available:
-        build = "a CPU-only build of torch" if torch.version.cuda is None else "no visible CUDA device"
-        raise ValueError(f"device={device!r} asks for CUDA, but torch {torch.__version__} has {build}; "
+        why = "is a CPU-only build" if torch.version.cuda is None else "sees no CUDA device"
+        raise ValueError(f"device={device!r} asks for CUDA, but torch {torch.__version__} {why}; "
                          "use device='cpu' or 'auto'")
     if ":" in name and int(name[5:]) >= torch.cuda.device_count():
         raise ValueError(f"device={device!r}: only {torch.cuda.device_count()} CUDA device(s) visible")
