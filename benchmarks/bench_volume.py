@@ -72,13 +72,15 @@ def main(argv=None) -> int:
           "| process peak GiB |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['size']}^3 | {r['directions_s']:.1f} | {r['diffusion_s']:.1f} | "
-              f"{r['ms_per_step']:.0f} | {r['traced_peak'] / gib:.2f} | {r['traced_peak'] / r['voxels']:.0f} | "
-              f"{r['rss_peak'] / gib:.2f} |")
+        cells = [f"{r['size']}^3", f"{r['directions_s']:.1f}", f"{r['diffusion_s']:.1f}",
+                 f"{r['ms_per_step']:.0f}", f"{r['traced_peak'] / gib:.2f}",
+                 f"{r['traced_peak'] / r['voxels']:.0f}", f"{r['rss_peak'] / gib:.2f}"]
+        print("| " + " | ".join(cells) + " |")
     if len(rows) > 1:
         a, b = rows[0], rows[-1]
-        print(f"\nvoxels x{b['voxels'] / a['voxels']:.0f}: "
-              f"traced peak x{b['traced_peak'] / a['traced_peak']:.2f}, time x{(b['directions_s'] + b['diffusion_s']) / (a['directions_s'] + a['diffusion_s']):.2f}")
+        total = [r["directions_s"] + r["diffusion_s"] for r in (a, b)]
+        print(f"\nvoxels x{b['voxels'] / a['voxels']:.0f}: traced peak x{b['traced_peak'] / a['traced_peak']:.2f}, "
+              f"time x{total[1] / total[0]:.2f}")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(rows, f, indent=1)
