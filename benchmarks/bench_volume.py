@@ -79,7 +79,8 @@ def main(argv=None) -> int:
     if len(rows) > 1:
         a, b = rows[0], rows[-1]
         total = [r["directions_s"] + r["diffusion_s"] for r in (a, b)]
-        print(f"\nvoxels x{b['voxels'] / a['voxels']:.0f}: traced peak x{b['traced_peak'] / a['traced_peak']:.2f}, "
+        print(f"\nvoxels x{b['voxels'] / a['voxels']:.0f}: "
+              f"traced peak x{b['traced_peak'] / a['traced_peak']:.2f}, "
               f"time x{total[1] / total[0]:.2f}")
     if args.json:
         with open(args.json, "w") as f:
