@@ -37,3 +37,31 @@ def test_widths_vary_and_no_breaks_means_intact():
 
     radius = ndi.distance_transform_edt(s.truth)[s.centerline]
     assert radius.max() >= 2 * max(radius.min(), 1)
+
+
+def test_volumes_have_exact_truth_breaks_and_bright_vessels():
+    from scipy import ndimage as ndi
+
+    a = synthetic_vessels((48, 64, 64), seed=5, n_roots=1, width=(1.0, 3.0), n_breaks=4)
+    b = synthetic_vessels((48, 64, 64), seed=5, n_roots=1, width=(1.0, 3.0), n_breaks=4)
+    np.testing.assert_array_equal(a.probability, b.probability)
+    for x in (a.image, a.probability):
+        assert x.shape == (48, 64, 64) and x.dtype == np.float32 and 0 <= x.min() and x.max() <= 1
+    full = np.ones((3, 3, 3), bool)
+    # one root: one connected tube tree (26-connectivity), which the breaks cut apart
+    assert ndi.label(a.truth, full)[1] == 1
+    assert a.breaks.any() and not (a.breaks & ~a.truth).any()
+    assert ndi.label(a.truth & ~a.breaks, full)[1] > 1
+    assert (a.centerline <= a.truth).all() and a.centerline.sum() > 20
+    assert a.image[a.truth].mean() > a.image[~a.truth].mean() + 0.2
+    # tubes are round: the largest inscribed radius stays within the drawn range
+    radius = ndi.distance_transform_edt(a.truth)[a.centerline]
+    assert 1.0 <= radius.max() <= 4.0
+
+
+def test_shape_must_be_2d_or_3d():
+    import pytest
+
+    for bad in [(64,), (4, 64, 64), (8, 8, 8, 8)]:
+        with pytest.raises(ValueError, match="2D or 3D"):
+            synthetic_vessels(bad)
