@@ -133,14 +133,14 @@ def chunked_directions(prob, sigma: float, *, chunks=None):
                          boundary={0: "none", **{i + 1: b for i, b in boundary.items()}})
 
 
-def _block_diffuse(u, *v, settings, steps):
+def _block_diffuse(u, *v, settings, steps, device):
     s = settings
     return diffuse(u, np.stack(v), lambda_par=s.lambda_par, lambda_perp=s.lambda_perp, dt=s.dt,
-                   steps=steps, order=s.order)
+                   steps=steps, order=s.order, device=device)
 
 
 def refine_chunked(prob, settings: RefineSettings | None = None, *, chunks: int | Sequence | None = 128,
-                   steps_per_exchange: int | None = None, directions=None):
+                   steps_per_exchange: int | None = None, directions=None, device: str = "auto"):
     """`refine` on a dask array, block by block with halos; equal to `refine` of the whole array.
 
     Parameters
@@ -157,6 +157,9 @@ def refine_chunked(prob, settings: RefineSettings | None = None, *, chunks: int 
         None picks `auto_steps_per_exchange` for the chunk size.
     directions : (ndim, *shape) array or dask array, optional
         Direction field to use instead of the Hessian directions (e.g. a learned head's).
+    device : str
+        Where each block's diffusion runs, as for `refine` (``"auto"``: CUDA when torch
+        sees a GPU). Equality with `refine` holds for the same device.
 
     Returns
     -------
@@ -213,7 +216,7 @@ def refine_chunked(prob, settings: RefineSettings | None = None, *, chunks: int 
         # The halo must not exceed the array: dask would otherwise merge blocks past it.
         depth = {i: min(h, max(u.shape[i] - 1, 0)) for i in range(u.ndim)}
         u = da.map_overlap(_block_diffuse, u, *comps, depth=depth, boundary="none",
-                           dtype=np.float32, settings=s, steps=n)
+                           dtype=np.float32, settings=s, steps=n, device=device)
         done += n
     return u
 

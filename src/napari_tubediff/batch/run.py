@@ -188,6 +188,16 @@ def process_image(path, out_dir, opts: BatchOptions) -> str:
     return path.name
 
 
+def _process_or_reason(path, out_dir, opts: BatchOptions) -> str | None:
+    # Runs on a worker: bad input comes back as a one-line reason instead of an exception,
+    # which distributed would log with its traceback; anything else still raises.
+    try:
+        process_image(path, out_dir, opts)
+    except (ValueError, OSError) as e:
+        return _reason(e, Path(path).name)
+    return None
+
+
 def _segment_to_file(path, out_dir, opts: BatchOptions) -> str:
     # the backbone needs the whole volume (its normalisation is global): in memory on a
     # worker, written as NAME_prob.tif so that the chunked refinement can read it in blocks
@@ -320,10 +330,15 @@ def make_client(scheduler: str | None = None, workers: int = 2, *, processes: bo
     return Client(cluster)
 
 
-def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return (text[0] if text else type(exc).__name__) if isinstance(exc, (ValueError, OSError)) \
-        else f"{type(exc).__name__}: {text[0] if text else ''}"
+def _reason(exc: BaseException, name: str = "") -> str:
+    """One line: the message of a ValueError/OSError (our readable ones), else type and message."""
+    lines = str(exc).strip().splitlines()
+    text = lines[0] if lines else ""
+    if name and text.startswith(f"{name}: "):  # to_probability names the file; the summary does too
+        text = text[len(name) + 2:]
+    if isinstance(exc, (ValueError, OSError)) and text:
+        return text
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def refine_folder(input_dir, out_dir, *, client=None, options: BatchOptions | None = None,
@@ -391,21 +406,23 @@ def refine_folder(input_dir, out_dir, *, client=None, options: BatchOptions | No
     try:
         big = [p for p in todo if _needs_blocks(p, opts)]
         small = [p for p in todo if p not in big]
-        futures = {client.submit(process_image, str(p), str(out), opts, pure=False): p for p in small}
+        futures = {client.submit(_process_or_reason, str(p), str(out), opts, pure=False): p for p in small}
         for p in big:  # one at a time, each spread over all the workers
             try:
                 refine_in_blocks(p, out, opts, client)
                 report.done.append(p.name)
                 report.chunked.append(p.name)
             except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the run
-                report.failed.append((p.name, _reason(e)))
+                report.failed.append((p.name, _reason(e, p.name)))
             bar.update()
         for fut in as_completed(futures):
             p = futures[fut]
-            if fut.status == "finished":
-                report.done.append(p.name)
+            if fut.status != "finished":  # the task raised, or its worker died
+                report.failed.append((p.name, _reason(fut.exception(), p.name)))
+            elif (why := fut.result()) is not None:
+                report.failed.append((p.name, why))
             else:
-                report.failed.append((p.name, _reason(fut.exception())))
+                report.done.append(p.name)
             bar.update()
     finally:
         bar.close()
