@@ -51,8 +51,8 @@ def diffusion_reach(settings: RefineSettings, ndim: int, steps: int = 1) -> int:
     --------
     >>> diffusion_reach(RefineSettings(), ndim=3)               # order 8, dt 0.25: no sub-steps
     32
-    >>> diffusion_reach(RefineSettings(dt=2.0), ndim=3, steps=2)  # dt 2.0 needs 6 sub-steps
-    384
+    >>> diffusion_reach(RefineSettings(dt=2.0), ndim=3, steps=2)  # dt 2.0 needs 7 sub-steps in 3D
+    448
     """
     s = plan_substeps(settings.dt, settings.lambda_par, settings.lambda_perp, settings.order, ndim)
     return 4 * 2 * (settings.order // 2) * s * int(steps)
