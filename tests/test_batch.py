@@ -43,6 +43,15 @@ def _blocks_of_last_round(arr) -> int:
     return len([k for k in arr.dask.layers[layers[-1]]]) if layers else 0
 
 
+def test_doctests_of_the_batch_package():
+    import doctest
+
+    from napari_tubediff.batch import run
+
+    for mod in (chunked, run):
+        assert doctest.testmod(mod, optionflags=doctest.ELLIPSIS).failed == 0
+
+
 def test_halo_formulas():
     s = RefineSettings()
     assert directions_reach(3.0) == 14 and directions_reach(1.0) == 6
