@@ -177,12 +177,32 @@ def _segment(args) -> int:
     return 0
 
 
+def _refine_folder(args) -> int:
+    from .batch.run import BatchOptions, make_client, refine_folder
+
+    opts = BatchOptions(input=args.input, steps=args.steps, refiner=args.refiner,
+                        volume_backbone=args.volume_backbone, chunk=args.chunk or None)
+    client = make_client(args.scheduler, args.workers) if args.scheduler else None
+    try:
+        report = refine_folder(args.paths[0], args.out, client=client, options=opts, workers=args.workers)
+    finally:
+        if client is not None:
+            client.close()
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
 def _refine(args) -> int:
     from tqdm import tqdm
 
     from .core.refine import refine
     from .data.io import read_image, to_probability, write_image
 
+    dirs = [p for p in args.paths if Path(p).is_dir()]
+    if dirs:
+        if len(args.paths) > 1:
+            raise ValueError("give either one folder or image files, not both")
+        return _refine_folder(args)
     out = Path(args.out)
     learned = None
     if args.input == "image":
@@ -375,12 +395,23 @@ def build_parser() -> argparse.ArgumentParser:
     rf = sub.add_parser("refine", help="refine probability maps (or images) by the diffusion",
                         description="Refine probability maps with Hessian directions (--input prob), or "
                                     "segment images with the U-Net and refine with the learned refiner "
-                                    "(--input image). Writes NAME_refined.tif and NAME_mask.png.")
-    rf.add_argument("paths", nargs="+")
+                                    "(--input image). Writes NAME_refined.tif and NAME_mask.png. Given a "
+                                    "folder, refines every image in it on a dask.distributed cluster, "
+                                    "skipping images already done (docs/batch.md).")
+    rf.add_argument("paths", nargs="+", help="image files, or one folder")
     rf.add_argument("--out", required=True)
     rf.add_argument("--input", choices=["prob", "image"], default="prob")
     rf.add_argument("--steps", type=int, default=10)
     rf.add_argument("--refiner", default="auto", help="with --input image: weights, 'shipped' or 'hessian'")
+    rb = rf.add_argument_group("folders (dask.distributed)")
+    rb.add_argument("--scheduler", metavar="ADDRESS",
+                    help="address of a running dask scheduler (default: start a local cluster)")
+    rb.add_argument("--workers", type=int, default=2, help="worker processes of the local cluster")
+    rb.add_argument("--chunk", type=int, default=256, metavar="N",
+                    help="refine images with more than N^3 voxels in blocks of about N^3 with exact "
+                         "halos (0: never)")
+    rb.add_argument("--volume-backbone", default="vesselness",
+                    help="with --input image: backbone for 3D volumes (the U-Net is 2D)")
     rf.set_defaults(func=_refine)
 
     ft = sub.add_parser("finetune", help="fine-tune the refiner on your corrected labels",
@@ -412,8 +443,10 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="time RK4 steps: fused kernel against plain numpy",
                        description="Milliseconds per RK4 step of the fast kernel and of the plain "
                                    "vectorised numpy reference, on a DRIVE-sized image, 1024^2 and 128^3.")
-    b.add_argument("--cases", default="drive,1k,cube128", help="comma list of drive,1k,cube128")
-    b.add_argument("--backends", default="numba,numpy", help="comma list of numba,numpy,torch")
+    b.add_argument("--cases", default="drive,1k,cube128", help="comma list of drive,1k,cube128,cube256")
+    b.add_argument("--backends", default="numba,numpy",
+                   help="comma list of numba,numpy,torch (CPU) and cuda (the torch path on the GPU); "
+                        "on a GPU machine: --cases drive,cube256 --backends numba,cuda")
     b.add_argument("--min-time", type=float, default=1.0, help="seconds per measurement")
     b.add_argument("--load", action="store_true", help="run a torch matmul loop beside the timing")
     b.add_argument("--json", help="write the figures to this JSON file")

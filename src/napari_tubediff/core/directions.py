@@ -14,12 +14,73 @@ from skimage.feature import hessian_matrix, structure_tensor
 
 from .checks import check_field
 
-__all__ = ["estimate_directions", "sample_vectors", "vector_angles", "vector_elevations",
-           "orientation_colors"]
+__all__ = ["estimate_directions", "eigenvalue_spread", "directions_reach", "sample_vectors", "vector_angles",
+           "vector_elevations", "orientation_colors"]
+
+#: skimage's Gaussian (scipy's ``gaussian_filter``) cuts its kernel at this many sigmas
+GAUSSIAN_TRUNCATE = 4.0
+
+
+def directions_reach(sigma: float) -> int:
+    """How many pixels away from a pixel its Hessian `estimate_directions` value can see.
+
+    ``hessian_matrix(..., use_gaussian_derivatives=False)`` smooths with scipy's
+    ``gaussian_filter`` (kernel radius ``int(4 * sigma + 0.5)``), then applies
+    ``np.gradient`` twice (one pixel each, central differences inside). A tile
+    with this many pixels of context on every side gives, in its interior,
+    exactly the whole image's values (see ``napari_tubediff.batch``).
+
+    Examples
+    --------
+    >>> directions_reach(3.0)  # 12 for the Gaussian, 2 for the two gradients
+    14
+    """
+    return int(GAUSSIAN_TRUNCATE * float(sigma) + 0.5) + 2
+
+
+def _tensor_eigen(u: np.ndarray, sigma: float, method: str):
+    # eigenvalues (ascending) and eigenvectors (columns) of the Hessian or structure tensor
+    if not (np.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be > 0, got {sigma!r}")
+    if method == "hessian":
+        comps = hessian_matrix(u, sigma=sigma, order="rc", use_gaussian_derivatives=False)
+    elif method == "structure":
+        comps = structure_tensor(u, sigma=sigma, order="rc")
+    else:
+        raise ValueError(f"method must be 'hessian' or 'structure', got {method!r}")
+    ndim = u.ndim
+    # skimage returns the upper triangle row by row: (00, 01, 11) or (00, 01, 02, 11, 12, 22)
+    T = np.empty((*u.shape, ndim, ndim), dtype=np.float64)
+    it = iter(comps)
+    for i in range(ndim):
+        for j in range(i, ndim):
+            c = next(it)
+            T[..., i, j] = c
+            T[..., j, i] = c
+    return np.linalg.eigh(T)
+
+
+def eigenvalue_spread(u, sigma: float = 2.0, *, method: str = "hessian") -> np.ndarray:
+    """Largest minus smallest eigenvalue of the tensor `estimate_directions` uses, per pixel.
+
+    Its maximum over an image is the ``scale`` of `estimate_directions`'
+    threshold; a tiled computation takes the maximum over all tiles and passes it
+    to every tile.
+
+    Examples
+    --------
+    >>> u = np.zeros((32, 32)); u[15:18, :] = 1
+    >>> bool(eigenvalue_spread(u, 2)[16, 16] > 0), float(eigenvalue_spread(u, 2)[2, 16])
+    (True, 0.0)
+    """
+    u = check_field(u, "u", unit_range=False)
+    evals, _ = _tensor_eigen(u, sigma, method)
+    return evals[..., -1] - evals[..., 0]
 
 
 def estimate_directions(u, sigma: float = 2.0, *, method: str = "hessian",
-                        rel_threshold: float = 1e-3, bright: bool | None = True) -> np.ndarray:
+                        rel_threshold: float = 1e-3, bright: bool | None = True,
+                        scale: float | None = None) -> np.ndarray:
     """Unit vectors along the vessels of ``u``, shape ``(ndim, *u.shape)``.
 
     Parameters
@@ -42,6 +103,11 @@ def estimate_directions(u, sigma: float = 2.0, *, method: str = "hessian",
         zero, so the diffusion does not carry probability sideways out of a vessel.
         False keeps valleys (dark vessels, e.g. the green channel of a fundus
         image); None keeps both.
+    scale : float or None
+        The largest eigenvalue spread that ``rel_threshold`` is relative to. None
+        takes it from ``u`` (the maximum of `eigenvalue_spread`); a tile of a larger
+        image passes the whole image's value so that it gets the whole image's
+        directions.
 
     Returns
     -------
@@ -57,31 +123,17 @@ def estimate_directions(u, sigma: float = 2.0, *, method: str = "hessian",
     array([0., 1.], dtype=float32)
     """
     u = check_field(u, "u", unit_range=False)
-    if not (np.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be > 0, got {sigma!r}")
-    if method == "hessian":
-        comps = hessian_matrix(u, sigma=sigma, order="rc", use_gaussian_derivatives=False)
-    elif method == "structure":
-        comps = structure_tensor(u, sigma=sigma, order="rc")
-    else:
-        raise ValueError(f"method must be 'hessian' or 'structure', got {method!r}")
-    ndim = u.ndim
-    # skimage returns the upper triangle row by row: (00, 01, 11) or (00, 01, 02, 11, 12, 22)
-    T = np.empty((*u.shape, ndim, ndim), dtype=np.float64)
-    it = iter(comps)
-    for i in range(ndim):
-        for j in range(i, ndim):
-            c = next(it)
-            T[..., i, j] = c
-            T[..., j, i] = c
-    evals, evecs = np.linalg.eigh(T)  # ascending eigenvalues, eigenvectors in columns
+    evals, evecs = _tensor_eigen(u, sigma, method)
     if method == "hessian":
         pick = np.argmin(np.abs(evals), axis=-1)
     else:
         pick = np.zeros(u.shape, dtype=np.intp)
     v = np.take_along_axis(evecs, pick[..., None, None], axis=-1)[..., 0]
     spread = evals[..., -1] - evals[..., 0]
-    scale = spread.max()
+    if scale is None:
+        scale = spread.max()
+    elif not (np.isfinite(scale) and scale >= 0):
+        raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
     undefined = spread <= rel_threshold * scale if scale > 0 else np.ones(u.shape, bool)
     if method == "hessian" and bright is not None:
         strongest = np.take_along_axis(evals, np.argmax(np.abs(evals), axis=-1)[..., None], -1)[..., 0]
