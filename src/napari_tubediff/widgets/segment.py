@@ -22,6 +22,7 @@ from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
 from ..models import registry, session
+from ..models.classical import VESSEL_FRACTION
 from ..models.registry import available_backbones, get_backbone
 from ._common import follow_layers, layers_of, put_image, spatial_ndim
 
@@ -29,8 +30,6 @@ PROBABILITY = "probability"
 
 #: Training-free backbones that take 2D images and volumes alike.
 ND_BACKBONES = ("vesselness",)
-#: The vesselness backbone's default vessel fraction for 2D images and for volumes.
-VESSEL_FRACTION = {2: 0.12, 3: 0.01}
 
 
 def backbone_dims(name: str) -> tuple[int, ...]:
