@@ -247,3 +247,12 @@ def test_an_interrupted_write_leaves_no_finished_looking_output(tmp_path, monkey
         run.process_image(src / "a.tif", tmp_path / "out", run.BatchOptions(steps=1))
     assert not run._is_done(src / "a.tif", tmp_path / "out")
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["a_mask.png"]
+
+
+def test_refine_command_says_when_the_device_is_wrong(tmp_path, capsys):
+    from napari_tubediff.cli import main
+
+    (tmp_path / "in").mkdir()
+    assert main(["refine", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--device", "gpu"]) == 2
+    assert "device must be" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # nothing started

@@ -177,14 +177,20 @@ def _segment(args) -> int:
     return 0
 
 
-def _refine_folder(args) -> int:
-    from .batch.run import BatchOptions, make_client, refine_folder
+def _batch_options(args):
+    from .batch.run import BatchOptions
 
-    opts = BatchOptions(input=args.input, steps=args.steps, refiner=args.refiner,
-                        volume_backbone=args.volume_backbone, chunk=args.chunk or None)
+    return BatchOptions(input=args.input, steps=args.steps, refiner=args.refiner,
+                        volume_backbone=args.volume_backbone, chunk=args.chunk or None, device=args.device)
+
+
+def _refine_folder(args) -> int:
+    from .batch.run import make_client, refine_folder
+
     client = make_client(args.scheduler, args.workers) if args.scheduler else None
     try:
-        report = refine_folder(args.paths[0], args.out, client=client, options=opts, workers=args.workers)
+        report = refine_folder(args.paths[0], args.out, client=client, options=_batch_options(args),
+                               workers=args.workers)
     finally:
         if client is not None:
             client.close()
@@ -195,34 +201,25 @@ def _refine_folder(args) -> int:
 def _refine(args) -> int:
     from tqdm import tqdm
 
-    from .core.refine import refine
-    from .data.io import read_image, to_probability, write_image
+    from .batch.run import process_image
 
+    if not args.scheduler:
+        from .core.device import resolve_device
+
+        resolve_device(args.device)  # a wrong name or a missing GPU: say so before starting
     dirs = [p for p in args.paths if Path(p).is_dir()]
     if dirs:
         if len(args.paths) > 1:
             raise ValueError("give either one folder or image files, not both")
         return _refine_folder(args)
-    out = Path(args.out)
-    learned = None
-    if args.input == "image":
-        from .models import get_backbone
-
-        backbone = get_backbone("unet")
-        learned = _load_refiner(args.refiner, "unet")
+    # files: the same per-image work as a folder's, here in this process, one after another
+    opts = _batch_options(args)
     for path in tqdm([Path(p) for p in args.paths], desc="refine", unit="image", file=sys.stderr):
-        if args.input == "image":
-            prob, feats = backbone.predict_with_features(read_image(path))
-            field = (learned.refine(prob, feats, steps=args.steps) if learned
-                     else refine(prob, steps=args.steps))
-        else:
-            field = refine(to_probability(read_image(path), path.name), steps=args.steps)
-        write_image(out / f"{path.stem}_refined.tif", field)
-        write_image(out / f"{path.stem}_mask.png", field >= 0.5)
-    how = ("U-Net + " + (f"learned refiner {learned.weights.name}" if learned else "Hessian directions")
+        process_image(path, args.out, opts)
+    how = ("a backbone + " + ("the learned refiner" if args.refiner != "hessian" else "Hessian directions")
            if args.input == "image" else "Hessian directions of the probability maps")
     print(f"refined {len(args.paths)} file(s) with {how}, {args.steps} steps; wrote NAME_refined.tif "
-          f"(float32) and NAME_mask.png (>= 0.5) to {out}")
+          f"(float32) and NAME_mask.png (2D) or NAME_mask.tif (3D), >= 0.5, to {args.out}")
     return 0
 
 
@@ -403,6 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("--input", choices=["prob", "image"], default="prob")
     rf.add_argument("--steps", type=int, default=10)
     rf.add_argument("--refiner", default="auto", help="with --input image: weights, 'shipped' or 'hessian'")
+    rf.add_argument("--device", default="auto",
+                    help="auto (CUDA when torch sees a GPU, else CPU), cpu, cuda or cuda:N")
     rb = rf.add_argument_group("folders (dask.distributed)")
     rb.add_argument("--scheduler", metavar="ADDRESS",
                     help="address of a running dask scheduler (default: start a local cluster)")

@@ -58,6 +58,9 @@ class BatchOptions:
     chunk : int or None
         Block edge: images with more than ``chunk**3`` voxels are refined in blocks of
         about that many voxels; None refines every image whole.
+    device : str
+        Where the diffusion runs: "auto" (CUDA when the worker's torch sees a GPU),
+        "cpu", "cuda" or "cuda:N" (see `napari_tubediff.core.device`).
     """
 
     input: str = "prob"
@@ -65,6 +68,7 @@ class BatchOptions:
     refiner: str = "auto"
     volume_backbone: str = "vesselness"
     chunk: int | None = 256
+    device: str = "auto"
 
     def settings(self) -> RefineSettings:
         return RefineSettings(steps=self.steps)
@@ -173,8 +177,8 @@ def _refine_image(img: np.ndarray, name: str, opts: BatchOptions) -> np.ndarray:
         prob, learned = _segment(img, opts)
         if learned is not None and learned[0] is not None:
             return learned[0].refine(prob, learned[1], steps=opts.steps)
-        return refine(prob, settings=opts.settings())
-    return refine(to_probability(img, name), settings=opts.settings())
+        return refine(prob, settings=opts.settings(), device=opts.device)
+    return refine(to_probability(img, name), settings=opts.settings(), device=opts.device)
 
 
 def process_image(path, out_dir, opts: BatchOptions) -> str:
@@ -289,7 +293,7 @@ def refine_in_blocks(path, out_dir, opts: BatchOptions, client) -> str:
     blocks = opts.block_shape(reader.ndim)
     raw = da.from_array(reader, chunks=blocks, asarray=False, fancy=False, name=False)
     prob = raw.map_blocks(partial(to_probability, name=src.name), dtype=np.float32)
-    field = refine_chunked(prob, opts.settings(), chunks=blocks)
+    field = refine_chunked(prob, opts.settings(), chunks=blocks, device=opts.device)
     refined, mask = outputs_for(path, out_dir, reader.ndim)
     store = Path(out_dir) / f".{path.stem}_refined.{os.getpid()}.zarr"
     try:
