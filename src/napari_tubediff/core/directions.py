@@ -38,26 +38,42 @@ def directions_reach(sigma: float) -> int:
     return int(GAUSSIAN_TRUNCATE * float(sigma) + 0.5) + 2
 
 
-def _tensor_eigen(u: np.ndarray, sigma: float, method: str):
-    # eigenvalues (ascending) and eigenvectors (columns) of the Hessian or structure tensor
+def _tensor_components(u: np.ndarray, sigma: float, method: str) -> list[np.ndarray]:
+    # the upper triangle of the Hessian or structure tensor, row by row (scikit-image's order)
     if not (np.isfinite(sigma) and sigma > 0):
         raise ValueError(f"sigma must be > 0, got {sigma!r}")
     if method == "hessian":
-        comps = hessian_matrix(u, sigma=sigma, order="rc", use_gaussian_derivatives=False)
-    elif method == "structure":
-        comps = structure_tensor(u, sigma=sigma, order="rc")
-    else:
-        raise ValueError(f"method must be 'hessian' or 'structure', got {method!r}")
-    ndim = u.ndim
-    # skimage returns the upper triangle row by row: (00, 01, 11) or (00, 01, 02, 11, 12, 22)
-    T = np.empty((*u.shape, ndim, ndim), dtype=np.float64)
-    it = iter(comps)
-    for i in range(ndim):
-        for j in range(i, ndim):
-            c = next(it)
-            T[..., i, j] = c
-            T[..., j, i] = c
-    return np.linalg.eigh(T)
+        return hessian_matrix(u, sigma=sigma, order="rc", use_gaussian_derivatives=False)
+    if method == "structure":
+        return structure_tensor(u, sigma=sigma, order="rc")
+    raise ValueError(f"method must be 'hessian' or 'structure', got {method!r}")
+
+
+#: Voxels per slab of the eigen-decomposition: the (n, ndim, ndim) float64 tensor and
+#: its eigenvectors exist for one slab at a time, so memory stays near the components'.
+_SLAB = 1 << 18
+
+
+def _tensor_eigen(comps: list[np.ndarray], shape: tuple[int, ...]):
+    """Yield ``(index, eigenvalues, eigenvectors)`` slab by slab along axis 0.
+
+    Eigenvalues ascending, eigenvectors in columns (`numpy.linalg.eigh`); each
+    voxel's decomposition is independent of the slab it is computed in.
+    """
+    ndim = len(shape)
+    per_row = int(np.prod(shape[1:]))
+    rows = max(1, _SLAB // max(per_row, 1))
+    for a in range(0, shape[0], rows):
+        idx = slice(a, min(a + rows, shape[0]))
+        T = np.empty((idx.stop - idx.start, *shape[1:], ndim, ndim), dtype=np.float64)
+        it = iter(comps)
+        for i in range(ndim):
+            for j in range(i, ndim):
+                c = next(it)[idx]
+                T[..., i, j] = c
+                T[..., j, i] = c
+        evals, evecs = np.linalg.eigh(T)
+        yield idx, evals, evecs
 
 
 def eigenvalue_spread(u, sigma: float = 2.0, *, method: str = "hessian") -> np.ndarray:
@@ -74,8 +90,10 @@ def eigenvalue_spread(u, sigma: float = 2.0, *, method: str = "hessian") -> np.n
     (True, 0.0)
     """
     u = check_field(u, "u", unit_range=False)
-    evals, _ = _tensor_eigen(u, sigma, method)
-    return evals[..., -1] - evals[..., 0]
+    spread = np.empty(u.shape, np.float64)
+    for idx, evals, _ in _tensor_eigen(_tensor_components(u, sigma, method), u.shape):
+        spread[idx] = evals[..., -1] - evals[..., 0]
+    return spread
 
 
 def estimate_directions(u, sigma: float = 2.0, *, method: str = "hessian",
@@ -123,23 +141,29 @@ def estimate_directions(u, sigma: float = 2.0, *, method: str = "hessian",
     array([0., 1.], dtype=float32)
     """
     u = check_field(u, "u", unit_range=False)
-    evals, evecs = _tensor_eigen(u, sigma, method)
-    if method == "hessian":
-        pick = np.argmin(np.abs(evals), axis=-1)
-    else:
-        pick = np.zeros(u.shape, dtype=np.intp)
-    v = np.take_along_axis(evecs, pick[..., None, None], axis=-1)[..., 0]
-    spread = evals[..., -1] - evals[..., 0]
+    if scale is not None and not (np.isfinite(scale) and scale >= 0):
+        raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
+    comps = _tensor_components(u, sigma, method)
+    v = np.empty((*u.shape, u.ndim), np.float32)
+    spread = np.empty(u.shape, np.float64)
+    off_ridge = np.zeros(u.shape, bool)
+    for idx, evals, evecs in _tensor_eigen(comps, u.shape):
+        if method == "hessian":
+            pick = np.argmin(np.abs(evals), axis=-1)
+        else:
+            pick = np.zeros(evals.shape[:-1], dtype=np.intp)
+        v[idx] = np.take_along_axis(evecs, pick[..., None, None], axis=-1)[..., 0]
+        spread[idx] = evals[..., -1] - evals[..., 0]
+        if method == "hessian" and bright is not None:
+            strongest = np.take_along_axis(evals, np.argmax(np.abs(evals), axis=-1)[..., None], -1)[..., 0]
+            off_ridge[idx] = (strongest >= 0) if bright else (strongest <= 0)
+    del comps
     if scale is None:
         scale = spread.max()
-    elif not (np.isfinite(scale) and scale >= 0):
-        raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
     undefined = spread <= rel_threshold * scale if scale > 0 else np.ones(u.shape, bool)
-    if method == "hessian" and bright is not None:
-        strongest = np.take_along_axis(evals, np.argmax(np.abs(evals), axis=-1)[..., None], -1)[..., 0]
-        undefined |= (strongest >= 0) if bright else (strongest <= 0)
+    undefined |= off_ridge
     v[undefined] = 0
-    return np.moveaxis(v, -1, 0).astype(np.float32)
+    return np.ascontiguousarray(np.moveaxis(v, -1, 0))
 
 
 def sample_vectors(directions, mask, step: int = 4, length: float = 3.0, *,
