@@ -413,15 +413,11 @@ class KernelStepper:
             D = _tensor(v, lambda_par, lambda_perp)
             idx = [(i, j) for i in range(self.ndim) for j in range(i, self.ndim)]
             self.d = [np.ascontiguousarray(D[i, j], dtype=np.float32) for i, j in idx]
-        rows = int(np.prod(u.shape[:-1]))
-        # Bands of rows, two per thread: fewer bands recompute fewer halo rows (2D), more
-        # balance the load when another process holds a core (measured: docs/performance.md)
-        self.nb = max(1, min(rows // (4 * r), 2 * numba.get_num_threads()))
+        # Bands of rows (2D) or planes (3D), two per thread: fewer bands recompute fewer
+        # halo rows/planes, more balance the load when another process holds a core
+        # (measured: docs/performance.md)
+        self.nb = max(1, min(u.shape[0] // (4 * r), 2 * numba.get_num_threads()))
         self.up2 = self.up.copy()  # stages read one buffer and write the other
-        if self.ndim == 3:
-            # bands of planes, one per thread: each band recomputes 2r flux planes at its
-            # ends, so fewer, thicker bands waste less (measured: docs/performance.md)
-            self.nb = max(1, min(u.shape[0] // (4 * r), numba.get_num_threads()))
 
     def advance(self, n: int, dt: float) -> None:
         dt = np.float32(dt)
