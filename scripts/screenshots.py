@@ -1,6 +1,6 @@
 """Regenerate the user guide's screenshots (docs/images/*.png) from the real plugin.
 
-    xvfb-run -a python scripts/screenshots.py [--out docs/images]
+    xvfb-run -a python scripts/screenshots.py [--out docs/images] [--only 3d]
 
 Each stage of the annotator's loop is driven through the panels' own buttons, as in the
 GUI tests, and the whole window is captured (``viewer.screenshot(canvas_only=False)``).
@@ -62,17 +62,8 @@ class Shooter:
         return path
 
 
-def main(argv=None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "images"))
-    args = ap.parse_args(argv)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-
-    viewer = napari.Viewer(title="napari-tubediff")
-    viewer.window._qt_window.resize(1280, 800)
-    s = Shooter(viewer, out)
-
+def loop_2d(viewer, s: Shooter) -> None:
+    """Stages 1-7: the annotator's loop on the 2D samples."""
     # 1. the retina-like sample, segmented through its green channel
     viewer.open_sample(PLUGIN, "retina")
     seg = s.panel("Segment")
@@ -158,6 +149,53 @@ def main(argv=None) -> None:
     wait(ft)
     viewer.reset_view()
     s.shot("08_finetune")
+
+
+def volume_3d(viewer, s: Shooter) -> None:
+    """Stage 8: the 3D sample in napari's 3D view: directions, then the diffusion."""
+    viewer.layers.clear()
+    viewer.open_sample(PLUGIN, "synthetic3d")
+    prob = viewer.layers["synthetic probability"]
+    viewer.layers["synthetic volume"].visible = False
+    dirs = s.panel("Directions")
+    dirs.layer.value = prob
+    dirs.run_button.native.click()
+    wait(dirs)
+    dirs.view3d.value = True                    # the panel's "3D view" box
+    viewer.reset_view()
+    cam = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+    cam.angles = (-20, 30, 110)
+    viewer.layers["directions"].edge_width = 2.0
+    s.shot("09_volume_directions")
+    viewer.layers["directions"].visible = False
+    diff = s.panel("Diffusion")
+    diff.layer.value = prob
+    diff.steps.value = 30
+    diff.run_button.native.click()
+    wait(diff)
+    prob.opacity = 0.5                          # the refined field (green) stands out where it bridged
+    cam.angles = (-20, 30, 110)
+    cam.zoom *= 1.3
+    s.shot("10_volume_diffusion")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "images"))
+    ap.add_argument("--only", choices=["all", "2d", "3d"], default="all",
+                    help="the 2D loop's stages (1-7), the volume's (8), or all")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    viewer = napari.Viewer(title="napari-tubediff")
+    viewer.window._qt_window.resize(1280, 800)
+    s = Shooter(viewer, out)
+
+    if args.only in ("all", "2d"):
+        loop_2d(viewer, s)
+    if args.only in ("all", "3d"):
+        volume_3d(viewer, s)
     viewer.close()
 
 

@@ -175,7 +175,7 @@ def test_3d_volume_constant_along_an_axis_gives_the_2d_answer_on_every_plane(bac
     assert np.abs(r2 - u2).max() > 1e-3  # something happened
 
 
-@pytest.mark.parametrize("shape", [(37, 41), (9, 12, 11)])
+@pytest.mark.parametrize("shape", [(37, 41), (9, 12, 11), (41, 13, 12)])  # 41 planes: two bands
 @pytest.mark.parametrize("lambdas", ["scalar", "per-pixel"])
 @pytest.mark.parametrize("order", [8, 4])
 def test_backends_agree(shape, lambdas, order):

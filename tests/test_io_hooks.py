@@ -65,3 +65,16 @@ def test_through_napari(make_napari_viewer, tmp_path):
     out = tmp_path / "saved.png"
     layer.save(str(out), plugin="napari-tubediff")
     np.testing.assert_array_equal(read_image(out), mask * 255)
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    import os
+    import stat
+
+    from napari_tubediff.data.io import atomic_write_text
+
+    atomic_write_text(tmp_path / "a.txt", "x")
+    plain = tmp_path / "b.txt"
+    plain.write_text("x")
+    mode = stat.S_IMODE(os.stat(tmp_path / "a.txt").st_mode)
+    assert mode == stat.S_IMODE(os.stat(plain).st_mode)  # not mkstemp's private 0600

@@ -14,19 +14,22 @@ def test_importing_the_package_pulls_in_neither_napari_nor_qt_nor_torch():
             "napari_tubediff.data.io, napari_tubediff.sample_data; "
             "napari_tubediff.diffuse; "
             "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
-            "('napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'vispy', 'magicgui', 'torch')); "
+            "('napari', 'qtpy', 'PyQt5', 'PyQt6', 'PySide2', 'PySide6', 'vispy', 'magicgui', 'torch', "
+            "'dask', 'distributed', 'zarr')); "
             "print(','.join(bad))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
 
 
-def test_core_sources_do_not_mention_napari_or_qt():
+def test_core_sources_do_not_mention_napari_qt_or_dask():
     from pathlib import Path
 
     core = Path(napari_tubediff.__file__).parent / "core"
     for f in core.glob("*.py"):
         text = f.read_text()
-        for name in ("import napari", "from napari", "qtpy", "PyQt", "magicgui"):
+        # dask lives in napari_tubediff.batch; the core stays numpy/scipy/scikit-image/torch
+        for name in ("import napari", "from napari", "qtpy", "PyQt", "magicgui", "import dask", "from dask",
+                     "distributed", "zarr"):
             assert name not in text, f"{f.name} mentions {name}"
 
 

@@ -54,3 +54,20 @@ def test_angles_by_hand():
     vecs3 = np.zeros((1, 2, 3))
     vecs3[0, 1] = [5, 1, 1]  # the plane's angle ignores the first axis
     np.testing.assert_allclose(vector_angles(vecs3), [45])
+
+
+def test_inside_keeps_both_ends_in_the_array():
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(3, 6, 9, 7)).astype(np.float32)   # no zero component anywhere
+    v /= np.linalg.norm(v, axis=0)
+    last = np.array([5, 8, 6])
+    vec = sample_vectors(v, np.ones((6, 9, 7), bool), step=2, length=5, inside=True)
+    ends = np.stack([vec[:, 0], vec[:, 0] + vec[:, 1]])
+    assert ends.min() >= -1e-5 and (ends <= last + 1e-5).all()
+    free = sample_vectors(v, np.ones((6, 9, 7), bool), step=2, length=5)
+    centre = free[:, 0] + free[:, 1] / 2
+    free = free[((centre > 0) & (centre < last)).all(axis=1)]  # a centre on the border has no room
+    assert 0 < len(vec) == len(free)
+    np.testing.assert_allclose(vec[:, 0] + vec[:, 1] / 2, free[:, 0] + free[:, 1] / 2, atol=1e-5)  # centred
+    unit = vec[:, 1] / np.linalg.norm(vec[:, 1], axis=1, keepdims=True)
+    np.testing.assert_allclose(unit, free[:, 1] / 5, atol=1e-5)                 # same directions, shorter

@@ -117,13 +117,14 @@ def test_the_annotators_loop(make_napari_viewer, qtbot, tmp_path):
     assert met.truth.value is viewer.layers["synthetic truth"]
     met.run_button.native.click()
     idle(qtbot, met)
-    assert met.table.rowCount() == 3 and met.table.columnCount() == 4
+    assert met.table.rowCount() == 3 and met.table.columnCount() == 7  # with topology: + 3
     assert [met.table.item(i, 0).text() for i in range(3)] == ["synthetic probability", REFINED, "curated"]
     dice = {r["name"]: r["dice"] for r in met.rows}
     assert 0.5 < dice["synthetic probability"] <= 1 and 0.5 < dice[REFINED] <= 1
     out = met.export_csv(tmp_path / "metrics.csv")
     lines = out.read_text().splitlines()
-    assert lines[0] == "name,dice,cldice,vca" and len(lines) == 4 and lines[2].startswith("refined,")
+    assert lines[0] == "name,dice,cldice,vca,components,betti0_error,betti1_error"
+    assert len(lines) == 4 and lines[2].startswith("refined,")
 
 
 def test_pause_resume_and_step_while_paused(make_napari_viewer, qtbot):

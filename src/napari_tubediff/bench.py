@@ -17,24 +17,36 @@ from contextlib import contextmanager, nullcontext
 
 import numpy as np
 
-from .core.diffusion import BACKENDS, _resolve_backend, _Stepper, normalize_directions
+from .core.diffusion import _resolve_backend, _Stepper, normalize_directions
 
 CASES = {
     "drive": (584, 565),
     "1k": (1024, 1024),
     "cube128": (128, 128, 128),
+    "cube256": (256, 256, 256),
 }
+# "cuda" is the torch path on the GPU (`diffuse(..., device="cuda")`); the others run on the CPU
+TIMED = ("numba", "numpy", "torch", "cuda")
 
 
 def _time_steps(backend: str, u, v, *, min_time: float, max_steps: int, order: int = 8) -> float:
     """Seconds per RK4 step: warm up (compilation), then repeat for at least ``min_time``."""
-    st = _Stepper(u, v, 1.0, 0.1, order, backend)
+    sync = lambda: None  # noqa: E731
+    if backend == "cuda":
+        import torch
+
+        st = _Stepper(u, v, 1.0, 0.1, order, "torch", device="cuda")
+        sync = torch.cuda.synchronize  # kernels are asynchronous: time until they finish
+    else:
+        st = _Stepper(u, v, 1.0, 0.1, order, backend)
     st.advance(1, 0.05)
+    sync()
     n, elapsed = 0, 0.0
     batch = 1
     while n == 0 or (elapsed < min_time and n < max_steps):
         t0 = time.perf_counter()
         st.advance(batch, 0.05)
+        sync()
         elapsed += time.perf_counter() - t0
         n += batch
         batch = min(batch * 2, max_steps - n) or 1
@@ -77,12 +89,21 @@ def run(cases=("drive", "1k", "cube128"), backends=("numba", "numpy"), *, min_ti
     ['numpy']
     """
     for b in backends:
-        if b not in BACKENDS or b == "auto":
-            raise ValueError(f"unknown backend {b!r}; choose from {BACKENDS[1:]}")
+        if b not in TIMED:
+            raise ValueError(f"unknown backend {b!r}; choose from {TIMED}")
+    if "cuda" in backends:
+        import torch
+
+        from .core.device import resolve_device
+
+        resolve_device("cuda")  # a clear error on a machine without a GPU
+        info_gpu = torch.cuda.get_device_name(0)
+    else:
+        info_gpu = None
     rng = np.random.default_rng(seed)
     info = {"date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
             "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(), "load": load}
+            "python": platform.python_version(), "load": load, "gpu": info_gpu}
     try:
         import os
 

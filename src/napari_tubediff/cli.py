@@ -223,32 +223,49 @@ def _segment(args) -> int:
     return 0
 
 
+def _batch_options(args):
+    from .batch.run import BatchOptions
+
+    return BatchOptions(input=args.input, steps=args.steps, refiner=args.refiner,
+                        volume_backbone=args.volume_backbone, chunk=args.chunk or None, device=args.device)
+
+
+def _refine_folder(args) -> int:
+    from .batch.run import make_client, refine_folder
+
+    client = make_client(args.scheduler, args.workers) if args.scheduler else None
+    try:
+        report = refine_folder(args.paths[0], args.out, client=client, options=_batch_options(args),
+                               workers=args.workers)
+    finally:
+        if client is not None:
+            client.close()
+    print(report.summary())
+    return 0 if report.ok else 1
+
+
 def _refine(args) -> int:
     from tqdm import tqdm
 
-    from .core.refine import refine
-    from .data.io import read_image, to_probability, write_image
+    from .batch.run import process_image
 
-    out = Path(args.out)
-    learned = None
-    if args.input == "image":
-        from .models import get_backbone
+    if not args.scheduler:
+        from .core.device import resolve_device
 
-        backbone = get_backbone("unet")
-        learned = _load_refiner(args.refiner, "unet")
+        resolve_device(args.device)  # a wrong name or a missing GPU: say so before starting
+    dirs = [p for p in args.paths if Path(p).is_dir()]
+    if dirs:
+        if len(args.paths) > 1:
+            raise ValueError("give either one folder or image files, not both")
+        return _refine_folder(args)
+    # files: the same per-image work as a folder's, here in this process, one after another
+    opts = _batch_options(args)
     for path in tqdm([Path(p) for p in args.paths], desc="refine", unit="image", file=sys.stderr):
-        if args.input == "image":
-            prob, feats = backbone.predict_with_features(read_image(path))
-            field = (learned.refine(prob, feats, steps=args.steps) if learned
-                     else refine(prob, steps=args.steps))
-        else:
-            field = refine(to_probability(read_image(path), path.name), steps=args.steps)
-        write_image(out / f"{path.stem}_refined.tif", field)
-        write_image(out / f"{path.stem}_mask.png", field >= 0.5)
-    how = ("U-Net + " + (f"learned refiner {learned.weights.name}" if learned else "Hessian directions")
+        process_image(path, args.out, opts)
+    how = ("a backbone + " + ("the learned refiner" if args.refiner != "hessian" else "Hessian directions")
            if args.input == "image" else "Hessian directions of the probability maps")
     print(f"refined {len(args.paths)} file(s) with {how}, {args.steps} steps; wrote NAME_refined.tif "
-          f"(float32) and NAME_mask.png (>= 0.5) to {out}")
+          f"(float32) and NAME_mask.png (2D) or NAME_mask.tif (3D), >= 0.5, to {args.out}")
     return 0
 
 
@@ -432,12 +449,25 @@ def build_parser() -> argparse.ArgumentParser:
     rf = sub.add_parser("refine", help="refine probability maps (or images) by the diffusion",
                         description="Refine probability maps with Hessian directions (--input prob), or "
                                     "segment images with the U-Net and refine with the learned refiner "
-                                    "(--input image). Writes NAME_refined.tif and NAME_mask.png.")
-    rf.add_argument("paths", nargs="+")
+                                    "(--input image). Writes NAME_refined.tif and NAME_mask.png. Given a "
+                                    "folder, refines every image in it on a dask.distributed cluster, "
+                                    "skipping images already done (docs/batch.md).")
+    rf.add_argument("paths", nargs="+", help="image files, or one folder")
     rf.add_argument("--out", required=True)
     rf.add_argument("--input", choices=["prob", "image"], default="prob")
     rf.add_argument("--steps", type=int, default=10)
     rf.add_argument("--refiner", default="auto", help="with --input image: weights, 'shipped' or 'hessian'")
+    rf.add_argument("--device", default="auto",
+                    help="auto (CUDA when torch sees a GPU, else CPU), cpu, cuda or cuda:N")
+    rb = rf.add_argument_group("folders (dask.distributed)")
+    rb.add_argument("--scheduler", metavar="ADDRESS",
+                    help="address of a running dask scheduler (default: start a local cluster)")
+    rb.add_argument("--workers", type=int, default=2, help="worker processes of the local cluster")
+    rb.add_argument("--chunk", type=int, default=256, metavar="N",
+                    help="refine images with more than N^3 voxels in blocks of about N^3 with exact "
+                         "halos (0: never)")
+    rb.add_argument("--volume-backbone", default="vesselness",
+                    help="with --input image: backbone for 3D volumes (the U-Net is 2D)")
     rf.set_defaults(func=_refine)
 
     ft = sub.add_parser("finetune", help="fine-tune the refiner on your corrected labels",
@@ -469,8 +499,10 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="time RK4 steps: fused kernel against plain numpy",
                        description="Milliseconds per RK4 step of the fast kernel and of the plain "
                                    "vectorised numpy reference, on a DRIVE-sized image, 1024^2 and 128^3.")
-    b.add_argument("--cases", default="drive,1k,cube128", help="comma list of drive,1k,cube128")
-    b.add_argument("--backends", default="numba,numpy", help="comma list of numba,numpy,torch")
+    b.add_argument("--cases", default="drive,1k,cube128", help="comma list of drive,1k,cube128,cube256")
+    b.add_argument("--backends", default="numba,numpy",
+                   help="comma list of numba,numpy,torch (CPU) and cuda (the torch path on the GPU); "
+                        "on a GPU machine: --cases drive,cube256 --backends numba,cuda")
     b.add_argument("--min-time", type=float, default=1.0, help="seconds per measurement")
     b.add_argument("--load", action="store_true", help="run a torch matmul loop beside the timing")
     b.add_argument("--json", help="write the figures to this JSON file")

@@ -1,15 +1,17 @@
 """Fused parallel RK4 stencil kernels (numba), the fast path of `diffuse`.
 
-One RK4 stage is two parallel sweeps over the image:
+One RK4 stage is one parallel launch over bands of rows (2D) or planes (3D). Each
+band walks its rows (planes) in order: it computes the flux ``q = D grad u`` of the
+padded stage input a few rows (planes) ahead into a small ring buffer that stays in
+cache, then ``k = ReLU(div q)`` for the current row (plane), accumulates ``k`` into
+the RK4 sum and writes the next stage's input ``u0 + c dt k`` (or, after the 4th
+stage, the clipped new field) into the other padded buffer. The flux never goes to
+memory; a band recomputes the ``order/2`` flux rows (planes) beyond each of its ends.
+For order 8 each antisymmetric pair of stencil taps is one difference.
 
-1. flux: ``q = D grad u`` from the padded stage input (both derivatives and the
-   tensor product in one pass, per row);
-2. stage: ``k = ReLU(div q)``; accumulate ``k`` into the RK4 sum and write the
-   next stage's input ``u0 + c dt k`` (or, after the 4th stage, the clipped new
-   field) straight into its padded buffer.
-
-Buffers carry a halo of ``order/2`` cells filled by edge replication after each
-sweep, so the inner loops have no boundary branches and run over contiguous rows.
+Buffers carry a halo of ``order/2`` cells along the last axis, filled by edge
+replication; rows and planes beyond the edge are clamped, which is the same edge
+padding, so the inner loops run over contiguous rows with no boundary branches.
 
 Threading (measured with ``benchmarks/bench_diffusion.py --load``, see
 docs/performance.md): with a torch job running beside it, numba's OpenMP layer
@@ -218,86 +220,164 @@ if AVAILABLE:
                     b * H // nb, (b + 1) * H // nb, lperp, diff, from_v)
 
     @njit(**_serial)
-    def _flux3d_rows(up, d00, d01, d02, d11, d12, d22, w, q0, q1, q2, n0, n1):
-        # rows n0..n1 of the (plane, row) grid; arrays (P, H, W + 2r) padded along
-        # the last axis only, planes and rows clamped (edge padding)
-        P, H, W = d00.shape
-        K = w.shape[0]
-        r = K // 2
-        g0 = np.empty(W, np.float32)
-        g1 = np.empty(W, np.float32)
-        g2 = np.empty(W, np.float32)
-        for n in range(n0, n1):
-            p = n // H
-            i = n - p * H
-            g0[:] = 0
-            g1[:] = 0
-            g2[:] = 0
-            c = up[p, i]
-            for k in range(K):
-                if k == r:
-                    continue
-                wk = w[k]
-                a = up[min(max(p + k - r, 0), P - 1), i]
-                b = up[p, min(max(i + k - r, 0), H - 1)]
-                for j in range(W):
-                    g0[j] += wk * a[j + r]
-                    g1[j] += wk * b[j + r]
-                    g2[j] += wk * c[j + k]
-            o0 = q0[p, i]
-            o1 = q1[p, i]
-            o2 = q2[p, i]
-            e00 = d00[p, i]
-            e01 = d01[p, i]
-            e02 = d02[p, i]
-            e11 = d11[p, i]
-            e12 = d12[p, i]
-            e22 = d22[p, i]
-            for j in range(W):
-                a0 = g0[j]
-                a1 = g1[j]
-                a2 = g2[j]
-                o0[j + r] = e00[j] * a0 + e01[j] * a1 + e02[j] * a2
-                o1[j + r] = e01[j] * a0 + e11[j] * a1 + e12[j] * a2
-                o2[j + r] = e02[j] * a0 + e12[j] * a1 + e22[j] * a2
+    def _flux8_3d(up, nxt, i, P, H, w, e00, e01, e02, e11, e12, e22, o0, o1, o2):
+        # Order 8, one row of plane `nxt`: each antisymmetric tap pair is one
+        # difference (as `_flux8` in 2D); planes and rows clamped, columns padded.
+        w1 = w[5]
+        w2 = w[6]
+        w3 = w[7]
+        w4 = w[8]
+        zm4 = up[max(nxt - 4, 0), i]
+        zm3 = up[max(nxt - 3, 0), i]
+        zm2 = up[max(nxt - 2, 0), i]
+        zm1 = up[max(nxt - 1, 0), i]
+        zp1 = up[min(nxt + 1, P - 1), i]
+        zp2 = up[min(nxt + 2, P - 1), i]
+        zp3 = up[min(nxt + 3, P - 1), i]
+        zp4 = up[min(nxt + 4, P - 1), i]
+        ym4 = up[nxt, max(i - 4, 0)]
+        ym3 = up[nxt, max(i - 3, 0)]
+        ym2 = up[nxt, max(i - 2, 0)]
+        ym1 = up[nxt, max(i - 1, 0)]
+        yp1 = up[nxt, min(i + 1, H - 1)]
+        yp2 = up[nxt, min(i + 2, H - 1)]
+        yp3 = up[nxt, min(i + 3, H - 1)]
+        yp4 = up[nxt, min(i + 4, H - 1)]
+        b = up[nxt, i]
+        for j in range(e00.shape[0]):
+            c = j + 4
+            a0 = (w1 * (zp1[c] - zm1[c]) + w2 * (zp2[c] - zm2[c])
+                  + w3 * (zp3[c] - zm3[c]) + w4 * (zp4[c] - zm4[c]))
+            a1 = (w1 * (yp1[c] - ym1[c]) + w2 * (yp2[c] - ym2[c])
+                  + w3 * (yp3[c] - ym3[c]) + w4 * (yp4[c] - ym4[c]))
+            a2 = (w1 * (b[c + 1] - b[c - 1]) + w2 * (b[c + 2] - b[c - 2])
+                  + w3 * (b[c + 3] - b[c - 3]) + w4 * (b[c + 4] - b[c - 4]))
+            o0[j] = e00[j] * a0 + e01[j] * a1 + e02[j] * a2
+            o1[j] = e01[j] * a0 + e11[j] * a1 + e12[j] * a2
+            o2[c] = e02[j] * a0 + e12[j] * a1 + e22[j] * a2
 
     @njit(**_serial)
-    def _stage3d_rows(q0, q1, q2, w, u0, acc, out, stage, dt, relu, n0, n1):
+    def _div8_3d(ring0, ring1, c, p, s, i, P, H, K, w, f):
+        # Order-8 divergence of one row: d/dplane of q0 (ring of planes), d/drow of q1
+        # (plane s), d/dcol of the padded q2 row c; tap pairs as differences
+        w1 = w[5]
+        w2 = w[6]
+        w3 = w[7]
+        w4 = w[8]
+        zm4 = ring0[max(p - 4, 0) % K, i]
+        zm3 = ring0[max(p - 3, 0) % K, i]
+        zm2 = ring0[max(p - 2, 0) % K, i]
+        zm1 = ring0[max(p - 1, 0) % K, i]
+        zp1 = ring0[min(p + 1, P - 1) % K, i]
+        zp2 = ring0[min(p + 2, P - 1) % K, i]
+        zp3 = ring0[min(p + 3, P - 1) % K, i]
+        zp4 = ring0[min(p + 4, P - 1) % K, i]
+        ym4 = ring1[s, max(i - 4, 0)]
+        ym3 = ring1[s, max(i - 3, 0)]
+        ym2 = ring1[s, max(i - 2, 0)]
+        ym1 = ring1[s, max(i - 1, 0)]
+        yp1 = ring1[s, min(i + 1, H - 1)]
+        yp2 = ring1[s, min(i + 2, H - 1)]
+        yp3 = ring1[s, min(i + 3, H - 1)]
+        yp4 = ring1[s, min(i + 4, H - 1)]
+        for j in range(f.shape[0]):
+            q = j + 4
+            f[j] = (w1 * (zp1[j] - zm1[j] + yp1[j] - ym1[j] + c[q + 1] - c[q - 1])
+                    + w2 * (zp2[j] - zm2[j] + yp2[j] - ym2[j] + c[q + 2] - c[q - 2])
+                    + w3 * (zp3[j] - zm3[j] + yp3[j] - ym3[j] + c[q + 3] - c[q - 3])
+                    + w4 * (zp4[j] - zm4[j] + yp4[j] - ym4[j] + c[q + 4] - c[q - 4]))
+
+    @njit(**_serial)
+    def _band3d(upi, d00, d01, d02, d11, d12, d22, w, u0, acc, upo, stage, dt, relu, p0, p1):
+        # Planes p0..p1 of one RK4 stage, the 3D analogue of `_band2d`: the flux
+        # q = D grad u is computed plane by plane into rings of K planes (q0 is
+        # differentiated across planes, so it is needed at planes p-r..p+r; q1 and q2
+        # only at plane p, but they are computed with q0), so the flux never goes to
+        # memory. Planes and rows outside the volume are clamped (edge padding);
+        # arrays are padded by r along the last axis only.
         P, H, W = u0.shape
         K = w.shape[0]
         r = K // 2
+        ring0 = np.empty((K, H, W), np.float32)
+        ring1 = np.empty((K, H, W), np.float32)
+        ring2 = np.empty((K, H, W + 2 * r), np.float32)
+        g0 = np.empty(W, np.float32)
+        g1 = np.empty(W, np.float32)
+        g2 = np.empty(W, np.float32)
         f = np.empty(W, np.float32)
-        for n in range(n0, n1):
-            p = n // H
-            i = n - p * H
-            f[:] = 0
-            c = q2[p, i]
-            for j in range(r):  # q2 is differentiated along the last axis: fill its halo
-                c[j] = c[r]
-                c[W + r + j] = c[W + r - 1]
-            for k in range(K):
-                if k == r:
+        nxt = max(p0 - r, 0)  # next flux plane to compute
+        for p in range(p0, p1):
+            last = min(p + r, P - 1)
+            while nxt <= last:
+                s = nxt % K
+                for i in range(H):
+                    if r == 4:
+                        _flux8_3d(upi, nxt, i, P, H, w, d00[nxt, i], d01[nxt, i], d02[nxt, i],
+                                  d11[nxt, i], d12[nxt, i], d22[nxt, i], ring0[s, i], ring1[s, i],
+                                  ring2[s, i])
+                        o2 = ring2[s, i]
+                        for j in range(r):
+                            o2[j] = o2[r]
+                            o2[W + r + j] = o2[W + r - 1]
+                        continue
+                    g0[:] = 0
+                    g1[:] = 0
+                    g2[:] = 0
+                    c = upi[nxt, i]
+                    for k in range(K):
+                        if k == r:
+                            continue
+                        wk = w[k]
+                        a = upi[min(max(nxt + k - r, 0), P - 1), i]
+                        b = upi[nxt, min(max(i + k - r, 0), H - 1)]
+                        for j in range(W):
+                            g0[j] += wk * a[j + r]
+                            g1[j] += wk * b[j + r]
+                            g2[j] += wk * c[j + k]
+                    e00 = d00[nxt, i]
+                    e01 = d01[nxt, i]
+                    e02 = d02[nxt, i]
+                    e11 = d11[nxt, i]
+                    e12 = d12[nxt, i]
+                    e22 = d22[nxt, i]
+                    o0 = ring0[s, i]
+                    o1 = ring1[s, i]
+                    o2 = ring2[s, i]
+                    for j in range(W):
+                        a0 = g0[j]
+                        a1 = g1[j]
+                        a2 = g2[j]
+                        o0[j] = e00[j] * a0 + e01[j] * a1 + e02[j] * a2
+                        o1[j] = e01[j] * a0 + e11[j] * a1 + e12[j] * a2
+                        o2[j + r] = e02[j] * a0 + e12[j] * a1 + e22[j] * a2
+                    for j in range(r):  # q2 is differentiated along the last axis: its halo
+                        o2[j] = o2[r]
+                        o2[W + r + j] = o2[W + r - 1]
+                nxt += 1
+            s = p % K
+            for i in range(H):
+                c = ring2[s, i]
+                if r == 4:
+                    _div8_3d(ring0, ring1, c, p, s, i, P, H, K, w, f)
+                    _rk4_update(f, u0[p, i], acc[p, i], upo[p, i], r, stage, dt, relu)
                     continue
-                wk = w[k]
-                a = q0[min(max(p + k - r, 0), P - 1), i]
-                b = q1[p, min(max(i + k - r, 0), H - 1)]
-                for j in range(W):
-                    f[j] += wk * (a[j + r] + b[j + r] + c[j + k])
-            _rk4_update(f, u0[p, i], acc[p, i], out[p, i], r, stage, dt, relu)
+                f[:] = 0
+                for k in range(K):
+                    if k == r:
+                        continue
+                    wk = w[k]
+                    a = ring0[min(max(p + k - r, 0), P - 1) % K, i]
+                    b = ring1[s, min(max(i + k - r, 0), H - 1)]
+                    for j in range(W):
+                        f[j] += wk * (a[j] + b[j] + c[j + k])
+                _rk4_update(f, u0[p, i], acc[p, i], upo[p, i], r, stage, dt, relu)
 
     @njit(parallel=True, fastmath=True, cache=True, nogil=True)
-    def _flux3d(up, d00, d01, d02, d11, d12, d22, w, q0, q1, q2, nb):
-        N = up.shape[0] * up.shape[1]
+    def _stage3d(upi, d00, d01, d02, d11, d12, d22, w, u0, acc, upo, stage, dt, relu, nb):
+        P = u0.shape[0]
         for b in prange(nb):
-            _flux3d_rows(up, d00, d01, d02, d11, d12, d22, w, q0, q1, q2,
-                         b * N // nb, (b + 1) * N // nb)
-
-    @njit(parallel=True, fastmath=True, cache=True, nogil=True)
-    def _stage3d(q0, q1, q2, w, u0, acc, out, stage, dt, relu, nb):
-        N = u0.shape[0] * u0.shape[1]
-        for b in prange(nb):
-            _stage3d_rows(q0, q1, q2, w, u0, acc, out, stage, dt, relu,
-                          b * N // nb, (b + 1) * N // nb)
+            _band3d(upi, d00, d01, d02, d11, d12, d22, w, u0, acc, upo, stage, dt, relu,
+                    b * P // nb, (b + 1) * P // nb)
 
 
 class KernelStepper:
@@ -333,14 +413,11 @@ class KernelStepper:
             D = _tensor(v, lambda_par, lambda_perp)
             idx = [(i, j) for i in range(self.ndim) for j in range(i, self.ndim)]
             self.d = [np.ascontiguousarray(D[i, j], dtype=np.float32) for i, j in idx]
-        rows = int(np.prod(u.shape[:-1]))
-        # Bands of rows, two per thread: fewer bands recompute fewer halo rows (2D), more
-        # balance the load when another process holds a core (measured: docs/performance.md)
-        self.nb = max(1, min(rows // (4 * r), 2 * numba.get_num_threads()))
-        if self.ndim == 2:
-            self.up2 = self.up.copy()  # 2D stages read one buffer and write the other
-        else:
-            self.q = [np.zeros_like(self.up) for _ in range(3)]
+        # Bands of rows (2D) or planes (3D), two per thread: fewer bands recompute fewer
+        # halo rows/planes, more balance the load when another process holds a core
+        # (measured: docs/performance.md)
+        self.nb = max(1, min(u.shape[0] // (4 * r), 2 * numba.get_num_threads()))
+        self.up2 = self.up.copy()  # stages read one buffer and write the other
 
     def advance(self, n: int, dt: float) -> None:
         dt = np.float32(dt)
@@ -352,9 +429,9 @@ class KernelStepper:
                                  stage, dt, self.relu, self.nb, self.lperp, self.diff, self.from_v)
                         self.up, self.up2 = self.up2, self.up
                     else:
-                        _flux3d(self.up, *self.d, self.w, *self.q, self.nb)
-                        _stage3d(*self.q, self.w, self.u0, self.acc, self.up,
+                        _stage3d(self.up, *self.d, self.w, self.u0, self.acc, self.up2,
                                  stage, dt, self.relu, self.nb)
+                        self.up, self.up2 = self.up2, self.up
 
     def field(self) -> np.ndarray:
         return self.u0.copy()

@@ -240,7 +240,7 @@ def plan_substeps(dt: float, lambda_par=1.0, lambda_perp=0.1, order: int = 8, nd
     return max(1, math.ceil(dt / limit - 1e-12))
 
 
-def _prepare(u, directions, lambda_par, lambda_perp, dt, steps, order, backend):
+def _prepare(u, directions, lambda_par, lambda_perp, dt, steps, order, backend, device="auto"):
     u = check_field(u, "u")
     directions = check_directions(directions, u.shape)
     lpar = check_lambda(lambda_par, u.shape, "lambda_par")
@@ -250,10 +250,26 @@ def _prepare(u, directions, lambda_par, lambda_perp, dt, steps, order, backend):
     fd_weights(order)
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-    return u, directions, lpar, lperp, dt, steps, int(order)
+    device = _resolve_device(backend, device)
+    return u, directions, lpar, lperp, dt, steps, int(order), device
 
 
-def _resolve_backend(backend: str) -> str:
+def _resolve_device(backend: str, device) -> str:
+    """The device the steps run on; numba and numpy run on the CPU only."""
+    if backend in ("numba", "numpy") and device in (None, "auto"):
+        return "cpu"  # an explicit CPU backend: no need to ask torch about CUDA
+    from .device import resolve_device
+
+    dev = resolve_device(device)
+    if dev != "cpu" and backend in ("numba", "numpy"):
+        raise ValueError(f"backend={backend!r} runs on the CPU; use backend='torch' or 'auto' "
+                         f"with device={device!r}")
+    return dev
+
+
+def _resolve_backend(backend: str, device: str = "cpu") -> str:
+    if device != "cpu":
+        return "torch"  # the only backend that runs on CUDA
     if backend != "auto":
         if backend == "numba":
             from . import _kernels
@@ -267,7 +283,7 @@ def _resolve_backend(backend: str) -> str:
 class _Stepper:
     """Advances a field by whole steps with one backend; holds its buffers."""
 
-    def __init__(self, u, v, lpar, lperp, order, backend, relu=True):
+    def __init__(self, u, v, lpar, lperp, order, backend, relu=True, device="cpu"):
         self.order = order
         self.relu = relu
         if backend == "numba":
@@ -275,7 +291,7 @@ class _Stepper:
             self._impl = KernelStepper(u, v, lpar, lperp, order, relu)
         elif backend == "torch":
             from .torch_diffusion import NumpyTorchStepper
-            self._impl = NumpyTorchStepper(u, _tensor(v, lpar, lperp), order, relu)
+            self._impl = NumpyTorchStepper(u, _tensor(v, lpar, lperp), order, relu, device)
         else:
             self._impl = None
             self.D = _tensor(v, lpar, lperp)
@@ -296,7 +312,7 @@ class _Stepper:
 
 
 def iter_diffusion(u, directions, *, lambda_par=1.0, lambda_perp=0.1, dt, steps, order=8,
-                   every=1, backend="auto") -> Iterator[tuple[int, np.ndarray]]:
+                   every=1, backend="auto", device="auto") -> Iterator[tuple[int, np.ndarray]]:
     """Run the diffusion and yield ``(step, field)`` every ``every`` steps.
 
     Same arguments as `diffuse`, plus ``every``. The last step is always yielded,
@@ -313,17 +329,17 @@ def iter_diffusion(u, directions, *, lambda_par=1.0, lambda_perp=0.1, dt, steps,
     [2, 4, 5]
     """
     every = check_steps(every, "every", minimum=1)
-    u, v, lpar, lperp, dt, steps, order = _prepare(u, directions, lambda_par, lambda_perp,
-                                                  dt, steps, order, backend)
-    yield from _iterate(u, v, lpar, lperp, dt, steps, order, every, backend)
+    u, v, lpar, lperp, dt, steps, order, device = _prepare(u, directions, lambda_par, lambda_perp,
+                                                          dt, steps, order, backend, device)
+    yield from _iterate(u, v, lpar, lperp, dt, steps, order, every, backend, device=device)
 
 
-def _iterate(u, v, lpar, lperp, dt, steps, order, every, backend, relu=True):
+def _iterate(u, v, lpar, lperp, dt, steps, order, every, backend, relu=True, device="cpu"):
     if steps == 0:
         return
-    backend = _resolve_backend(backend)
+    backend = _resolve_backend(backend, device)
     n_sub = plan_substeps(dt, lpar, lperp, order, u.ndim)
-    stepper = _Stepper(u, v, lpar, lperp, order, backend, relu)
+    stepper = _Stepper(u, v, lpar, lperp, order, backend, relu, device)
     done = 0
     while done < steps:
         n = min(every, steps - done)
@@ -333,7 +349,7 @@ def _iterate(u, v, lpar, lperp, dt, steps, order, every, backend, relu=True):
 
 
 def diffuse(u, directions, *, lambda_par=1.0, lambda_perp=0.1, dt, steps, order=8,
-            backend="auto") -> np.ndarray:
+            backend="auto", device="auto") -> np.ndarray:
     """Refine a probability field by anisotropic diffusion along ``directions``.
 
     Parameters
@@ -353,7 +369,12 @@ def diffuse(u, directions, *, lambda_par=1.0, lambda_perp=0.1, dt, steps, order=
     order : int
         Even accuracy order of the central differences (8 in the method).
     backend : {"auto", "numba", "numpy", "torch"}
-        "auto" takes the fused numba kernel when numba is installed, else numpy.
+        "auto" takes the fused numba kernel when numba is installed, else numpy,
+        and the torch path on a CUDA device.
+    device : {"auto", "cpu", "cuda", "cuda:N"}
+        Where the steps run (`napari_tubediff.core.device.resolve_device`): "auto"
+        takes CUDA when torch sees a GPU, else the CPU. On CUDA the torch backend
+        runs; numba and numpy are CPU-only.
 
     Returns
     -------
@@ -368,8 +389,9 @@ def diffuse(u, directions, *, lambda_par=1.0, lambda_perp=0.1, dt, steps, order=
     >>> bool(r[16, 14:18].min() > u[16, 14:18].max()), bool(r[10, 16] < 0.01)
     (True, True)
     """
-    u, v, lpar, lperp, dt, steps, order = _prepare(u, directions, lambda_par, lambda_perp,
-                                                  dt, steps, order, backend)
+    u, v, lpar, lperp, dt, steps, order, device = _prepare(u, directions, lambda_par, lambda_perp,
+                                                          dt, steps, order, backend, device)
     # with every >= steps the iterator yields once, the final field (nothing for steps == 0)
-    final = [field for _, field in _iterate(u, v, lpar, lperp, dt, steps, order, max(steps, 1), backend)]
+    final = [field for _, field in _iterate(u, v, lpar, lperp, dt, steps, order, max(steps, 1), backend,
+                                            device=device)]
     return final[-1] if final else u.copy()

@@ -14,11 +14,91 @@ from skimage.feature import hessian_matrix, structure_tensor
 
 from .checks import check_field
 
-__all__ = ["estimate_directions", "sample_vectors", "vector_angles"]
+__all__ = ["estimate_directions", "eigenvalue_spread", "directions_reach", "sample_vectors", "vector_angles",
+           "vector_elevations", "orientation_colors"]
+
+#: skimage's Gaussian (scipy's ``gaussian_filter``) cuts its kernel at this many sigmas
+GAUSSIAN_TRUNCATE = 4.0
+
+
+def directions_reach(sigma: float) -> int:
+    """How many pixels away from a pixel its Hessian `estimate_directions` value can see.
+
+    ``hessian_matrix(..., use_gaussian_derivatives=False)`` smooths with scipy's
+    ``gaussian_filter`` (kernel radius ``int(4 * sigma + 0.5)``), then applies
+    ``np.gradient`` twice (one pixel each, central differences inside). A tile
+    with this many pixels of context on every side gives, in its interior,
+    exactly the whole image's values (see ``napari_tubediff.batch``).
+
+    Examples
+    --------
+    >>> directions_reach(3.0)  # 12 for the Gaussian, 2 for the two gradients
+    14
+    """
+    return int(GAUSSIAN_TRUNCATE * float(sigma) + 0.5) + 2
+
+
+def _tensor_components(u: np.ndarray, sigma: float, method: str) -> list[np.ndarray]:
+    # the upper triangle of the Hessian or structure tensor, row by row (scikit-image's order)
+    if not (np.isfinite(sigma) and sigma > 0):
+        raise ValueError(f"sigma must be > 0, got {sigma!r}")
+    if method == "hessian":
+        return hessian_matrix(u, sigma=sigma, order="rc", use_gaussian_derivatives=False)
+    if method == "structure":
+        return structure_tensor(u, sigma=sigma, order="rc")
+    raise ValueError(f"method must be 'hessian' or 'structure', got {method!r}")
+
+
+#: Voxels per slab of the eigen-decomposition: the (n, ndim, ndim) float64 tensor and
+#: its eigenvectors exist for one slab at a time, so memory stays near the components'.
+_SLAB = 1 << 18
+
+
+def _tensor_eigen(comps: list[np.ndarray], shape: tuple[int, ...]):
+    """Yield ``(index, eigenvalues, eigenvectors)`` slab by slab along axis 0.
+
+    Eigenvalues ascending, eigenvectors in columns (`numpy.linalg.eigh`); each
+    voxel's decomposition is independent of the slab it is computed in.
+    """
+    ndim = len(shape)
+    per_row = int(np.prod(shape[1:]))
+    rows = max(1, _SLAB // max(per_row, 1))
+    for a in range(0, shape[0], rows):
+        idx = slice(a, min(a + rows, shape[0]))
+        T = np.empty((idx.stop - idx.start, *shape[1:], ndim, ndim), dtype=np.float64)
+        it = iter(comps)
+        for i in range(ndim):
+            for j in range(i, ndim):
+                c = next(it)[idx]
+                T[..., i, j] = c
+                T[..., j, i] = c
+        evals, evecs = np.linalg.eigh(T)
+        yield idx, evals, evecs
+
+
+def eigenvalue_spread(u, sigma: float = 2.0, *, method: str = "hessian") -> np.ndarray:
+    """Largest minus smallest eigenvalue of the tensor `estimate_directions` uses, per pixel.
+
+    Its maximum over an image is the ``scale`` of `estimate_directions`'
+    threshold; a tiled computation takes the maximum over all tiles and passes it
+    to every tile.
+
+    Examples
+    --------
+    >>> u = np.zeros((32, 32)); u[15:18, :] = 1
+    >>> bool(eigenvalue_spread(u, 2)[16, 16] > 0), float(eigenvalue_spread(u, 2)[2, 16])
+    (True, 0.0)
+    """
+    u = check_field(u, "u", unit_range=False)
+    spread = np.empty(u.shape, np.float64)
+    for idx, evals, _ in _tensor_eigen(_tensor_components(u, sigma, method), u.shape):
+        spread[idx] = evals[..., -1] - evals[..., 0]
+    return spread
 
 
 def estimate_directions(u, sigma: float = 2.0, *, method: str = "hessian",
-                        rel_threshold: float = 1e-3, bright: bool | None = True) -> np.ndarray:
+                        rel_threshold: float = 1e-3, bright: bool | None = True,
+                        scale: float | None = None) -> np.ndarray:
     """Unit vectors along the vessels of ``u``, shape ``(ndim, *u.shape)``.
 
     Parameters
@@ -41,6 +121,11 @@ def estimate_directions(u, sigma: float = 2.0, *, method: str = "hessian",
         zero, so the diffusion does not carry probability sideways out of a vessel.
         False keeps valleys (dark vessels, e.g. the green channel of a fundus
         image); None keeps both.
+    scale : float or None
+        The largest eigenvalue spread that ``rel_threshold`` is relative to. None
+        takes it from ``u`` (the maximum of `eigenvalue_spread`); a tile of a larger
+        image passes the whole image's value so that it gets the whole image's
+        directions.
 
     Returns
     -------
@@ -56,40 +141,33 @@ def estimate_directions(u, sigma: float = 2.0, *, method: str = "hessian",
     array([0., 1.], dtype=float32)
     """
     u = check_field(u, "u", unit_range=False)
-    if not (np.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be > 0, got {sigma!r}")
-    if method == "hessian":
-        comps = hessian_matrix(u, sigma=sigma, order="rc", use_gaussian_derivatives=False)
-    elif method == "structure":
-        comps = structure_tensor(u, sigma=sigma, order="rc")
-    else:
-        raise ValueError(f"method must be 'hessian' or 'structure', got {method!r}")
-    ndim = u.ndim
-    # skimage returns the upper triangle row by row: (00, 01, 11) or (00, 01, 02, 11, 12, 22)
-    T = np.empty((*u.shape, ndim, ndim), dtype=np.float64)
-    it = iter(comps)
-    for i in range(ndim):
-        for j in range(i, ndim):
-            c = next(it)
-            T[..., i, j] = c
-            T[..., j, i] = c
-    evals, evecs = np.linalg.eigh(T)  # ascending eigenvalues, eigenvectors in columns
-    if method == "hessian":
-        pick = np.argmin(np.abs(evals), axis=-1)
-    else:
-        pick = np.zeros(u.shape, dtype=np.intp)
-    v = np.take_along_axis(evecs, pick[..., None, None], axis=-1)[..., 0]
-    spread = evals[..., -1] - evals[..., 0]
-    scale = spread.max()
+    if scale is not None and not (np.isfinite(scale) and scale >= 0):
+        raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
+    comps = _tensor_components(u, sigma, method)
+    v = np.empty((*u.shape, u.ndim), np.float32)
+    spread = np.empty(u.shape, np.float64)
+    off_ridge = np.zeros(u.shape, bool)
+    for idx, evals, evecs in _tensor_eigen(comps, u.shape):
+        if method == "hessian":
+            pick = np.argmin(np.abs(evals), axis=-1)
+        else:
+            pick = np.zeros(evals.shape[:-1], dtype=np.intp)
+        v[idx] = np.take_along_axis(evecs, pick[..., None, None], axis=-1)[..., 0]
+        spread[idx] = evals[..., -1] - evals[..., 0]
+        if method == "hessian" and bright is not None:
+            strongest = np.take_along_axis(evals, np.argmax(np.abs(evals), axis=-1)[..., None], -1)[..., 0]
+            off_ridge[idx] = (strongest >= 0) if bright else (strongest <= 0)
+    del comps
+    if scale is None:
+        scale = spread.max()
     undefined = spread <= rel_threshold * scale if scale > 0 else np.ones(u.shape, bool)
-    if method == "hessian" and bright is not None:
-        strongest = np.take_along_axis(evals, np.argmax(np.abs(evals), axis=-1)[..., None], -1)[..., 0]
-        undefined |= (strongest >= 0) if bright else (strongest <= 0)
+    undefined |= off_ridge
     v[undefined] = 0
-    return np.moveaxis(v, -1, 0).astype(np.float32)
+    return np.ascontiguousarray(np.moveaxis(v, -1, 0))
 
 
-def sample_vectors(directions, mask, step: int = 4, length: float = 3.0) -> np.ndarray:
+def sample_vectors(directions, mask, step: int = 4, length: float = 3.0, *,
+                   inside: bool = False) -> np.ndarray:
     """Direction vectors on a regular grid of ``mask`` pixels, as a napari Vectors array.
 
     Parameters
@@ -103,6 +181,11 @@ def sample_vectors(directions, mask, step: int = 4, length: float = 3.0) -> np.n
         Grid spacing in pixels along every axis; the grid starts at ``step // 2``.
     length : float
         Length of each drawn vector in pixels.
+    inside : bool
+        Shorten the vectors near the border so that both ends lie within the array
+        (``0 <= coordinate <= size - 1``). napari's dims sliders span every layer's
+        extent: a vector sticking out of a volume would shift the planes' slider grid
+        off the whole pixels. Vectors left with no length are left out.
 
     Returns
     -------
@@ -120,6 +203,9 @@ def sample_vectors(directions, mask, step: int = 4, length: float = 3.0) -> np.n
            [2., 5.],
            [6., 1.],
            [6., 5.]], dtype=float32)
+    >>> sample_vectors(v, np.ones((8, 8), bool), step=4, length=6, inside=True)[:2, :, 1]  # (start, proj)
+    array([[0., 4.],
+           [5., 2.]], dtype=float32)
     """
     v = np.asarray(directions, dtype=np.float32)
     m = np.asarray(mask, dtype=bool)
@@ -136,6 +222,14 @@ def sample_vectors(directions, mask, step: int = 4, length: float = 3.0) -> np.n
     keep = grid & m & (np.abs(v).sum(axis=0) > 0)
     pos = np.argwhere(keep).astype(np.float32)
     vec = v[(slice(None), *keep.nonzero())].T * np.float32(length)
+    if inside and len(pos):
+        half = np.abs(vec) / 2
+        room = np.minimum(pos, np.asarray(m.shape, np.float32) - 1 - pos)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            fit = np.where(half > 0, room / np.where(half > 0, half, 1), np.inf).min(axis=1)
+        vec *= np.minimum(fit, 1)[:, None].astype(np.float32)
+        drawn = np.abs(vec).sum(axis=1) > 0  # a pixel on the border along its vessel has no room
+        pos, vec = pos[drawn], vec[drawn]
     out = np.empty((len(pos), 2, m.ndim), np.float32)
     out[:, 0] = pos - vec / 2
     out[:, 1] = vec
@@ -161,3 +255,53 @@ def vector_angles(vectors) -> np.ndarray:
     ang = np.degrees(np.arctan2(proj[:, -2], proj[:, -1])) % 180.0
     ang[np.isclose(ang, 180.0)] = 0.0
     return ang.astype(np.float32)
+
+
+def vector_elevations(vectors) -> np.ndarray:
+    """Angle of napari vectors out of the plane of the last two axes, in degrees, in [0, 90].
+
+    0 lies in a (rows, cols) plane, 90 runs along the first of the last three axes
+    (across the planes of a volume). 2D vectors are all 0.
+
+    Examples
+    --------
+    >>> vecs = np.zeros((3, 2, 3)); vecs[:, 1] = [[0, 0, 1], [1, 0, 0], [-1, 1, 0]]
+    >>> vector_elevations(vecs)
+    array([ 0., 90., 45.], dtype=float32)
+    """
+    a = np.asarray(vectors, dtype=np.float64)
+    if a.ndim != 3 or a.shape[1] != 2 or a.shape[2] < 2:
+        raise ValueError(f"vectors must have shape (N, 2, ndim >= 2), got {a.shape}")
+    if a.shape[2] == 2:
+        return np.zeros(len(a), np.float32)
+    proj = a[:, 1, -3:]
+    return np.degrees(np.arctan2(np.abs(proj[:, 0]), np.hypot(proj[:, 1], proj[:, 2]))).astype(np.float32)
+
+
+def orientation_colors(vectors) -> np.ndarray:
+    """RGBA colours of napari vectors by their orientation in 3D, shape ``(N, 4)``.
+
+    The direction-encoded colour of diffusion imaging: red, green and blue are the
+    absolute components of the unit vector along the columns (last axis), the rows and
+    the planes (the third axis from the end). A vessel along the columns is red, along
+    the rows green, across the planes blue; oblique ones mix; opposite vectors have the
+    same colour (a vessel direction has no sign). Zero vectors are grey. 2D vectors
+    have no blue.
+
+    Examples
+    --------
+    >>> vecs = np.zeros((3, 2, 3)); vecs[:, 1] = [[0, 0, 2], [0, -1, 0], [1, 0, 0]]
+    >>> orientation_colors(vecs)[:, :3]
+    array([[1., 0., 0.],
+           [0., 1., 0.],
+           [0., 0., 1.]], dtype=float32)
+    """
+    a = np.asarray(vectors, dtype=np.float64)
+    if a.ndim != 3 or a.shape[1] != 2 or a.shape[2] < 2:
+        raise ValueError(f"vectors must have shape (N, 2, ndim >= 2), got {a.shape}")
+    proj = a[:, 1, -3:][:, ::-1]  # (cols, rows[, planes])
+    rgb = np.zeros((len(a), 3))
+    rgb[:, :proj.shape[1]] = np.abs(proj)
+    norm = np.linalg.norm(rgb, axis=1, keepdims=True)
+    rgb = np.where(norm > 0, rgb / np.where(norm > 0, norm, 1), 0.5)
+    return np.concatenate([rgb, np.ones((len(a), 1))], axis=1).astype(np.float32)

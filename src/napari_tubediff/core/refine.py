@@ -39,16 +39,20 @@ class RefineSettings:
 
 
 def iter_refine(u, directions=None, settings: RefineSettings | None = None, *, every: int = 1,
-                **overrides) -> Iterator[tuple[int, np.ndarray]]:
+                device: str = "auto", **overrides) -> Iterator[tuple[int, np.ndarray]]:
     """`refine` step by step: yields ``(step, field)`` like `iter_diffusion`."""
     s = replace(settings or RefineSettings(), **overrides)
     if directions is None:
         directions = estimate_directions(u, s.sigma)
-    yield from iter_diffusion(u, directions, every=every, **s.diffusion_kwargs())
+    yield from iter_diffusion(u, directions, every=every, device=device, **s.diffusion_kwargs())
 
 
-def refine(u, directions=None, settings: RefineSettings | None = None, **overrides) -> np.ndarray:
+def refine(u, directions=None, settings: RefineSettings | None = None, *, device: str = "auto",
+           **overrides) -> np.ndarray:
     """Refined probability field; directions from the Hessian of ``u`` unless given.
+
+    ``overrides`` replace fields of ``settings``; ``device`` is where the diffusion
+    runs (see `napari_tubediff.diffuse`; the Hessian directions are computed on the CPU).
 
     Examples
     --------
@@ -60,5 +64,5 @@ def refine(u, directions=None, settings: RefineSettings | None = None, **overrid
     s = replace(settings or RefineSettings(), **overrides)
     if s.steps == 0:
         return np.asarray(u, np.float32).copy()
-    *_, (_, field) = iter_refine(u, directions, s, every=s.steps)
+    *_, (_, field) = iter_refine(u, directions, s, every=s.steps, device=device)
     return field

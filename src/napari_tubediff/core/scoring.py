@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .metrics import cldice, dice, vca, vca_fov
+from .metrics import betti_errors, cldice, count_components, dice, vca, vca_fov
 
 __all__ = ["prediction_mask", "score_predictions", "rows_to_csv"]
 
@@ -37,8 +37,9 @@ def prediction_mask(a, threshold: float = 0.5, name: str = "prediction") -> np.n
 
 
 def score_predictions(predictions: Mapping[str, np.ndarray], truth, fov=None,
-                      threshold: float = 0.5) -> list[dict]:
-    """Dice, clDice and VCA of each prediction against ``truth``.
+                      threshold: float = 0.5, topology: bool = False) -> list[dict]:
+    """Dice, clDice and VCA (and, with ``topology``, component counts and Betti errors)
+    of each prediction against ``truth``, 2D or 3D.
 
     Parameters
     ----------
@@ -51,12 +52,16 @@ def score_predictions(predictions: Mapping[str, np.ndarray], truth, fov=None,
         (``vca`` always counts on the whole image, as the reference does).
     threshold : float
         For probability fields.
+    topology : bool
+        Also ``components`` (the prediction's connected components, 8 / 26-connected)
+        and the Betti-number errors ``betti0_error``, ``betti1_error`` (and
+        ``betti2_error`` in 3D), inside the FOV when one is given (`metrics.betti_errors`).
 
     Returns
     -------
     rows : list of dict
         One per prediction, in the given order: ``name``, ``dice``, ``cldice``, ``vca``
-        (and ``vca_fov`` with a FOV).
+        (and ``vca_fov`` with a FOV; the topology columns after them).
 
     Examples
     --------
@@ -64,6 +69,8 @@ def score_predictions(predictions: Mapping[str, np.ndarray], truth, fov=None,
     >>> half = gt.copy(); half[2, 5:] = False
     >>> [(r["name"], r["dice"]) for r in score_predictions({"truth": gt, "half": half}, gt)]
     [('truth', 1.0), ('half', 0.7272727272727273)]
+    >>> score_predictions({"half": half}, gt, topology=True)[0]["components"]
+    1
     """
     g = prediction_mask(truth, name="the ground truth")
     f = None if fov is None else prediction_mask(fov, name="the field of view")
@@ -77,6 +84,9 @@ def score_predictions(predictions: Mapping[str, np.ndarray], truth, fov=None,
         row = {"name": name, "dice": dice(p, g, f), "cldice": cldice(p, g, f), "vca": vca(p, g)}
         if f is not None:
             row["vca_fov"] = vca_fov(p, g, f)
+        if topology:
+            row["components"] = count_components(p)
+            row.update(betti_errors(p, g, f))
         rows.append(row)
     return rows
 

@@ -129,12 +129,15 @@ def diffuse_t(u: torch.Tensor, directions: torch.Tensor, lambda_par=1.0, lambda_
 class NumpyTorchStepper:
     """Adapter so `napari_tubediff.diffuse(..., backend="torch")` can run this path."""
 
-    def __init__(self, u: np.ndarray, D: np.ndarray, order: int, relu: bool = True):
+    def __init__(self, u: np.ndarray, D: np.ndarray, order: int, relu: bool = True, device: str = "cpu"):
         ndim = u.ndim
-        self.u = torch.from_numpy(np.ascontiguousarray(u, np.float32))[None, None]
-        self.D = [[torch.from_numpy(np.ascontiguousarray(D[i, j]))[None, None]
-                   for j in range(ndim)] for i in range(ndim)]
-        self.w = torch.tensor(np.array(fd_weights(order)), dtype=torch.float32)
+        dev = torch.device(device)
+        self.u = torch.from_numpy(np.ascontiguousarray(u, np.float32))[None, None].to(dev)
+        # D is symmetric: upload each of its ndim*(ndim+1)/2 distinct components once
+        comp = {(i, j): torch.from_numpy(np.ascontiguousarray(D[i, j], np.float32))[None, None].to(dev)
+                for i in range(ndim) for j in range(i, ndim)}
+        self.D = [[comp[min(i, j), max(i, j)] for j in range(ndim)] for i in range(ndim)]
+        self.w = torch.tensor(np.array(fd_weights(order)), dtype=torch.float32, device=dev)
         self.relu = relu
 
     def advance(self, n: int, dt: float) -> None:
@@ -143,4 +146,4 @@ class NumpyTorchStepper:
                 self.u = rk4_step_t(self.u, self.D, self.w, float(dt), self.relu)
 
     def field(self) -> np.ndarray:
-        return self.u[0, 0].numpy().copy()
+        return self.u[0, 0].cpu().numpy().copy()

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox
+from magicgui.widgets import CheckBox, ComboBox
 
 from ..core.checks import check_field
 
@@ -74,6 +76,66 @@ def follow_layers(viewer, *combos: ComboBox, prefer: str | None = None) -> None:
     refresh()
 
 
+def spatial_ndim(layer) -> int:
+    """Number of spatial axes of a layer's data (an RGB image's colour axis is not one)."""
+    if layer is None:
+        return 0
+    return int(np.ndim(layer.data)) - (1 if getattr(layer, "rgb", False) else 0)
+
+
+def view_toggle(viewer, combo: ComboBox) -> CheckBox:
+    """A "3D view" check box bound to ``viewer.dims.ndisplay``, for a panel's layer choice.
+
+    It is enabled only while ``combo``'s layer is a volume (3 spatial axes), so 2D data
+    is never rendered with a time or channel axis as depth; it follows the viewer's own
+    2D/3D button both ways. The viewer is never switched to 3D unless asked.
+    """
+    box = CheckBox(text="3D view", value=viewer.dims.ndisplay == 3,
+                   tooltip="render the volume in 3D (the viewer's 2D/3D button does the same); "
+                           "off: slice by slice")
+
+    def sync(*_):
+        steady_cursor(viewer)
+        box.enabled = spatial_ndim(combo.value) >= 3 or viewer.dims.ndisplay == 3
+        if box.value != (viewer.dims.ndisplay == 3):
+            box.value = viewer.dims.ndisplay == 3
+
+    def apply(on: bool):
+        if on and spatial_ndim(combo.value) < 3:
+            box.value = False  # not for 2D data
+            return
+        viewer.dims.ndisplay = 3 if on else 2
+
+    box.changed.connect(apply)
+    viewer.dims.events.ndisplay.connect(sync)
+    combo.changed.connect(sync)
+    sync()
+    return box
+
+
+def steady_cursor(viewer) -> None:
+    """Give the cursor a view direction in the 3D view until the mouse gives it one.
+
+    napari 0.9.2's ``Labels.get_status`` passes ``np.asarray(None)`` as the view ray
+    when the mouse has not moved over the 3D canvas yet, and fails (``TypeError: len()
+    of unsized object``) for a volume Labels layer with features, such as ``bridged``,
+    whenever the status bar updates. The camera's view direction is what the canvas
+    would set at the first mouse move.
+    """
+    if viewer.dims.ndisplay != 3:
+        return
+    cursor = viewer.cursor
+    # best effort around a napari bug: a private field (napari warns about the access)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        try:
+            if getattr(cursor, "_view_direction", 0) is None:
+                cursor._view_direction = camera(viewer).calculate_nd_view_direction(
+                    viewer.dims.ndim, viewer.dims.displayed)
+        except Exception:  # noqa: BLE001 - another napari: nothing to steady
+            pass
+
+
 def camera(viewer):
     """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
     scene = getattr(viewer, "scene", None)
@@ -107,6 +169,7 @@ def put_image(viewer, name: str, data: np.ndarray, like=None, **kwargs):
 
 def put_layer(viewer, name: str, kind: str, data, like=None, **kwargs):
     """Replace layer ``name`` by a new one of ``kind`` ('labels', 'vectors', ...), keeping its place."""
+    steady_cursor(viewer)
     index = None
     if name in viewer.layers:
         index = viewer.layers.index(name)

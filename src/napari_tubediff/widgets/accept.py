@@ -15,7 +15,7 @@ from napari.utils.notifications import show_error, show_info
 
 from ..core.checks import check_field
 from ..core.curation import accept_mask, merge_indices
-from ._common import SHORTCUTS, follow_layers, layers_of, put_layer
+from ._common import SHORTCUTS, follow_layers, layers_of, put_layer, steady_cursor
 from .gaps import rejected_labels
 
 CURATED = "curated"
@@ -45,6 +45,7 @@ class AcceptWidget(Container):
         follow_layers(viewer, self.refined, prefer="refined")
         follow_layers(viewer, self.curated, prefer="curated")
         follow_layers(viewer, self.gaps, prefer="bridged")
+        viewer.dims.events.ndisplay.connect(lambda _e: steady_cursor(viewer))  # see steady_cursor
         self.accept_button.changed.connect(self.accept)
         self.undo_button.changed.connect(self.undo)
         viewer.bind_key(SHORTCUTS["accept"], lambda _v: self.accept(), overwrite=True)

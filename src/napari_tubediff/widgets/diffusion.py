@@ -8,8 +8,15 @@ yielded field into two layers:
   Bridged gaps and Accept panels use;
 * ``refined history`` (Image, shape ``(T, *spatial)``): snapshots on a leading time axis,
   so the dims slider scrubs back through the run. At most ``snapshots kept`` of them are
-  stored (and at most 256 MiB); when full, every second one is dropped
+  stored (and at most 256 MiB, `SNAPSHOT_BYTES`); when full, every second one is dropped
   (`core.history.SnapshotHistory`), so they always span the run from step 0.
+
+Volumes (planes, rows, cols) work the same way: the time axis comes first, the "3D
+view" box renders the field in napari's 3D view (maximum intensity projection) as it
+evolves, in green over the probability (`VOLUME_HISTORY_LOOK`; the refined layer, the
+same field as the newest snapshot, starts hidden). A 128^3 volume takes 8 MiB per
+snapshot, so the memory cap, not the count, bounds its history (32 snapshots); the panel
+shows the budget, and says when the cap cuts the number of snapshots.
 
 Run continues the current state up to ``steps`` (and starts over from the probability
 once it is there); Pause/Resume holds the worker; Step advances exactly one step from
@@ -34,7 +41,7 @@ from ..core.history import SnapshotHistory, capacity_for
 from ..core.refine import RefineSettings
 from ..models import session
 from ..models.refiner import vessel_directions
-from ._common import SHORTCUTS, follow_layers, layers_of, probability_data, put_image
+from ._common import SHORTCUTS, follow_layers, layers_of, probability_data, put_image, view_toggle
 
 REFINED = "refined"
 HISTORY = "refined history"
@@ -53,8 +60,29 @@ class Frame(NamedTuple):
     earlier: tuple = ()
 
 
-#: At most this many undrawn fields ride along with one frame (older ones are thinned).
+#: At most this many undrawn fields ride along with one frame (older ones are thinned) ...
 MAX_EARLIER = 32
+#: ... and at most this many bytes of them (a few for a volume).
+EARLIER_BYTES = 64 * 2**20
+#: The snapshot history's memory cap (`core.history.capacity_for`).
+SNAPSHOT_BYTES = 256 * 2**20
+
+
+#: How the refined field and its history are drawn for a 2D image: the history, on top,
+#: shows the snapshot under the time slider.
+PLANE_LOOK = {"colormap": "viridis", "blending": "additive"}
+PLANE_HISTORY_LOOK = {"colormap": "viridis", "blending": "translucent"}
+#: ... and for a volume, in the 3D view as plane by plane: a maximum intensity projection
+#: in a colour map from black, added to the probability (magma), so what the diffusion
+#: bridged shows green. An opaque volume on top would hide the rest, so the history is
+#: drawn that way too, and the refined layer (the same field as the newest snapshot) is
+#: hidden rather than added twice.
+VOLUME_LOOK = {"colormap": "green", "blending": "additive", "rendering": "mip", "visible": False}
+VOLUME_HISTORY_LOOK = {"colormap": "green", "blending": "additive", "rendering": "mip"}
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:.1f} MiB" if n < 2**30 else f"{n / 2**30:.2f} GiB"
 
 
 def _diffusion_job(u, directions, settings: RefineSettings, *, start: int = 0, steps: int | None = None,
@@ -64,8 +92,9 @@ def _diffusion_job(u, directions, settings: RefineSettings, *, start: int = 0, s
     ``u`` is the field to start from (at step ``start``); ``steps`` (default
     ``settings.steps``) more steps are run. Small images step faster than a screen
     refreshes: a field closer than ``min_interval`` seconds to the last frame sent is not
-    drawn but travels in the next frame's ``earlier`` (at most `MAX_EARLIER`, thinned
-    by halves), for the snapshot history. The last step is always sent.
+    drawn but travels in the next frame's ``earlier`` (at most `MAX_EARLIER` fields and
+    `EARLIER_BYTES`, thinned by halves), for the snapshot history. The last step is
+    always sent.
     """
     if directions is None:
         # the learned head when the probability layer carries backbone features, else Hessian
@@ -75,6 +104,7 @@ def _diffusion_job(u, directions, settings: RefineSettings, *, start: int = 0, s
     kw["steps"] = n = settings.steps if steps is None else steps
     last = -np.inf
     earlier: list = []
+    most = max(2, min(MAX_EARLIER, EARLIER_BYTES // max(np.asarray(u).nbytes, 1)))
     for step, field in iter_diffusion(u, directions, every=every, **kw):
         now = time.monotonic()
         if step == n or now - last >= min_interval:
@@ -82,7 +112,7 @@ def _diffusion_job(u, directions, settings: RefineSettings, *, start: int = 0, s
             yield Frame(start + step, field, earlier=tuple(earlier))
             earlier = []
         else:
-            if len(earlier) >= MAX_EARLIER:
+            if len(earlier) >= most:
                 earlier = earlier[::2]
             earlier.append((start + step, field))
 
@@ -127,12 +157,14 @@ class DiffusionWidget(Container):
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(value="")
         self.scrub = Label(value="")
+        self.memory = Label(value="")
         self.keys = Label(value=f"Keys: {SHORTCUTS['step']} step (pauses a run first)")
+        follow_layers(viewer, self.layer, prefer="probab")
+        self.view3d = view_toggle(viewer, self.layer)
         self.extend([self.layer, self.sigma, self.lambda_par, self.lambda_perp, self.dt, self.steps,
                      self.every, self.order, self.max_snapshots, self.run_button, self.pause_button,
                      self.step_button, self.restore_button, self.reset_button, self.cancel_button,
-                     self.status, self.scrub, self.keys])
-        follow_layers(viewer, self.layer, prefer="probab")
+                     self.view3d, self.status, self.scrub, self.memory, self.keys])
         self.run_button.changed.connect(self.run)
         self.pause_button.changed.connect(self.toggle_pause)
         self.step_button.changed.connect(self.step)
@@ -181,8 +213,17 @@ class DiffusionWidget(Container):
         self._u0 = u
         self._field = u.copy()
         self._step = 0
-        self._history = SnapshotHistory(capacity_for(u.shape, self.max_snapshots.value))
+        wanted = self.max_snapshots.value
+        cap = capacity_for(u.shape, wanted, SNAPSHOT_BYTES)
+        self._history = SnapshotHistory(cap)
         self._history.add(0, u)
+        each = u.size * 4
+        self.memory.value = f"snapshots: at most {cap} x {_mib(each)} = {_mib(cap * each)}"
+        told = (self._key, cap)
+        if cap < wanted and told != getattr(self, "_told", None):  # once per layer, not at every reset
+            self._told = told
+            show_info(f"Each snapshot of '{self._source.name}' {u.shape} takes {_mib(each)}: at most "
+                      f"{cap} are kept ({_mib(cap * each)}), thinned over the run, not {wanted}.")
         self._show_field()
 
     # -- actions ------------------------------------------------------------------
@@ -277,10 +318,12 @@ class DiffusionWidget(Container):
     # -- showing the state (main thread) ------------------------------------------
     def _show_field(self, follow: bool = True):
         src = self._source
-        put_image(self._viewer, REFINED, self._field, like=src, colormap="viridis", contrast_limits=(0, 1),
-                  blending="additive")
-        put_image(self._viewer, HISTORY, self._history.stack(), like=src, colormap="viridis",
-                  contrast_limits=(0, 1), blending="translucent")
+        # (the looks apply when a layer is made; the annotator's later changes are kept)
+        look, history_look = (VOLUME_LOOK, VOLUME_HISTORY_LOOK) if self._field.ndim == 3 else (
+            PLANE_LOOK, PLANE_HISTORY_LOOK)
+        put_image(self._viewer, REFINED, self._field, like=src, contrast_limits=(0, 1), **look)
+        put_image(self._viewer, HISTORY, self._history.stack(), like=src, contrast_limits=(0, 1),
+                  **history_look)
         if follow:
             self._viewer.dims.set_current_step(0, len(self._history) - 1)
         self._show_scrub()

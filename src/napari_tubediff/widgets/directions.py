@@ -1,10 +1,17 @@
-"""Directions panel: the vessel directions as a ``directions`` Vectors layer, coloured by angle.
+"""Directions panel: the vessel directions as a ``directions`` Vectors layer, coloured by orientation.
 
 Directions come from `models.refiner.vessel_directions`: the learned direction head
 on the backbone's features when the probability layer carries them (U-Net), else the
 Hessian eigenvectors of the probability field. They are drawn on a grid of vessel pixels
 (``probability >= threshold``) by `core.directions.sample_vectors`. Changing the grid
 step or the length redraws at once from the directions already computed.
+
+Colours: in 2D the angle in the image plane (a cyclic colour map over 0-180 degrees);
+for a volume the vectors have three components and are coloured by their 3D
+orientation (`core.directions.orientation_colors`: red along the columns, green along
+the rows, blue across the planes). The "3D view" box renders them in napari's 3D view;
+off, the volume is shown plane by plane. The grid step is set to `GRID_STEP` ``[ndim]``
+when the chosen layer's dimensions change.
 """
 
 from __future__ import annotations
@@ -15,12 +22,15 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButto
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
-from ..core.directions import sample_vectors, vector_angles
+from ..core.directions import orientation_colors, sample_vectors, vector_angles, vector_elevations
 from ..models import session
 from ..models.refiner import vessel_directions
-from ._common import follow_layers, layers_of, probability_data, put_layer
+from ._common import follow_layers, layers_of, probability_data, put_layer, spatial_ndim, view_toggle
 
 DIRECTIONS = "directions"
+#: Default grid step for 2D images and for volumes: a volume's regular grid meets a thin
+#: vessel far more rarely (one pixel in step^3), so its grid is denser.
+GRID_STEP = {2: 6, 3: 3}
 
 
 def _directions_job(u: np.ndarray, sigma: float, features=None):
@@ -42,18 +52,28 @@ class DirectionsWidget(Container):
                                   tooltip="Hessian scale in pixels, about the vessel radius")
         self.threshold = FloatSpinBox(value=0.5, min=0.01, max=1.0, step=0.05, label="vessel threshold",
                                       tooltip="vectors are drawn where probability >= this")
-        self.step = SpinBox(value=6, min=1, max=256, label="grid step",
+        self.step = SpinBox(value=GRID_STEP[2], min=1, max=256, label="grid step",
                             tooltip="one vector every this many pixels (the density)")
         self.length = FloatSpinBox(value=5.0, min=0.5, max=100.0, step=0.5, label="length",
                                    tooltip="drawn length of each vector, in pixels")
         self.run_button = PushButton(text="Show directions")
         self.status = Label(value="")
-        self.extend([self.layer, self.sigma, self.threshold, self.step, self.length, self.run_button,
-                     self.status])
         follow_layers(viewer, self.layer, prefer="probab")
+        self.view3d = view_toggle(viewer, self.layer)
+        self.extend([self.layer, self.sigma, self.threshold, self.step, self.length, self.run_button,
+                     self.view3d, self.status])
         self.run_button.changed.connect(self.run)
         for w in (self.step, self.length, self.threshold):
             w.changed.connect(self._redraw)
+        self._nd = 2
+        self.layer.changed.connect(self._fit_grid)
+        self._fit_grid()
+
+    def _fit_grid(self, *_):
+        nd = spatial_ndim(self.layer.value)
+        if nd in GRID_STEP and nd != self._nd:
+            self._nd = nd
+            self.step.value = GRID_STEP[nd]
 
     def _input(self) -> np.ndarray | None:
         return probability_data(self.layer.value, show_error)
@@ -85,13 +105,23 @@ class DirectionsWidget(Container):
         if self._cache is None:
             return
         _, u, v = self._cache
-        vectors = sample_vectors(v, u >= self.threshold.value, self.step.value, self.length.value)
+        vectors = sample_vectors(v, u >= self.threshold.value, self.step.value, self.length.value,
+                                 inside=True)
         angles = vector_angles(vectors) if len(vectors) else np.zeros(0, np.float32)
-        put_layer(self._viewer, DIRECTIONS, "vectors", vectors, like=self._source,
-                  features={"angle": angles}, edge_color="angle", edge_colormap="hsv",
-                  edge_contrast_limits=(0.0, 180.0), edge_width=1.0, length=1.0, vector_style="line")
+        if u.ndim == 3:
+            # colour by 3D orientation; the angles stay in the features for a colour map by hand
+            elev = vector_elevations(vectors) if len(vectors) else np.zeros(0, np.float32)
+            colour = {"features": {"angle": angles, "elevation": elev},
+                      "edge_color": orientation_colors(vectors) if len(vectors) else "white"}
+            legend = "3D orientation;\nred: along columns, green: rows, blue: across planes"
+        else:
+            colour = {"features": {"angle": angles}, "edge_color": "angle", "edge_colormap": "hsv",
+                      "edge_contrast_limits": (0.0, 180.0)}
+            legend = "colour: angle, 0-180 degrees"
+        put_layer(self._viewer, DIRECTIONS, "vectors", vectors, like=self._source, edge_width=1.0,
+                  length=1.0, vector_style="line", **colour)
         kind = "learned head" if getattr(self, "_kind", "") == "learned" else "Hessian"
-        self.status.value = f"{len(vectors)} vectors, {kind} directions (colour: angle, 0-180 degrees)"
+        self.status.value = f"{len(vectors)} vectors, {kind} directions ({legend})"
 
     def _on_finished(self):
         self._worker = None

@@ -18,7 +18,7 @@ from qtpy.QtWidgets import QListWidget
 
 from ..core.checks import check_field
 from ..core.gaps import bridged_gaps
-from ._common import camera, canvas_size, follow_layers, layers_of, put_layer
+from ._common import camera, canvas_size, follow_layers, layers_of, put_layer, steady_cursor
 
 BRIDGED = "bridged"
 UNREVIEWED, ACCEPTED, REJECTED = "unreviewed", "accepted", "rejected"
@@ -58,6 +58,7 @@ class GapsWidget(Container):
         self.extend([self.accept_button, self.reject_button, self.status])
         follow_layers(viewer, self.probability, prefer="probab")
         follow_layers(viewer, self.refined, prefer="refined")
+        viewer.dims.events.ndisplay.connect(lambda _e: steady_cursor(viewer))  # see steady_cursor
         self.run_button.changed.connect(self.run)
         self.list.currentRowChanged.connect(self.go_to)
         self.accept_button.changed.connect(lambda *_: self.mark(ACCEPTED))

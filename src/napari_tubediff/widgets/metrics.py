@@ -1,7 +1,9 @@
-"""Metrics panel: Dice, clDice and VCA of any number of layers against a ground truth.
+"""Metrics panel: Dice, clDice, VCA and topology of any number of layers against a ground truth.
 
 Predictions may be Image layers (probabilities in [0, 1], thresholded) or Labels layers
-(non-zero is vessel); scoring (`core.scoring.score_predictions`) runs in a worker. The
+(non-zero is vessel), 2D or 3D; scoring (`core.scoring.score_predictions`) runs in a
+worker. With "topology" the table also has each prediction's connected components
+(8-connected in 2D, 26 in 3D) and the Betti-number errors (b0, b1; b2 for volumes). The
 table can be exported as CSV (written atomically).
 """
 
@@ -11,27 +13,33 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, Select
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, Select
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QFileDialog, QTableWidget, QTableWidgetItem
 
-from ..core.scoring import rows_to_csv, score_predictions
+from ..core.metrics import count_components
+from ..core.scoring import prediction_mask, rows_to_csv, score_predictions
 from ..data.io import atomic_write_text
 from ._common import follow_layers, layers_of
 
-COLUMNS = {"name": "layer", "dice": "Dice", "cldice": "clDice", "vca": "VCA", "vca_fov": "VCA (FOV)"}
+COLUMNS = {"name": "layer", "dice": "Dice", "cldice": "clDice", "vca": "VCA", "vca_fov": "VCA (FOV)",
+           "components": "components", "betti0_error": "Betti 0 err", "betti1_error": "Betti 1 err",
+           "betti2_error": "Betti 2 err"}
 
 
-def _score_job(predictions: dict, truth, fov, threshold: float):
+def _score_job(predictions: dict, truth, fov, threshold: float, topology: bool = False):
     """Score each prediction on its own, so one bad layer does not hide the others' scores."""
     rows, errors = [], []
     for name, a in predictions.items():
         try:
-            rows += score_predictions({name: a}, truth, fov, threshold)
+            rows += score_predictions({name: a}, truth, fov, threshold, topology=topology)
         except ValueError as e:
             errors.append(str(e))
-    return rows, errors
+    n_truth = None
+    if topology and rows:  # the truth was read without error
+        n_truth = count_components(prediction_mask(truth))
+    return rows, errors, n_truth
 
 
 class MetricsWidget(Container):
@@ -50,12 +58,16 @@ class MetricsWidget(Container):
         self.fov = ComboBox(label="field of view", nullable=True, value=None, choices=labels)
         self.threshold = FloatSpinBox(value=0.5, min=0.01, max=1.0, step=0.05, label="threshold",
                                       tooltip="for probability (Image) layers")
+        self.topology = CheckBox(text="topology", value=True,
+                                 tooltip="also connected components (8 / 26-connected) and the errors "
+                                         "of the Betti numbers b0, b1 (and b2 in 3D)")
         self.run_button = PushButton(text="Score")
         self.export_button = PushButton(text="Export CSV...", enabled=False)
         self.status = Label(value="")
         self.table = QTableWidget(0, 4)
         self.table.setMinimumHeight(140)
-        self.extend([self.predictions, self.truth, self.fov, self.threshold, self.run_button])
+        self.extend([self.predictions, self.truth, self.fov, self.threshold, self.topology,
+                     self.run_button])
         self.native.layout().addWidget(self.table)
         self.extend([self.export_button, self.status])
         follow_layers(viewer, self.predictions)
@@ -89,7 +101,7 @@ class MetricsWidget(Container):
             show_error(" ".join(errors))
             return
         self._worker = create_worker(_score_job, preds, np.asarray(truth.data), fov, self.threshold.value,
-                                     _ignore_errors=True, _progress={"desc": "scoring"})
+                                     self.topology.value, _ignore_errors=True, _progress={"desc": "scoring"})
         self._worker.returned.connect(self._on_result)
         self._worker.errored.connect(lambda e: show_error(f"Scoring failed: {e}"))
         self._worker.finished.connect(self._on_finished)
@@ -98,7 +110,7 @@ class MetricsWidget(Container):
         self._worker.start()
 
     def _on_result(self, result):
-        rows, errors = result
+        rows, errors, n_truth = result
         errors = self._errors + errors
         if errors:
             show_error(" ".join(errors))
@@ -114,7 +126,8 @@ class MetricsWidget(Container):
                 self.table.setItem(i, j, QTableWidgetItem(f"{v:.4f}" if isinstance(v, float) else str(v)))
         self.table.resizeColumnsToContents()
         self.export_button.enabled = bool(rows)
-        self.status.value = f"scored {len(rows)} layer(s)" + (f"; {len(errors)} skipped" if errors else "")
+        self.status.value = (f"scored {len(rows)} layer(s)" + (f"; {len(errors)} skipped" if errors else "")
+                             + (f"; the truth has {n_truth} component(s)" if n_truth is not None else ""))
 
     def _on_finished(self):
         self._worker = None

@@ -2,28 +2,88 @@
 
 Grey images (2D or 3D) are used as they are; RGB images through their green channel,
 where retinal vessels have the most contrast. The backbone runs in a worker thread.
+
+The backbones are those of `models.registry`; each takes 2D images, volumes or both
+(`backbone_dims`). Choosing an image the current backbone cannot take switches to one
+that can (a learned 3D backbone when the registry has one, else ``vesselness``), and
+pressing Segment with a mismatched pair says so instead of failing in the worker.
+
+The training-free ``vesselness`` backbone marks the strongest ``vessel fraction`` of the
+pixels as vessel; vessels fill far less of a volume than of a retina photograph, so the
+fraction is set to `VESSEL_FRACTION` ``[ndim]`` when the chosen image's dimensions change.
 """
 
 from __future__ import annotations
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, Label, PushButton
+from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
-from ..models import session
+from ..models import registry, session
+from ..models.classical import VESSEL_FRACTION
 from ..models.registry import available_backbones, get_backbone
-from ._common import follow_layers, layers_of, put_image
+from ._common import follow_layers, layers_of, put_image, spatial_ndim
 
 PROBABILITY = "probability"
 
+#: Training-free backbones that take 2D images and volumes alike.
+ND_BACKBONES = ("vesselness",)
 
-def _segment_job(name: str, image: np.ndarray, fov: np.ndarray | None):
+
+def backbone_dims(name: str) -> tuple[int, ...]:
+    """The numbers of spatial axes backbone ``name`` takes: ``(2,)``, ``(3,)`` or ``(2, 3)``.
+
+    The registry's own answer when it gives one (``registry.backbone_ndims(name)``);
+    otherwise `ND_BACKBONES` take both, names ending in "3d" (e.g. ``unet3d``) volumes,
+    and the others (the 2D U-Net, TorchScript models of 2D images) 2D images.
+
+    Examples
+    --------
+    >>> backbone_dims("vesselness"), backbone_dims("unet"), backbone_dims("unet3d")
+    ((2, 3), (2,), (3,))
+    """
+    ask = getattr(registry, "backbone_ndims", None)
+    if ask is not None:
+        try:
+            return tuple(sorted(int(d) for d in ask(name)))
+        except (KeyError, ValueError, TypeError):
+            pass
+    if name in ND_BACKBONES:
+        return (2, 3)
+    if name.lower().endswith("3d"):
+        return (3,)
+    return (2,)
+
+
+def backbone_for(ndim: int, names, current: str | None = None) -> str | None:
+    """``current`` if it takes ``ndim``-D images, else the best of ``names`` that does.
+
+    For volumes a learned 3D backbone comes first, then a training-free one; for 2D
+    images the U-Net first. None when no backbone takes ``ndim``-D images.
+
+    Examples
+    --------
+    >>> backbone_for(3, ["unet", "vesselness"], "unet")
+    'vesselness'
+    >>> backbone_for(3, ["unet", "unet3d", "vesselness"], "unet"), backbone_for(2, ["unet"], "unet")
+    ('unet3d', 'unet')
+    """
+    if current is not None and ndim in backbone_dims(current):
+        return current
+    able = [n for n in names if ndim in backbone_dims(n)]
+    first = "unet" if ndim == 2 else None
+    able.sort(key=lambda n: (n != first, n in ND_BACKBONES, n))
+    return able[0] if able else None
+
+
+def _segment_job(name: str, image: np.ndarray, fov: np.ndarray | None, **options):
     """``(probability, features or None)``: learned backbones also give their features,
-    which the Directions and Diffusion panels hand to the learned direction head."""
+    which the Directions and Diffusion panels hand to the learned direction head.
+    ``options`` go to the backbone (e.g. ``vessel_fraction`` for vesselness)."""
     # "unet" is the session's U-Net: the shipped one, or one fine-tuned in this session
-    backbone = session.active_unet() if name == "unet" else get_backbone(name)
+    backbone = session.active_unet() if name == "unet" else get_backbone(name, **options)
     if hasattr(backbone, "predict_with_features"):
         return backbone.predict_with_features(image, fov=fov)
     return backbone.predict(image, fov=fov), None
@@ -43,14 +103,43 @@ class SegmentWidget(Container):
                             tooltip="optional mask: the probability is zero outside it")
         # a TorchScript backbone needs a file: it is offered by the CLI and the Python API
         names = [n for n in available_backbones() if n != "torchscript"]
+        vol = ", ".join(n for n in names if 3 in backbone_dims(n))
         self.backbone = ComboBox(label="backbone", choices=names,
                                  value="unet" if "unet" in names else names[0],
-                                 tooltip="unet: shipped DRIVE weights; vesselness: no training")
+                                 tooltip="unet: shipped DRIVE weights (2D); vesselness: no training "
+                                         f"(2D and 3D). For volumes: {vol}")
+        self.fraction = FloatSpinBox(value=VESSEL_FRACTION[2], min=0.001, max=0.5, step=0.005,
+                                     label="vessel fraction",
+                                     tooltip="vesselness: the expected fraction of vessel pixels, marked "
+                                             ">= 0.5 (a retina photograph: about 0.12; a volume: "
+                                             "0.005-0.02)")
         self.run_button = PushButton(text="Segment")
         self.status = Label(value="")
-        self.extend([self.image, self.fov, self.backbone, self.run_button, self.status])
+        self.extend([self.image, self.fov, self.backbone, self.fraction, self.run_button, self.status])
+        self._nd = 2
         follow_layers(viewer, self.image, self.fov)
         self.run_button.changed.connect(self.run)
+        self.image.changed.connect(self._fit_backbone)
+        self.backbone.changed.connect(self._show_options)
+        self._fit_backbone()
+        self._show_options()
+
+    def _show_options(self, *_):
+        self.fraction.visible = self.backbone.value in ND_BACKBONES
+
+    def _fit_backbone(self, *_):
+        """Switch to a backbone that takes the chosen image's dimensions, and say so."""
+        nd = spatial_ndim(self.image.value)
+        if nd not in (2, 3):
+            return
+        if nd != self._nd:
+            self._nd = nd
+            self.fraction.value = VESSEL_FRACTION[nd]
+        name = backbone_for(nd, list(self.backbone.choices), self.backbone.value)
+        if name is not None and name != self.backbone.value:
+            self.backbone.value = name
+            kind = "a volume" if nd == 3 else "a 2D image"
+            self.status.value = f"'{self.image.value.name}' is {kind}: backbone set to {name}"
 
     def _inputs(self):
         layer = self.image.value
@@ -64,6 +153,17 @@ class SegmentWidget(Container):
         spatial = image.shape[:-1] if layer.rgb else image.shape
         if len(spatial) not in (2, 3):
             show_error(f"'{layer.name}' is {len(spatial)}D: choose a 2D or 3D image.")
+            return None
+        if layer.rgb and len(spatial) == 3:
+            show_error(f"'{layer.name}' is an RGB volume: split its channels (layer list, right "
+                       "click > Split RGB) and segment one of them.")
+            return None
+        name = self.backbone.value
+        if len(spatial) not in backbone_dims(name):
+            able = [n for n in self.backbone.choices if len(spatial) in backbone_dims(n)]
+            kind = "volumes (3D)" if len(spatial) == 3 else "2D images"
+            show_error(f"The {name} backbone does not take {kind}, and '{layer.name}' {spatial} is one: "
+                       f"choose {' or '.join(able) or 'another backbone'}.")
             return None
         fov = None
         if self.fov.value is not None:
@@ -81,8 +181,9 @@ class SegmentWidget(Container):
             return
         layer, image, fov = inputs
         name = self.backbone.value
+        options = {"vessel_fraction": self.fraction.value} if name in ND_BACKBONES else {}
         self._source = layer
-        self._worker = create_worker(_segment_job, name, image, fov, _ignore_errors=True,
+        self._worker = create_worker(_segment_job, name, image, fov, **options, _ignore_errors=True,
                                      _progress={"desc": f"segmenting '{layer.name}' ({name})"})
         self._worker.returned.connect(self._on_result)
         self._worker.errored.connect(lambda e: show_error(f"Segmentation failed: {e}"))

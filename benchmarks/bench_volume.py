@@ -1,0 +1,92 @@
+"""Time and peak memory of a whole 3D refinement (Hessian directions + 30 RK4 steps).
+
+Run from the repository root (after installing the package):
+
+    python benchmarks/bench_volume.py                    # 128^3 and 256^3
+    python benchmarks/bench_volume.py --sizes 64 128     # other cube sizes
+    python benchmarks/bench_volume.py --json out.json
+
+Each size runs in a fresh process, so one size's memory cannot inflate the next's.
+The input is a synthetic vessel volume (`synthetic_vessels`, its broken probability
+field). Reported per size:
+
+- seconds for the directions (scikit-image Hessian + eigenvectors) and for the
+  diffusion (the fused numba kernel, `RefineSettings` defaults: 30 steps, order 8);
+- the peak of memory allocated by the refinement, traced by Python's `tracemalloc`
+  (numpy reports its buffers to it), and the process's peak resident size;
+- bytes per voxel, whose constancy across sizes is the check that memory grows
+  linearly with the voxel count.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+CHILD = r"""
+import json, resource, sys, time, tracemalloc
+import numpy as np
+from napari_tubediff.core.directions import estimate_directions
+from napari_tubediff.core.diffusion import diffuse
+from napari_tubediff.core.refine import RefineSettings
+from napari_tubediff.data.synthetic import synthetic_vessels
+
+n = int(sys.argv[1])
+u = synthetic_vessels((n, n, n), seed=0, width=(1.0, 3.0)).probability
+s = RefineSettings()
+# compile the kernels on a small volume first, so the timing is the steady state
+small = np.zeros((16, 16, 16), np.float32)
+diffuse(small, estimate_directions(small, s.sigma), dt=s.dt, steps=1, device="cpu")
+rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+tracemalloc.start()
+t0 = time.perf_counter()
+v = estimate_directions(u, s.sigma)
+t1 = time.perf_counter()
+out = diffuse(u, v, dt=s.dt, steps=s.steps, lambda_par=s.lambda_par, lambda_perp=s.lambda_perp,
+              order=s.order, device="cpu")
+t2 = time.perf_counter()
+_, peak = tracemalloc.get_traced_memory()
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"size": n, "voxels": n ** 3, "directions_s": t1 - t0, "diffusion_s": t2 - t1,
+                  "ms_per_step": 1000 * (t2 - t1) / s.steps, "traced_peak": peak, "rss_peak": rss,
+                  "rss_before": rss0, "gap_filled": float(out[u < 0.5].mean())}))
+"""
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    ap.add_argument("--json", help="also write the results here")
+    args = ap.parse_args(argv)
+    rows = []
+    for n in args.sizes:
+        out = subprocess.run([sys.executable, "-c", CHILD, str(n)], capture_output=True, text=True)
+        if out.returncode:
+            print(out.stderr, file=sys.stderr)
+            return 1
+        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    gib = 2 ** 30
+    print("| volume | directions s | diffusion s (30 steps) | ms/step | traced peak GiB | bytes/voxel "
+          "| process peak GiB |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        cells = [f"{r['size']}^3", f"{r['directions_s']:.1f}", f"{r['diffusion_s']:.1f}",
+                 f"{r['ms_per_step']:.0f}", f"{r['traced_peak'] / gib:.2f}",
+                 f"{r['traced_peak'] / r['voxels']:.0f}", f"{r['rss_peak'] / gib:.2f}"]
+        print("| " + " | ".join(cells) + " |")
+    if len(rows) > 1:
+        a, b = rows[0], rows[-1]
+        total = [r["directions_s"] + r["diffusion_s"] for r in (a, b)]
+        print(f"\nvoxels x{b['voxels'] / a['voxels']:.0f}: "
+              f"traced peak x{b['traced_peak'] / a['traced_peak']:.2f}, "
+              f"time x{total[1] / total[0]:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
