@@ -156,11 +156,11 @@ def _train(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from .models.device import resolve_device
+    from .core.device import resolve_device
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    device = str(resolve_device(args.device))
+    device = resolve_device(args.device)
     if (args.data is None) == (args.synthetic3d is None):
         raise ValueError("give either --data DIR (a DRIVE-layout folder) or --synthetic3d N (volumes)")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .device import resolve_device
+from ..core.device import resolve_device
 from .preprocess import preprocess
 from .unet import UNet, pad_to_multiple
 from .weights import WEIGHTS_DIR, load_checkpoint, load_state
@@ -47,7 +47,8 @@ class UNetBackbone:
     shipped = SHIPPED_UNET
 
     def __init__(self, weights=None, device: str | None = "auto"):
-        self.device = resolve_device(device)  # first: a bad device fails before any file is read
+        # first: a bad device fails before any file is read
+        self.device = torch.device(resolve_device(device))
         path = Path(weights) if weights else self.shipped
         ckpt = load_checkpoint(path, "unet")
         self.net = UNet(**ckpt["config"])
@@ -63,7 +64,7 @@ class UNetBackbone:
 
         self = cls.__new__(cls)
         self.net = copy.deepcopy(net)
-        self.device = resolve_device(device)
+        self.device = torch.device(resolve_device(device))
         self.net.to(self.device).eval()
         self.weights = Path(name)
         self.meta = {}
@@ -134,7 +135,7 @@ class TorchScriptBackbone:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"no TorchScript file at {path}")
-        self.device = resolve_device(device)
+        self.device = torch.device(resolve_device(device))
         try:
             self.model = torch.jit.load(str(path), map_location=self.device).eval()
         except Exception as e:  # torch raises RuntimeError or its own errors for foreign files

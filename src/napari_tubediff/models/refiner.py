@@ -11,10 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.device import resolve_device
 from ..core.diffusion import diffuse, normalize_directions
 from ..core.directions import estimate_directions
 from ..core.torch_diffusion import diffuse_t
-from .device import resolve_device
 from .unet import layers
 from .weights import WEIGHTS_DIR, load_checkpoint, load_state
 
@@ -104,9 +104,10 @@ class LearnedRefiner:
         A refiner checkpoint; default: the shipped 2D (DRIVE) weights. `shipped(3)`
         gives the shipped 3D ones.
     device : str
-        ``"auto"`` (CUDA when available, else the CPU), ``"cpu"`` or ``"cuda"``. On the
-        CPU the head is one convolution and the diffusion runs in the fast numba kernel;
-        on a GPU both run in torch (`Refiner.forward`). Results come back as numpy.
+        ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"`` or
+        ``"cuda:N"`` (`napari_tubediff.core.device`). The head runs there, and so does
+        the diffusion (on the CPU in the numba kernel, on a GPU in torch). Results come
+        back as numpy.
 
     Examples
     --------
@@ -116,7 +117,8 @@ class LearnedRefiner:
     """
 
     def __init__(self, weights=None, device: str | None = "auto"):
-        self.device = resolve_device(device)  # first: a bad device fails before any file is read
+        # first: a bad device fails before any file is read
+        self.device = torch.device(resolve_device(device))
         path = Path(weights) if weights else SHIPPED_REFINER
         ckpt = load_checkpoint(path, "refiner")
         self.module = Refiner(**ckpt["config"])
@@ -139,7 +141,7 @@ class LearnedRefiner:
         import copy
 
         self = cls.__new__(cls)
-        self.device = resolve_device(device)
+        self.device = torch.device(resolve_device(device))
         self.module = copy.deepcopy(module).to(self.device).eval()
         self.weights = Path(name)
         self.meta = dict(meta or {})
@@ -169,13 +171,11 @@ class LearnedRefiner:
         return (np.ndim(prob) == self.ndim and len(f) == self.ndim + 1 and f[1:] == np.shape(prob)
                 and f[0] == self.config["feature_channels"])
 
-    def _tensor(self, a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.ascontiguousarray(a, np.float32))[None].to(self.device)
-
     def head(self, feats: np.ndarray):
         """``(directions (ndim, *spatial), lambda_par, lambda_perp)`` as numpy / floats or maps."""
+        f = torch.from_numpy(np.ascontiguousarray(feats, np.float32))[None].to(self.device)
         with torch.no_grad():
-            v, lpar, lperp = self.module.head_outputs(self._tensor(feats))
+            v, lpar, lperp = self.module.head_outputs(f)
 
         def conv(x):
             return float(x) if x.ndim == 0 else x[0, 0].cpu().numpy()
@@ -186,16 +186,11 @@ class LearnedRefiner:
     def refine(self, prob: np.ndarray, feats: np.ndarray, steps: int | None = None,
                fov: np.ndarray | None = None) -> np.ndarray:
         """Refined probability field (float32); zero outside ``fov`` when one is given."""
+        v, lpar, lperp = self.head(feats)
         c = self.config
-        steps = c["steps"] if steps is None else steps
-        if self.device.type == "cpu":
-            v, lpar, lperp = self.head(feats)
-            out = diffuse(prob, v, lambda_par=lpar, lambda_perp=lperp, dt=c["dt"], steps=steps,
-                          order=c["order"])
-        else:  # on a GPU the torch path (the training code) is the fast one
-            with torch.no_grad():
-                u = self._tensor(np.asarray(prob, np.float32)[None])
-                out = self.module(u, self._tensor(feats), steps=steps)[0, 0].cpu().numpy()
+        # the engine picks the numba kernel on the CPU and its torch path on a GPU
+        out = diffuse(prob, v, lambda_par=lpar, lambda_perp=lperp, dt=c["dt"],
+                      steps=c["steps"] if steps is None else steps, order=c["order"], device=str(self.device))
         if fov is not None:
             out = np.where(np.asarray(fov, bool), out, 0)
         return out.astype(np.float32, copy=False)
