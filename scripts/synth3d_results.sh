@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=docs/results
-ev() { tubediff evaluate --synthetic3d 20 --backbone unet3d --threads 1 "$@"; }
+ev() { tubediff evaluate --synthetic3d 20 --backbone unet3d --refiner shipped --threads 1 "$@"; }
 ev --methods raw,dti,hessian,refine --steps 10 --json $OUT/synth3d_unet3d_steps10.json
 ev --methods hessian,refine --steps 30 --json $OUT/synth3d_unet3d_steps30.json
 python scripts/synth3d_directions.py 20 | tee $OUT/synth3d_directions.txt

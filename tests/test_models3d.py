@@ -169,8 +169,8 @@ def test_shipped_3d_weights_are_small_and_load_with_weights_only():
 
 
 def test_straight_tube_directions_learned_head_for_volumes_and_hessian_along_the_axis():
-    # docs/results.md ("The learned directions do not follow the vessels"): the shipped 3D head
-    # is used for volumes, but only the Hessian directions follow the axis; this pins both
+    # docs/results.md ("The learned directions do not follow the vessels"): only the Hessian
+    # directions follow the axis, so volumes get them by default; the shipped head on request
     t = straight_tube([1.0, 2.0, 2.0], gap=5)  # oblique: no axis-aligned shortcut
     prob, feats = UNet3DBackbone(device="cpu").predict_with_features(faded_image(t.volume))
     assert (prob[t.volume.truth & ~t.volume.breaks] >= 0.5).mean() > 0.9  # the 3D U-Net sees the tube
@@ -181,7 +181,8 @@ def test_straight_tube_directions_learned_head_for_volumes_and_hessian_along_the
         cos = np.abs(np.tensordot(t.axis, v[:, core], 1))
         return np.median(np.degrees(np.arccos(np.clip(cos, 0, 1))))
 
-    v, source = vessel_directions(prob, feats)  # the session's default: the shipped 3D refiner
+    assert vessel_directions(prob, feats)[1] == "hessian"  # the default for volumes
+    v, source = vessel_directions(prob, feats, refiner="shipped")
     assert source == "learned" and v.shape == (3, *prob.shape)
     np.testing.assert_allclose(np.linalg.norm(v[:, core], axis=0), 1, atol=1e-5)
     h, source = vessel_directions(prob, None)
@@ -206,7 +207,7 @@ def test_vessel_directions_pick_the_refiner_of_the_data_dimension(tmp_path):
     rng = np.random.default_rng(0)
     prob3 = rng.random((8, 8, 8)).astype(np.float32)
     feats3 = rng.normal(size=(8, 8, 8, 8)).astype(np.float32)
-    assert vessel_directions(prob3, feats3)[1] == "learned"  # shipped 3D refiner by default
+    assert vessel_directions(prob3, feats3)[1] == "hessian"  # volumes: Hessian unless asked
     assert vessel_directions(prob3, feats3, refiner="shipped")[1] == "learned"
     # a 2D refiner, or features of the wrong channel count, fall back to the Hessian
     assert vessel_directions(prob3, feats3, refiner=LearnedRefiner(device="cpu"))[1] == "hessian"
@@ -252,7 +253,8 @@ def test_train_and_evaluate_commands_on_synthetic_volumes(tmp_path, capsys):
     ck = load_checkpoint(out, "unet")
     assert ck["config"]["ndim"] == 3
     assert ck["meta"]["data"].endswith(f"seeds {TRAIN_SEED}..{TRAIN_SEED}, clean images")
-    assert main(["evaluate", "--synthetic3d", "1", "--methods", "raw,hessian,refine", "--steps", "2"]) == 0
+    assert main(["evaluate", "--synthetic3d", "1", "--methods", "raw,hessian,refine", "--steps", "2",
+                 "--refiner", "shipped"]) == 0
     text = capsys.readouterr().out
     assert f"seeds {TEST_SEED}..{TEST_SEED}" in text and "refiner_synth3d.pt" in text
     assert "Hessian dirs" in text and "refine (2 steps)" in text

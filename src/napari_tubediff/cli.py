@@ -57,15 +57,17 @@ def _demo(args) -> int:
 def _load_refiner(choice: str | None, backbone: str | None):
     """The learned refiner to use: a path, 'shipped', or None / 'hessian' for classical directions.
 
-    By default ('auto') the shipped refiner goes with a shipped U-Net (the 3D one with
-    ``unet3d``) and Hessian directions with every other backbone (the head reads U-Net
-    features).
+    By default ('auto') the shipped refiner goes with the shipped 2D U-Net and Hessian
+    directions with every other backbone: the head reads U-Net features, and for the 3D
+    U-Net Hessian directions refine better (`models.refiner.LEARNED_BY_DEFAULT`);
+    'shipped' asks for the 3D head with ``unet3d``.
     """
-    from .models.refiner import LearnedRefiner
+    from .models.refiner import LEARNED_BY_DEFAULT, LearnedRefiner
 
     shipped_ndim = {"unet": 2, "unet3d": 3}
     if choice in (None, "auto"):
-        choice = "shipped" if backbone in shipped_ndim else "hessian"
+        learned = backbone in shipped_ndim and LEARNED_BY_DEFAULT[shipped_ndim[backbone]]
+        choice = "shipped" if learned else "hessian"
     if choice == "hessian":
         return None
     if choice == "shipped":

@@ -196,6 +196,13 @@ class LearnedRefiner:
         return out.astype(np.float32, copy=False)
 
 
+#: Whether ``refiner="active"`` uses the shipped learned head without being asked, per
+#: dimension. Not in 3D: on held-out synthetic volumes the shipped 3D head's directions
+#: are a median 48 degrees off straight tube axes (Hessian: 1 degree), and the same PDE
+#: refined better with Hessian directions (docs/results.md, "3D (synthetic volumes)").
+LEARNED_BY_DEFAULT = {2: True, 3: False}
+
+
 def resolve_refiner(refiner, ndim: int = 2) -> LearnedRefiner | None:
     """The `LearnedRefiner` a ``refiner`` option names, for ``ndim``-D data.
 
@@ -223,7 +230,9 @@ def vessel_directions(prob: np.ndarray, features: np.ndarray | None = None, *, s
     ``(C, *prob.shape)`` are given (2D or 3D) and `resolve_refiner` finds a refiner of
     ``prob``'s dimension whose head reads ``C`` channels; otherwise the Hessian
     directions of ``prob`` at scale ``sigma``. By default (``"active"``) 2D data use the
-    session's refiner and 3D data the shipped 3D refiner, unless a 3D one was loaded.
+    session's refiner; 3D data use Hessian directions unless the user loaded or
+    fine-tuned a 3D refiner (`LEARNED_BY_DEFAULT`); ``"shipped"`` or a path asks for a
+    learned head explicitly.
 
     Examples
     --------
@@ -233,6 +242,10 @@ def vessel_directions(prob: np.ndarray, features: np.ndarray | None = None, *, s
     ((2, 16, 16), 'hessian')
     """
     ndim = np.ndim(prob)
+    if isinstance(refiner, str) and refiner == "active" and not LEARNED_BY_DEFAULT[ndim]:
+        from .session import loaded_refiner
+
+        refiner = loaded_refiner(ndim)  # only a refiner the user loaded or fine-tuned
     if features is not None and refiner is not None and ndim in SHIPPED_REFINERS:
         r = resolve_refiner(refiner, ndim)
         if r.fits(prob, features):

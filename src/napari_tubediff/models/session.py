@@ -61,6 +61,13 @@ def active_refiner(ndim: int = 2) -> LearnedRefiner:
         return _state["shipped"][ndim]
 
 
+def loaded_refiner(ndim: int) -> LearnedRefiner | None:
+    """The refiner the user loaded or fine-tuned, when it has dimension ``ndim``; else None."""
+    with _lock:
+        r = _state["refiner"]
+        return r if r is not None and r.ndim == ndim else None
+
+
 def set_refiner(refiner: LearnedRefiner, source: str = "fine-tuned") -> None:
     with _lock:
         _state["refiner"] = refiner
