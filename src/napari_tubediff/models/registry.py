@@ -34,6 +34,24 @@ _REGISTRY["unet3d"] = _unet3d
 _REGISTRY["torchscript"] = _torchscript
 
 
+#: The numbers of spatial axes each backbone takes (TorchScript: a 2D model is assumed).
+_NDIMS: dict[str, tuple[int, ...]] = {"vesselness": (2, 3), "unet": (2,), "unet3d": (3,), "torchscript": (2,)}
+
+
+def backbone_ndims(name: str) -> tuple[int, ...]:
+    """The numbers of spatial axes backbone ``name`` takes: ``(2,)``, ``(3,)`` or ``(2, 3)``.
+
+    Examples
+    --------
+    >>> backbone_ndims("vesselness"), backbone_ndims("unet3d")
+    ((2, 3), (3,))
+    """
+    if name not in _REGISTRY:
+        names = ", ".join(available_backbones())
+        raise ValueError(f"unknown backbone {name!r}; available: {names}")
+    return _NDIMS.get(name, (2,))
+
+
 def available_backbones() -> list[str]:
     """Names accepted by `get_backbone`."""
     return sorted(_REGISTRY)

@@ -4,7 +4,7 @@ Grey images (2D or 3D) are used as they are; RGB images through their green chan
 where retinal vessels have the most contrast. The backbone runs in a worker thread.
 
 The backbones are those of `models.registry`; each takes 2D images, volumes or both
-(`backbone_dims`). Choosing an image the current backbone cannot take switches to one
+(`models.registry.backbone_ndims`). Choosing an image the current backbone cannot take switches to one
 that can (a learned 3D backbone when the registry has one, else ``vesselness``), and
 pressing Segment with a mismatched pair says so instead of failing in the worker.
 
@@ -33,28 +33,14 @@ ND_BACKBONES = ("vesselness",)
 
 
 def backbone_dims(name: str) -> tuple[int, ...]:
-    """The numbers of spatial axes backbone ``name`` takes: ``(2,)``, ``(3,)`` or ``(2, 3)``.
-
-    The registry's own answer when it gives one (``registry.backbone_ndims(name)``);
-    otherwise `ND_BACKBONES` take both, names ending in "3d" (e.g. ``unet3d``) volumes,
-    and the others (the 2D U-Net, TorchScript models of 2D images) 2D images.
+    """The numbers of spatial axes backbone ``name`` takes (`models.registry.backbone_ndims`).
 
     Examples
     --------
     >>> backbone_dims("vesselness"), backbone_dims("unet"), backbone_dims("unet3d")
     ((2, 3), (2,), (3,))
     """
-    ask = getattr(registry, "backbone_ndims", None)
-    if ask is not None:
-        try:
-            return tuple(sorted(int(d) for d in ask(name)))
-        except (KeyError, ValueError, TypeError):
-            pass
-    if name in ND_BACKBONES:
-        return (2, 3)
-    if name.lower().endswith("3d"):
-        return (3,)
-    return (2,)
+    return registry.backbone_ndims(name)
 
 
 def backbone_for(ndim: int, names, current: str | None = None) -> str | None:
