@@ -5,6 +5,7 @@ Run from the repository root (after installing the package):
     python benchmarks/bench_diffusion.py                 # idle machine
     python benchmarks/bench_diffusion.py --load          # with a torch matmul loop in the same process
     python benchmarks/bench_diffusion.py --layers        # each numba threading layer, idle and loaded
+    python benchmarks/bench_diffusion.py --data vessels  # a synthetic vessel tree instead of noise
 
 The timing logic is napari_tubediff.bench (also behind `tubediff bench`); this
 script adds the threading-layer comparison, which needs a fresh process per layer
@@ -67,12 +68,15 @@ def main() -> None:
     p.add_argument("--load", action="store_true", help="torch matmul loop in a thread while timing")
     p.add_argument("--layers", action="store_true", help="compare numba threading layers (drive case)")
     p.add_argument("--min-time", type=float, default=2.0)
+    p.add_argument("--data", default="random", choices=["random", "vessels"],
+                   help="random field, or a synthetic vessel tree's probability and Hessian directions")
+    p.add_argument("--cases", default="drive,1k,cube128", help="comma list of drive,1k,cube128,cube256")
     p.add_argument("--json", help="also write the figures to this file")
     args = p.parse_args()
     if args.layers:
         layers(args.min_time)
         return
-    res = run(min_time=args.min_time, load=args.load)
+    res = run(args.cases.split(","), min_time=args.min_time, load=args.load, data=args.data)
     print()
     print(markdown(res))
     print()

@@ -77,10 +77,29 @@ def torch_load(threads: int | None = None):
         th.join()
 
 
+def _inputs(shape, data: str, rng):
+    """The field and directions a case runs on."""
+    if data == "random":
+        return (rng.random(shape, dtype=np.float32),
+                normalize_directions(rng.normal(size=(len(shape), *shape))))
+    if data == "vessels":
+        # a vessel tree's broken probability field and its Hessian directions: mostly
+        # zero background, as in real use (where subnormal floats can appear)
+        from .core.directions import estimate_directions
+        from .data.synthetic import synthetic_vessels
+
+        u = synthetic_vessels(shape, seed=int(rng.integers(1 << 16))).probability
+        return u, estimate_directions(u, 3.0)
+    raise ValueError(f"data must be 'random' or 'vessels', got {data!r}")
+
+
 def run(cases=("drive", "1k", "cube128"), backends=("numba", "numpy"), *, min_time: float = 1.0,
-        max_steps: int = 200, load: bool = False, seed: int = 0,
+        max_steps: int = 200, load: bool = False, seed: int = 0, data: str = "random",
         echo: Callable[[str], None] | None = print) -> dict:
     """Time the cases; return a JSON-ready dict of ms per step and speed-up ratios.
+
+    ``data``: "random" (a uniform random field with random unit directions) or
+    "vessels" (a synthetic vessel tree's probability field and Hessian directions).
 
     Examples
     --------
@@ -103,7 +122,7 @@ def run(cases=("drive", "1k", "cube128"), backends=("numba", "numpy"), *, min_ti
     rng = np.random.default_rng(seed)
     info = {"date": time.strftime("%Y-%m-%d"), "machine": platform.machine(),
             "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(), "load": load, "gpu": info_gpu}
+            "python": platform.python_version(), "load": load, "gpu": info_gpu, "data": data}
     try:
         import os
 
@@ -125,8 +144,7 @@ def run(cases=("drive", "1k", "cube128"), backends=("numba", "numpy"), *, min_ti
     with ctx:
         for name in cases:
             shape = CASES[name]
-            u = rng.random(shape, dtype=np.float32)
-            v = normalize_directions(rng.normal(size=(len(shape), *shape)))
+            u, v = _inputs(shape, data, rng)
             row = {}
             for b in backends:
                 row[b] = 1e3 * _time_steps(b, u, v, min_time=min_time, max_steps=max_steps)

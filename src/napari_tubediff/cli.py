@@ -348,7 +348,7 @@ def _bench(args) -> int:
     cases = args.cases.split(",")
     print(f"ms per RK4 step (order 8, float32); min {args.min_time:g} s per measurement"
           + ("; torch matmul loop running in a thread" if args.load else ""))
-    res = run(cases, backends, min_time=args.min_time, load=args.load)
+    res = run(cases, backends, min_time=args.min_time, load=args.load, data=args.data)
     print("  ".join(f"{k}: {v}" for k, v in res["info"].items()))
     if args.json:
         from .data.io import atomic_write_text
@@ -507,6 +507,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "on a GPU machine: --cases drive,cube256 --backends numba,cuda")
     b.add_argument("--min-time", type=float, default=1.0, help="seconds per measurement")
     b.add_argument("--load", action="store_true", help="run a torch matmul loop beside the timing")
+    b.add_argument("--data", default="random", choices=["random", "vessels"],
+                   help="a random field, or a synthetic vessel tree's probability and Hessian directions")
     b.add_argument("--json", help="write the figures to this JSON file")
     b.set_defaults(func=_bench)
     return p
