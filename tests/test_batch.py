@@ -256,3 +256,27 @@ def test_refine_command_says_when_the_device_is_wrong(tmp_path, capsys):
     assert main(["refine", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--device", "gpu"]) == 2
     assert "device must be" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # nothing started
+
+
+def test_volumes_with_the_3d_unet_hessian_by_default_learned_on_request(tmp_path):
+    # `tubediff refine FILE --input image --volume-backbone unet3d`: the 3D U-Net's
+    # probability refined with Hessian directions, or with the learned 3D head when asked
+    from napari_tubediff.cli import main
+    from napari_tubediff.core.refine import RefineSettings, refine
+    from napari_tubediff.data.io import read_image, write_image
+    from napari_tubediff.data.synthetic import synthetic_vessels
+    from napari_tubediff.models import get_backbone
+    from napari_tubediff.models.refiner import LearnedRefiner
+
+    img = synthetic_vessels((32, 32, 32), seed=3, depth=2, width=(1.0, 2.5)).image
+    write_image(tmp_path / "vol.tif", img)
+    prob, feats = get_backbone("unet3d", device="cpu").predict_with_features(img)
+    hessian = refine(prob, settings=RefineSettings(steps=3))
+    learned = LearnedRefiner.shipped(3, device="cpu").refine(prob, feats, steps=3)
+    assert np.abs(hessian - learned).max() > 1e-3  # the two paths are told apart
+    for choice, expected in (("auto", hessian), ("shipped", learned)):
+        out = tmp_path / choice
+        assert main(["refine", str(tmp_path / "vol.tif"), "--out", str(out), "--input", "image", "--steps", "3",
+                     "--volume-backbone", "unet3d", "--refiner", choice, "--device", "cpu"]) == 0
+        np.testing.assert_allclose(read_image(out / "vol_refined.tif"), expected, atol=1e-6)
+        assert (out / "vol_mask.tif").is_file()

@@ -54,27 +54,6 @@ def _demo(args) -> int:
     return 0
 
 
-def _load_refiner(choice: str | None, backbone: str | None):
-    """The learned refiner to use: a path, 'shipped', or None / 'hessian' for classical directions.
-
-    By default ('auto') the shipped refiner goes with the shipped 2D U-Net and Hessian
-    directions with every other backbone: the head reads U-Net features, and for the 3D
-    U-Net Hessian directions refine better (`models.refiner.LEARNED_BY_DEFAULT`);
-    'shipped' asks for the 3D head with ``unet3d``.
-    """
-    from .models.refiner import LEARNED_BY_DEFAULT, LearnedRefiner
-
-    shipped_ndim = {"unet": 2, "unet3d": 3}
-    if choice in (None, "auto"):
-        learned = backbone in shipped_ndim and LEARNED_BY_DEFAULT[shipped_ndim[backbone]]
-        choice = "shipped" if learned else "hessian"
-    if choice == "hessian":
-        return None
-    if choice == "shipped":
-        return LearnedRefiner.shipped(shipped_ndim.get(backbone, 2))
-    return LearnedRefiner(choice)
-
-
 def _evaluate(args) -> int:
     from tqdm import tqdm
 
@@ -126,7 +105,9 @@ def _evaluate(args) -> int:
             return backbone.predict(item.image(), fov), None
 
     names = args.methods.split(",")
-    refiner = _load_refiner(args.refiner, args.backbone) if "refine" in names else None
+    from .models.refiner import refiner_for
+
+    refiner = refiner_for(args.refiner, args.backbone) if "refine" in names else None
     if "refine" in names:
         source += f"; refiner: {refiner.weights.name if refiner else 'Hessian directions'}"
     if args.threads:

@@ -142,33 +142,31 @@ def list_images(input_dir) -> list[Path]:
 # ---------------------------------------------------------------- per image (on a worker)
 
 @cache
-def _image_models(refiner: str):
-    # once per worker process: the U-Net and the learned refiner (None: Hessian directions)
-    from ..cli import _load_refiner
+def _models(backbone: str, refiner: str, device: str):
+    # once per worker process: the backbone and the learned refiner (None: Hessian directions)
     from ..models import get_backbone
+    from ..models.refiner import refiner_for
 
-    return get_backbone("unet"), _load_refiner(refiner, "unet")
-
-
-@cache
-def _volume_backbone(name: str):
-    from ..models import get_backbone
-
-    return get_backbone(name)
+    kw = {"device": device} if backbone in ("unet", "unet3d") else {}
+    return get_backbone(backbone, **kw), refiner_for(refiner, backbone)
 
 
 def _segment(img: np.ndarray, opts: BatchOptions):
-    """Probability (and, in 2D, the learned refiner to use with its features)."""
+    """Probability, and the learned refiner with the backbone's features (or None).
+
+    2D and RGB images go through the U-Net; volumes through ``opts.volume_backbone``
+    (the learned refiner only with ``unet3d``, and by default not even then: see
+    `models.refiner.refiner_for`).
+    """
     rgb = img.ndim == 3 and img.shape[-1] in (3, 4)
-    if img.ndim == 2 or rgb:
-        backbone, learned = _image_models(opts.refiner)
+    if img.ndim not in (2, 3):
+        raise ValueError(f"expected a 2D image or a 3D volume, got shape {img.shape}")
+    name = "unet" if img.ndim == 2 or rgb else opts.volume_backbone
+    backbone, learned = _models(name, opts.refiner, opts.device)
+    if learned is not None and hasattr(backbone, "predict_with_features"):
         prob, feats = backbone.predict_with_features(img)
         return prob, (learned, feats)
-    if img.ndim == 3:
-        # HOOK: a 3D segmentation model (with a 3D learned refiner) plugs in here; until
-        # then volumes are segmented by the backbone named in opts.volume_backbone.
-        return _volume_backbone(opts.volume_backbone).predict(img), None
-    raise ValueError(f"expected a 2D image or a 3D volume, got shape {img.shape}")
+    return backbone.predict(img), None
 
 
 def _refine_image(img: np.ndarray, name: str, opts: BatchOptions) -> np.ndarray:

@@ -222,6 +222,28 @@ def resolve_refiner(refiner, ndim: int = 2) -> LearnedRefiner | None:
     return LearnedRefiner(refiner)
 
 
+def refiner_for(choice: str | None, backbone: str | None) -> LearnedRefiner | None:
+    """The learned refiner a command's ``--refiner`` option names for ``backbone``'s output.
+
+    ``choice`` is a weights path, ``"shipped"``, ``"auto"`` (or None), or ``"hessian"``
+    (classical directions: returns None).
+
+    By default ('auto') the shipped refiner goes with the shipped 2D U-Net and Hessian
+    directions with every other backbone: the head reads U-Net features, and for the 3D
+    U-Net Hessian directions refine better (`models.refiner.LEARNED_BY_DEFAULT`);
+    'shipped' asks for the 3D head with ``unet3d``.
+    """
+    shipped_ndim = {"unet": 2, "unet3d": 3}
+    if choice in (None, "auto"):
+        learned = backbone in shipped_ndim and LEARNED_BY_DEFAULT[shipped_ndim[backbone]]
+        choice = "shipped" if learned else "hessian"
+    if choice == "hessian":
+        return None
+    if choice == "shipped":
+        return LearnedRefiner.shipped(shipped_ndim.get(backbone, 2))
+    return LearnedRefiner(choice)
+
+
 def vessel_directions(prob: np.ndarray, features: np.ndarray | None = None, *, sigma: float = 3.0,
                       refiner="active") -> tuple[np.ndarray, str]:
     """Directions for the diffusion and where they came from (``"learned"`` or ``"hessian"``).
