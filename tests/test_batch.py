@@ -276,7 +276,8 @@ def test_volumes_with_the_3d_unet_hessian_by_default_learned_on_request(tmp_path
     assert np.abs(hessian - learned).max() > 1e-3  # the two paths are told apart
     for choice, expected in (("auto", hessian), ("shipped", learned)):
         out = tmp_path / choice
-        assert main(["refine", str(tmp_path / "vol.tif"), "--out", str(out), "--input", "image", "--steps", "3",
-                     "--volume-backbone", "unet3d", "--refiner", choice, "--device", "cpu"]) == 0
+        assert main(["refine", str(tmp_path / "vol.tif"), "--out", str(out), "--input", "image",
+                     "--steps", "3", "--volume-backbone", "unet3d", "--refiner", choice,
+                     "--device", "cpu"]) == 0
         np.testing.assert_allclose(read_image(out / "vol_refined.tif"), expected, atol=1e-6)
         assert (out / "vol_mask.tif").is_file()
