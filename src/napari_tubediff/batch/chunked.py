@@ -30,7 +30,6 @@ depends only on ``dt``, the lambdas, the order and the dimension.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -220,9 +219,3 @@ def refine_chunked(prob, settings: RefineSettings | None = None, *, chunks: int 
         done += n
     return u
 
-
-def halo_summary(settings: RefineSettings, ndim: int, steps_per_exchange: int) -> str:
-    """One line with the halos used, for logs and docs."""
-    return (f"directions halo {directions_reach(settings.sigma)}, diffusion halo "
-            f"{diffusion_reach(settings, ndim, steps_per_exchange)} per round of {steps_per_exchange} "
-            f"step(s), {math.ceil(settings.steps / steps_per_exchange)} round(s)")
