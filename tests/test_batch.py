@@ -219,6 +219,29 @@ def test_resume_and_failures_through_the_command(tmp_path, capsys):
     np.testing.assert_array_equal(read_image(out / "img1_refined.tif"), _expected(src / "img1.tif"))
 
 
+@pytest.mark.slow
+def test_an_existing_scheduler_by_address_is_used_and_left_running(tmp_path, capsys):
+    from distributed import Client, LocalCluster
+
+    from napari_tubediff.cli import main
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for k in range(2):
+        write_image(src / f"img{k}.tif", synthetic_vessels((48, 48), seed=k).probability)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster) as watcher:
+            assert main(["refine", str(src), "--out", str(tmp_path / "out"), "--steps", str(STEPS),
+                         "--scheduler", cluster.scheduler_address]) == 0
+            # the command ran its tasks there, and closed only its own client
+            assert len(watcher.scheduler_info()["workers"]) == 2
+            assert watcher.run_on_scheduler(lambda dask_scheduler: dask_scheduler.transition_counter) > 0
+    assert "refined 2 image(s)" in capsys.readouterr().out
+    for k in range(2):
+        np.testing.assert_array_equal(read_image(tmp_path / "out" / f"img{k}_refined.tif"),
+                                      _expected(src / f"img{k}.tif"))
+
+
 def test_folder_errors_are_readable(tmp_path, capsys):
     from napari_tubediff.cli import main
 
