@@ -183,32 +183,35 @@ class RefinePlan:
         return [p for ps in self.outputs.values() for p in ps]
 
 
-def plan_refine(files, out_dir, opts: BatchOptions, *, overwrite: bool = False) -> RefinePlan:
+def plan_refine(files, out_dir, opts: BatchOptions, *, overwrite: bool = False,
+                blocks: bool = True) -> RefinePlan:
     """Check every output of refining ``files`` into ``out_dir`` before any work (`plan_outputs`).
 
     Reads only the headers of the inputs (for the mask's format and the size of the
-    outputs). ValueError, naming the files, when two inputs would write the same
-    output, an output would replace an input, a file tubediff did not write is in the
-    way (unless ``overwrite``), or the folder cannot be written or lacks the room.
+    outputs). ``blocks=False``: every image is refined whole, in memory (``tubediff
+    refine FILE``), so none goes through a ``NAME_prob.tif`` on disk.
+
+    ValueError, naming the files, when two inputs would write the same output, an
+    output would replace an input, a file tubediff did not write is in the way
+    (unless ``overwrite``), or the folder cannot be written or lacks the room.
     """
     files = [Path(f) for f in files]
-    outputs, records, planned, blocks, need = {}, {}, [], set(), 0
+    outputs, records, planned, big, need = {}, {}, [], set(), 0
     for f in files:
         shape = image_shape(f)
         ndim = _spatial_ndim(shape, opts)
         paths = outputs_for(f, out_dir, ndim)
-        if opts.input == "image" and _needs_blocks(f, opts):
-            # a volume segmented to NAME_prob.tif on a worker, then refined in blocks from it
-            paths = (*paths, output_path(f, out_dir, "prob", ".tif"))
-        if _needs_blocks(f, opts):
-            blocks.add(f)
+        if blocks and _needs_blocks(f, opts):
+            big.add(f)
+            if opts.input == "image":  # segmented to NAME_prob.tif on a worker, refined in blocks from it
+                paths = (*paths, output_path(f, out_dir, "prob", ".tif"))
         rec = make_record("refine", f, opts.recorded()) if f.exists() else None
         outputs[f], records[f] = paths, rec
         planned += [Output(p, f, rec) for p in paths]
         if shape is not None:  # float32 field + uint8 mask (+ float32 probability for blocks)
             need += int(np.prod(shape[:ndim])) * (4 * (len(paths) - 1) + 1)
     check = plan_outputs(planned, files, overwrite=overwrite, need_bytes=need)
-    return RefinePlan(outputs, records, check, blocks)
+    return RefinePlan(outputs, records, check, big)
 
 
 def list_images(input_dir) -> list[Path]:

@@ -128,7 +128,11 @@ def make_record(command: str, source, settings: dict) -> dict:
 
 
 def read_record(path) -> dict | None:
-    """tubediff's record in an existing TIFF or PNG (None: no record, a file tubediff did not make)."""
+    """tubediff's record in an existing TIFF, PNG or JSON file (None: no record, not tubediff's).
+
+    JSON: a top-level object with a ``"tubediff"`` key (the record), as ``tubediff demo``
+    and ``tubediff bench --json`` write.
+    """
     path = Path(path)
     text = None
     try:
@@ -143,6 +147,9 @@ def read_record(path) -> dict | None:
 
             with Image.open(path) as im:
                 text = getattr(im, "text", {}).get(RECORD_KEY)
+        elif path.suffix.lower() == ".json" and path.stat().st_size < 2**24:
+            data = json.loads(path.read_text())
+            text = json.dumps(data[RECORD_KEY]) if isinstance(data, dict) and RECORD_KEY in data else None
         if text is None:
             return None
         rec = json.loads(text)
