@@ -297,7 +297,7 @@ def plan_outputs(outputs: Sequence[Output], inputs: Iterable = (), *, overwrite:
     >>> plan_outputs([Output(d / "x.png")])
     Traceback (most recent call last):
     ...
-    ValueError: x.png exists in ... and tubediff did not write it: pass --overwrite to replace it, ...
+    ValueError: x.png exists in ... and tubediff did not make it from this input: pass --overwrite ...
     >>> plan_outputs([Output(d / "x.png")], overwrite=True).state[d / "x.png"]
     'replace'
     """
@@ -320,7 +320,11 @@ def plan_outputs(outputs: Sequence[Output], inputs: Iterable = (), *, overwrite:
         raise ValueError(f"{_listing(clashes)} in {outputs[0].path.parent}: rename one of the inputs or "
                          "refine them into different --out folders (nothing was written)")
 
-    # 2. an output over an input: never
+    # 2. a folder where a file goes; an output over an input: never
+    folders = [o.path.name for o in outputs if o.path.is_dir()]
+    if folders:
+        raise ValueError(f"{_listing(folders)} in {outputs[0].path.parent} is a folder where a file is to be "
+                         "written: remove it or choose another --out")
     over = [o for o in outputs if _key(o.path) in input_keys]
     if over:
         names = [o.path.name for o in over]
@@ -329,12 +333,8 @@ def plan_outputs(outputs: Sequence[Output], inputs: Iterable = (), *, overwrite:
 
     # 3. existing files: tubediff's own for the same input, or the user's
     foreign: list[Path] = []
-    folders: list[str] = []
     for o in outputs:
         p = o.path
-        if p.is_dir():
-            folders.append(p.name)
-            continue
         if not p.exists() and not p.is_symlink():
             plan.state[p] = "new"
             continue
@@ -351,19 +351,15 @@ def plan_outputs(outputs: Sequence[Output], inputs: Iterable = (), *, overwrite:
             plan.state[p] = "replace"
         else:
             foreign.append(p)
-    if folders:
-        raise ValueError(f"{_listing(folders)} in {outputs[0].path.parent} is a folder where a file is to be "
-                         "written: remove it or choose another --out")
     if foreign:
         it, s_ = ("it", "s") if len(foreign) == 1 else ("them", "")
+        src = "this input" if len({o.source for o in outputs}) < 2 else "these inputs"
         raise ValueError(f"{_listing([f.name for f in foreign])} exist{s_} in {foreign[0].parent} and "
-                         f"tubediff did not write {it}: pass --overwrite to replace {it}, or choose another "
-                         "--out")
+                         f"tubediff did not make {it} from {src}: pass --overwrite to replace {it}, or "
+                         "choose another --out")
 
     # 4. the folders can be written, and hold the outputs
     for d in plan.folders():
-        if d.exists() and not d.is_dir():
-            raise ValueError(f"--out {d} is a file; give a folder")
         _check_folder(d)
     if need_bytes > 0 and outputs:
         where = _nearest_existing(outputs[0].path.parent)
