@@ -19,6 +19,7 @@ A killed or interrupted run leaves no temporary file behind.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -427,7 +428,9 @@ def make_client(scheduler: str | None = None, workers: int = 2, *, processes: bo
         return Client(scheduler)
     if isinstance(workers, bool) or int(workers) != workers or workers < 1:
         raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
-    kw = dict(env=WORKER_ENV) if processes else {}
+    # the workers' own warnings stay quiet (a task's failure reaches the summary, one line each);
+    # errors still show
+    kw = dict(env=WORKER_ENV, silence_logs=logging.ERROR) if processes else {}
     cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=processes,
                            dashboard_address=None, **kw)
     return Client(cluster)
@@ -518,6 +521,7 @@ def refine_folder(input_dir, out_dir, *, client=None, options: BatchOptions | No
             report.redone.append((p.name, why))
     own = client is None
     bar = None
+    interrupted = False
     try:
         if own and todo:
             client = make_client(workers=workers)
@@ -543,9 +547,16 @@ def refine_folder(input_dir, out_dir, *, client=None, options: BatchOptions | No
             else:
                 report.done.append(p.name)
             bar.update()
+    except KeyboardInterrupt:
+        # Ctrl-C: the cluster is closed below, its workers (stopped mid-task) killed; what
+        # distributed logs about that is noise after the user's own interrupt
+        interrupted = True
+        raise
     finally:
         if bar is not None:
             bar.close()
+        if interrupted:
+            logging.getLogger("distributed").setLevel(logging.CRITICAL)
         if own and client is not None:
             cluster = client.cluster
             client.close()
