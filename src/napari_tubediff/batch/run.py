@@ -209,8 +209,8 @@ def plan_refine(files, out_dir, opts: BatchOptions, *, overwrite: bool = False,
         rec = make_record("refine", f, opts.recorded()) if f.exists() else None
         outputs[f], records[f] = paths, rec
         planned += [Output(p, f, rec) for p in paths]
-        if shape is not None:  # float32 field + uint8 mask (+ float32 probability for blocks)
-            need += int(np.prod(shape[:ndim])) * (4 * (len(paths) - 1) + 1)
+        if shape is not None:  # float32 field + uint8 mask (+ float32 probability; blocks: a zarr store)
+            need += int(np.prod(shape[:ndim])) * (4 * (len(paths) - 1) + 1 + (4 if f in big else 0))
     check = plan_outputs(planned, files, overwrite=overwrite, need_bytes=need)
     return RefinePlan(outputs, records, check, big)
 
