@@ -268,7 +268,8 @@ def test_an_interrupted_write_leaves_no_finished_looking_output(tmp_path, monkey
     monkeypatch.setattr("tifffile.imwrite", boom)
     with pytest.raises(OSError):
         run.process_image(src / "a.tif", tmp_path / "out", run.BatchOptions(steps=1))
-    assert not run._is_done(src / "a.tif", tmp_path / "out")
+    opts = run.BatchOptions(steps=1)
+    assert not run.plan_refine([src / "a.tif"], tmp_path / "out", opts).done(src / "a.tif")
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["a_mask.png"]
 
 

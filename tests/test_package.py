@@ -56,7 +56,7 @@ def test_console_script_help():
 
 def test_demo_reports_reconnection_and_writes_outputs(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--size", "192", "--steps", "20"]) == 0
-    rows = json.loads((tmp_path / "summary.json").read_text())
+    rows = json.loads((tmp_path / "summary.json").read_text())["rows"]
     raw, refined = rows[1], rows[2]
     assert refined["components"] < raw["components"]
     assert refined["gap_pixels_filled"] > raw["gap_pixels_filled"] + 0.3

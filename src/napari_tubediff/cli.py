@@ -2,13 +2,19 @@
 
 Subcommands call the same core functions as the napari widgets. Errors in the
 user's input end in one readable line (``tubediff: error: ...``) and exit code 2,
-never a traceback.
+never a traceback; Ctrl-C ends in one line and exit code 130.
+
+Every command that writes files plans them all before any work (`data.outputs`):
+no output over an input, no two inputs writing the same output, no existing file
+that tubediff did not write for the same input unless ``--overwrite``, and the
+output folder writable (docs/files.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -23,6 +29,14 @@ def _demo(args) -> int:
     from .data.io import write_image
     from .data.synthetic import synthetic_vessels
 
+    if args.out:  # before any work: nothing of the user's is replaced, the folder is writable
+        from .data.outputs import Output, make_record, plan_outputs
+
+        record = make_record("demo", None, {k: v for k, v in vars(args).items()
+                                            if k not in ("func", "out", "overwrite", "command")})
+        names = ("image", "probability", "refined", "truth", "refined_mask")
+        plan_outputs([Output(Path(args.out) / f"{n}.png", None, record) for n in names]
+                     + [Output(Path(args.out) / "summary.json", None, record)], overwrite=args.overwrite)
     s = synthetic_vessels((args.size, args.size), seed=args.seed, n_breaks=args.breaks)
     refined = refine(s.probability, sigma=args.sigma, lambda_par=args.lambda_par,
                      lambda_perp=args.lambda_perp, dt=args.dt, steps=args.steps)
@@ -40,16 +54,15 @@ def _demo(args) -> int:
     print(f"{'':28s} {'components':>10s} {'gaps filled':>12s} {'Dice':>7s}")
     for r in rows:
         print(f"{r['method']:28s} {r['components']:10d} {r['gap_pixels_filled']:12.1%} {r['dice']:7.4f}")
+    files = {"image": s.image, "probability": s.probability, "refined": refined, "truth": s.truth,
+             "refined_mask": refined > 0.5}
     if args.out:
-        out = Path(args.out)
-        write_image(out / "image.png", s.image)
-        write_image(out / "probability.png", s.probability)
-        write_image(out / "refined.png", refined)
-        write_image(out / "truth.png", s.truth)
-        write_image(out / "refined_mask.png", refined > 0.5)
         from .data.io import atomic_write_text
 
-        atomic_write_text(out / "summary.json", json.dumps(rows, indent=2))
+        out = Path(args.out)
+        atomic_write_text(out / "summary.json", json.dumps({"tubediff": record, "rows": rows}, indent=2))
+        for name, data in files.items():
+            write_image(out / f"{name}.png", data, record=record)
         print(f"wrote image, probability, refined, refined_mask, truth (PNG) and summary.json to {out}")
     return 0
 
@@ -146,6 +159,7 @@ def _train(args) -> int:
     device = resolve_device(args.device)
     if (args.data is None) == (args.synthetic3d is None):
         raise ValueError("give either --data DIR (a DRIVE-layout folder) or --synthetic3d N (volumes)")
+    _check_weights_out(args.out, [args.backbone_weights], args.overwrite, data=args.data)
 
     def bar(it):
         return tqdm(it, desc=f"train {args.what}", unit="update", file=sys.stderr, mininterval=2)
@@ -188,21 +202,81 @@ def _train(args) -> int:
     return 0
 
 
+def _check_weights_out(out, inputs, overwrite: bool, data=None, companion: bool = False) -> None:
+    """Before training: ``out`` (and ``OUT_unet.pt`` with ``companion``) may be written.
+
+    Refused: an input (weights given, a file of the ``data`` folder), an existing file
+    unless ``overwrite``, a folder, an unwritable place.
+    """
+    from .data.outputs import Output, plan_outputs
+    from .models.session import unet_path
+
+    out = Path(out)
+    outs = [Output(out)] + ([Output(unet_path(out))] if companion else [])
+    inputs = [Path(p) for p in inputs if p]
+    inputs += [unet_path(p) for p in inputs]  # a refiner's companion U-Net is read too
+    if data is not None:  # the training images and labels
+        root = Path(data).resolve()
+        inputs += [o.path for o in outs if o.path.exists() and o.path.resolve().is_relative_to(root)]
+    plan_outputs(outs, inputs, overwrite=overwrite)
+
+
+def _backbone_choice(args) -> tuple[str, dict]:
+    """The backbone name and its arguments from --backbone, --backbone-file and --weights."""
+    from .models.registry import NEEDS_FILE, backbone_for_file
+
+    if args.backbone_file:
+        name = args.backbone or backbone_for_file(args.backbone_file)
+        if name not in NEEDS_FILE:
+            raise ValueError(f"--backbone-file goes with --backbone {' or '.join(NEEDS_FILE)} (or no "
+                             f"--backbone), not {name}")
+        kwargs = {"path": args.backbone_file}
+    else:
+        name = args.backbone or "unet"
+        if name in NEEDS_FILE:
+            raise ValueError(f"--backbone {name} needs your model file: --backbone-file PATH")
+        kwargs = {}
+    if args.weights:
+        if name not in ("unet", "unet3d"):
+            raise ValueError(f"--weights is for the U-Nets (unet, unet3d), not {name}")
+        kwargs["weights"] = args.weights
+    return name, kwargs
+
+
+def _existing_files(paths) -> list[Path]:
+    paths = [Path(p) for p in paths]
+    for p in paths:
+        if not p.is_file():
+            raise ValueError(f"no such file: {p}" if not p.exists() else f"not a file: {p}")
+    return paths
+
+
 def _segment(args) -> int:
     from tqdm import tqdm
 
     from .data.io import read_image, write_image
+    from .data.outputs import Output, make_record, output_path, plan_outputs
     from .models import get_backbone
 
-    backbone = get_backbone(args.backbone, **({"weights": args.weights} if args.weights else {}))
+    name, kwargs = _backbone_choice(args)
     out = Path(args.out)
-    print(f"backbone {args.backbone}; RGB images use their green channel (the channel the shipped "
+    paths = _existing_files(args.images)
+    model = kwargs.get("weights") or kwargs.get("path")
+    settings = {"backbone": name, "weights": str(Path(model).resolve()) if model else None}
+    records = {p: make_record("segment", p, settings) for p in paths}
+    plan = plan_outputs([Output(output_path(p, out, "prob", sfx), p, records[p])
+                         for p in paths for sfx in (".tif", ".png")],
+                        [*paths, *([model] if model else [])], overwrite=args.overwrite)
+    backbone = get_backbone(name, **kwargs)
+    print(f"backbone {name}; RGB images use their green channel (the channel the shipped "
           f"DRIVE weights were trained on)")
-    for path in tqdm([Path(p) for p in args.images], desc="segment", unit="image", file=sys.stderr):
+    plan.make_folders()
+    for path in tqdm(paths, desc="segment", unit="image", file=sys.stderr):
         prob = backbone.predict(read_image(path))
-        write_image(out / f"{path.stem}_prob.tif", prob)
-        write_image(out / f"{path.stem}_prob.png", prob)
-    print(f"wrote {len(args.images)} probability map(s) (float32 TIFF and 8-bit PNG) to {out}")
+        write_image(output_path(path, out, "prob", ".tif"), prob, record=records[path])
+        write_image(output_path(path, out, "prob", ".png"), prob, record=records[path])
+    print(f"wrote {len(paths)} probability map(s) NAME_prob.tif (float32) and NAME_prob.png (8-bit) "
+          f"to {out}")
     return 0
 
 
@@ -219,7 +293,7 @@ def _refine_folder(args) -> int:
     client = make_client(args.scheduler, args.workers) if args.scheduler else None
     try:
         report = refine_folder(args.paths[0], args.out, client=client, options=_batch_options(args),
-                               workers=args.workers)
+                               workers=args.workers, overwrite=args.overwrite)
     finally:
         if client is not None:
             client.close()
@@ -230,7 +304,7 @@ def _refine_folder(args) -> int:
 def _refine(args) -> int:
     from tqdm import tqdm
 
-    from .batch.run import process_image
+    from .batch.run import plan_refine, process_image
 
     if not args.scheduler:
         from .core.device import resolve_device
@@ -243,11 +317,14 @@ def _refine(args) -> int:
         return _refine_folder(args)
     # files: the same per-image work as a folder's, here in this process, one after another
     opts = _batch_options(args)
-    for path in tqdm([Path(p) for p in args.paths], desc="refine", unit="image", file=sys.stderr):
-        process_image(path, args.out, opts)
+    paths = _existing_files(args.paths)
+    plan = plan_refine(paths, args.out, opts, overwrite=args.overwrite, blocks=False)  # before any work
+    plan.check.make_folders()
+    for path in tqdm(paths, desc="refine", unit="image", file=sys.stderr):
+        process_image(path, args.out, opts, plan.records[path], plan.outputs[path])
     how = ("a backbone + " + ("the learned refiner" if args.refiner != "hessian" else "Hessian directions")
            if args.input == "image" else "Hessian directions of the probability maps")
-    print(f"refined {len(args.paths)} file(s) with {how}, {args.steps} steps; wrote NAME_refined.tif "
+    print(f"refined {len(paths)} file(s) with {how}, {args.steps} steps; wrote NAME_refined.tif "
           f"(float32) and NAME_mask.png (2D) or NAME_mask.tif (3D), >= 0.5, to {args.out}")
     return 0
 
@@ -266,6 +343,8 @@ def _finetune(args) -> int:
     for opt in ("regions", "fovs"):
         if getattr(args, opt) and len(getattr(args, opt)) != len(args.images):
             raise ValueError(f"--{opt} must name one mask per image")
+    _check_weights_out(args.out, [*args.images, *args.labels, *(args.regions or []), *(args.fovs or []),
+                                  args.init], args.overwrite, companion=args.tune_backbone)
     images = [read_image(p) for p in args.images]
     labels = [binary_mask(read_image(p)) for p in args.labels]
     regions = [binary_mask(read_image(p)) for p in args.regions] if args.regions else None
@@ -329,36 +408,78 @@ def _bench(args) -> int:
     cases = args.cases.split(",")
     print(f"ms per RK4 step (order 8, float32); min {args.min_time:g} s per measurement"
           + ("; torch matmul loop running in a thread" if args.load else ""))
+    record = None
+    if args.json:
+        from .data.outputs import Output, make_record, plan_outputs
+
+        record = make_record("bench", None, {})
+        plan_outputs([Output(Path(args.json), None, record)], overwrite=args.overwrite)
     res = run(cases, backends, min_time=args.min_time, load=args.load, data=args.data)
     print("  ".join(f"{k}: {v}" for k, v in res["info"].items()))
     if args.json:
         from .data.io import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps(res, indent=2))
+        atomic_write_text(args.json, json.dumps({**res, "tubediff": record}, indent=2))
     return 0
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default (when it has one that is not already said)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        said = "%(default)" in text or re.search(r"\bdefault[: ]", text.lower())
+        if said or not action.option_strings or default is None or default is False \
+                or default == argparse.SUPPRESS:
+            return text
+        return f"{text} (default: %(default)s)" if text else "default: %(default)s"
+
+
+_OVERWRITE = ("replace existing files that tubediff did not write for these inputs (never an input; "
+              "default: refuse them before any work)")
+
+
+def _add_overwrite(parser) -> None:
+    parser.add_argument("--overwrite", action="store_true", help=_OVERWRITE)
+
+
+def _backbone_help() -> str:
+    from .models.registry import DESCRIPTIONS, available_backbones
+
+    return "; ".join(f"{n}: {DESCRIPTIONS.get(n, n)}" for n in available_backbones())
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from .models.registry import NEEDS_FILE, available_backbones, backbone_ndims
+
     p = argparse.ArgumentParser(
-        prog="tubediff",
+        prog="tubediff", formatter_class=_HelpFormatter,
         description="Refine vessel segmentations by anisotropic diffusion (the napari-tubediff engine, "
                     "headless).")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    _add = sub.add_parser
+
+    def add_parser(*a, **kw):  # every subcommand's help shows the defaults
+        return _add(*a, formatter_class=_HelpFormatter, **kw)
+
+    sub.add_parser = add_parser
 
     d = sub.add_parser("demo", help="refine the synthetic sample headlessly and report what changed",
                        description="Generate the synthetic vessel sample (breaks cut into its probability "
                                    "field), estimate Hessian directions, run the diffusion, and print "
                                    "components, gap pixels filled and Dice before and after.")
-    d.add_argument("--out", help="folder to write PNGs and summary.json into")
-    d.add_argument("--size", type=int, default=256)
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--breaks", type=int, default=8)
+    d.add_argument("--out", help="folder to write PNGs and summary.json into (default: write nothing)")
+    d.add_argument("--size", type=int, default=256, help="edge of the square sample in pixels")
+    d.add_argument("--seed", type=int, default=0, help="random seed of the sample")
+    d.add_argument("--breaks", type=int, default=8, help="gaps cut into the probability field")
     d.add_argument("--sigma", type=float, default=3.0, help="Hessian scale for the directions")
-    d.add_argument("--lambda-par", type=float, default=1.0)
-    d.add_argument("--lambda-perp", type=float, default=0.02)
-    d.add_argument("--dt", type=float, default=0.25)
-    d.add_argument("--steps", type=int, default=30)
+    d.add_argument("--lambda-par", type=float, default=1.0, help="diffusivity along the vessel")
+    d.add_argument("--lambda-perp", type=float, default=0.02, help="diffusivity across the vessel")
+    d.add_argument("--dt", type=float, default=0.25, help="time step of one RK4 step")
+    d.add_argument("--steps", type=int, default=30, help="RK4 steps")
+    _add_overwrite(d)
     d.set_defaults(func=_demo)
 
     e = sub.add_parser("evaluate", help="score methods on a DRIVE-layout dataset (Dice, clDice, VCA, Betti)",
@@ -368,7 +489,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--data", help="folder with training/ and test/ in DRIVE layout")
     e.add_argument("--synthetic3d", type=int, metavar="N",
                    help="score N held-out synthetic volumes instead (default backbone: unet3d)")
-    e.add_argument("--split", default="test", choices=["test", "training", "train"])
+    e.add_argument("--split", default="test", choices=["test", "training", "train"],
+                   help="which part of the DRIVE folder")
     src = e.add_mutually_exclusive_group()
     src.add_argument("--backbone", help="segment with this backbone (e.g. vesselness)")
     src.add_argument("--pred", help="folder of probability maps named after the images (PNG or TIF)")
@@ -392,15 +514,20 @@ def build_parser() -> argparse.ArgumentParser:
                                    "synthetic volumes (3D, --synthetic3d), and write an atomic checkpoint. "
                                    "Options left out take the model's defaults (the shipped models' "
                                    "settings, docs/models.md).")
-    t.add_argument("what", choices=["backbone", "refiner"])
+    t.add_argument("what", choices=["backbone", "refiner"], help="the model to train")
     t.add_argument("--data", help="folder with training/ in DRIVE layout")
     t.add_argument("--synthetic3d", type=int, metavar="N",
                    help="train the 3D model on N synthetic volumes instead (the refiner on the shipped 3D "
                         "U-Net unless --backbone-weights)")
-    t.add_argument("--out", required=True, help="checkpoint file to write")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--lr", type=float, default=None, help="initial learning rate")
-    t.add_argument("--batch", type=int, default=None)
+    t.add_argument("--out", required=True,
+                   help="checkpoint file to write (required; refused before training if it exists, is an "
+                        "input or cannot be written, unless --overwrite for an existing file)")
+    _add_overwrite(t)
+    t.add_argument("--seed", type=int, default=0, help="random seed of patches, crops and initial weights")
+    t.add_argument("--lr", type=float, default=None,
+                   help="initial learning rate (default: 0.001; 3D: backbone 0.003, refiner 0.005)")
+    t.add_argument("--batch", type=int, default=None,
+                   help="patches per update (default: backbone 32, 3D 4; refiner 4)")
     t.add_argument("--loss", default=None, choices=["bce", "dice", "cldice"], help="default: bce")
     t.add_argument("--device", default="auto", help="cpu, cuda or auto")
     t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
@@ -417,16 +544,25 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--dt", type=float, default=None, help="default: 0.2")
     tr.add_argument("--crop", type=int, default=None, help="default: 256 (3D: 32)")
     tr.add_argument("--updates", type=int, default=None, help="default: 200 (3D: 150)")
-    tr.add_argument("--alpha", type=float, default=None, help="soft-clDice weight with --loss cldice")
+    tr.add_argument("--alpha", type=float, default=None,
+                    help="soft-clDice weight with --loss cldice (default: 0.5)")
     t.set_defaults(func=_train)
 
     sg = sub.add_parser("segment", help="probability maps for your own images",
                         description="Segment images with a backbone; writes NAME_prob.tif (float32) and "
                                     "NAME_prob.png. RGB images use their green channel.")
-    sg.add_argument("images", nargs="+")
-    sg.add_argument("--out", required=True)
-    sg.add_argument("--backbone", default="unet")
-    sg.add_argument("--weights", help="U-Net checkpoint instead of the shipped one")
+    sg.add_argument("images", nargs="+", help="image files (TIFF, PNG, GIF, JPEG)")
+    sg.add_argument("--out", required=True,
+                    help="folder for NAME_prob.tif and NAME_prob.png (required; created if needed). NAME is "
+                         "the image's name less a trailing _prob, _refined or _mask")
+    sg.add_argument("--backbone", choices=available_backbones(), metavar="NAME",
+                    help="default: unet, or the kind of --backbone-file. " + _backbone_help())
+    sg.add_argument("--backbone-file", metavar="PATH",
+                    help="your own model: a torch.export program (.pt2, read with torch.export.load) or a "
+                         "TorchScript file (.pt); takes (1, 1, H, W) float32, returns probabilities or "
+                         "logits (default: none)")
+    sg.add_argument("--weights", help="U-Net checkpoint instead of the shipped one (default: shipped)")
+    _add_overwrite(sg)
     sg.set_defaults(func=_segment)
 
     rf = sub.add_parser("refine", help="refine probability maps (or images) by the diffusion",
@@ -436,10 +572,15 @@ def build_parser() -> argparse.ArgumentParser:
                                     "folder, refines every image in it on a dask.distributed cluster, "
                                     "skipping images already done (docs/batch.md).")
     rf.add_argument("paths", nargs="+", help="image files, or one folder")
-    rf.add_argument("--out", required=True)
-    rf.add_argument("--input", choices=["prob", "image"], default="prob")
-    rf.add_argument("--steps", type=int, default=10)
-    rf.add_argument("--refiner", default="auto", help="with --input image: weights, 'shipped' or 'hessian'")
+    rf.add_argument("--out", required=True,
+                    help="folder for NAME_refined.tif and NAME_mask.png/.tif (required; created if needed). "
+                         "NAME is the input's name less a trailing _prob, _refined or _mask")
+    rf.add_argument("--input", choices=["prob", "image"], default="prob",
+                    help="prob: the files are probability maps; image: segment them first (2D: the U-Net)")
+    rf.add_argument("--steps", type=int, default=10, help="RK4 steps of the diffusion")
+    rf.add_argument("--refiner", default="auto",
+                    help="with --input image: learned refiner weights, 'shipped', 'hessian' or 'auto' "
+                         "(the shipped refiner for 2D images)")
     rf.add_argument("--device", default="auto",
                     help="auto (CUDA when torch sees a GPU, else CPU), cpu, cuda or cuda:N")
     rb = rf.add_argument_group("folders (dask.distributed)")
@@ -450,25 +591,32 @@ def build_parser() -> argparse.ArgumentParser:
                     help="refine images with more than N^3 voxels in blocks of about N^3 with exact "
                          "halos (0: never)")
     rb.add_argument("--volume-backbone", default="vesselness",
+                    choices=[n for n in available_backbones()
+                             if 3 in backbone_ndims(n) and n not in NEEDS_FILE],
                     help="with --input image: backbone for 3D volumes (the U-Net is 2D)")
+    _add_overwrite(rf)
     rf.set_defaults(func=_refine)
 
     ft = sub.add_parser("finetune", help="fine-tune the refiner on your corrected labels",
                         description="Fine-tune the refiner's direction head and lambdas on images and "
                                     "their corrected labels (optionally only inside region masks); prints "
                                     "Dice, clDice and VCA in the regions before and after.")
-    ft.add_argument("--images", nargs="+", required=True)
-    ft.add_argument("--labels", nargs="+", required=True, help="one corrected mask per image (> 127 vessel)")
+    ft.add_argument("--images", nargs="+", required=True, help="2D images (grey or RGB; required)")
+    ft.add_argument("--labels", nargs="+", required=True,
+                    help="one corrected mask per image (> 127 vessel; required)")
     ft.add_argument("--regions", nargs="+", help="one mask per image: where the labels are trusted")
     ft.add_argument("--fovs", nargs="+", help="one field-of-view mask per image (fundus photographs)")
     ft.add_argument("--init", help="refiner weights to start from (default: the shipped ones)")
-    ft.add_argument("--out", required=True, help="refiner weights to write")
-    ft.add_argument("--updates", type=int, default=None)
-    ft.add_argument("--lr", type=float, default=None)
-    ft.add_argument("--loss", choices=["bce", "dice", "cldice"], default=None)
-    ft.add_argument("--batch", type=int, default=None)
-    ft.add_argument("--crop", type=int, default=None)
-    ft.add_argument("--seed", type=int, default=None)
+    ft.add_argument("--out", required=True,
+                    help="refiner weights to write (required; refused before training if it exists, is an "
+                         "input or cannot be written, unless --overwrite for an existing file)")
+    _add_overwrite(ft)
+    ft.add_argument("--updates", type=int, default=None, help="optimiser updates (default: 100)")
+    ft.add_argument("--lr", type=float, default=None, help="learning rate (default: 0.003)")
+    ft.add_argument("--loss", choices=["bce", "dice", "cldice"], default=None, help="default: cldice")
+    ft.add_argument("--batch", type=int, default=None, help="crops per update (default: 4)")
+    ft.add_argument("--crop", type=int, default=None, help="crop edge in pixels (default: 128)")
+    ft.add_argument("--seed", type=int, default=None, help="random seed of the crops (default: 0)")
     ft.add_argument("--tune-backbone", action="store_true",
                     help="also train the U-Net's last layers; writes OUT_unet.pt beside OUT")
     ft.set_defaults(func=_finetune)
@@ -490,7 +638,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--load", action="store_true", help="run a torch matmul loop beside the timing")
     b.add_argument("--data", default="random", choices=["random", "vessels"],
                    help="a random field, or a synthetic vessel tree's probability and Hessian directions")
-    b.add_argument("--json", help="write the figures to this JSON file")
+    b.add_argument("--json", help="write the figures to this JSON file (default: print only)")
+    _add_overwrite(b)
     b.set_defaults(func=_bench)
     return p
 
@@ -503,6 +652,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        # every output is written under a temporary name and renamed when complete
+        # (data.io.atomic_path), and the temporaries are removed on the way out
+        print("tubediff: interrupted: finished outputs are kept, no partial file is left", file=sys.stderr)
+        return 130
     except (ValueError, OSError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"tubediff: error: {msg}", file=sys.stderr)

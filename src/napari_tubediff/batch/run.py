@@ -6,14 +6,20 @@ workers; an image or volume with more than ``chunk**3`` voxels is instead refine
 by `refine_chunked` (its blocks spread over the workers) and written plane by plane.
 
 Outputs, as with the single-file command: ``NAME_refined.tif`` (float32) and the
-mask ``NAME_mask.png`` (2D) or ``NAME_mask.tif`` (3D, uint8 0/255), every file
-written under a temporary name and renamed when complete (`atomic_path`), mask
-first, so an existing ``NAME_refined.tif`` means the image is done. A rerun skips
-the done images; a killed run leaves at most hidden temporary files behind.
+mask ``NAME_mask.png`` (2D) or ``NAME_mask.tif`` (3D, uint8 0/255), NAME being the
+input's stem less a trailing ``_prob``/``_refined``/``_mask`` (`data.outputs.output_stem`).
+Every output is planned and checked before any work (`plan_refine`: collisions,
+inputs, files that are not tubediff's, writability, room on the disk), written under
+a temporary name and renamed when complete (`atomic_path`), and carries a record of
+its input and settings (`data.outputs.make_record`). A rerun skips the images whose
+outputs record the same input and settings, redoes those made with other settings,
+and refuses (before any work) files tubediff did not write unless ``overwrite``.
+A killed or interrupted run leaves no temporary file behind.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -24,10 +30,19 @@ from pathlib import Path
 import numpy as np
 
 from ..core.refine import RefineSettings, refine
-from ..data.io import _to_uint8, atomic_path, read_image, to_probability, write_image
+from ..data.io import _to_uint8, atomic_path, read_image, tiff_metadata, to_probability, write_image
+from ..data.outputs import (
+    Output,
+    OutputPlan,
+    image_shape,
+    make_record,
+    output_path,
+    plan_outputs,
+    remove_temporaries,
+)
 
 __all__ = ["IMAGE_SUFFIXES", "BatchOptions", "BatchReport", "refine_folder", "make_client",
-           "outputs_for"]
+           "outputs_for", "plan_refine", "RefinePlan"]
 
 IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".gif", ".jpg", ".jpeg")
 
@@ -73,6 +88,14 @@ class BatchOptions:
     def settings(self) -> RefineSettings:
         return RefineSettings(steps=self.steps)
 
+    def recorded(self) -> dict:
+        """The options that shape the result, as recorded with each output. Left out: where
+        it runs (``device``) and how it is split (``chunk``: blocks with exact halos give the
+        whole image's result)."""
+        from dataclasses import asdict
+
+        return {k: v for k, v in asdict(self).items() if k not in ("device", "chunk")}
+
     def block_shape(self, ndim: int) -> tuple[int, ...]:
         # the same voxel count per block in 2D as in 3D (a 2D block of edge `chunk`
         # would be tiny next to its halo)
@@ -89,6 +112,7 @@ class BatchReport:
     skipped: list[str] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     chunked: list[str] = field(default_factory=list)
+    redone: list[tuple[str, str]] = field(default_factory=list)  # (name, what changed): made again
 
     @property
     def ok(self) -> bool:
@@ -101,6 +125,8 @@ class BatchReport:
                  + (f" ({len(self.chunked)} in blocks)" if self.chunked else "")
                  + f", skipped {len(self.skipped)} already done, {len(self.failed)} failed; "
                  f"outputs in {self.out_dir}"]
+        lines += [f"  REDONE {name}: its outputs were made with other settings ({why})"
+                  for name, why in self.redone]
         lines += [f"  FAILED {name}: {reason}" for name, reason in self.failed]
         return "\n".join(lines)
 
@@ -108,26 +134,85 @@ class BatchReport:
 def outputs_for(path, out_dir, ndim: int | None = None) -> tuple[Path, Path]:
     """``(refined, mask)`` output paths of one input; the mask is PNG in 2D, TIFF in 3D.
 
+    Names follow `data.outputs.output_path` (a trailing ``_prob`` of the input is dropped).
     With ``ndim=None`` the mask path is whichever of the two exists (PNG if none).
 
     Examples
     --------
     >>> [p.name for p in outputs_for("in/vol.tif", "out", ndim=3)]
     ['vol_refined.tif', 'vol_mask.tif']
+    >>> [p.name for p in outputs_for("in/01_test_prob.tif", "out", ndim=2)]
+    ['01_test_refined.tif', '01_test_mask.png']
     """
-    stem = Path(path).stem
-    out = Path(out_dir)
-    png, tif = out / f"{stem}_mask.png", out / f"{stem}_mask.tif"
+    png, tif = output_path(path, out_dir, "mask", ".png"), output_path(path, out_dir, "mask", ".tif")
     if ndim is None:
         mask = tif if tif.exists() and not png.exists() else png
     else:
         mask = png if ndim == 2 else tif
-    return out / f"{stem}_refined.tif", mask
+    return output_path(path, out_dir, "refined", ".tif"), mask
 
 
-def _is_done(path, out_dir) -> bool:
-    refined, mask = outputs_for(path, out_dir)
-    return refined.is_file() and mask.is_file()
+def _spatial_ndim(shape: tuple[int, ...] | None, opts: BatchOptions) -> int:
+    # the same reading of a shape as the per-image work: (H, W, 3|4) is an RGB image
+    # (segmented in 2D with --input image, refused as a probability map), else the axes
+    if shape is None:
+        return 2  # unreadable: it will fail when read, nothing is written
+    if len(shape) == 3 and shape[-1] in (3, 4):
+        return 2
+    return len(shape)
+
+
+@dataclass
+class RefinePlan:
+    """The checked outputs of a refine run: per input its output paths and record."""
+
+    outputs: dict[Path, tuple[Path, ...]]
+    records: dict[Path, dict]
+    check: OutputPlan
+    blocks: set[Path] = field(default_factory=set)
+
+    def done(self, path) -> bool:
+        """The input's outputs are tubediff's, of this input, with these settings."""
+        return self.check.current(self.outputs[Path(path)])
+
+    def redo_reason(self, path) -> str | None:
+        """What changed, when the input's existing outputs were made with other settings."""
+        whys = [self.check.why[p] for p in self.outputs[Path(path)] if p in self.check.why]
+        return whys[0] if whys else None
+
+    def all_paths(self) -> list[Path]:
+        return [p for ps in self.outputs.values() for p in ps]
+
+
+def plan_refine(files, out_dir, opts: BatchOptions, *, overwrite: bool = False,
+                blocks: bool = True) -> RefinePlan:
+    """Check every output of refining ``files`` into ``out_dir`` before any work (`plan_outputs`).
+
+    Reads only the headers of the inputs (for the mask's format and the size of the
+    outputs). ``blocks=False``: every image is refined whole, in memory (``tubediff
+    refine FILE``), so none goes through a ``NAME_prob.tif`` on disk.
+
+    ValueError, naming the files, when two inputs would write the same output, an
+    output would replace an input, a file tubediff did not write is in the way
+    (unless ``overwrite``), or the folder cannot be written or lacks the room.
+    """
+    files = [Path(f) for f in files]
+    outputs, records, planned, big, need = {}, {}, [], set(), 0
+    for f in files:
+        shape = image_shape(f)
+        ndim = _spatial_ndim(shape, opts)
+        paths = outputs_for(f, out_dir, ndim)
+        if blocks and _needs_blocks(f, opts):
+            big.add(f)
+            if opts.input == "image":  # segmented to NAME_prob.tif on a worker, refined in blocks from it
+                paths = (*paths, output_path(f, out_dir, "prob", ".tif"))
+        rec = make_record("refine", f, opts.recorded()) if f.exists() else None
+        outputs[f], records[f] = paths, rec
+        planned += [Output(p, f, rec) for p in paths]
+        if shape is not None:  # float32 field + uint8 mask (+ float32 probability; blocks: a zarr store)
+            need += int(np.prod(shape[:ndim])) * (4 * (len(paths) - 1) + 1 + (4 if f in big else 0))
+    check = plan_outputs(planned, files, overwrite=overwrite, need_bytes=need)
+    return RefinePlan(outputs, records, check, big)
 
 
 def list_images(input_dir) -> list[Path]:
@@ -179,36 +264,50 @@ def _refine_image(img: np.ndarray, name: str, opts: BatchOptions) -> np.ndarray:
     return refine(to_probability(img, name), settings=opts.settings(), device=opts.device)
 
 
-def process_image(path, out_dir, opts: BatchOptions) -> str:
-    """Read, refine and write one image in memory; returns its name. Runs on a worker."""
+def process_image(path, out_dir, opts: BatchOptions, record: dict | None = None,
+                  planned: tuple[Path, ...] | None = None) -> str:
+    """Read, refine and write one image in memory; returns its name. Runs on a worker.
+
+    ``record`` goes into both outputs (`data.outputs.make_record`; by default made here).
+    ``planned``: the outputs `plan_refine` checked; an image whose outputs turn out
+    otherwise (its header promised another number of axes) is refused, not written.
+    """
     path = Path(path)
+    if record is None:
+        record = make_record("refine", path, opts.recorded())
     img = read_image(path)
     field = _refine_image(img, path.name, opts)
     refined, mask = outputs_for(path, out_dir, field.ndim)
-    write_image(mask, field >= 0.5)  # mask first: the refined TIFF marks the image as done
-    write_image(refined, field)
+    if planned is not None and not {refined, mask} <= set(map(Path, planned)):
+        raise ValueError(f"its outputs {refined.name}, {mask.name} differ from those checked before the run")
+    write_image(mask, field >= 0.5, record=record)  # mask first: the refined TIFF's record marks it done
+    write_image(refined, field, record=record)
     return path.name
 
 
-def _process_or_reason(path, out_dir, opts: BatchOptions) -> str | None:
+def _process_or_reason(path, out_dir, opts: BatchOptions, record=None, planned=None) -> str | None:
     # Runs on a worker: bad input comes back as a one-line reason instead of an exception,
     # which distributed would log with its traceback; anything else still raises.
     try:
-        process_image(path, out_dir, opts)
+        process_image(path, out_dir, opts, record, planned)
     except (ValueError, OSError) as e:
         return _reason(e, Path(path).name)
     return None
 
 
-def _segment_to_file(path, out_dir, opts: BatchOptions) -> str:
+def _segment_to_file(path, out_dir, opts: BatchOptions, record: dict | None = None) -> str:
     # the backbone needs the whole volume (its normalisation is global): in memory on a
     # worker, written as NAME_prob.tif so that the chunked refinement can read it in blocks
-    # (and a rerun after a crash does not segment again)
+    # (a rerun after a crash reuses it when its record says same input, same settings)
+    from ..data.outputs import read_record
+
     path = Path(path)
-    prob_path = Path(out_dir) / f"{path.stem}_prob.tif"
-    if not prob_path.is_file():
+    prob_path = output_path(path, out_dir, "prob", ".tif")
+    if record is None:
+        record = make_record("refine", path, opts.recorded())
+    if read_record(prob_path) != record:
         prob, _ = _segment(read_image(path), opts)
-        write_image(prob_path, prob)
+        write_image(prob_path, prob, record=record)
     return str(prob_path)
 
 
@@ -254,7 +353,7 @@ def _needs_blocks(path, opts: BatchOptions) -> bool:
     return int(np.prod(shape)) > opts.chunk ** 3
 
 
-def _write_planes(src, dst: Path, convert) -> None:
+def _write_planes(src, dst: Path, convert, record: dict | None = None) -> None:
     # a 3D zarr array written as TIFF pages one plane at a time (bounded memory), atomically
     import tifffile
 
@@ -267,10 +366,10 @@ def _write_planes(src, dst: Path, convert) -> None:
             for i in range(1, src.shape[0] if src.ndim == 3 else 1):
                 yield convert(np.asarray(src[i]))
 
-        tifffile.imwrite(tmp, data=planes(), shape=shape, dtype=first.dtype)
+        tifffile.imwrite(tmp, data=planes(), shape=shape, dtype=first.dtype, metadata=tiff_metadata(record))
 
 
-def refine_in_blocks(path, out_dir, opts: BatchOptions, client) -> str:
+def refine_in_blocks(path, out_dir, opts: BatchOptions, client, record: dict | None = None) -> str:
     """Refine one large TIFF with `refine_chunked` on ``client``'s workers and write its outputs.
 
     The refined field goes to a temporary zarr store beside the outputs (written by
@@ -285,8 +384,11 @@ def refine_in_blocks(path, out_dir, opts: BatchOptions, client) -> str:
 
     path = Path(path)
     src = path
+    if record is None:
+        record = make_record("refine", path, opts.recorded())
     if opts.input == "image":
-        src = Path(client.submit(_segment_to_file, str(path), str(out_dir), opts, pure=False).result())
+        fut = client.submit(_segment_to_file, str(path), str(out_dir), opts, record, pure=False)
+        src = Path(fut.result())
     reader = TiffBlocks(src)
     blocks = opts.block_shape(reader.ndim)
     raw = da.from_array(reader, chunks=blocks, asarray=False, fancy=False, name=False)
@@ -299,8 +401,8 @@ def refine_in_blocks(path, out_dir, opts: BatchOptions, client) -> str:
         job = da.to_zarr(field.rechunk(blocks), str(store), overwrite=True, compute=False)
         client.compute(job).result()
         z = zarr.open(str(store), mode="r")
-        _write_planes(z, mask, lambda p: _to_uint8(p >= 0.5))
-        _write_planes(z, refined, lambda p: p)
+        _write_planes(z, mask, lambda p: _to_uint8(p >= 0.5), record)
+        _write_planes(z, refined, lambda p: p, record)
     finally:
         shutil.rmtree(store, ignore_errors=True)
     return path.name
@@ -326,7 +428,9 @@ def make_client(scheduler: str | None = None, workers: int = 2, *, processes: bo
         return Client(scheduler)
     if isinstance(workers, bool) or int(workers) != workers or workers < 1:
         raise ValueError(f"workers must be a whole number >= 1, got {workers!r}")
-    kw = dict(env=WORKER_ENV) if processes else {}
+    # the workers' own warnings stay quiet (a task's failure reaches the summary, one line each);
+    # errors still show
+    kw = dict(env=WORKER_ENV, silence_logs=logging.ERROR) if processes else {}
     cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=processes,
                            dashboard_address=None, **kw)
     return Client(cluster)
@@ -344,7 +448,7 @@ def _reason(exc: BaseException, name: str = "") -> str:
 
 
 def refine_folder(input_dir, out_dir, *, client=None, options: BatchOptions | None = None,
-                  workers: int = 2, progress: bool = True) -> BatchReport:
+                  workers: int = 2, progress: bool = True, overwrite: bool = False) -> BatchReport:
     """Refine every image in ``input_dir`` into ``out_dir`` on a dask.distributed cluster.
 
     Parameters
@@ -354,7 +458,8 @@ def refine_folder(input_dir, out_dir, *, client=None, options: BatchOptions | No
         searched recursively.
     out_dir : path
         Where ``NAME_refined.tif`` and ``NAME_mask.png``/``.tif`` go (created if needed).
-        Images whose outputs are there already are skipped.
+        Images whose outputs record the same input and options are skipped (resume);
+        outputs tubediff made with other options are made again (``report.redone``).
     client : distributed.Client, optional
         The cluster to use; by default a LocalCluster of ``workers`` single-threaded
         processes is started and closed again.
@@ -364,12 +469,22 @@ def refine_folder(input_dir, out_dir, *, client=None, options: BatchOptions | No
         Worker processes of the default cluster.
     progress : bool
         Show a progress bar (tqdm, on stderr).
+    overwrite : bool
+        Replace files in ``out_dir`` that tubediff did not write for these inputs;
+        without it they are refused before any work (ValueError).
 
     Returns
     -------
     BatchReport
         Names refined, skipped and failed (with a one-line reason each). A failure
         never stops the other images.
+
+    Raises
+    ------
+    ValueError
+        Before any work: two inputs with the same output names (``x.png``, ``x.tif``),
+        a file in the way that tubediff did not write, an output folder that cannot be
+        written or lacks the room.
 
     Examples
     --------
@@ -391,27 +506,33 @@ def refine_folder(input_dir, out_dir, *, client=None, options: BatchOptions | No
     out = Path(out_dir)
     if out.resolve() == Path(input_dir).resolve():
         raise ValueError("--out must differ from the input folder (the outputs would become inputs)")
-    out.mkdir(parents=True, exist_ok=True)
+    plan = plan_refine(files, out, opts, overwrite=overwrite)  # every refusal comes before any work
+    plan.check.make_folders()
+    remove_temporaries(plan.all_paths())  # left by a run that was killed
     report = BatchReport(out)
 
-    todo, seen = [], {}
+    todo = []
     for p in files:
-        if p.stem in seen:  # a.png and a.tif would write the same outputs
-            report.failed.append((p.name, f"same name as {seen[p.stem]}: outputs would collide"))
+        if plan.done(p):
+            report.skipped.append(p.name)
             continue
-        seen[p.stem] = p.name
-        (report.skipped if _is_done(p, out) else todo).append(p)
+        todo.append(p)
+        if (why := plan.redo_reason(p)) is not None:
+            report.redone.append((p.name, why))
     own = client is None
-    if own and todo:
-        client = make_client(workers=workers)
-    bar = tqdm(total=len(todo), desc="refine", unit="image", file=sys.stderr, disable=not progress)
+    bar = None
+    interrupted = False
     try:
-        big = [p for p in todo if _needs_blocks(p, opts)]
-        small = [p for p in todo if p not in big]
-        futures = {client.submit(_process_or_reason, str(p), str(out), opts, pure=False): p for p in small}
+        if own and todo:
+            client = make_client(workers=workers)
+        bar = tqdm(total=len(todo), desc="refine", unit="image", file=sys.stderr, disable=not progress)
+        big = [p for p in todo if p in plan.blocks]
+        small = [p for p in todo if p not in plan.blocks]
+        futures = {client.submit(_process_or_reason, str(p), str(out), opts, plan.records[p], plan.outputs[p],
+                                 pure=False): p for p in small}
         for p in big:  # one at a time, each spread over all the workers
             try:
-                refine_in_blocks(p, out, opts, client)
+                refine_in_blocks(p, out, opts, client, plan.records[p])
                 report.done.append(p.name)
                 report.chunked.append(p.name)
             except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the run
@@ -426,13 +547,24 @@ def refine_folder(input_dir, out_dir, *, client=None, options: BatchOptions | No
             else:
                 report.done.append(p.name)
             bar.update()
+    except KeyboardInterrupt:
+        # Ctrl-C: the cluster is closed below, its workers (stopped mid-task) killed; what
+        # distributed logs about that is noise after the user's own interrupt
+        interrupted = True
+        raise
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
+        if interrupted:
+            logging.getLogger("distributed").setLevel(logging.CRITICAL)
         if own and client is not None:
             cluster = client.cluster
             client.close()
             if cluster is not None:
                 cluster.close()
+        # a worker stopped mid-write (Ctrl-C reaches the worker processes too) may leave its
+        # hidden temporary; the finished outputs stay, nothing half-written does
+        remove_temporaries(plan.all_paths())
     report.done.sort()
     report.failed.sort()
     return report

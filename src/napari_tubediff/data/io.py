@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +16,32 @@ import numpy as np
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
-__all__ = ["atomic_path", "atomic_write_text", "write_image", "read_image", "to_probability"]
+__all__ = ["atomic_path", "atomic_write_text", "write_image", "read_image", "to_probability",
+           "DiskFullError"]
+
+
+class DiskFullError(OSError):
+    """The disk (or the user's quota) ran out while writing; the message says where and what to do."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _disk_full(e: BaseException) -> bool:
+    # ENOSPC/EDQUOT from the OS, or numpy's short write ("65536 requested and 14268 written"),
+    # which is what a full disk looks like through ndarray.tofile (tifffile's writer)
+    if not isinstance(e, OSError) or isinstance(e, DiskFullError):
+        return False
+    text = str(e)
+    return e.errno in (errno.ENOSPC, errno.EDQUOT) or ("requested and" in text and "written" in text)
+
+
+def _free(folder: Path) -> str:
+    try:
+        n = shutil.disk_usage(folder).free
+    except OSError:
+        return "unknown"
+    return f"{n / 2**20:.1f} MB" if n < 2**30 else f"{n / 2**30:.1f} GB"
 
 
 @contextmanager
@@ -32,8 +60,12 @@ def atomic_path(path, suffix: str | None = None):
     try:
         yield Path(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        Path(tmp).unlink(missing_ok=True)  # never a partial file, not even on Ctrl-C
+        if _disk_full(e):
+            raise DiskFullError(errno.ENOSPC, f"the disk is full: could not write {path.name} in "
+                                f"{path.parent} ({_free(path.parent)} free now): free some space or choose "
+                                "another --out") from None
         raise
 
 
@@ -52,12 +84,20 @@ def _to_uint8(a: np.ndarray) -> np.ndarray:
     return a
 
 
-def write_image(path, data: np.ndarray) -> Path:
+def tiff_metadata(record: dict | None) -> dict:
+    """tifffile's ``metadata=`` argument carrying tubediff's ``record`` (`data.outputs`)."""
+    from .outputs import RECORD_KEY
+
+    return {} if record is None else {RECORD_KEY: json.dumps(record)}
+
+
+def write_image(path, data: np.ndarray, record: dict | None = None) -> Path:
     """Write an image or mask atomically; the format follows the suffix.
 
     ``.png``, ``.gif``, ``.jpg``: float data in [0, 1] is scaled to 0..255 and a
     bool mask to {0, 255}. ``.tif``/``.tiff``: the array is written as it is
-    (float32 probability maps keep their values).
+    (float32 probability maps keep their values). ``record`` (TIFF and PNG): tubediff's
+    record of how the file was made, read back by `data.outputs.read_record`.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -66,7 +106,16 @@ def write_image(path, data: np.ndarray) -> Path:
             import tifffile
 
             a = np.asarray(data)
-            tifffile.imwrite(tmp, a.astype(np.uint8) * 255 if a.dtype == bool else a)
+            tifffile.imwrite(tmp, a.astype(np.uint8) * 255 if a.dtype == bool else a,
+                             metadata=tiff_metadata(record))
+        elif suffix == ".png" and record is not None:
+            from PIL import Image, PngImagePlugin
+
+            from .outputs import RECORD_KEY
+
+            info = PngImagePlugin.PngInfo()
+            info.add_text(RECORD_KEY, json.dumps(record))
+            Image.fromarray(_to_uint8(data)).save(tmp, format="PNG", pnginfo=info)
         elif suffix in (".png", ".gif", ".jpg", ".jpeg", ".bmp"):
             import imageio.v3 as iio
 

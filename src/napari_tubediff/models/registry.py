@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
-from .classical import VesselnessBackbone
 
-_REGISTRY: dict[str, Callable[..., object]] = {"vesselness": VesselnessBackbone}
+def _vesselness(**kwargs):
+    from .classical import VesselnessBackbone
+
+    return VesselnessBackbone(**kwargs)
 
 
 def _unet(**kwargs):
@@ -25,17 +28,49 @@ def _torchscript(path=None, **kwargs):
     from .backbones import TorchScriptBackbone
 
     if path is None:
-        raise ValueError("the torchscript backbone needs the model file: path=...")
+        raise ValueError("the torchscript backbone needs the model file: path=... (CLI: --backbone-file)")
     return TorchScriptBackbone(path, **kwargs)
 
 
-_REGISTRY["unet"] = _unet
-_REGISTRY["unet3d"] = _unet3d
-_REGISTRY["torchscript"] = _torchscript
+def _exported(path=None, **kwargs):
+    from .user_model import ExportedBackbone
+
+    if path is None:
+        raise ValueError("the exported backbone needs the model file: path=... (CLI: --backbone-file)")
+    return ExportedBackbone(path, **kwargs)
 
 
-#: The numbers of spatial axes each backbone takes (TorchScript: a 2D model is assumed).
-_NDIMS: dict[str, tuple[int, ...]] = {"vesselness": (2, 3), "unet": (2,), "unet3d": (3,), "torchscript": (2,)}
+_REGISTRY: dict[str, Callable[..., object]] = {
+    "vesselness": _vesselness, "unet": _unet, "unet3d": _unet3d, "exported": _exported,
+    "torchscript": _torchscript}
+
+#: One line per backbone, for ``--help`` and the docs.
+DESCRIPTIONS: dict[str, str] = {
+    "unet": "2D U-Net, shipped DRIVE weights (or --weights)",
+    "unet3d": "3D U-Net for grey volumes, shipped weights from synthetic volumes (or --weights)",
+    "vesselness": "training-free multi-scale Sato vesselness, 2D and 3D",
+    "exported": "your torch.export program (.pt2, torch.export.save) given by --backbone-file",
+    "torchscript": "your TorchScript model (.pt, torch.jit.save; deprecated) given by --backbone-file",
+}
+
+#: Backbones that need the user's model file (``path=``); not offered where no file can be given.
+NEEDS_FILE = ("exported", "torchscript")
+
+#: The numbers of spatial axes each backbone takes (a user's model: 2D is assumed).
+_NDIMS: dict[str, tuple[int, ...]] = {"vesselness": (2, 3), "unet": (2,), "unet3d": (3,), "torchscript": (2,),
+                                      "exported": (2,)}
+
+
+def backbone_for_file(path) -> str:
+    """The backbone name for a user's model file: ``.pt2`` is a ``torch.export`` program
+    (``"exported"``), anything else is read as TorchScript.
+
+    Examples
+    --------
+    >>> backbone_for_file("mine.pt2"), backbone_for_file("old.pt")
+    ('exported', 'torchscript')
+    """
+    return "exported" if Path(path).suffix.lower() == ".pt2" else "torchscript"
 
 
 def backbone_ndims(name: str) -> tuple[int, ...]:
@@ -62,7 +97,8 @@ def get_backbone(name: str, **kwargs):
 
     ``"unet"`` (shipped DRIVE weights, or ``weights=PATH``), ``"unet3d"`` (grey volumes;
     shipped weights trained on synthetic volumes, or ``weights=PATH``), ``"vesselness"``
-    (training-free), ``"torchscript"`` (``path=PATH`` to a TorchScript file). The U-Nets
+    (training-free), ``"exported"`` (``path=PATH`` to a ``torch.export`` program, ``.pt2``),
+    ``"torchscript"`` (``path=PATH`` to a TorchScript file). The U-Nets
     take ``device="auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
 
     Examples

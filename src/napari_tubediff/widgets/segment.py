@@ -88,7 +88,7 @@ class SegmentWidget(Container):
                             choices=lambda _w: layers_of(viewer, napari.layers.Labels),
                             tooltip="optional mask: the probability is zero outside it")
         # a TorchScript backbone needs a file: it is offered by the CLI and the Python API
-        names = [n for n in available_backbones() if n != "torchscript"]
+        names = [n for n in available_backbones() if n not in registry.NEEDS_FILE]
         vol = ", ".join(n for n in names if 3 in backbone_dims(n))
         self.backbone = ComboBox(label="backbone", choices=names,
                                  value="unet" if "unet" in names else names[0],
