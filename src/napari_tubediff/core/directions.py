@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from skimage.feature import hessian_matrix, structure_tensor
 
-from .checks import check_field
+from .checks import check_field, check_positive
 
 __all__ = ["estimate_directions", "eigenvalue_spread", "directions_reach", "sample_vectors", "vector_angles",
            "vector_elevations", "orientation_colors"]
@@ -40,8 +40,15 @@ def directions_reach(sigma: float) -> int:
 
 def _tensor_components(u: np.ndarray, sigma: float, method: str) -> list[np.ndarray]:
     # the upper triangle of the Hessian or structure tensor, row by row (scikit-image's order)
-    if not (np.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be > 0, got {sigma!r}")
+    sigma = check_positive(sigma, "sigma")
+    if sigma > max(u.shape):
+        # the Gaussian would be flat over the whole image (and its kernel, 8 sigma long,
+        # can exhaust memory: sigma=1e9 asks for 60 GiB)
+        raise ValueError(f"sigma={sigma:g} is larger than the image ({'x'.join(map(str, u.shape))}); "
+                         "use about the vessel radius in pixels (1 to 4 for fundus photographs)")
+    if min(u.shape) < 2:
+        raise ValueError(f"u of shape {u.shape} is too thin for directions: every axis needs at "
+                         "least 2 pixels (a 1-pixel strip has no derivative across it)")
     if method == "hessian":
         return hessian_matrix(u, sigma=sigma, order="rc", use_gaussian_derivatives=False)
     if method == "structure":
