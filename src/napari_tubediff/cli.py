@@ -338,12 +338,22 @@ def _bench(args) -> int:
     return 0
 
 
+class _Version(argparse.Action):
+    """``--version``: the version and the numba threading layer the kernels run on."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .core._kernels import threading_layer
+
+        print(f"{parser.prog} {__version__} (numba threading layer: {threading_layer() or 'no numba'})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tubediff",
         description="Refine vessel segmentations by anisotropic diffusion (the napari-tubediff engine, "
                     "headless).")
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--version", action=_Version, nargs=0, help="show the version and numba's threading layer")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("demo", help="refine the synthetic sample headlessly and report what changed",
