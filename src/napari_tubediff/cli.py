@@ -267,7 +267,7 @@ def _finetune(args) -> int:
         if getattr(args, opt) and len(getattr(args, opt)) != len(args.images):
             raise ValueError(f"--{opt} must name one mask per image")
     images = [read_image(p) for p in args.images]
-    labels = [binary_mask(read_image(p)) for p in args.labels]
+    labels = [read_image(p) for p in args.labels]  # 0/1, 0/255 or label ids: finetune decides
     regions = [binary_mask(read_image(p)) for p in args.regions] if args.regions else None
     fovs = [binary_mask(read_image(p)) for p in args.fovs] if args.fovs else None
     from .models.backbones import UNetBackbone
@@ -353,7 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tubediff",
         description="Refine vessel segmentations by anisotropic diffusion (the napari-tubediff engine, "
                     "headless).")
-    p.add_argument("--version", action=_Version, nargs=0, help="show the version and numba's threading layer")
+    p.add_argument("--version", action=_Version, nargs=0,
+                   help="show the version and numba's threading layer")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("demo", help="refine the synthetic sample headlessly and report what changed",
@@ -468,7 +469,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "their corrected labels (optionally only inside region masks); prints "
                                     "Dice, clDice and VCA in the regions before and after.")
     ft.add_argument("--images", nargs="+", required=True)
-    ft.add_argument("--labels", nargs="+", required=True, help="one corrected mask per image (> 127 vessel)")
+    ft.add_argument("--labels", nargs="+", required=True,
+                    help="one corrected mask per image (0/1, 0/255 or bool; non-zero is vessel)")
     ft.add_argument("--regions", nargs="+", help="one mask per image: where the labels are trusted")
     ft.add_argument("--fovs", nargs="+", help="one field-of-view mask per image (fundus photographs)")
     ft.add_argument("--init", help="refiner weights to start from (default: the shipped ones)")

@@ -111,10 +111,10 @@ def check_config(kind: str, config, name: str = "checkpoint") -> None:
 
     Examples
     --------
-    >>> check_config("unet", {"base": 10**6}, "x.pt")
+    >>> check_config("unet", {"base": 10**6}, "x.pt")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: x.pt: config base=1000000 is out of range (1 to 512); the file is corrupt or not for this version
+    ValueError: x.pt: config base=1000000 is out of range (1 to 512); the file is corrupt or ...
     """
     if not isinstance(config, dict):
         raise ValueError(f"{name}: the checkpoint has no config dict; the file is corrupt")
