@@ -30,7 +30,8 @@ from functools import cache
 
 import numpy as np
 
-from .checks import check_directions, check_field, check_lambda, check_positive, check_steps
+from .checks import (check_directions, check_field, check_lambda, check_memory, check_positive,
+                     check_steps)
 from .stencils import derivative, fd_weights
 
 __all__ = [
@@ -161,8 +162,8 @@ def rk4_step(f: Callable[[np.ndarray], np.ndarray], u: np.ndarray, dt: float) ->
 
     Examples
     --------
-    >>> float(rk4_step(lambda y: y, np.array(1.0), 0.1))  # exp(0.1) = 1.1051709...
-    1.1051708333333334
+    >>> round(float(rk4_step(lambda y: y, np.array(1.0), 0.1)), 12)  # exp(0.1) = 1.1051709...
+    1.105170833333
     """
     k1 = f(u)
     k2 = f(u + (dt / 2) * k1)
@@ -242,6 +243,11 @@ def plan_substeps(dt: float, lambda_par=1.0, lambda_perp=0.1, order: int = 8, nd
     return max(1, math.ceil(dt / limit - 1e-12))
 
 
+#: Peak bytes per pixel (2D) / voxel (3D) of a diffusion run, its inputs (field and
+#: directions) included: 2D 28 traced by ``benchmarks/bench_memory.py`` plus 12 of input;
+#: 3D the kernel's ~30 (docs/performance.md, section 5) plus 16 of input.
+DIFFUSE_BYTES = {2: 40, 3: 46}
+
 #: The most RK4 sub-steps one call may plan (``steps`` times `plan_substeps`). A million
 #: sub-steps are about an hour on a DRIVE-sized image (docs/performance.md: ~3 ms each) and
 #: days on a 256^3 volume; beyond that the plan comes from a dt or a lambda that is wrong
@@ -290,6 +296,7 @@ def _prepare(u, directions, lambda_par, lambda_perp, dt, steps, order, backend, 
     dt = check_positive(dt, "dt")
     fd_weights(order)
     check_plan(dt, steps, lpar, lperp, int(order), u.ndim)
+    check_memory(u.shape, DIFFUSE_BYTES[u.ndim], "the diffusion of")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     device = _resolve_device(backend, device)

@@ -12,10 +12,15 @@ from __future__ import annotations
 import numpy as np
 from skimage.feature import hessian_matrix, structure_tensor
 
-from .checks import check_field, check_positive
+from .checks import check_field, check_memory, check_positive
 
 __all__ = ["estimate_directions", "eigenvalue_spread", "directions_reach", "sample_vectors", "vector_angles",
            "vector_elevations", "orientation_colors"]
+
+#: Peak bytes per pixel (2D) / voxel (3D) of `estimate_directions`, the peak of `refine`
+#: too, input field included: 2D measured by ``benchmarks/bench_memory.py`` (38 at 2048^2),
+#: 3D by ``benchmarks/bench_volume.py`` (89 at 128^3 and 256^3; docs/performance.md).
+DIRECTIONS_BYTES = {2: 42, 3: 93}
 
 #: skimage's Gaussian (scipy's ``gaussian_filter``) cuts its kernel at this many sigmas
 GAUSSIAN_TRUNCATE = 4.0
@@ -148,6 +153,7 @@ def estimate_directions(u, sigma: float = 2.0, *, method: str = "hessian",
     array([0., 1.], dtype=float32)
     """
     u = check_field(u, "u", unit_range=False)
+    check_memory(u.shape, DIRECTIONS_BYTES[u.ndim], "Hessian directions of")
     if scale is not None and not (np.isfinite(scale) and scale >= 0):
         raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
     comps = _tensor_components(u, sigma, method)
