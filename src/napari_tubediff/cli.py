@@ -346,7 +346,7 @@ def _finetune(args) -> int:
     _check_weights_out(args.out, [*args.images, *args.labels, *(args.regions or []), *(args.fovs or []),
                                   args.init], args.overwrite, companion=args.tune_backbone)
     images = [read_image(p) for p in args.images]
-    labels = [binary_mask(read_image(p)) for p in args.labels]
+    labels = [read_image(p) for p in args.labels]  # 0/1, 0/255 or label ids: finetune decides
     regions = [binary_mask(read_image(p)) for p in args.regions] if args.regions else None
     fovs = [binary_mask(read_image(p)) for p in args.fovs] if args.fovs else None
     from .models.backbones import UNetBackbone
@@ -450,6 +450,16 @@ def _backbone_help() -> str:
     return "; ".join(f"{n}: {DESCRIPTIONS.get(n, n)}" for n in available_backbones())
 
 
+class _Version(argparse.Action):
+    """``--version``: the version and the numba threading layer the kernels run on."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .core._kernels import threading_layer
+
+        print(f"{parser.prog} {__version__} (numba threading layer: {threading_layer() or 'no numba'})")
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .models.registry import NEEDS_FILE, available_backbones, backbone_ndims
 
@@ -457,7 +467,8 @@ def build_parser() -> argparse.ArgumentParser:
         prog="tubediff", formatter_class=_HelpFormatter,
         description="Refine vessel segmentations by anisotropic diffusion (the napari-tubediff engine, "
                     "headless).")
-    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    p.add_argument("--version", action=_Version, nargs=0,
+                   help="show the version and numba's threading layer")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     _add = sub.add_parser
 
@@ -603,7 +614,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "Dice, clDice and VCA in the regions before and after.")
     ft.add_argument("--images", nargs="+", required=True, help="2D images (grey or RGB; required)")
     ft.add_argument("--labels", nargs="+", required=True,
-                    help="one corrected mask per image (> 127 vessel; required)")
+                    help="one corrected mask per image (0/1, 0/255 or bool; non-zero is vessel; required)")
     ft.add_argument("--regions", nargs="+", help="one mask per image: where the labels are trusted")
     ft.add_argument("--fovs", nargs="+", help="one field-of-view mask per image (fundus photographs)")
     ft.add_argument("--init", help="refiner weights to start from (default: the shipped ones)")

@@ -34,7 +34,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..core.diffusion import diffuse, plan_substeps
+from ..core.checks import check_field, check_lambda, check_positive, check_steps
+from ..core.diffusion import check_plan, diffuse, plan_substeps
 from ..core.directions import directions_reach, eigenvalue_spread, estimate_directions
 from ..core.refine import RefineSettings
 
@@ -73,6 +74,16 @@ def auto_steps_per_exchange(settings: RefineSettings, chunk: int, ndim: int) -> 
     a = diffusion_reach(settings, ndim, 1)
     k = round(chunk / (2 * a * max(ndim - 1, 1)))
     return int(min(max(k, 1), max(settings.steps, 1)))
+
+
+def _check_chunks(chunks) -> None:
+    """None, an int >= 1, or a sequence of ints >= 1 (dask's ``-1``, "the whole axis", too)."""
+    if chunks is None:
+        return
+    items = chunks if isinstance(chunks, (tuple, list)) else [chunks]
+    for c in items:
+        if isinstance(c, bool) or not isinstance(c, (int, np.integer)) or not (c >= 1 or c == -1):
+            raise ValueError(f"chunks must be a whole number >= 1 or one per axis, got {chunks!r}")
 
 
 def _as_dask(x, chunks):
@@ -116,7 +127,9 @@ def chunked_directions(prob, sigma: float, *, chunks=None):
 
     u = _as_dask(prob, chunks).astype(np.float32)
     ndim = u.ndim
-    depth = {i: directions_reach(sigma) for i in range(ndim)}
+    # a halo beyond the array makes dask refuse ("depth larger than your array"); the
+    # whole axis is all the context there is, so clamping keeps the result exact
+    depth = {i: min(directions_reach(sigma), max(u.shape[i] - 1, 0)) for i in range(ndim)}
     boundary = {i: "none" for i in range(ndim)}
     # pass 1: the global threshold scale, the maximum of the per-voxel spread. Only the
     # trimmed interiors are exact, so the spread is trimmed before the (streaming) reduction.
@@ -185,14 +198,24 @@ def refine_chunked(prob, settings: RefineSettings | None = None, *, chunks: int 
     import dask.array as da
 
     s = settings or RefineSettings()
-    if isinstance(chunks, (int, np.integer)) and not isinstance(chunks, bool):
-        if chunks < 1:
-            raise ValueError(f"chunks must be >= 1, got {chunks}")
-    u = _as_dask(prob, chunks).astype(np.float32)
+    _check_chunks(chunks)
+    steps = check_steps(s.steps, "steps")
+    u = _as_dask(prob, chunks)
     if u.ndim not in (2, 3):
         raise ValueError(f"prob must be 2D or 3D, got shape {u.shape}")
-    if s.steps == 0:
-        return u
+    if min(u.shape) < 1:
+        raise ValueError(f"prob is empty (shape {u.shape})")
+    if u.dtype == bool:
+        u = u.astype(np.float32)
+    if not np.issubdtype(u.dtype, np.number) or np.issubdtype(u.dtype, np.complexfloating):
+        raise ValueError(f"prob must be a real numeric array, got dtype {u.dtype}")
+    u = u.astype(np.float32)
+    # the whole run's sub-step plan, before any graph is built (a dt of 1e9 would hang)
+    check_plan(check_positive(s.dt, "dt"), steps, check_lambda(s.lambda_par, (), "lambda_par"),
+               check_lambda(s.lambda_perp, (), "lambda_perp"), s.order, u.ndim)
+    if steps == 0:
+        # block by block, the checks a real run makes (NaN, range) when computed
+        return u.map_blocks(check_field, dtype=np.float32)
     if directions is None:
         v = chunked_directions(u, s.sigma)
     else:
@@ -209,8 +232,8 @@ def refine_chunked(prob, settings: RefineSettings | None = None, *, chunks: int 
     k = int(steps_per_exchange)
     comps = [v[i] for i in range(u.ndim)]
     done = 0
-    while done < s.steps:
-        n = min(k, s.steps - done)
+    while done < steps:
+        n = min(k, steps - done)
         h = diffusion_reach(s, u.ndim, n)
         # The halo must not exceed the array: dask would otherwise merge blocks past it.
         depth = {i: min(h, max(u.shape[i] - 1, 0)) for i in range(u.ndim)}

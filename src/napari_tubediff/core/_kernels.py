@@ -18,14 +18,21 @@ docs/performance.md): with a torch job running beside it, numba's OpenMP layer
 slowed this kernel twenty-fold (its threads spin while waiting), TBB and workqueue
 did not; workqueue pays about 80 us per launch where TBB pays 2 us. So unless the
 user set ``NUMBA_THREADING_LAYER`` we ask for TBB first, then workqueue, then OpenMP.
+The ``tbb`` wheel puts ``libtbb.so.12`` in ``<prefix>/lib``, which the dynamic loader does
+not search in a virtual environment (or a ``--user`` install), so numba would silently
+fall back to workqueue; `preload_tbb` loads it from the package's own location first
+(`threading_layer` says which layer numba really started).
 workqueue must not be entered by two threads at once, so every launch holds
 ``LOCK`` (napari workers and the CLI may call from different threads).
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 
@@ -38,6 +45,8 @@ except ImportError:  # pragma: no cover - numba is a declared dependency
     AVAILABLE = False
 
 LOCK = threading.Lock()
+#: The libtbb that `preload_tbb` loaded at import (None: none loaded).
+TBB_LIBRARY: str | None = None
 
 # Subnormal floats. Probability spreading into a zero background decays geometrically,
 # so without care a large part of a field ends up below float32's smallest normal
@@ -48,9 +57,90 @@ LOCK = threading.Lock()
 TINY = np.float32(1e-20)
 TENSOR_TINY = 1e-12
 
+#: Our order of numba threading layers (see the module docstring); NUMBA_THREADING_LAYER wins.
+LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
+_TBB_NAMES = ("libtbb.so.12", "libtbb.12.dylib")
+
+
+def _tbb_candidates() -> list[Path]:
+    # where pip put the tbb wheel's library (venv, --user or system site), then <prefix>/lib
+    found = []
+    try:
+        from importlib.metadata import PackageNotFoundError, files
+
+        try:
+            found = [Path(f.locate()).resolve() for f in files("tbb") or [] if f.name in _TBB_NAMES]
+        except PackageNotFoundError:
+            pass
+    except ImportError:  # pragma: no cover - python < 3.8
+        pass
+    for base in dict.fromkeys((sys.prefix, sys.base_prefix)):
+        found += [Path(base) / "lib" / n for n in _TBB_NAMES]
+    return found
+
+
+def preload_tbb() -> str | None:
+    """Load the ``tbb`` package's ``libtbb`` globally so numba's TBB layer can start.
+
+    Numba's ``tbbpool`` extension links ``libtbb.so.12`` by name; once a library with that
+    name is loaded with ``RTLD_GLOBAL`` the loader reuses it. Returns the loaded path, or
+    None (no ``tbb`` package, Windows, or a library that will not load: numba then takes
+    the next layer of `LAYER_PRIORITY`).
+
+    Examples
+    --------
+    >>> path = preload_tbb()
+    >>> path is None or "tbb" in path
+    True
+    """
+    if sys.platform.startswith("win"):
+        return None  # the DLL sits in Library/bin, which is on PATH for a conda or pip install
+    for path in _tbb_candidates():
+        if path.is_file():
+            try:
+                ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+            except OSError:
+                continue
+            return str(path)
+    return None
+
+
+def _wants_tbb() -> bool:
+    layer = os.environ.get("NUMBA_THREADING_LAYER", "").lower()
+    return layer in ("", "default", "tbb", "safe", "threadsafe", "forksafe")
+
+
+def threading_layer() -> str | None:
+    """The numba threading layer that the kernels really run on (None without numba).
+
+    Numba only picks a layer when the first parallel kernel runs, so this runs a tiny one
+    first if needed.
+
+    Examples
+    --------
+    >>> threading_layer() in (None, "tbb", "omp", "workqueue")
+    True
+    """
+    if not AVAILABLE:
+        return None
+    try:
+        return numba.threading_layer()
+    except ValueError:  # no parallel launch yet
+        with LOCK:
+            _touch(np.zeros(2, np.float32))
+        return numba.threading_layer()
+
+
 if AVAILABLE:
     if "NUMBA_THREADING_LAYER" not in os.environ:
-        numba.config.THREADING_LAYER_PRIORITY = ["tbb", "workqueue", "omp"]
+        numba.config.THREADING_LAYER_PRIORITY = list(LAYER_PRIORITY)
+    # before numba starts its pool (the first parallel launch), not at first use
+    TBB_LIBRARY = preload_tbb() if _wants_tbb() else None
+
+    @njit(parallel=True, cache=True)
+    def _touch(x):
+        for i in prange(x.shape[0]):
+            x[i] += 1
 
     _opts = dict(parallel=True, fastmath=True, cache=True, nogil=True)
 

@@ -4,10 +4,12 @@ what was wrong and what to do, before any numerics run."""
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
-__all__ = ["check_field", "check_directions", "check_lambda", "check_positive", "check_steps"]
+__all__ = ["check_field", "check_directions", "check_lambda", "check_positive", "check_steps",
+           "available_memory", "check_memory", "BLOCKWISE_HINT"]
 
 #: Direction vectors whose length is within this of 1 count as unit vectors.
 UNIT_TOL = 1e-3
@@ -118,3 +120,70 @@ def check_steps(value, name: str = "steps", minimum: int = 0) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
     return int(value)
+
+
+#: Assumed free memory when neither psutil, /proc/meminfo nor sysconf can say (bytes).
+FALLBACK_AVAILABLE = 8 << 30
+#: What to do with an image too large for memory (the folder path refines in blocks).
+BLOCKWISE_HINT = ("refine it in blocks: put it in a folder and run `tubediff refine FOLDER --chunk 256` "
+                  "(docs/batch.md), or call napari_tubediff.batch.refine_chunked")
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation now.
+
+    psutil's ``available`` when installed, else Linux's ``MemAvailable`` (free memory
+    plus reclaimable caches), else the physical memory from ``os.sysconf``, else
+    `FALLBACK_AVAILABLE`.
+
+    Examples
+    --------
+    >>> available_memory() > 0
+    True
+    """
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available)
+    except ImportError:
+        pass
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return FALLBACK_AVAILABLE
+
+
+def _size(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def check_memory(shape: tuple[int, ...], bytes_per_voxel: float, what: str,
+                 hint: str = BLOCKWISE_HINT) -> int:
+    """Estimated peak bytes of ``what`` on an array of ``shape``; ValueError (with the figure)
+    when it exceeds `available_memory`, before any work starts.
+
+    Examples
+    --------
+    >>> check_memory((100, 100), 40, "refining")
+    400000
+    >>> check_memory((10**6, 10**6), 40, "refining", hint="use less")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: refining 1000000x1000000 needs about 37252.9 GiB (40 bytes per pixel), ...; use less
+    """
+    n = float(np.prod([float(x) for x in shape]))
+    need = int(n * bytes_per_voxel)
+    avail = available_memory()
+    if need > avail:
+        unit = "pixel" if len(shape) == 2 else "voxel"
+        raise ValueError(f"{what} {'x'.join(map(str, shape))} needs about {_size(need)} "
+                         f"({bytes_per_voxel:g} bytes per {unit}), more than the {_size(avail)} "
+                         f"available; {hint}")
+    return need

@@ -30,7 +30,8 @@ from functools import cache
 
 import numpy as np
 
-from .checks import check_directions, check_field, check_lambda, check_positive, check_steps
+from .checks import (check_directions, check_field, check_lambda, check_memory, check_positive,
+                     check_steps)
 from .stencils import derivative, fd_weights
 
 __all__ = [
@@ -39,6 +40,8 @@ __all__ = [
     "rk4_step",
     "max_stable_dt",
     "plan_substeps",
+    "check_plan",
+    "MAX_SUBSTEPS",
     "diffuse",
     "iter_diffusion",
     "normalize_directions",
@@ -159,8 +162,8 @@ def rk4_step(f: Callable[[np.ndarray], np.ndarray], u: np.ndarray, dt: float) ->
 
     Examples
     --------
-    >>> float(rk4_step(lambda y: y, np.array(1.0), 0.1))  # exp(0.1) = 1.1051709...
-    1.1051708333333334
+    >>> round(float(rk4_step(lambda y: y, np.array(1.0), 0.1)), 12)  # exp(0.1) = 1.1051709...
+    1.105170833333
     """
     k1 = f(u)
     k2 = f(u + (dt / 2) * k1)
@@ -240,14 +243,60 @@ def plan_substeps(dt: float, lambda_par=1.0, lambda_perp=0.1, order: int = 8, nd
     return max(1, math.ceil(dt / limit - 1e-12))
 
 
+#: Peak bytes per pixel (2D) / voxel (3D) of a diffusion run, its inputs (field and
+#: directions) included: 2D 28 traced by ``benchmarks/bench_memory.py`` plus 12 of input;
+#: 3D the kernel's ~30 (docs/performance.md, section 5) plus 16 of input.
+DIFFUSE_BYTES = {2: 40, 3: 46}
+
+#: The most RK4 sub-steps one call may plan (``steps`` times `plan_substeps`). A million
+#: sub-steps are about an hour on a DRIVE-sized image (docs/performance.md: ~3 ms each) and
+#: days on a 256^3 volume; beyond that the plan comes from a dt or a lambda that is wrong
+#: by orders of magnitude (``dt=1e9`` would plan 3 billion), so it is refused up front
+#: instead of hanging.
+MAX_SUBSTEPS = 1_000_000
+
+
+def check_plan(dt: float, steps: int, lambda_par=1.0, lambda_perp=0.1, order: int = 8,
+               ndim: int = 2) -> int:
+    """Sub-steps per step (`plan_substeps`) after checking that the whole run stays within
+    `MAX_SUBSTEPS`; ValueError naming the largest sensible ``dt`` otherwise.
+
+    Examples
+    --------
+    >>> check_plan(0.25, 30, 1.0, 0.02)
+    1
+    >>> check_plan(1e9, 1, 1.0, 0.02)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: dt=1e+09 with lambda_par up to 1 would need 2...
+    """
+    n_sub = plan_substeps(dt, lambda_par, lambda_perp, order, ndim)
+    total = n_sub * steps
+    if total <= MAX_SUBSTEPS:
+        return n_sub
+    limit = max_stable_dt(lambda_par, lambda_perp, order, ndim)
+    lmax = max(float(np.max(lambda_par)), float(np.max(lambda_perp)))
+    if steps > MAX_SUBSTEPS:
+        raise ValueError(f"steps={steps} is more than the {MAX_SUBSTEPS:,} RK4 steps one run may take; "
+                         "use fewer steps (a larger dt moves the field further per step)")
+    best = limit * (MAX_SUBSTEPS // steps)
+    raise ValueError(
+        f"dt={dt:g} with lambda_par up to {lmax:g} would need {total:,} RK4 sub-steps for {steps} "
+        f"step(s) (the stable limit is dt <= {limit:.3g}), over the limit of {MAX_SUBSTEPS:,}; "
+        f"use dt <= {best:.3g} for {steps} step(s), fewer steps, or smaller lambdas (typical: "
+        "lambda_par 1, dt 0.25)")
+
+
 def _prepare(u, directions, lambda_par, lambda_perp, dt, steps, order, backend, device="auto"):
+    steps = check_steps(steps, "steps")
     u = check_field(u, "u")
     directions = check_directions(directions, u.shape)
     lpar = check_lambda(lambda_par, u.shape, "lambda_par")
     lperp = check_lambda(lambda_perp, u.shape, "lambda_perp")
     dt = check_positive(dt, "dt")
-    steps = check_steps(steps, "steps")
     fd_weights(order)
+    check_plan(dt, steps, lpar, lperp, int(order), u.ndim)
+    check_memory(u.shape, DIFFUSE_BYTES[u.ndim], "the diffusion of")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     device = _resolve_device(backend, device)
@@ -328,9 +377,9 @@ def iter_diffusion(u, directions, *, lambda_par=1.0, lambda_perp=0.1, dt, steps,
     >>> [s for s, _ in iter_diffusion(u, v, dt=0.2, steps=5, every=2)]
     [2, 4, 5]
     """
-    every = check_steps(every, "every", minimum=1)
     u, v, lpar, lperp, dt, steps, order, device = _prepare(u, directions, lambda_par, lambda_perp,
                                                           dt, steps, order, backend, device)
+    every = check_steps(every, "every", minimum=1)
     yield from _iterate(u, v, lpar, lperp, dt, steps, order, every, backend, device=device)
 
 

@@ -12,10 +12,15 @@ from __future__ import annotations
 import numpy as np
 from skimage.feature import hessian_matrix, structure_tensor
 
-from .checks import check_field
+from .checks import check_field, check_memory, check_positive
 
 __all__ = ["estimate_directions", "eigenvalue_spread", "directions_reach", "sample_vectors", "vector_angles",
            "vector_elevations", "orientation_colors"]
+
+#: Peak bytes per pixel (2D) / voxel (3D) of `estimate_directions`, the peak of `refine`
+#: too, input field included: 2D measured by ``benchmarks/bench_memory.py`` (38 at 2048^2),
+#: 3D by ``benchmarks/bench_volume.py`` (89 at 128^3 and 256^3; docs/performance.md).
+DIRECTIONS_BYTES = {2: 42, 3: 93}
 
 #: skimage's Gaussian (scipy's ``gaussian_filter``) cuts its kernel at this many sigmas
 GAUSSIAN_TRUNCATE = 4.0
@@ -40,8 +45,15 @@ def directions_reach(sigma: float) -> int:
 
 def _tensor_components(u: np.ndarray, sigma: float, method: str) -> list[np.ndarray]:
     # the upper triangle of the Hessian or structure tensor, row by row (scikit-image's order)
-    if not (np.isfinite(sigma) and sigma > 0):
-        raise ValueError(f"sigma must be > 0, got {sigma!r}")
+    sigma = check_positive(sigma, "sigma")
+    if sigma > max(u.shape):
+        # the Gaussian would be flat over the whole image (and its kernel, 8 sigma long,
+        # can exhaust memory: sigma=1e9 asks for 60 GiB)
+        raise ValueError(f"sigma={sigma:g} is larger than the image ({'x'.join(map(str, u.shape))}); "
+                         "use about the vessel radius in pixels (1 to 4 for fundus photographs)")
+    if min(u.shape) < 2:
+        raise ValueError(f"u of shape {u.shape} is too thin for directions: every axis needs at "
+                         "least 2 pixels (a 1-pixel strip has no derivative across it)")
     if method == "hessian":
         return hessian_matrix(u, sigma=sigma, order="rc", use_gaussian_derivatives=False)
     if method == "structure":
@@ -141,6 +153,7 @@ def estimate_directions(u, sigma: float = 2.0, *, method: str = "hessian",
     array([0., 1.], dtype=float32)
     """
     u = check_field(u, "u", unit_range=False)
+    check_memory(u.shape, DIRECTIONS_BYTES[u.ndim], "Hessian directions of")
     if scale is not None and not (np.isfinite(scale) and scale >= 0):
         raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
     comps = _tensor_components(u, sigma, method)

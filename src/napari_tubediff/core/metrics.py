@@ -55,7 +55,22 @@ def to_mask(u, threshold: float = 0.5) -> np.ndarray:
         return a
     if not np.issubdtype(a.dtype, np.number):
         raise ValueError(f"a mask must be numeric or bool, got dtype {a.dtype}")
+    if np.issubdtype(a.dtype, np.complexfloating):
+        raise ValueError(f"a mask must be real, got dtype {a.dtype}")
+    if np.issubdtype(a.dtype, np.floating) and np.isnan(a).any():
+        # NaN >= 0.5 is False: a NaN prediction would silently score as "no vessel"
+        raise ValueError(f"a mask holds {int(np.isnan(a).sum())} NaN value(s); replace them first")
     return a >= threshold
+
+
+def _spatial_mask(mask) -> np.ndarray:
+    # a 2D or 3D, non-empty mask (label and euler_number fail with tracebacks otherwise)
+    m = to_mask(mask)
+    if m.ndim not in (2, 3):
+        raise ValueError(f"masks must be 2D or 3D, got {m.ndim}D with shape {m.shape}")
+    if m.size == 0:
+        raise ValueError(f"the mask is empty (shape {m.shape})")
+    return m
 
 
 def _pair(pred, gt, fov=None):
@@ -63,8 +78,7 @@ def _pair(pred, gt, fov=None):
     g = to_mask(gt)
     if p.shape != g.shape:
         raise ValueError(f"prediction {p.shape} and ground truth {g.shape} differ in shape")
-    if p.ndim not in (2, 3):
-        raise ValueError(f"masks must be 2D or 3D, got {p.ndim}D")
+    _spatial_mask(p)
     if fov is not None:
         f = to_mask(fov)
         if f.shape != p.shape:
@@ -121,7 +135,7 @@ def cldice(pred, gt, fov=None) -> float:
 
 def count_components(mask) -> int:
     """Foreground components, 8-connected in 2D and 26-connected in 3D."""
-    m = to_mask(mask)
+    m = _spatial_mask(mask)
     return int(label(m, connectivity=m.ndim).max()) if m.any() else 0
 
 
@@ -163,7 +177,7 @@ def betti_numbers(mask) -> tuple[int, ...]:
     >>> betti_numbers(ring)
     (1, 1)
     """
-    m = to_mask(mask)
+    m = _spatial_mask(mask)
     b0 = count_components(m)
     # pad with background so the outside is one background component
     bg = ~np.pad(m, 1)

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
+from .checks import check_directions, check_field, check_steps
 from .diffusion import iter_diffusion
 from .directions import estimate_directions
 
@@ -62,7 +63,12 @@ def refine(u, directions=None, settings: RefineSettings | None = None, *, device
     True
     """
     s = replace(settings or RefineSettings(), **overrides)
-    if s.steps == 0:
-        return np.asarray(u, np.float32).copy()
+    if check_steps(s.steps, "steps") == 0:
+        # nothing to run, but the same input checks as a real run: NaN or colour channels
+        # must not come back as a "refined" field
+        u = check_field(u, "u")
+        if directions is not None:
+            check_directions(directions, u.shape)
+        return u.copy()
     *_, (_, field) = iter_refine(u, directions, s, every=s.steps, device=device)
     return field

@@ -73,6 +73,11 @@ def _fd_weights_cached(order: int) -> np.ndarray:
     return w
 
 
+#: Highest stencil order accepted: Fornberg's recursion overflows float64 from order 172 on
+#: (NaN weights), and orders beyond a few tens only widen the stencil.
+MAX_ORDER = 64
+
+
 def fd_weights(order: int = 8) -> np.ndarray:
     """Weights of the central first-derivative stencil of accuracy ``order``.
 
@@ -98,8 +103,8 @@ def fd_weights(order: int = 8) -> np.ndarray:
     if isinstance(order, bool) or not isinstance(order, (int, np.integer)):
         raise ValueError(f"order must be an even integer >= 2, got {order!r}")
     order = int(order)
-    if order < 2 or order % 2:
-        raise ValueError(f"order must be an even integer >= 2, got {order}")
+    if order < 2 or order % 2 or order > MAX_ORDER:
+        raise ValueError(f"order must be an even integer from 2 to {MAX_ORDER}, got {order}")
     return _fd_weights_cached(order)
 
 

@@ -4,11 +4,13 @@ when present, else the CPU) and return numpy arrays."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..core.checks import check_memory
 from ..core.device import resolve_device
 from .preprocess import preprocess
 from .unet import UNet, pad_to_multiple
@@ -90,6 +92,12 @@ class UNetBackbone:
         if x.ndim != self.net.ndim:
             raise ValueError(f"the {self.net.ndim}D U-Net takes {self.net.ndim}D images, got shape "
                              f"{np.shape(image)}")
+        m = 2 ** self.net.depth
+        if min(x.shape) < m:  # reflect padding to a multiple of m needs at least m pixels
+            raise ValueError(f"image of shape {x.shape} is too small for the U-Net: it needs at least "
+                             f"{m} pixels along every axis (it halves the image {self.net.depth} times)")
+        check_memory(x.shape, UNET_BYTES * self.net.config["base"] / 16, "the U-Net on",
+                     hint="crop or downsample the image, or segment it in tiles")
         t = torch.from_numpy(x)[None, None].to(self.device)
         t, size = pad_to_multiple(t, 2 ** self.net.depth)
         crop = (slice(None), *(slice(0, n) for n in size))
@@ -99,10 +107,26 @@ class UNetBackbone:
         feats = feats[0][crop].cpu().numpy().astype(np.float32)
         if fov is not None:
             prob = np.where(np.asarray(fov, bool), prob, 0).astype(np.float32)
-        return prob, feats
+        return _flat_is_empty(x, prob), feats
 
     def predict(self, image: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
         return self.predict_with_features(image, fov)[0]
+
+
+#: Peak bytes per pixel of a 2D U-Net prediction with ``base`` 16 (the shipped model),
+#: measured by ``benchmarks/bench_memory.py`` (process peak, 1 thread, 1024^2 vs 2048^2:
+#: 364); the activations grow with ``base``, so other widths scale it by ``base / 16``.
+UNET_BYTES = 370
+
+
+def _flat_is_empty(x: np.ndarray, prob: np.ndarray) -> np.ndarray:
+    # A constant image standardises to zeros (preprocess), where a network answers with its
+    # bias: the shipped U-Net calls 99.8 % of a blank image vessel. No contrast, no vessel.
+    if x.size and not np.any(x):
+        warnings.warn("the image is constant (no contrast): no vessels can be found; returning an "
+                      "empty probability field", UserWarning, stacklevel=3)
+        return np.zeros_like(prob)
+    return prob
 
 
 class UNet3DBackbone(UNetBackbone):
@@ -144,12 +168,16 @@ class TorchScriptBackbone:
         self.path = path
 
     def predict_with_features(self, image: np.ndarray, fov: np.ndarray | None = None):
-        x = torch.from_numpy(preprocess(image, fov))[None, None].to(self.device)
+        xn = preprocess(image, fov)
+        x = torch.from_numpy(xn)[None, None].to(self.device)
         with torch.no_grad():
             out = self.model(x)
         feats = None
         if isinstance(out, (tuple, list)):
             out, feats = out[0], (out[1] if len(out) > 1 else None)
+        if not torch.isfinite(out).all():
+            raise ValueError(f"{self.path.name} returned NaN or infinite values for this image; "
+                             "check the model (its input is the standardised grey image)")
         if out.min() < 0 or out.max() > 1:
             out = torch.sigmoid(out)
         prob = out.reshape(out.shape[-2:]).cpu().numpy().astype(np.float32)
@@ -160,7 +188,7 @@ class TorchScriptBackbone:
             prob = np.where(np.asarray(fov, bool), prob, 0).astype(np.float32)
         if feats is not None:
             feats = feats[0].cpu().numpy().astype(np.float32)
-        return prob, feats
+        return _flat_is_empty(xn, prob), feats
 
     def predict(self, image: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
         return self.predict_with_features(image, fov)[0]

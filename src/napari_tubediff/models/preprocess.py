@@ -21,11 +21,16 @@ def preprocess(image: np.ndarray, fov: np.ndarray | None = None, channel: int | 
     ((32, 32), 0.0, 1.0)
     """
     g = to_grey(image, channel)
-    if g.ndim == 2:
-        g = equalize_adapthist(g, clip_limit=0.01)
     fov = np.ones(g.shape, bool) if fov is None else np.asarray(fov, bool)
     if fov.shape != g.shape:
         raise ValueError(f"field of view {fov.shape} does not match the image {g.shape}")
     inside = g[fov] if fov.any() else g.ravel()
+    if inside.size and inside.min() == inside.max():
+        # zero variance: nothing to standardise (CLAHE's tiles would invent edges, and the
+        # rounding of the mean would be blown up to noise); the backbones answer "no vessel"
+        return np.zeros(g.shape, np.float32)
+    if g.ndim == 2:
+        g = equalize_adapthist(g, clip_limit=0.01)
+        inside = g[fov] if fov.any() else g.ravel()
     mean, std = float(inside.mean()), float(inside.std()) or 1.0
     return np.where(fov, (g - mean) / std, 0.0).astype(np.float32)

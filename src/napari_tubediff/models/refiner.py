@@ -171,8 +171,23 @@ class LearnedRefiner:
         return (np.ndim(prob) == self.ndim and len(f) == self.ndim + 1 and f[1:] == np.shape(prob)
                 and f[0] == self.config["feature_channels"])
 
+    def _check_features(self, feats) -> np.ndarray:
+        # a wrong channel count or dimension would end in a torch traceback, NaN features in
+        # silently zero directions (isotropic diffusion)
+        c = self.config["feature_channels"]
+        f = np.asarray(feats) if feats is not None else None
+        if f is None or f.ndim != self.ndim + 1 or f.shape[0] != c:
+            raise ValueError(f"this {self.ndim}D refiner reads features of shape ({c}, *spatial) from the "
+                             f"U-Net it was trained with, got {None if f is None else f.shape}")
+        if not np.issubdtype(f.dtype, np.number) or np.issubdtype(f.dtype, np.complexfloating):
+            raise ValueError(f"features must be real numbers, got dtype {f.dtype}")
+        if not np.isfinite(f).all():
+            raise ValueError("the features contain NaN or infinite values (a broken backbone?)")
+        return f
+
     def head(self, feats: np.ndarray):
         """``(directions (ndim, *spatial), lambda_par, lambda_perp)`` as numpy / floats or maps."""
+        feats = self._check_features(feats)
         f = torch.from_numpy(np.ascontiguousarray(feats, np.float32))[None].to(self.device)
         with torch.no_grad():
             v, lpar, lperp = self.module.head_outputs(f)
@@ -186,6 +201,9 @@ class LearnedRefiner:
     def refine(self, prob: np.ndarray, feats: np.ndarray, steps: int | None = None,
                fov: np.ndarray | None = None) -> np.ndarray:
         """Refined probability field (float32); zero outside ``fov`` when one is given."""
+        if np.shape(feats)[1:] != np.shape(prob):
+            raise ValueError(f"features {np.shape(feats)} and probability {np.shape(prob)} differ in their "
+                             "spatial shape")
         v, lpar, lperp = self.head(feats)
         c = self.config
         # the engine picks the numba kernel on the CPU and its torch path on a GPU

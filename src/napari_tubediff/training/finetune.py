@@ -18,6 +18,7 @@ from ..core.metrics import evaluate
 from ..models.backbones import UNetBackbone
 from ..models.preprocess import preprocess
 from ..models.refiner import LearnedRefiner
+from .labels import check_vessel_fraction, label_mask
 from .refiner import RefinerConfig, train_refiner
 
 
@@ -66,6 +67,8 @@ def check_training_inputs(images: Sequence[np.ndarray], labels: Sequence[np.ndar
             raise ValueError(f"image {k}: fine-tuning takes 2D images (grey or RGB), got shape "
                              f"{np.shape(img)}")
         lab = np.asarray(lab)
+        if lab.ndim == len(shape) + 1 and lab.shape[-1] in (3, 4):
+            lab = lab[..., 0]  # an RGB(A) mask file: its first channel
         if lab.shape != shape:
             raise ValueError(f"image {k}: labels {lab.shape} and image {shape} differ in shape")
         r = np.ones(shape, bool) if reg is None else np.asarray(reg, bool)
@@ -73,9 +76,10 @@ def check_training_inputs(images: Sequence[np.ndarray], labels: Sequence[np.ndar
             raise ValueError(f"image {k}: region {r.shape} and image {shape} differ in shape")
         if not r.any():
             raise ValueError(f"image {k}: the region is empty")
-        y = lab > 0
+        y = label_mask(lab, f"image {k}: the labels")
         if not (y & r).any():
             raise ValueError(f"image {k}: the labels hold no vessel inside the region: nothing to learn from")
+        check_vessel_fraction(y, r, f"image {k}: the labels", "inside the region")
         ys.append(y)
         rs.append(r)
     return ys, rs
@@ -116,7 +120,8 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     images : sequence of (H, W) or (H, W, 3) arrays
         The annotator's images (RGB: the green channel, like the backbone).
     labels : sequence of (H, W) arrays
-        Corrected vessel labels (> 0 is vessel).
+        Corrected vessel labels: bool, or two values with 0 as background (0/1, 0/255),
+        or napari label ids (`training.labels.label_mask`).
     regions : sequence of (H, W) bool arrays or None, optional
         Where the labels are trusted (e.g. a rectangle the annotator corrected); the
         loss and the scores only look there. None: the whole image.

@@ -15,6 +15,7 @@ from ..models.backbones import SHIPPED_UNET
 from ..models.refiner import Refiner
 from ..models.unet import UNet
 from ..models.weights import load_checkpoint, load_state, save_checkpoint
+from .labels import check_targets
 from .losses import mixed_loss
 from .sampling import augment, sample_patches, unpack_train_set
 from .train import cosine_restarts, load_training_set, seed_everything
@@ -85,6 +86,7 @@ def train_refiner(data, out, cfg: RefinerConfig | None = None, *, backbone_weigh
         centres = fs
     else:
         xs, ys, fs, centres = unpack_train_set(train_set)
+    check_targets(ys, fs)
     arrays = [[x, y, f.astype(np.float32)[None]] for x, y, f in zip(xs, ys, fs, strict=True)]
     unet = (copy.deepcopy(unet).eval() if unet is not None else load_unet(backbone_weights)).to(device)
     for p in unet.parameters():

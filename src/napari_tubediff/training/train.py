@@ -15,6 +15,7 @@ from ..data.drive import read_drive
 from ..models.preprocess import preprocess
 from ..models.unet import UNet
 from ..models.weights import save_checkpoint
+from .labels import check_targets
 from .losses import mixed_loss
 from .sampling import augment, sample_patches, unpack_train_set
 
@@ -85,6 +86,7 @@ def train_backbone(data, out, cfg: BackboneConfig | None = None, *, device: str 
         names, centres = [it.name for it in items], fs
     else:
         (xs, ys, fs, centres), names = unpack_train_set(train_set), None
+    check_targets(ys, fs)
     arrays = [[x, y, f.astype(np.float32)[None]] for x, y, f in zip(xs, ys, fs, strict=True)]
     net = UNet(base=cfg.base, depth=cfg.depth, ndim=cfg.ndim).to(device)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
