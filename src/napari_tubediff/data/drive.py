@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.metrics import to_mask
 from .io import read_image
 
 __all__ = ["DriveImage", "read_drive", "binary_mask"]
@@ -28,15 +29,19 @@ _EXTS = {".tif", ".tiff", ".gif", ".png", ".jpg", ".jpeg", ".bmp"}
 
 
 def binary_mask(a: np.ndarray) -> np.ndarray:
-    """A stored mask as bool: grey values > 127 (RGB masks use their first channel)."""
+    """A stored mask as bool, by the one rule `metrics.to_mask` uses (`core.values`):
+    0/1 integers as they are, 0..255 grey values >= 128, floats >= 0.5. RGB(A) masks
+    use their first channel.
+
+    Examples
+    --------
+    >>> binary_mask(np.array([0, 1], np.uint8)), binary_mask(np.array([3, 253], np.uint8))
+    (array([False,  True]), array([False,  True]))
+    """
     a = np.asarray(a)
-    if a.ndim == 3:
+    if a.ndim == 3 and a.shape[-1] in (3, 4):
         a = a[..., 0]
-    if a.dtype == bool:
-        return a
-    if np.issubdtype(a.dtype, np.floating):
-        return a > 0.5
-    return a > 127
+    return to_mask(a)
 
 
 @dataclass
