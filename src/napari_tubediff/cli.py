@@ -67,48 +67,116 @@ def _demo(args) -> int:
     return 0
 
 
-def _evaluate(args) -> int:
-    from tqdm import tqdm
+def _check_new_file(path, inputs, overwrite: bool, what: str) -> None:
+    """Refuse, before any work, to write ``what`` over an input or an existing file."""
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{what} {p} is a folder: give a file name")
+    resolved = p.resolve()
+    if any(Path(i).resolve() == resolved for i in inputs):
+        raise ValueError(f"{what} {p} is one of the inputs: give another file name")
+    if p.exists() and not overwrite:
+        raise ValueError(f"{what} {p} exists: give another name or pass --overwrite")
+    parent = p.parent if str(p.parent) else Path(".")
+    while not parent.exists():
+        parent = parent.parent
+    import os
 
-    from .core.refine import RefineSettings
-    from .data.drive import read_drive
-    from .data.io import atomic_write_text
-    from .evaluation import evaluate_dataset, format_table, make_methods, read_prediction
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"{what} {p}: cannot write in {parent}")
 
-    if (args.data is None) == (args.synthetic3d is None):
-        raise ValueError("give either --data DIR (a DRIVE-layout folder) or --synthetic3d N (volumes)")
+
+def _evaluate_items(args):
+    """The images to score and a phrase that says what they are (``--data``, ``--images``
+    with ``--labels`` or ``--synthetic3d``), the FOV choice applied."""
+    from .data.drive import index_folder, pair_folders, read_drive
+
+    given = [n for n, v in (("--data", args.data), ("--images", args.images),
+                            ("--synthetic3d", args.synthetic3d)) if v is not None]
+    if len(given) != 1:
+        raise ValueError("give one of --data DIR (a DRIVE-layout folder), --images DIR --labels DIR, "
+                         "or --synthetic3d N (volumes)")
+    if args.images is None and (args.labels or args.labels2):
+        raise ValueError("--labels and --labels2 go with --images DIR")
+    fov = args.fov
     if args.synthetic3d is not None:
         # held-out synthetic volumes (faded gaps; never trained on), scored by the 3D U-Net
         from .training.synthetic3d import SHAPE, TEST_SEED, held_out_volumes
 
         if args.synthetic3d < 1:
             raise ValueError(f"--synthetic3d needs at least 1 volume, got {args.synthetic3d}")
+        if fov not in (None, "data", "none"):
+            raise ValueError("--fov DIR or auto goes with --data or --images (synthetic volumes have none)")
         if args.pred is None and args.backbone is None:
             args.backbone = "unet3d"
         items = held_out_volumes(args.synthetic3d)
-        what = (f"{len(items)} synthetic volumes {SHAPE} (seeds {TEST_SEED}..{TEST_SEED + len(items) - 1}, "
-                "gaps faded)")
+        return items, (f"{len(items)} synthetic volumes {SHAPE} (seeds {TEST_SEED}.."
+                       f"{TEST_SEED + len(items) - 1}, gaps faded)"), fov == "data"
+    if args.images is not None:
+        if not args.labels:
+            raise ValueError("--images needs --labels DIR (the ground truth, paired by name)")
+        if fov == "data":
+            raise ValueError("--fov without a folder needs --data; with --images give --fov DIR, auto or none")
+        items = pair_folders(args.images, args.labels, args.labels2,
+                             None if fov in (None, "none") else fov)
+        what = f"{len(items)} images of {args.images} against {args.labels}"
     else:
         items = read_drive(args.data, args.split)
         what = f"{len(items)} images of {args.data} ({args.split})"
+        if fov not in (None, "data"):
+            # another FOV than the dataset's own masks: automatic, none, or a folder of masks
+            masks = index_folder(fov, "--fov", tags=True) if fov not in ("auto", "none") else {}
+            for it in items:
+                if fov not in ("auto", "none") and it.name not in masks:
+                    raise ValueError(f"--fov: no mask for {it.name} in {fov}")
+                it.fov_path, it.fov_auto = masks.get(it.name), fov == "auto"
+    if fov not in (None, "none", "data"):
+        what += f"; FOV: {'automatic' if fov == 'auto' else fov}"
+    return items, what, fov not in (None, "none")
+
+
+def _evaluate(args) -> int:
+    from tqdm import tqdm
+
+    from .core.refine import RefineSettings
+    from .data.drive import index_folder
+    from .data.io import atomic_write_text
+    from .evaluation import evaluate_dataset, format_table, make_methods, read_prediction
+
+    items, what, use_fov = _evaluate_items(args)
     if (args.backbone is None) == (args.pred is None):
         raise ValueError("give either --backbone NAME or --pred DIR")
     if args.limit:
         items = items[: args.limit]
         what = f"the first {len(items)} of " + what
+    names = args.methods.split(",")
+    make_methods(names)  # an unknown method: say so before any work
+    pred_index = None
     if args.pred:
         pred_dir = Path(args.pred)
         if not pred_dir.is_dir():
             raise ValueError(f"--pred: no such folder {pred_dir}")
+        pred_index = index_folder(pred_dir, "--pred", tags=True, prefer_tiff=True)
         source = f"predictions in {pred_dir}"
-
+    # the outputs: never over an input or an existing file, checked before any work
+    inputs = [p for it in items for p in (getattr(it, "image_path", None), getattr(it, "manual1_path", None),
+                                          getattr(it, "manual2_path", None), getattr(it, "fov_path", None))
+              if p is not None] + list((pred_index or {}).values())
+    if args.json:
+        _check_new_file(args.json, inputs, args.overwrite, "--json")
+    if args.save_pred:
+        for m in names:
+            for it in items:
+                _check_new_file(Path(args.save_pred) / m / f"{it.name}.png", inputs, args.overwrite,
+                                "--save-pred")
+    if args.pred:
         def predict(item, fov):
-            return read_prediction(pred_dir, item), None
+            return read_prediction(pred_dir, item, pred_index), None
     else:
         from .models import get_backbone
 
-        backbone = get_backbone(args.backbone,
-                                **({"weights": args.backbone_weights} if args.backbone_weights else {}))
+        options = {"weights": args.backbone_weights} if args.backbone_weights else {}
+        backbone = get_backbone(args.backbone, polarity=args.polarity, **options)
         source = f"backbone {args.backbone}"
         with_feats = hasattr(backbone, "predict_with_features")
 
@@ -117,7 +185,6 @@ def _evaluate(args) -> int:
                 return backbone.predict_with_features(item.image(), fov)
             return backbone.predict(item.image(), fov), None
 
-    names = args.methods.split(",")
     from .models.refiner import refiner_for
 
     refiner = refiner_for(args.refiner, args.backbone) if "refine" in names else None
@@ -129,13 +196,13 @@ def _evaluate(args) -> int:
         torch.set_num_threads(args.threads)
     methods = make_methods(names, steps=args.steps, settings=RefineSettings(), refiner=refiner)
     results = evaluate_dataset(
-        items, predict, methods, use_fov=args.fov, save_pred=args.save_pred,
+        items, predict, methods, use_fov=use_fov, save_pred=args.save_pred,
         progress=lambda xs: tqdm(xs, desc="evaluate", unit="image", file=sys.stderr))
     labels = {"raw": "raw (u >= 0.5)", "dti": "DTI (0.5 / 0.3)",
               "refine": f"refine ({args.steps} steps)", "human": "human (2nd vs 1st observer)",
               "hessian": f"refine, Hessian dirs ({args.steps} steps)"}
     print(f"{what}; {source}; Dice, clDice and Betti "
-          + ("inside the FOV" if args.fov else "on the whole image") + "; VCA on the whole image")
+          + ("inside the FOV" if use_fov else "on the whole image") + "; VCA on the whole image")
     print(format_table(results, labels))
     if args.json:
         atomic_write_text(args.json, json.dumps(results, indent=2))
@@ -262,21 +329,25 @@ def _segment(args) -> int:
     out = Path(args.out)
     paths = _existing_files(args.images)
     model = kwargs.get("weights") or kwargs.get("path")
-    settings = {"backbone": name, "weights": str(Path(model).resolve()) if model else None}
+    settings = {"backbone": name, "weights": str(Path(model).resolve()) if model else None,
+                "polarity": args.polarity}
     records = {p: make_record("segment", p, settings) for p in paths}
     plan = plan_outputs([Output(output_path(p, out, "prob", sfx), p, records[p])
                          for p in paths for sfx in (".tif", ".png")],
                         [*paths, *([model] if model else [])], overwrite=args.overwrite)
-    backbone = get_backbone(name, **kwargs)
+    backbone = get_backbone(name, polarity=args.polarity, **kwargs)
     print(f"backbone {name}; RGB images use their green channel (the channel the shipped "
-          f"DRIVE weights were trained on)")
+          f"DRIVE weights were trained on); vessel polarity {args.polarity}")
     plan.make_folders()
+    chosen = []
     for path in tqdm(paths, desc="segment", unit="image", file=sys.stderr):
         prob = backbone.predict(read_image(path))
+        chosen.append(getattr(backbone, "last_polarity", args.polarity))
         write_image(output_path(path, out, "prob", ".tif"), prob, record=records[path])
         write_image(output_path(path, out, "prob", ".png"), prob, record=records[path])
+    polar = ", ".join(f"{chosen.count(p)} {p}" for p in ("dark", "bright") if p in chosen)
     print(f"wrote {len(paths)} probability map(s) NAME_prob.tif (float32) and NAME_prob.png (8-bit) "
-          f"to {out}")
+          f"to {out}; vessels taken as {polar or args.polarity}")
     return 0
 
 
@@ -493,30 +564,50 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overwrite(d)
     d.set_defaults(func=_demo)
 
-    e = sub.add_parser("evaluate", help="score methods on a DRIVE-layout dataset (Dice, clDice, VCA, Betti)",
-                       description="Score every image of a DRIVE-layout folder with each method (raw "
-                                   "threshold, dual-threshold iteration, diffusion refinement) against "
-                                   "the 1st observer, plus the 2nd observer as the human ceiling.")
+    e = sub.add_parser("evaluate", help="score methods on a dataset (Dice, clDice, VCA, Betti)",
+                       description="Score every image of a DRIVE-layout folder (--data), or of an image "
+                                   "folder paired with a label folder (--images, --labels), with each "
+                                   "method (raw threshold, dual-threshold iteration, diffusion "
+                                   "refinement) against the 1st observer, plus the 2nd observer as the "
+                                   "human row where one exists. Files pair by their name up to the first "
+                                   "dot (STARE: im0001.png with im0001.ah.ppm; HRF: 01_dr.JPG with "
+                                   "01_dr.tif and 01_dr_mask.tif); two files that pair alike are refused.")
     e.add_argument("--data", help="folder with training/ and test/ in DRIVE layout")
+    e.add_argument("--images", help="folder of images (any layout; pair with --labels)")
+    e.add_argument("--labels", help="with --images: folder of the 1st observer's labels, paired by name")
+    e.add_argument("--labels2", help="with --images: a 2nd observer's labels (the human row)")
     e.add_argument("--synthetic3d", type=int, metavar="N",
                    help="score N held-out synthetic volumes instead (default backbone: unet3d)")
     e.add_argument("--split", default="test", choices=["test", "training", "train"],
-                   help="which part of the DRIVE folder")
+                   help="with --data: which part of the DRIVE folder")
     src = e.add_mutually_exclusive_group()
-    src.add_argument("--backbone", help="segment with this backbone (e.g. vesselness)")
-    src.add_argument("--pred", help="folder of probability maps named after the images (PNG or TIF)")
+    src.add_argument("--backbone", help="segment with this backbone (unet, vesselness, ...)")
+    src.add_argument("--pred", help="folder of probability maps named like the images: NAME.png, NAME.tif or "
+                                    "NAME_prob.tif (what tubediff segment writes); matched exactly, never "
+                                    "by a prefix")
     e.add_argument("--backbone-weights", help="U-Net weights instead of the shipped ones (e.g. NAME_unet.pt)")
+    e.add_argument("--polarity", default="auto", choices=["auto", "dark", "bright"],
+                   help="vessels darker (fundus) or brighter (angiogram, fluorescence) than the "
+                        "background; auto decides from each image (default)")
     e.add_argument("--methods", default="raw,dti,refine",
                    help="comma list of raw,dti,refine,hessian (hessian: refine with Hessian directions "
-                        "whatever --refiner)")
-    e.add_argument("--steps", type=int, default=10, help="RK4 steps of the refinement")
+                        "whatever --refiner; default raw,dti,refine)")
+    e.add_argument("--steps", type=int, default=10, help="RK4 steps of the refinement (default 10)")
     e.add_argument("--refiner", default="auto",
                    help="learned refiner weights, 'shipped', or 'hessian' for classical directions "
                         "(default: shipped with --backbone unet, else hessian)")
-    e.add_argument("--fov", action="store_true", help="Dice, clDice and Betti errors inside the FOV mask")
+    e.add_argument("--fov", nargs="?", const="data", metavar="DIR|auto|none",
+                   help="score Dice, clDice and Betti errors inside the field of view: bare --fov, the "
+                        "dataset's own masks (DRIVE's mask/); DIR, masks named like the images (NAME.* or "
+                        "NAME_mask.*); auto, the automatic FOV of fundus photographs; none, no FOV at all. "
+                        "The backbone is given the same FOV (default: whole image scored; with --data "
+                        "the backbone sees DRIVE's masks)")
     e.add_argument("--save-pred", help="write every scored mask to DIR/METHOD/IMAGE.png")
     e.add_argument("--limit", type=int, help="only the first N images (quick checks)")
-    e.add_argument("--json", help="write per-image and mean figures to this JSON file")
+    e.add_argument("--json", help="write per-image and mean figures to this JSON file (a new file unless "
+                                  "--overwrite; never an input)")
+    e.add_argument("--overwrite", action="store_true",
+                   help="let --json and --save-pred replace existing files (never an input)")
     e.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     e.set_defaults(func=_evaluate)
 
@@ -574,6 +665,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "logits (default: none)")
     sg.add_argument("--weights", help="U-Net checkpoint instead of the shipped one (default: shipped)")
     _add_overwrite(sg)
+    sg.add_argument("--polarity", default="auto", choices=["auto", "dark", "bright"],
+                    help="vessels darker (fundus photographs) or brighter (angiograms, fluorescence) "
+                         "than the background; auto decides per image: colour photographs dark, grey "
+                         "images measured (default auto)")
     sg.set_defaults(func=_segment)
 
     rf = sub.add_parser("refine", help="refine probability maps (or images) by the diffusion",
@@ -661,6 +756,19 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    import warnings
+
+    from .core.values import AssumptionWarning
+
+    def one_line(message, category, *rest, **kw):
+        # what a reader assumed about a file's values: one line, not a warning's source dump
+        if issubclass(category, AssumptionWarning):
+            print(f"tubediff: note: {message}", file=sys.stderr)
+        else:
+            default_show(message, category, *rest, **kw)
+
+    default_show = warnings.showwarning
+    warnings.showwarning = one_line
     try:
         return args.func(args)
     except KeyboardInterrupt:
@@ -672,6 +780,8 @@ def main(argv: list[str] | None = None) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"tubediff: error: {msg}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = default_show
 
 
 if __name__ == "__main__":  # pragma: no cover

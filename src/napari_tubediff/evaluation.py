@@ -13,7 +13,7 @@ import numpy as np
 from .core.dti import dti
 from .core.metrics import evaluate, to_mask
 from .core.refine import RefineSettings, refine
-from .data.drive import DriveImage
+from .data.drive import DriveImage, index_folder
 from .data.io import read_image, to_probability, write_image
 
 __all__ = ["METHODS", "make_methods", "read_prediction", "evaluate_dataset", "format_table"]
@@ -62,17 +62,28 @@ def make_methods(names: Iterable[str], steps: int = 10, settings: RefineSettings
     return out
 
 
-def read_prediction(folder, item: DriveImage) -> np.ndarray:
-    """The probability map for ``item`` from ``folder``: a file named after the image
-    (any of .png, .tif, .tiff, .gif, .jpg) or starting with its number; integers are
-    scaled to [0, 1]."""
+def read_prediction(folder, item: DriveImage, index: dict | None = None) -> np.ndarray:
+    """The probability map for ``item`` from ``folder``, matched exactly by name.
+
+    The file's name up to the first dot must be the image's (``01_test.png``), optionally
+    with ``_prob`` (what ``tubediff segment`` writes: ``01_test_prob.tif``, preferred to
+    its PNG twin). Nothing is matched by a prefix, so a ground-truth file in the folder
+    (``01_manual1.gif``) is never taken for a prediction; two candidates are refused, and
+    so is the item's own ground-truth file. Integers are read by `data.io.to_probability`.
+
+    ``index``: `data.drive.index_folder` of ``folder`` (computed once by the caller).
+    """
     folder = Path(folder)
-    candidates = [folder / f"{item.name}{ext}" for ext in (".png", ".tif", ".tiff", ".gif", ".jpg")]
-    number = item.name.split("_")[0]
-    candidates += sorted(p for p in folder.glob(f"{number}_*") if p.is_file())
-    path = next((p for p in candidates if p.exists()), None)
+    if index is None:
+        index = index_folder(folder, "--pred", tags=True, prefer_tiff=True)
+    path = index.get(item.name)
     if path is None:
-        raise ValueError(f"no prediction for {item.name} in {folder} (expected {item.name}.png or .tif)")
+        raise ValueError(f"--pred: no prediction for {item.name} in {folder} (expected {item.name}.png, "
+                         f"{item.name}.tif or {item.name}_prob.tif)")
+    for truth in (item.manual1_path, item.manual2_path):
+        if truth is not None and Path(truth).resolve() == path.resolve():
+            raise ValueError(f"--pred: {path.name} in {folder} is the ground truth itself: give the folder "
+                             "of the predictions")
     return to_probability(read_image(path), path.name)
 
 

@@ -1,12 +1,19 @@
 """npe2 reader and writer hooks (plain functions: this module does not import napari).
 
-* Reader: GIF masks such as DRIVE's ``*_manual1.gif`` and ``*_mask.gif``. Some are palette
-  images whose raw indices are 0 and 1, which napari's built-in reader shows as an almost
-  black image; here they are converted to grey values and thresholded at 127
-  (`data.drive.binary_mask`) and come back as a Labels layer with values 0 and 1.
+* Reader: the files an annotator has, as the right layer in one step: TIFF (DRIVE's LZW
+  ones too, without imagecodecs), PNG, JPEG, GIF, PPM/PGM/PBM (STARE's ``imXXXX.ah.ppm``
+  labels are PGM content), BMP. The same `data.io.read_image` the CLI uses reads them;
+  one-frame files come back 2D, not (1, H, W). The content decides the layer
+  (`data.io.looks_like_labels`): a two-valued single-channel file (0/1, 0/255, DRIVE's
+  palette GIFs) is a Labels layer with values 0 and 1 (`data.drive.binary_mask`, the
+  rule the CLI reads masks with), anything else an Image layer (RGB kept as RGB).
 * Writer: a Labels layer to ``.tif``/``.tiff`` (the label values as they are) or ``.png``
   (a mask: 255 on labelled pixels, 0 elsewhere, what DRIVE-style tools read back),
   written atomically (`data.io.write_image`): a crash never leaves half a file.
+
+napari offers its own reader for these files too, and asks which one to use when two
+can; `prefer_tubediff_readers` makes this plugin's reader the default for the file
+patterns where the user has chosen none (the Segment panel calls it once).
 """
 
 from __future__ import annotations
@@ -16,30 +23,88 @@ from pathlib import Path
 import numpy as np
 
 from .data.drive import binary_mask
-from .data.io import read_image, write_image
+from .data.io import IMAGE_SUFFIXES, looks_like_labels, read_image, write_image
 
-__all__ = ["get_mask_reader", "read_mask", "write_mask"]
+__all__ = ["get_reader", "get_mask_reader", "read_layers", "read_mask", "write_mask",
+           "prefer_tubediff_readers", "READER_PATTERNS"]
 
-MASK_SUFFIXES = (".gif",)
+#: The manifest's filename patterns (napari matches them case-insensitively).
+READER_PATTERNS = tuple(f"*{s}" for s in IMAGE_SUFFIXES)
+PLUGIN = "napari-tubediff"
+
+
+def layer_data(path) -> tuple:
+    """One file as a napari layer-data tuple ``(data, meta, kind)``: labels (uint8 0/1) or image.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from PIL import Image
+    >>> p = os.path.join(tempfile.mkdtemp(), "im0001.ah.ppm")
+    >>> Image.fromarray(np.array([[0, 255], [255, 0]], np.uint8)).save(p, format="PPM")
+    >>> data, meta, kind = layer_data(p)
+    >>> kind, meta["name"], data.tolist()
+    ('labels', 'im0001.ah', [[0, 1], [1, 0]])
+    """
+    p = Path(path)
+    a = read_image(p)
+    if looks_like_labels(a, p.name):
+        return binary_mask(a).astype(np.uint8), {"name": p.stem}, "labels"
+    meta = {"name": p.stem}
+    if a.ndim == 3 and a.shape[-1] in (3, 4):
+        meta["rgb"] = True
+    return a, meta, "image"
+
+
+def read_layers(path) -> list[tuple]:
+    """The npe2 reader: each file as an Image or a Labels layer (`layer_data`)."""
+    paths = [path] if isinstance(path, str | Path) else list(path)
+    return [layer_data(p) for p in paths]
 
 
 def read_mask(path) -> list[tuple]:
-    """Read one or more GIF masks as napari Labels layer-data tuples (values 0 and 1)."""
+    """Read one or more masks as napari Labels layer-data tuples (values 0 and 1), whatever
+    their content (the old GIF-mask reader's behaviour)."""
     paths = [path] if isinstance(path, str | Path) else list(path)
-    out = []
-    for p in paths:
-        p = Path(p)
-        mask = binary_mask(read_image(p))
-        out.append((mask.astype(np.uint8), {"name": p.stem}, "labels"))
-    return out
+    return [(binary_mask(read_image(p)).astype(np.uint8), {"name": Path(p).stem}, "labels")
+            for p in paths]
+
+
+def _readable(path) -> bool:
+    paths = [path] if isinstance(path, str | Path) else list(path)
+    return bool(paths) and all(str(p).lower().endswith(IMAGE_SUFFIXES) and not Path(p).is_dir()
+                               for p in paths)
+
+
+def get_reader(path):
+    """The npe2 reader hook: `read_layers` for the image files `read_image` reads, else None."""
+    return read_layers if _readable(path) else None
 
 
 def get_mask_reader(path):
-    """The npe2 reader hook: `read_mask` for ``.gif`` paths, else None."""
+    """The old hook name, kept for scripts: `read_mask` for ``.gif`` paths, else None."""
     paths = [path] if isinstance(path, str | Path) else list(path)
-    if not paths or not all(str(p).lower().endswith(MASK_SUFFIXES) for p in paths):
+    if not paths or not all(str(p).lower().endswith(".gif") for p in paths):
         return None
     return read_mask
+
+
+def prefer_tubediff_readers(settings=None) -> list[str]:
+    """Make this plugin napari's reader for `READER_PATTERNS` where the user has chosen none.
+
+    napari asks "which reader?" when two plugins can read a file; a choice the user made
+    (Preferences > Plugins, or "remember" in that dialog) is kept. Returns the patterns set.
+    ``settings``: napari's settings object (default: ``napari.settings.get_settings()``).
+    """
+    if settings is None:
+        from napari.settings import get_settings
+
+        settings = get_settings()
+    current = dict(settings.plugins.extension2reader)
+    added = [p for p in READER_PATTERNS if p not in current]
+    if added:
+        settings.plugins.extension2reader = {**current, **{p: PLUGIN for p in added}}
+    return added
 
 
 def write_mask(path: str, data, meta: dict) -> list[str]:

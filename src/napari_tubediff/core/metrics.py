@@ -4,7 +4,9 @@
 Definitions follow ../shared/METHOD.md ("Metrics") and ../shared/REFERENCES.md:
 
 * Masks: a bool array is used as it is; anything else is binarised with
-  ``u >= 0.5`` (`to_mask`, the FR-UNet code base's convention).
+  ``u >= 0.5`` (`to_mask`, the FR-UNet code base's convention), integers after
+  `core.values.integer_scale` (0/1 as they are, up to 255 divided by 255), the rule
+  the file readers use too.
 * Connectivity: 8-connected in 2D, 26-connected in 3D (``connectivity=ndim``) for
   the foreground; holes and cavities use the complementary 4 / 6-connectivity.
 * Field of view: ``fov`` (a mask of the same shape) restricts Dice, clDice and the
@@ -29,6 +31,8 @@ import numpy as np
 from skimage.measure import euler_number, label
 from skimage.morphology import skeletonize
 
+from .values import integer_scale
+
 __all__ = [
     "to_mask",
     "dice",
@@ -43,12 +47,16 @@ __all__ = [
 
 
 def to_mask(u, threshold: float = 0.5) -> np.ndarray:
-    """Binary mask: bool arrays as they are, others ``u >= threshold``.
+    """Binary mask: bool arrays as they are, others ``u >= threshold``; integers are
+    first read as probabilities by their values (`core.values.integer_scale`: 0/1 as
+    they are, 0..255 divided by 255), so a 0/1 and a 0/255 mask give the same mask.
 
     Examples
     --------
     >>> to_mask(np.array([0.2, 0.5, 0.9]))
     array([False,  True,  True])
+    >>> to_mask(np.array([0, 1], np.uint8)), to_mask(np.array([0, 127, 128, 255], np.uint8))
+    (array([False,  True]), array([False, False,  True,  True]))
     """
     a = np.asarray(u)
     if a.dtype == bool:
@@ -60,6 +68,8 @@ def to_mask(u, threshold: float = 0.5) -> np.ndarray:
     if np.issubdtype(a.dtype, np.floating) and np.isnan(a).any():
         # NaN >= 0.5 is False: a NaN prediction would silently score as "no vessel"
         raise ValueError(f"a mask holds {int(np.isnan(a).sum())} NaN value(s); replace them first")
+    if np.issubdtype(a.dtype, np.integer):
+        return a / integer_scale(a)[0] >= threshold
     return a >= threshold
 
 

@@ -7,17 +7,20 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
+from ..core.values import AssumptionWarning, as_probability
+
 # The process's umask, read once at import (os.umask can only be read by setting it)
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
-__all__ = ["atomic_path", "atomic_write_text", "write_image", "read_image", "to_probability",
-           "DiskFullError"]
+__all__ = ["atomic_path", "atomic_write_text", "write_image", "read_image", "looks_like_labels",
+           "to_probability", "IMAGE_SUFFIXES", "DiskFullError"]
 
 
 class DiskFullError(OSError):
@@ -125,46 +128,129 @@ def write_image(path, data: np.ndarray, record: dict | None = None) -> Path:
     return path
 
 
-def read_image(path) -> np.ndarray:
-    """Read an image file (tif, png, gif, jpg) as a numpy array.
+#: Suffixes `read_image` reads (PPM/PGM/PBM: the netpbm family, e.g. STARE's ``.ah.ppm`` labels).
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".gif", ".ppm", ".pgm", ".pbm", ".bmp")
 
-    Palette images (such as DRIVE's GIF masks) are converted to grey values.
+#: Name parts that hint at a mask or annotation (a hint only: the content decides).
+LABEL_HINTS = ("mask", "manual", "label", "truth", "_gt", ".ah", ".vk", "annot", "fov")
+
+
+def _squeeze_frames(a: np.ndarray) -> np.ndarray:
+    """Drop leading singleton axes (a one-frame GIF or TIFF read as (1, H, W))."""
+    while a.ndim > 2 and a.shape[0] == 1:
+        a = a[0]
+    return a
+
+
+def _read_pillow(path: Path) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode in ("P", "PA"):
+            # palette images (DRIVE's GIF masks, whose raw indices are 0 and 1, palette colours
+            # (4, 2, 4) and (252, 254, 252)): grey values when the palette is about grey
+            rgb = np.asarray(im.convert("RGB")).astype(np.int16)
+            spread = int((rgb.max(-1) - rgb.min(-1)).max()) if rgb.size else 0
+            return np.asarray(im.convert("L")) if spread <= 16 else rgb.astype(np.uint8)
+        if im.mode == "CMYK" or im.mode == "YCbCr":
+            im = im.convert("RGB")
+        return np.asarray(im)
+
+
+def read_image(path) -> np.ndarray:
+    """Read an image file (TIFF, PNG, JPEG, GIF, PPM/PGM/PBM, BMP) as a numpy array.
+
+    TIFFs through tifffile; LZW-compressed ones (DRIVE's) need the optional
+    ``imagecodecs`` there, so Pillow decodes them when it is missing. Everything else
+    through Pillow, by content (STARE's ``.ppm`` labels are PGM "P5" files). Palette
+    images (DRIVE's GIF masks) become their grey values (or RGB for a coloured palette),
+    and leading singleton frame axes are dropped (a one-frame GIF is (H, W), not (1, H, W)).
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from PIL import Image
+    >>> p = os.path.join(tempfile.mkdtemp(), "m.pgm")
+    >>> Image.fromarray(np.array([[0, 255]], np.uint8)).save(p)
+    >>> read_image(p).tolist()
+    [[0, 255]]
     """
     path = Path(path)
     if not path.exists():
         raise ValueError(f"no such file: {path}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder: give an image file")
     suffix = path.suffix.lower()
     try:
         if suffix in (".tif", ".tiff"):
             import tifffile
 
             try:
-                return tifffile.imread(path)
+                return _squeeze_frames(tifffile.imread(path))
             except ValueError as e:
                 # e.g. LZW-compressed TIFFs (DRIVE's) need imagecodecs; Pillow decodes them
                 if "imagecodecs" not in str(e):
                     raise
-        from PIL import Image
-
-        with Image.open(path) as im:
-            if im.mode == "P":
-                im = im.convert("L")
-            return np.asarray(im)
+        return _squeeze_frames(_read_pillow(path))
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"cannot read {path}: {e}") from None
 
 
+def looks_like_labels(a: np.ndarray, name: str = "") -> bool:
+    """Whether an image read from a file is a mask (a Labels layer) rather than a picture.
+
+    The content decides: a bool array, or a single-channel (or grey RGB) integer array with
+    at most two distinct values (0/1, 0/255, a palette GIF's 3/253). A name that hints at a mask
+    (``*_mask``, ``*manual*``, ``labels``, STARE's ``.ah``/``.vk``: `LABEL_HINTS`) also
+    admits a nearly two-valued image (>= 99% of the pixels at its two extremes, as
+    after JPEG compression); a hint alone never turns a photograph into labels.
+
+    Examples
+    --------
+    >>> looks_like_labels(np.array([[0, 255], [255, 0]], np.uint8))
+    True
+    >>> looks_like_labels(np.arange(12, dtype=np.uint8).reshape(3, 4), "01_manual1.gif")
+    False
+    """
+    a = np.asarray(a)
+    if a.dtype == bool:
+        return True
+    if a.ndim == 3 and a.shape[-1] in (3, 4) and (a[..., 1] == a[..., 0]).all() and (a[..., 2] == a[..., 0]).all():
+        a = a[..., 0]  # a grey mask stored as RGB (HRF's FOV masks)
+    if not np.issubdtype(a.dtype, np.integer) or a.ndim != 2 or a.size == 0:
+        return False
+    values = np.unique(a[:: max(1, a.shape[0] // 256), :: max(1, a.shape[1] // 256)])
+    if values.size <= 2 and len(np.unique(a)) <= 2:
+        return True
+    low = name.lower()
+    if any(h in low for h in LABEL_HINTS):
+        lo, hi = int(a.min()), int(a.max())
+        tol = 0.1 * (hi - lo)
+        extreme = np.count_nonzero((a <= lo + tol) | (a >= hi - tol))
+        return extreme >= 0.99 * a.size
+    return False
+
+
 def to_probability(a: np.ndarray, name: str = "map") -> np.ndarray:
-    """A stored probability map as float32 in [0, 1]: integers are divided by their
-    type's maximum (255 for 8-bit), bools become 0/1, floats must already lie in [0, 1]."""
+    """A stored probability map as float32 in [0, 1], read by its values
+    (`core.values.as_probability`: 0/1 integers as a binary mask, integers up to 255
+    divided by 255, larger ones by their type's maximum; floats must lie in [0, 1]).
+    An assumption worth knowing is reported as an `AssumptionWarning` (the CLI prints
+    it on one line).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     p = to_probability(np.array([[0, 1]], np.uint8), "m.png")
+    >>> p.tolist(), str(w[0].message)
+    ([[0.0, 1.0]], 'm.png: values 0 and 1 only: read as a binary mask (1 = vessel)')
+    """
     a = np.asarray(a)
     if a.ndim == 3 and a.shape[-1] in (3, 4):
         raise ValueError(f"{name}: a probability map must be single-channel, got shape {a.shape}")
-    if a.dtype == bool:
-        return a.astype(np.float32)
-    if np.issubdtype(a.dtype, np.integer):
-        return (a / np.iinfo(a.dtype).max).astype(np.float32)
-    a = a.astype(np.float32)
-    if not np.isfinite(a).all() or a.min() < 0 or a.max() > 1:
-        raise ValueError(f"{name}: a float probability map must hold values in [0, 1]")
-    return a
+    prob, note = as_probability(a, name)
+    if note:
+        warnings.warn(f"{name}: {note}", AssumptionWarning, stacklevel=2)
+    return prob

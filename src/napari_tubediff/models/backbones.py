@@ -12,6 +12,7 @@ import torch
 
 from ..core.checks import check_memory
 from ..core.device import resolve_device
+from .classical import POLARITIES, vessel_polarity
 from .preprocess import preprocess
 from .unet import UNet, pad_to_multiple
 from .weights import WEIGHTS_DIR, load_checkpoint, load_state
@@ -36,6 +37,13 @@ class UNetBackbone:
     device : str
         ``"auto"`` (CUDA when available, else the CPU), ``"cpu"`` or ``"cuda"``; the
         network and its inputs move there, the outputs come back as numpy arrays.
+    polarity : {"auto", "dark", "bright"}
+        The input's vessels: darker than the background (fundus photographs) or brighter
+        (angiograms, fluorescence); "auto" decides per image (`classical.vessel_polarity`).
+        An input whose polarity differs from the one the weights were trained on
+        (``trained_polarity``: the checkpoint's ``meta["polarity"]``, else "dark" for 2D
+        weights, trained on fundus green channels, and "bright" for 3D ones, trained on
+        synthetic bright tubes) is inverted before `preprocess`.
 
     Examples
     --------
@@ -48,9 +56,10 @@ class UNetBackbone:
     name = "unet"
     shipped = SHIPPED_UNET
 
-    def __init__(self, weights=None, device: str | None = "auto"):
-        # first: a bad device fails before any file is read
+    def __init__(self, weights=None, device: str | None = "auto", polarity: str = "auto"):
+        # first: a bad device or polarity fails before any file is read
         self.device = torch.device(resolve_device(device))
+        self.polarity = _check_polarity(polarity)
         path = Path(weights) if weights else self.shipped
         ckpt = load_checkpoint(path, "unet")
         self.net = UNet(**ckpt["config"])
@@ -58,6 +67,11 @@ class UNetBackbone:
         self.net.to(self.device).eval()
         self.weights = path
         self.meta = ckpt.get("meta", {})
+
+    @property
+    def trained_polarity(self) -> str:
+        """The vessel polarity the weights were trained on (see the class docstring)."""
+        return self.meta.get("polarity", "dark" if self.net.ndim == 2 else "bright")
 
     @classmethod
     def from_module(cls, net: UNet, name: str = "fine-tuned", device: str | None = "cpu") -> UNetBackbone:
@@ -70,6 +84,7 @@ class UNetBackbone:
         self.net.to(self.device).eval()
         self.weights = Path(name)
         self.meta = {}
+        self.polarity = "auto"
         return self
 
     def save(self, path) -> Path:
@@ -83,12 +98,19 @@ class UNetBackbone:
         """2 for images, 3 for volumes."""
         return self.net.ndim
 
-    def predict_with_features(self, image: np.ndarray, fov: np.ndarray | None = None):
-        """``(probability (*spatial) float32, features (C, *spatial) float32)``."""
+    def predict_with_features(self, image: np.ndarray, fov: np.ndarray | None = None,
+                              polarity: str | None = None):
+        """``(probability (*spatial) float32, features (C, *spatial) float32)``; ``polarity``
+        overrides the backbone's for this call. What "auto" chose is in ``last_polarity``."""
         if self.net.ndim == 3 and np.ndim(image) != 3:
             raise ValueError(f"the 3D U-Net takes grey volumes (D, H, W), got shape {np.shape(image)}")
+        channel = 1 if self.net.ndim == 2 else None
+        polarity = _check_polarity(polarity or getattr(self, "polarity", "auto"))
+        if polarity == "auto":
+            polarity = vessel_polarity(image, fov, channel)
+        self.last_polarity = polarity
         # a 3D net reads a volume as it is: (D, H, 3) is a thin volume, not an RGB image
-        x = preprocess(image, fov, channel=1 if self.net.ndim == 2 else None)
+        x = preprocess(image, fov, channel=channel, invert=polarity != self.trained_polarity)
         if x.ndim != self.net.ndim:
             raise ValueError(f"the {self.net.ndim}D U-Net takes {self.net.ndim}D images, got shape "
                              f"{np.shape(image)}")
@@ -127,6 +149,12 @@ def _flat_is_empty(x: np.ndarray, prob: np.ndarray) -> np.ndarray:
                       "empty probability field", UserWarning, stacklevel=3)
         return np.zeros_like(prob)
     return prob
+
+
+def _check_polarity(polarity) -> str:
+    if polarity not in POLARITIES:
+        raise ValueError(f"polarity must be one of {', '.join(POLARITIES)}, got {polarity!r}")
+    return polarity
 
 
 class UNet3DBackbone(UNetBackbone):

@@ -1,4 +1,6 @@
-"""A training-free backbone: multi-scale vesselness (scikit-image's Sato filter)."""
+"""A training-free backbone: multi-scale vesselness (scikit-image's Sato filter), and the
+vessel polarity (dark vessels on a bright background, as in fundus photographs, or bright
+ones, as in angiograms and fluorescence microscopy) decided from the image."""
 
 from __future__ import annotations
 
@@ -7,8 +9,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.filters import sato
+from skimage.measure import label, regionprops
 
 from ..core.checks import check_field
+
+__all__ = ["to_grey", "VesselnessBackbone", "vessel_polarity", "polarity_contrast", "POLARITIES",
+           "VESSEL_FRACTION"]
+
+#: The polarity choices: decided from the image, vessels darker, or vessels brighter.
+POLARITIES = ("auto", "dark", "bright")
 
 
 def to_grey(image: np.ndarray, channel: int | None = 1) -> np.ndarray:
@@ -24,6 +33,120 @@ def to_grey(image: np.ndarray, channel: int | None = 1) -> np.ndarray:
     a = check_field(a, "image", unit_range=False)
     lo, hi = float(a.min()), float(a.max())
     return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
+
+
+def _is_colour(image: np.ndarray) -> bool:
+    a = np.asarray(image)
+    return a.ndim == 3 and a.shape[-1] in (3, 4) and not (
+        (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all())
+
+
+def _fill_outside(g: np.ndarray, fov: np.ndarray) -> np.ndarray:
+    """``g`` with the outside of ``fov`` replaced by the nearest inside value, so the FOV's
+    rim is no ridge."""
+    if fov.any() and not fov.all():
+        idx = ndi.distance_transform_edt(~fov, return_distances=False, return_indices=True)
+        return g[tuple(idx)]
+    return g
+
+
+def _disc_inside(g: np.ndarray) -> np.ndarray | None:
+    """A dark surround's inside, when ``g`` (2D, in [0, 1]) is a bright convex disc on a near
+    black border (a grey fundus photograph), else None. Only used to keep the disc's rim
+    out of the polarity decision when no field of view is given."""
+    if g.ndim != 2:
+        return None
+    dark = ndi.gaussian_filter(g, 2) < 0.1
+    lab = label(dark)
+    edge = np.unique(np.concatenate([lab[0], lab[-1], lab[:, 0], lab[:, -1]]))
+    surround = np.isin(lab, edge[edge > 0])
+    if not surround.any():
+        return None
+    inside = ndi.binary_fill_holes(~surround)
+    lab = label(inside)
+    if lab.max() == 0:
+        return None
+    big = max(regionprops(lab), key=lambda r: r.area)
+    # a fundus disc is large and convex; a vessel tree on a black background is neither
+    if not 0.25 <= big.area / g.size <= 0.97 or big.solidity < 0.9:
+        return None
+    return lab == big.label
+
+
+def polarity_contrast(image: np.ndarray, fov: np.ndarray | None = None,
+                      sigmas: tuple = (1.0, 2.0, 3.0), fraction: float = 0.1,
+                      channel: int | None = 1) -> dict[str, float]:
+    """How strongly the image holds dark and bright tubes: ``{"dark": c, "bright": c}``.
+
+    For each polarity, Sato's vesselness picks the ``fraction`` of pixels (inside the FOV,
+    away from its rim) with the strongest response, and ``c`` is their mean top-hat: how
+    far they lie below the grey closing ("dark") or above the grey opening ("bright") over
+    a window wider than the widest tube. A tube of the wrong polarity answers on its
+    flanks, which are at the background's level, so its top-hat stays small; the
+    vesselness response alone does not separate them (its flank answer is about as strong,
+    measured on DRIVE).
+    Grey input (RGB: ``channel``, see `to_grey`); 2D or 3D.
+
+    Examples
+    --------
+    >>> img = np.ones((48, 48)); img[20:23, :] = 0.3; img[:, 30:32] = 0.3     # dark vessels
+    >>> c = polarity_contrast(img)
+    >>> c["dark"] > c["bright"]
+    True
+    """
+    g = to_grey(image, channel)
+    if fov is None:
+        fov = _disc_inside(g)
+    fov = np.ones(g.shape, bool) if fov is None else np.asarray(fov, bool)
+    if fov.shape != g.shape:
+        raise ValueError(f"field of view {fov.shape} does not match the image {g.shape}")
+    g = _fill_outside(g, fov)
+    margin = int(round(2 * max(sigmas)))
+    inner = ndi.binary_erosion(fov, iterations=margin) if fov.sum() > 50 * margin ** g.ndim else fov
+    if not inner.any():
+        inner = np.ones(g.shape, bool)
+    # top-hats: how far a pixel lies below the closing (dark) or above the opening (bright)
+    # over a window wider than the widest tube; flat flanks give zero in both
+    size = 2 * int(np.ceil(3 * max(sigmas))) + 1
+    hats = {"dark": ndi.grey_closing(g, size=size) - g, "bright": g - ndi.grey_opening(g, size=size)}
+    out = {}
+    for polarity in ("dark", "bright"):
+        r = sato(g, sigmas=sigmas, black_ridges=polarity == "dark", mode="reflect")[inner]
+        top = r >= np.quantile(r, 1.0 - fraction)
+        out[polarity] = float(hats[polarity][inner][top].mean()) if top.any() else 0.0
+    return out
+
+
+def vessel_polarity(image: np.ndarray, fov: np.ndarray | None = None, channel: int | None = 1) -> str:
+    """``"dark"`` or ``"bright"``: whether the vessels in ``image`` are darker or brighter
+    than their background.
+
+    Colour images are taken for fundus photographs (dark vessels, strongest in the green
+    channel). Grey images and volumes are decided by `polarity_contrast` inside ``fov``
+    (without one, a grey fundus photograph's black surround is found and left out); a tie
+    goes to "dark". Large images are measured at a reduced size (about a million pixels).
+    ``channel=None``: every array is grey (a volume whose last axis has 3 planes).
+
+    Examples
+    --------
+    >>> from napari_tubediff.data.synthetic import synthetic_vessels
+    >>> s = synthetic_vessels((96, 96), seed=0)            # bright vessels
+    >>> vessel_polarity(s.image), vessel_polarity(1 - s.image)
+    ('bright', 'dark')
+    """
+    if channel is not None and _is_colour(image):
+        return "dark"
+    g = to_grey(image, channel)
+    f = None if fov is None else np.asarray(fov, bool)
+    if g.ndim == 2 and g.size > 1_500_000:
+        # only the decision: block means keep the tubes' contrast at a tractable size
+        k = int(np.ceil(np.sqrt(g.size / 1_000_000)))
+        h, w = (g.shape[0] // k) * k, (g.shape[1] // k) * k
+        g = g[:h, :w].reshape(h // k, k, w // k, k).mean((1, 3))
+        if f is not None:
+            f = f[:h, :w].reshape(h // k, k, w // k, k).mean((1, 3)) > 0.5
+    c = polarity_contrast(g, f, channel=None)
+    return "bright" if c["bright"] > c["dark"] else "dark"
 
 
 #: Default expected vessel fraction by dimension: about 12% of a DRIVE field of view is
@@ -46,14 +169,15 @@ class VesselnessBackbone:
     vessel_fraction : float or None
         Expected fraction of vessel pixels inside the field of view; None takes
         `VESSEL_FRACTION` for the input's dimension (0.12 in 2D, 0.01 in 3D).
-    polarity : {"dark", "bright", None}
-        Vessels darker than the background (fundus green channel) or brighter
-        (angiograms inverted, fluorescence). None: "dark" for RGB input, else "bright".
+    polarity : {"auto", "dark", "bright"}
+        Vessels darker than the background (fundus photographs) or brighter (angiograms,
+        fluorescence microscopy); "auto" (default) decides per image (`vessel_polarity`:
+        colour images are fundus photographs, grey ones are measured). None means "auto".
     """
 
     sigmas: tuple = (1.0, 1.5, 2.0, 3.0)
     vessel_fraction: float | None = None
-    polarity: str | None = None
+    polarity: str | None = "auto"
     name: str = "vesselness"
 
     def predict(self, image: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
@@ -66,20 +190,17 @@ class VesselnessBackbone:
         >>> bool(p[31, 32] > 0.5 > p[10, 32])
         True
         """
-        rgb = np.ndim(image) == 3 and np.shape(image)[-1] in (3, 4)
-        polarity = self.polarity or ("dark" if rgb else "bright")
-        if polarity not in ("dark", "bright"):
-            raise ValueError(f"polarity must be 'dark' or 'bright', got {polarity!r}")
+        polarity = self.polarity or "auto"
+        if polarity not in POLARITIES:
+            raise ValueError(f"polarity must be one of {', '.join(POLARITIES)}, got {polarity!r}")
         g = to_grey(image)
-        if fov is None:
-            fov = np.ones(g.shape, bool)
-        fov = np.asarray(fov, bool)
-        if fov.shape != g.shape:
-            raise ValueError(f"field of view {fov.shape} does not match the image {g.shape}")
-        if fov.any() and not fov.all():
-            # replace the outside by the nearest inside value, so the FOV's rim is no ridge
-            idx = ndi.distance_transform_edt(~fov, return_distances=False, return_indices=True)
-            g = g[tuple(idx)]
+        if fov is not None and np.shape(fov) != g.shape:
+            raise ValueError(f"field of view {np.shape(fov)} does not match the image {g.shape}")
+        if polarity == "auto":
+            polarity = vessel_polarity(image, fov)
+        self.last_polarity = polarity  # what "auto" chose, for the panel and the CLI to show
+        fov = np.ones(g.shape, bool) if fov is None else np.asarray(fov, bool)
+        g = _fill_outside(g, fov)
         v = sato(g, sigmas=self.sigmas, black_ridges=polarity == "dark", mode="reflect")
         v = np.where(fov, v, 0.0)
         inside = v[fov] if fov.any() else v.ravel()

@@ -8,9 +8,12 @@ from skimage.exposure import equalize_adapthist
 from .classical import to_grey
 
 
-def preprocess(image: np.ndarray, fov: np.ndarray | None = None, channel: int | None = 1) -> np.ndarray:
+def preprocess(image: np.ndarray, fov: np.ndarray | None = None, channel: int | None = 1,
+               invert: bool = False) -> np.ndarray:
     """Grey (RGB: the green channel), CLAHE (2D only), then zero mean and unit variance inside
-    the FOV. ``channel=None``: the array is grey as it is (volumes).
+    the FOV. ``channel=None``: the array is grey as it is (volumes). ``invert``: the grey
+    is turned upside down first (bright vessels for a network trained on dark ones, or
+    the reverse: `backbones.UNetBackbone`'s ``polarity``).
 
     Returns float32 of the image's spatial shape, zero outside the FOV.
 
@@ -21,6 +24,8 @@ def preprocess(image: np.ndarray, fov: np.ndarray | None = None, channel: int | 
     ((32, 32), 0.0, 1.0)
     """
     g = to_grey(image, channel)
+    if invert:
+        g = 1.0 - g
     fov = np.ones(g.shape, bool) if fov is None else np.asarray(fov, bool)
     if fov.shape != g.shape:
         raise ValueError(f"field of view {fov.shape} does not match the image {g.shape}")

@@ -24,16 +24,22 @@ def _unet3d(**kwargs):
     return UNet3DBackbone(**kwargs)
 
 
-def _torchscript(path=None, **kwargs):
+def _torchscript(path=None, polarity="auto", **kwargs):
     from .backbones import TorchScriptBackbone
+
+    if polarity != "auto":  # a user's model reads the image as it was trained to: no inversion here
+        raise ValueError("the torchscript backbone takes the image as it is: leave polarity at auto")
 
     if path is None:
         raise ValueError("the torchscript backbone needs the model file: path=... (CLI: --backbone-file)")
     return TorchScriptBackbone(path, **kwargs)
 
 
-def _exported(path=None, **kwargs):
+def _exported(path=None, polarity="auto", **kwargs):
     from .user_model import ExportedBackbone
+
+    if polarity != "auto":  # a user's model reads the image as it was trained to: no inversion here
+        raise ValueError("the exported backbone takes the image as it is: leave polarity at auto")
 
     if path is None:
         raise ValueError("the exported backbone needs the model file: path=... (CLI: --backbone-file)")

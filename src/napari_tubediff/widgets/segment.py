@@ -21,8 +21,9 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButto
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
+from ..io_hooks import prefer_tubediff_readers
 from ..models import registry, session
-from ..models.classical import VESSEL_FRACTION
+from ..models.classical import POLARITIES, VESSEL_FRACTION
 from ..models.registry import available_backbones, get_backbone
 from ._common import follow_layers, layers_of, put_image, spatial_ndim
 
@@ -64,15 +65,21 @@ def backbone_for(ndim: int, names, current: str | None = None) -> str | None:
     return able[0] if able else None
 
 
-def _segment_job(name: str, image: np.ndarray, fov: np.ndarray | None, **options):
-    """``(probability, features or None)``: learned backbones also give their features,
-    which the Directions and Diffusion panels hand to the learned direction head.
+def _segment_job(name: str, image: np.ndarray, fov: np.ndarray | None, polarity: str = "auto", **options):
+    """``(probability, features or None, polarity used)``: learned backbones also give their
+    features, which the Directions and Diffusion panels hand to the learned direction head.
     ``options`` go to the backbone (e.g. ``vessel_fraction`` for vesselness)."""
     # "unet" is the session's U-Net: the shipped one, or one fine-tuned in this session
-    backbone = session.active_unet() if name == "unet" else get_backbone(name, **options)
-    if hasattr(backbone, "predict_with_features"):
-        return backbone.predict_with_features(image, fov=fov)
-    return backbone.predict(image, fov=fov), None
+    if name == "unet":
+        backbone = session.active_unet()
+        prob, feats = backbone.predict_with_features(image, fov=fov, polarity=polarity)
+    else:
+        backbone = get_backbone(name, polarity=polarity, **options)
+        if hasattr(backbone, "predict_with_features"):
+            prob, feats = backbone.predict_with_features(image, fov=fov)
+        else:
+            prob, feats = backbone.predict(image, fov=fov), None
+    return prob, feats, getattr(backbone, "last_polarity", polarity)
 
 
 class SegmentWidget(Container):
@@ -99,9 +106,16 @@ class SegmentWidget(Container):
                                      tooltip="vesselness: the expected fraction of vessel pixels, marked "
                                              ">= 0.5 (a retina photograph: about 0.12; a volume: "
                                              "0.005-0.02)")
+        self.polarity = ComboBox(label="vessels", choices=list(POLARITIES), value="auto",
+                                 tooltip="auto: decided from the image (colour photographs: dark); dark: "
+                                         "vessels darker than the background (fundus photographs); bright: "
+                                         "brighter (angiograms, fluorescence microscopy)")
         self.run_button = PushButton(text="Segment")
         self.status = Label(value="")
-        self.extend([self.image, self.fov, self.backbone, self.fraction, self.run_button, self.status])
+        self.extend([self.image, self.fov, self.backbone, self.fraction, self.polarity, self.run_button,
+                     self.status])
+        # open image and mask files with this plugin's reader unless the user chose another
+        prefer_tubediff_readers()
         self._nd = 2
         follow_layers(viewer, self.image, self.fov)
         self.run_button.changed.connect(self.run)
@@ -169,7 +183,8 @@ class SegmentWidget(Container):
         name = self.backbone.value
         options = {"vessel_fraction": self.fraction.value} if name in ND_BACKBONES else {}
         self._source = layer
-        self._worker = create_worker(_segment_job, name, image, fov, **options, _ignore_errors=True,
+        self._worker = create_worker(_segment_job, name, image, fov, self.polarity.value, **options,
+                                     _ignore_errors=True,
                                      _progress={"desc": f"segmenting '{layer.name}' ({name})"})
         self._worker.returned.connect(self._on_result)
         self._worker.errored.connect(lambda e: show_error(f"Segmentation failed: {e}"))
@@ -179,13 +194,14 @@ class SegmentWidget(Container):
         self._worker.start()
 
     def _on_result(self, result):
-        prob, feats = result
+        prob, feats, polarity = result
         layer = put_image(self._viewer, PROBABILITY, prob, like=self._source, colormap="magma",
                           contrast_limits=(0.0, 1.0), blending="additive")
         # the learned direction head reads these (Directions and Diffusion panels)
         layer.metadata["features"] = feats
         layer.metadata["backbone"] = self.backbone.value
-        self.status.value = f"probability: {float((prob >= 0.5).mean()):.1%} of pixels >= 0.5"
+        self.status.value = (f"probability: {float((prob >= 0.5).mean()):.1%} of pixels >= 0.5; "
+                             f"vessels taken as {polarity}")
 
     def _on_finished(self):
         self._worker = None
