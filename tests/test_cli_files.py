@@ -543,3 +543,16 @@ def test_bench_and_demo_outputs_are_planned_too(tmp_path, capsys):
     _one_line_error(capsys, "image.png exists")
     assert main(["demo", "--out", str(tmp_path / "d2"), "--size", "48", "--steps", "1"]) == 0
     assert main(["demo", "--out", str(tmp_path / "d2"), "--size", "48", "--steps", "2"]) == 0  # its own
+
+
+def test_segment_writes_a_volume_as_tiff_only(tmp_path, capsys):
+    from napari_tubediff.models import get_backbone
+
+    vol = np.zeros((10, 16, 16), np.float32)
+    vol[:, 7:9, 2:14] = 1.0
+    write_image(tmp_path / "vol.tif", vol)
+    assert main(["segment", str(tmp_path / "vol.tif"), "--out", str(tmp_path / "o"), "--backbone",
+                 "vesselness"]) == 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["vol_prob.tif"]  # no PNG of a volume
+    want = get_backbone("vesselness").predict(vol)
+    np.testing.assert_array_equal(read_image(tmp_path / "o/vol_prob.tif"), want)

@@ -251,6 +251,15 @@ def _existing_files(paths) -> list[Path]:
     return paths
 
 
+def _prob_suffixes(path) -> tuple[str, ...]:
+    # a 2D image (grey or RGB) gets a float32 TIFF and an 8-bit PNG; a volume only the TIFF
+    from .data.outputs import image_shape
+
+    shape = image_shape(path)
+    volume = shape is not None and (len(shape) > 3 or (len(shape) == 3 and shape[-1] not in (3, 4)))
+    return (".tif",) if volume else (".tif", ".png")
+
+
 def _segment(args) -> int:
     from tqdm import tqdm
 
@@ -264,8 +273,9 @@ def _segment(args) -> int:
     model = kwargs.get("weights") or kwargs.get("path")
     settings = {"backbone": name, "weights": str(Path(model).resolve()) if model else None}
     records = {p: make_record("segment", p, settings) for p in paths}
+    suffixes = {p: _prob_suffixes(p) for p in paths}
     plan = plan_outputs([Output(output_path(p, out, "prob", sfx), p, records[p])
-                         for p in paths for sfx in (".tif", ".png")],
+                         for p in paths for sfx in suffixes[p]],
                         [*paths, *([model] if model else [])], overwrite=args.overwrite)
     backbone = get_backbone(name, **kwargs)
     print(f"backbone {name}; RGB images use their green channel (the channel the shipped "
@@ -273,10 +283,12 @@ def _segment(args) -> int:
     plan.make_folders()
     for path in tqdm(paths, desc="segment", unit="image", file=sys.stderr):
         prob = backbone.predict(read_image(path))
-        write_image(output_path(path, out, "prob", ".tif"), prob, record=records[path])
-        write_image(output_path(path, out, "prob", ".png"), prob, record=records[path])
-    print(f"wrote {len(paths)} probability map(s) NAME_prob.tif (float32) and NAME_prob.png (8-bit) "
-          f"to {out}")
+        for sfx in suffixes[path]:
+            if sfx == ".png" and prob.ndim != 2:
+                continue  # the header promised a 2D image; a PNG cannot hold a volume
+            write_image(output_path(path, out, "prob", sfx), prob, record=records[path])
+    print(f"wrote {len(paths)} probability map(s) NAME_prob.tif (float32) and, for 2D images, "
+          f"NAME_prob.png (8-bit) to {out}")
     return 0
 
 
@@ -549,8 +561,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_train)
 
     sg = sub.add_parser("segment", help="probability maps for your own images",
-                        description="Segment images with a backbone; writes NAME_prob.tif (float32) and "
-                                    "NAME_prob.png. RGB images use their green channel.")
+                        description="Segment images with a backbone; writes NAME_prob.tif (float32) and, for "
+                                    "2D images, NAME_prob.png. RGB images use their green channel.")
     sg.add_argument("images", nargs="+", help="image files (TIFF, PNG, GIF, JPEG)")
     sg.add_argument("--out", required=True,
                     help="folder for NAME_prob.tif and NAME_prob.png (required; created if needed). NAME is "
