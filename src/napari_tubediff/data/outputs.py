@@ -307,18 +307,18 @@ def plan_outputs(outputs: Sequence[Output], inputs: Iterable = (), *, overwrite:
 
     # 1. two inputs -> one output
     seen: dict[str, Output] = {}
-    clashes = []
+    clashes: dict[tuple, list[Path]] = {}  # (first input, second input) -> the outputs both would write
     for o in outputs:
         k = _key(o.path)
         if k in seen:
-            a, b = seen[k].source, o.source
-            who = f"{a} and {b}" if a is not None and b is not None and a != b else "two outputs"
-            clashes.append(f"{who} would both write {o.path.name}")
+            clashes.setdefault((seen[k].source, o.source), []).append(o.path)
         else:
             seen[k] = o
     if clashes:
-        raise ValueError(f"{_listing(clashes)} in {outputs[0].path.parent}: rename one of the inputs or "
-                         "refine them into different --out folders (nothing was written)")
+        lines = [f"{'two outputs' if a is None or b is None or a == b else f'{a} and {b}'} would both write "
+                 f"{', '.join(p.name for p in ps)} in {ps[0].parent}" for (a, b), ps in clashes.items()]
+        raise ValueError(f"{_listing(lines)}: rename one of the inputs or run them with different --out "
+                         "folders (nothing was written)")
 
     # 2. a folder where a file goes; an output over an input: never
     folders = [o.path.name for o in outputs if o.path.is_dir()]
