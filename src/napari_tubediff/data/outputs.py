@@ -321,15 +321,15 @@ def plan_outputs(outputs: Sequence[Output], inputs: Iterable = (), *, overwrite:
                          "folders (nothing was written)")
 
     # 2. a folder where a file goes; an output over an input: never
-    folders = [o.path.name for o in outputs if o.path.is_dir()]
+    folders = [str(o.path) for o in outputs if o.path.is_dir()]
     if folders:
-        raise ValueError(f"{_listing(folders)} in {outputs[0].path.parent} is a folder where a file is to be "
-                         "written: remove it or choose another --out")
+        raise ValueError(f"{_listing(folders)} is a folder where a file is to be written: remove it or "
+                         "choose another --out")
     over = [o for o in outputs if _key(o.path) in input_keys]
     if over:
-        names = [o.path.name for o in over]
-        raise ValueError(f"{_listing(names)} in {over[0].path.parent} is an input of this command and would "
-                         "be overwritten: choose another --out (--overwrite never replaces an input)")
+        names = [str(o.path) for o in over]
+        raise ValueError(f"{_listing(names)} is an input of this command and would be overwritten: choose "
+                         "another --out (--overwrite never replaces an input)")
 
     # 3. existing files: tubediff's own for the same input, or the user's
     foreign: list[Path] = []
