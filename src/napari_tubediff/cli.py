@@ -448,6 +448,14 @@ class _HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)" if text else "default: %(default)s"
 
 
+class _Parser(argparse.ArgumentParser):
+    """The subcommands' parser: its help shows every option's default."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 _OVERWRITE = ("replace existing files that tubediff did not write for these inputs (never an input; "
               "default: refuse them before any work)")
 
@@ -470,13 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Refine vessel segmentations by anisotropic diffusion (the napari-tubediff engine, "
                     "headless).")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    _add = sub.add_parser
-
-    def add_parser(*a, **kw):  # every subcommand's help shows the defaults
-        return _add(*a, formatter_class=_HelpFormatter, **kw)
-
-    sub.add_parser = add_parser
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     d = sub.add_parser("demo", help="refine the synthetic sample headlessly and report what changed",
                        description="Generate the synthetic vessel sample (breaks cut into its probability "
