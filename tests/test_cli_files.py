@@ -208,6 +208,12 @@ def test_same_stem_inputs_are_refused_before_any_work(tmp_path, capsys, no_compu
     assert not (tmp_path / "out").exists()
 
 
+def test_one_input_given_twice_is_refused(tmp_path, capsys, no_compute):
+    write_image(tmp_path / "v.tif", _prob())
+    assert main(["refine", str(tmp_path / "v.tif"), str(tmp_path / "./v.tif"), "--out", str(tmp_path)]) == 2
+    _one_line_error(capsys, "v.tif is given more than once")
+
+
 def test_an_output_never_replaces_an_input(tmp_path, capsys, no_compute):
     # refining x_refined.tif into its own folder would write x_refined.tif
     write_image(tmp_path / "x_refined.tif", _prob())

@@ -315,7 +315,11 @@ def plan_outputs(outputs: Sequence[Output], inputs: Iterable = (), *, overwrite:
         else:
             seen[k] = o
     if clashes:
-        lines = [f"{'two outputs' if a is None or b is None or a == b else f'{a} and {b}'} would both write "
+        twice = [a for (a, b) in clashes if a is not None and b is not None and _key(a) == _key(b)]
+        if twice:
+            raise ValueError(f"{_listing([str(a) for a in twice])} is given more than once: give each "
+                             "input once")
+        lines = [f"{'two outputs' if a is None or b is None else f'{a} and {b}'} would both write "
                  f"{', '.join(p.name for p in ps)} in {ps[0].parent}" for (a, b), ps in clashes.items()]
         raise ValueError(f"{_listing(lines)}: rename one of the inputs or run them with different --out "
                          "folders (nothing was written)")
