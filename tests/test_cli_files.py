@@ -562,3 +562,14 @@ def test_segment_writes_a_volume_as_tiff_only(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["vol_prob.tif"]  # no PNG of a volume
     want = get_backbone("vesselness").predict(vol)
     np.testing.assert_array_equal(read_image(tmp_path / "o/vol_prob.tif"), want)
+
+
+def test_a_program_exported_for_one_size_says_how_to_export(tmp_path, capsys):
+    import torch
+
+    torch.export.save(torch.export.export(_tiny_net(), (torch.zeros(1, 1, 16, 16),)), tmp_path / "fixed.pt2")
+    write_image(tmp_path / "img.tif", _prob(shape=(24, 20)))
+    assert main(["segment", str(tmp_path / "img.tif"), "--out", str(tmp_path / "o"), "--backbone-file",
+                 str(tmp_path / "fixed.pt2")]) == 2
+    _one_line_error(capsys, "fixed.pt2 does not take this image (shape (24, 20))", "dynamic_shapes")
+    assert not (tmp_path / "o/img_prob.tif").exists()
