@@ -208,6 +208,12 @@ def test_same_stem_inputs_are_refused_before_any_work(tmp_path, capsys, no_compu
     assert not (tmp_path / "out").exists()
 
 
+def test_one_input_given_twice_is_refused(tmp_path, capsys, no_compute):
+    write_image(tmp_path / "v.tif", _prob())
+    assert main(["refine", str(tmp_path / "v.tif"), str(tmp_path / "./v.tif"), "--out", str(tmp_path)]) == 2
+    _one_line_error(capsys, "v.tif is given more than once")
+
+
 def test_an_output_never_replaces_an_input(tmp_path, capsys, no_compute):
     # refining x_refined.tif into its own folder would write x_refined.tif
     write_image(tmp_path / "x_refined.tif", _prob())
@@ -543,3 +549,27 @@ def test_bench_and_demo_outputs_are_planned_too(tmp_path, capsys):
     _one_line_error(capsys, "image.png exists")
     assert main(["demo", "--out", str(tmp_path / "d2"), "--size", "48", "--steps", "1"]) == 0
     assert main(["demo", "--out", str(tmp_path / "d2"), "--size", "48", "--steps", "2"]) == 0  # its own
+
+
+def test_segment_writes_a_volume_as_tiff_only(tmp_path, capsys):
+    from napari_tubediff.models import get_backbone
+
+    vol = np.zeros((10, 16, 16), np.float32)
+    vol[:, 7:9, 2:14] = 1.0
+    write_image(tmp_path / "vol.tif", vol)
+    assert main(["segment", str(tmp_path / "vol.tif"), "--out", str(tmp_path / "o"), "--backbone",
+                 "vesselness"]) == 0
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["vol_prob.tif"]  # no PNG of a volume
+    want = get_backbone("vesselness").predict(vol)
+    np.testing.assert_array_equal(read_image(tmp_path / "o/vol_prob.tif"), want)
+
+
+def test_a_program_exported_for_one_size_says_how_to_export(tmp_path, capsys):
+    import torch
+
+    torch.export.save(torch.export.export(_tiny_net(), (torch.zeros(1, 1, 16, 16),)), tmp_path / "fixed.pt2")
+    write_image(tmp_path / "img.tif", _prob(shape=(24, 20)))
+    assert main(["segment", str(tmp_path / "img.tif"), "--out", str(tmp_path / "o"), "--backbone-file",
+                 str(tmp_path / "fixed.pt2")]) == 2
+    _one_line_error(capsys, "fixed.pt2 does not take this image (shape (24, 20))", "dynamic_shapes")
+    assert not (tmp_path / "o/img_prob.tif").exists()

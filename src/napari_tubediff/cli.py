@@ -318,6 +318,15 @@ def _existing_files(paths) -> list[Path]:
     return paths
 
 
+def _prob_suffixes(path) -> tuple[str, ...]:
+    # a 2D image (grey or RGB) gets a float32 TIFF and an 8-bit PNG; a volume only the TIFF
+    from .data.outputs import image_shape
+
+    shape = image_shape(path)
+    volume = shape is not None and (len(shape) > 3 or (len(shape) == 3 and shape[-1] not in (3, 4)))
+    return (".tif",) if volume else (".tif", ".png")
+
+
 def _segment(args) -> int:
     from tqdm import tqdm
 
@@ -332,8 +341,9 @@ def _segment(args) -> int:
     settings = {"backbone": name, "weights": str(Path(model).resolve()) if model else None,
                 "polarity": args.polarity}
     records = {p: make_record("segment", p, settings) for p in paths}
+    suffixes = {p: _prob_suffixes(p) for p in paths}
     plan = plan_outputs([Output(output_path(p, out, "prob", sfx), p, records[p])
-                         for p in paths for sfx in (".tif", ".png")],
+                         for p in paths for sfx in suffixes[p]],
                         [*paths, *([model] if model else [])], overwrite=args.overwrite)
     backbone = get_backbone(name, polarity=args.polarity, **kwargs)
     print(f"backbone {name}; RGB images use their green channel (the channel the shipped "
@@ -343,11 +353,13 @@ def _segment(args) -> int:
     for path in tqdm(paths, desc="segment", unit="image", file=sys.stderr):
         prob = backbone.predict(read_image(path))
         chosen.append(getattr(backbone, "last_polarity", args.polarity))
-        write_image(output_path(path, out, "prob", ".tif"), prob, record=records[path])
-        write_image(output_path(path, out, "prob", ".png"), prob, record=records[path])
+        for sfx in suffixes[path]:
+            if sfx == ".png" and prob.ndim != 2:
+                continue  # the header promised a 2D image; a PNG cannot hold a volume
+            write_image(output_path(path, out, "prob", sfx), prob, record=records[path])
     polar = ", ".join(f"{chosen.count(p)} {p}" for p in ("dark", "bright") if p in chosen)
-    print(f"wrote {len(paths)} probability map(s) NAME_prob.tif (float32) and NAME_prob.png (8-bit) "
-          f"to {out}; vessels taken as {polar or args.polarity}")
+    print(f"wrote {len(paths)} probability map(s) NAME_prob.tif (float32) and, for 2D images, "
+          f"NAME_prob.png (8-bit) to {out}; vessels taken as {polar or args.polarity}")
     return 0
 
 
@@ -507,6 +519,14 @@ class _HelpFormatter(argparse.HelpFormatter):
         return f"{text} (default: %(default)s)" if text else "default: %(default)s"
 
 
+class _Parser(argparse.ArgumentParser):
+    """The subcommands' parser: its help shows every option's default."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 _OVERWRITE = ("replace existing files that tubediff did not write for these inputs (never an input; "
               "default: refuse them before any work)")
 
@@ -540,13 +560,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "headless).")
     p.add_argument("--version", action=_Version, nargs=0,
                    help="show the version and numba's threading layer")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    _add = sub.add_parser
-
-    def add_parser(*a, **kw):  # every subcommand's help shows the defaults
-        return _add(*a, formatter_class=_HelpFormatter, **kw)
-
-    sub.add_parser = add_parser
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     d = sub.add_parser("demo", help="refine the synthetic sample headlessly and report what changed",
                        description="Generate the synthetic vessel sample (breaks cut into its probability "
@@ -651,8 +665,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_train)
 
     sg = sub.add_parser("segment", help="probability maps for your own images",
-                        description="Segment images with a backbone; writes NAME_prob.tif (float32) and "
-                                    "NAME_prob.png. RGB images use their green channel.")
+                        description="Segment images with a backbone; writes NAME_prob.tif (float32) and, for "
+                                    "2D images, NAME_prob.png. RGB images use their green channel.")
     sg.add_argument("images", nargs="+", help="image files (TIFF, PNG, GIF, JPEG)")
     sg.add_argument("--out", required=True,
                     help="folder for NAME_prob.tif and NAME_prob.png (required; created if needed). NAME is "

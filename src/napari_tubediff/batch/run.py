@@ -14,7 +14,8 @@ a temporary name and renamed when complete (`atomic_path`), and carries a record
 its input and settings (`data.outputs.make_record`). A rerun skips the images whose
 outputs record the same input and settings, redoes those made with other settings,
 and refuses (before any work) files tubediff did not write unless ``overwrite``.
-A killed or interrupted run leaves no temporary file behind.
+An interrupted run (Ctrl-C) removes its temporaries on the way out; those of a killed
+run are removed by the next one.
 """
 
 from __future__ import annotations
@@ -91,10 +92,21 @@ class BatchOptions:
     def recorded(self) -> dict:
         """The options that shape the result, as recorded with each output. Left out: where
         it runs (``device``) and how it is split (``chunk``: blocks with exact halos give the
-        whole image's result)."""
+        whole image's result); with ``input="prob"`` also the models.
+
+        Examples
+        --------
+        >>> rec = BatchOptions(steps=30, device="cpu").recorded()
+        >>> rec["steps"], "device" in rec, "refiner" in rec
+        (30, False, False)
+        """
         from dataclasses import asdict
 
-        return {k: v for k, v in asdict(self).items() if k not in ("device", "chunk")}
+        rec = {k: v for k, v in asdict(self).items() if k not in ("device", "chunk")}
+        if self.input == "prob":  # no segmentation: the models play no part
+            rec.pop("refiner", None)
+            rec.pop("volume_backbone", None)
+        return rec
 
     def block_shape(self, ndim: int) -> tuple[int, ...]:
         # the same voxel count per block in 2D as in 3D (a 2D block of edge `chunk`

@@ -111,7 +111,7 @@ def write_image(path, data: np.ndarray, record: dict | None = None) -> Path:
             a = np.asarray(data)
             tifffile.imwrite(tmp, a.astype(np.uint8) * 255 if a.dtype == bool else a,
                              metadata=tiff_metadata(record))
-        elif suffix == ".png" and record is not None:
+        elif suffix == ".png" and record is not None and (np.ndim(data) == 2 or np.shape(data)[-1] in (3, 4)):
             from PIL import Image, PngImagePlugin
 
             from .outputs import RECORD_KEY

@@ -307,29 +307,33 @@ def plan_outputs(outputs: Sequence[Output], inputs: Iterable = (), *, overwrite:
 
     # 1. two inputs -> one output
     seen: dict[str, Output] = {}
-    clashes = []
+    clashes: dict[tuple, list[Path]] = {}  # (first input, second input) -> the outputs both would write
     for o in outputs:
         k = _key(o.path)
         if k in seen:
-            a, b = seen[k].source, o.source
-            who = f"{a} and {b}" if a is not None and b is not None and a != b else "two outputs"
-            clashes.append(f"{who} would both write {o.path.name}")
+            clashes.setdefault((seen[k].source, o.source), []).append(o.path)
         else:
             seen[k] = o
     if clashes:
-        raise ValueError(f"{_listing(clashes)} in {outputs[0].path.parent}: rename one of the inputs or "
-                         "refine them into different --out folders (nothing was written)")
+        twice = [a for (a, b) in clashes if a is not None and b is not None and _key(a) == _key(b)]
+        if twice:
+            raise ValueError(f"{_listing([str(a) for a in twice])} is given more than once: give each "
+                             "input once")
+        lines = [f"{'two outputs' if a is None or b is None else f'{a} and {b}'} would both write "
+                 f"{', '.join(p.name for p in ps)} in {ps[0].parent}" for (a, b), ps in clashes.items()]
+        raise ValueError(f"{_listing(lines)}: rename one of the inputs or run them with different --out "
+                         "folders (nothing was written)")
 
     # 2. a folder where a file goes; an output over an input: never
-    folders = [o.path.name for o in outputs if o.path.is_dir()]
+    folders = [str(o.path) for o in outputs if o.path.is_dir()]
     if folders:
-        raise ValueError(f"{_listing(folders)} in {outputs[0].path.parent} is a folder where a file is to be "
-                         "written: remove it or choose another --out")
+        raise ValueError(f"{_listing(folders)} is a folder where a file is to be written: remove it or "
+                         "choose another --out")
     over = [o for o in outputs if _key(o.path) in input_keys]
     if over:
-        names = [o.path.name for o in over]
-        raise ValueError(f"{_listing(names)} in {over[0].path.parent} is an input of this command and would "
-                         "be overwritten: choose another --out (--overwrite never replaces an input)")
+        names = [str(o.path) for o in over]
+        raise ValueError(f"{_listing(names)} is an input of this command and would be overwritten: choose "
+                         "another --out (--overwrite never replaces an input)")
 
     # 3. existing files: tubediff's own for the same input, or the user's
     foreign: list[Path] = []

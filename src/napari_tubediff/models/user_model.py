@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..core.device import resolve_device
@@ -70,11 +71,12 @@ class ExportedBackbone(TorchScriptBackbone):
         self.model = program.module().to(self.device)
         self.path = path
 
-    def predict_with_features(self, image, fov=None):
+    def predict_with_features(self, image, *args, **kwargs):
+        # the parent's arguments passed on as they are (fov, and whatever it takes later)
         try:
-            return super().predict_with_features(image, fov)
+            return super().predict_with_features(image, *args, **kwargs)
         except (RuntimeError, AssertionError) as e:  # shape guards of a program exported for one size
-            raise ValueError(f"{self.path.name} does not take this image (shape {tuple(image.shape)}): "
+            raise ValueError(f"{self.path.name} does not take this image (shape {tuple(np.shape(image))}): "
                              f"{_first_line(e)}; export it with dynamic height and width "
                              "(torch.export.export(..., dynamic_shapes=...))") from None
 
