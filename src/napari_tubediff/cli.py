@@ -57,6 +57,7 @@ def _demo(args) -> int:
 def _evaluate(args) -> int:
     from tqdm import tqdm
 
+    from .core.checks import check_steps
     from .core.refine import RefineSettings
     from .data.drive import read_drive
     from .data.io import atomic_write_text
@@ -80,6 +81,9 @@ def _evaluate(args) -> int:
         what = f"{len(items)} images of {args.data} ({args.split})"
     if (args.backbone is None) == (args.pred is None):
         raise ValueError("give either --backbone NAME or --pred DIR")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    check_steps(args.steps, "--steps")
     if args.limit:
         items = items[: args.limit]
         what = f"the first {len(items)} of " + what
@@ -110,10 +114,7 @@ def _evaluate(args) -> int:
     refiner = refiner_for(args.refiner, args.backbone) if "refine" in names else None
     if "refine" in names:
         source += f"; refiner: {refiner.weights.name if refiner else 'Hessian directions'}"
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     methods = make_methods(names, steps=args.steps, settings=RefineSettings(), refiner=refiner)
     results = evaluate_dataset(
         items, predict, methods, use_fov=args.fov, save_pred=args.save_pred,
@@ -130,19 +131,27 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _set_threads(n: int) -> None:
+    """``--threads``: 0 keeps torch's default; negative is refused (torch would raise a RuntimeError)."""
+    if n < 0:
+        raise ValueError(f"--threads must be 0 (torch's default) or more, got {n}")
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
 def _given(**kwargs) -> dict:
     """The options the user set (None means: the model's own default)."""
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
 def _train(args) -> int:
-    import torch
     from tqdm import tqdm
 
     from .core.device import resolve_device
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     device = resolve_device(args.device)
     if (args.data is None) == (args.synthetic3d is None):
         raise ValueError("give either --data DIR (a DRIVE-layout folder) or --synthetic3d N (volumes)")
@@ -518,6 +527,10 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, KeyError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"tubediff: error: {msg}", file=sys.stderr)
+        return 2
+    except MemoryError as e:  # an allocation the estimates did not foresee: one line, not a traceback
+        print(f"tubediff: error: not enough memory ({e or 'allocation failed'}); use a smaller input",
+              file=sys.stderr)
         return 2
 
 

@@ -30,8 +30,7 @@ from functools import cache
 
 import numpy as np
 
-from .checks import (check_directions, check_field, check_lambda, check_memory, check_positive,
-                     check_steps)
+from .checks import check_directions, check_field, check_lambda, check_memory, check_positive, check_steps
 from .stencils import derivative, fd_weights
 
 __all__ = [
