@@ -397,3 +397,23 @@ def test_version_reports_the_layer_and_respects_the_users_choice():
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
     assert out.stdout.strip().endswith("(numba threading layer: workqueue)")
+
+
+def test_direction_options_are_checked():
+    u, _ = _line(None)
+    with pytest.raises(ValueError, match="rel_threshold"):
+        estimate_directions(u, 2.0, rel_threshold=float("nan"))  # was: every flat pixel got a direction
+    with pytest.raises(ValueError, match="rel_threshold"):
+        estimate_directions(u, 2.0, rel_threshold=-1)
+    with pytest.raises(ValueError, match="bright"):
+        estimate_directions(u, 2.0, bright="yes")
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["bench", "--cases", "nope"], "unknown case 'nope'"),  # was "tubediff: error: nope"
+    (["bench", "--cases", "drive", "--min-time", "nan"], "min_time must be seconds"),
+    (["bench", "--cases", "drive", "--min-time", "-1"], "min_time must be seconds"),
+])
+def test_bench_bad_options(argv, match, capsys):
+    assert main(argv) == 2
+    assert match in capsys.readouterr().err.strip().splitlines()[-1]
