@@ -417,3 +417,13 @@ def test_direction_options_are_checked():
 def test_bench_bad_options(argv, match, capsys):
     assert main(argv) == 2
     assert match in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_cli_segment_of_a_blank_image_warns_in_one_line_and_writes_an_empty_field(tmp_path, capsys):
+    from napari_tubediff.data.io import read_image, write_image
+
+    write_image(tmp_path / "blank.png", np.zeros((32, 32), np.uint8))
+    assert main(["segment", str(tmp_path / "blank.png"), "--out", str(tmp_path / "o")]) == 0
+    err = capsys.readouterr().err
+    assert "tubediff: warning: the image is constant" in err and "UserWarning" not in err
+    assert not read_image(tmp_path / "o" / "blank_prob.tif").any()
