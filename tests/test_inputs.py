@@ -427,3 +427,10 @@ def test_cli_segment_of_a_blank_image_warns_in_one_line_and_writes_an_empty_fiel
     err = capsys.readouterr().err
     assert "tubediff: warning: the image is constant" in err and "UserWarning" not in err
     assert not read_image(tmp_path / "o" / "blank_prob.tif").any()
+
+
+def test_values_beyond_float32_are_named_as_such():
+    with pytest.raises(ValueError, match=r"in \[0, 1\], got values in \[1e\+300"):
+        refine(np.full((8, 8), 1e300), steps=0)  # was "contains 64 NaN or infinite value(s)"
+    with pytest.raises(ValueError, match="beyond float32's range"):
+        estimate_directions(np.full((8, 8), 1e300), 2.0)
