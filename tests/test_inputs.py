@@ -434,3 +434,23 @@ def test_values_beyond_float32_are_named_as_such():
         refine(np.full((8, 8), 1e300), steps=0)  # was "contains 64 NaN or infinite value(s)"
     with pytest.raises(ValueError, match="beyond float32's range"):
         estimate_directions(np.full((8, 8), 1e300), 2.0)
+
+
+def test_cli_finetune_reads_zero_one_labels_as_binary(tmp_path, capsys):
+    from napari_tubediff.data.io import write_image
+    from napari_tubediff.data.synthetic import synthetic_vessels
+
+    s = synthetic_vessels((64, 64), seed=2)
+    write_image(tmp_path / "img.png", (s.image * 255).astype(np.uint8))
+    write_image(tmp_path / "lab.png", s.truth.astype(np.uint8))  # 0/1: "> 127" read it as empty
+    argv = ["finetune", "--images", str(tmp_path / "img.png"), "--labels", str(tmp_path / "lab.png"),
+            "--out", str(tmp_path / "r.pt"), "--updates", "1", "--crop", "32", "--batch", "1"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert (tmp_path / "r.pt").is_file()
+    ramp = np.tile(np.arange(64, dtype=np.uint8) * 4, (64, 1))
+    write_image(tmp_path / "ramp.png", ramp)
+    argv[4] = str(tmp_path / "ramp.png")
+    argv[6] = str(tmp_path / "r2.pt")
+    assert main(argv) == 2
+    assert "distinct values" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not (tmp_path / "r2.pt").exists()
