@@ -110,6 +110,11 @@ def run(cases=("drive", "1k", "cube128"), backends=("numba", "numpy"), *, min_ti
     for b in backends:
         if b not in TIMED:
             raise ValueError(f"unknown backend {b!r}; choose from {TIMED}")
+    for c in cases:
+        if c not in CASES:
+            raise ValueError(f"unknown case {c!r}; choose from {', '.join(CASES)}")
+    if not (isinstance(min_time, (int, float)) and 0 <= min_time < 3600):
+        raise ValueError(f"min_time must be seconds from 0 to 3600, got {min_time!r}")
     if "cuda" in backends:
         import torch
 

@@ -16,6 +16,7 @@ import argparse
 import json
 import re
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +139,7 @@ def _evaluate_items(args):
 def _evaluate(args) -> int:
     from tqdm import tqdm
 
+    from .core.checks import check_steps
     from .core.refine import RefineSettings
     from .data.drive import index_folder
     from .data.io import atomic_write_text
@@ -146,6 +148,9 @@ def _evaluate(args) -> int:
     items, what, use_fov = _evaluate_items(args)
     if (args.backbone is None) == (args.pred is None):
         raise ValueError("give either --backbone NAME or --pred DIR")
+    if args.limit is not None and args.limit < 1:
+        raise ValueError(f"--limit must be at least 1, got {args.limit}")
+    check_steps(args.steps, "--steps")
     if args.limit:
         items = items[: args.limit]
         what = f"the first {len(items)} of " + what
@@ -190,10 +195,7 @@ def _evaluate(args) -> int:
     refiner = refiner_for(args.refiner, args.backbone) if "refine" in names else None
     if "refine" in names:
         source += f"; refiner: {refiner.weights.name if refiner else 'Hessian directions'}"
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     methods = make_methods(names, steps=args.steps, settings=RefineSettings(), refiner=refiner)
     results = evaluate_dataset(
         items, predict, methods, use_fov=use_fov, save_pred=args.save_pred,
@@ -210,19 +212,27 @@ def _evaluate(args) -> int:
     return 0
 
 
+def _set_threads(n: int) -> None:
+    """``--threads``: 0 keeps torch's default; negative is refused (torch would raise a RuntimeError)."""
+    if n < 0:
+        raise ValueError(f"--threads must be 0 (torch's default) or more, got {n}")
+    if n:
+        import torch
+
+        torch.set_num_threads(n)
+
+
 def _given(**kwargs) -> dict:
     """The options the user set (None means: the model's own default)."""
     return {k: v for k, v in kwargs.items() if v is not None}
 
 
 def _train(args) -> int:
-    import torch
     from tqdm import tqdm
 
     from .core.device import resolve_device
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    _set_threads(args.threads)
     device = resolve_device(args.device)
     if (args.data is None) == (args.synthetic3d is None):
         raise ValueError("give either --data DIR (a DRIVE-layout folder) or --synthetic3d N (volumes)")
@@ -770,21 +780,18 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    import warnings
-
     from .core.values import AssumptionWarning
 
     def one_line(message, category, *rest, **kw):
-        # what a reader assumed about a file's values: one line, not a warning's source dump
-        if issubclass(category, AssumptionWarning):
-            print(f"tubediff: note: {message}", file=sys.stderr)
-        else:
-            default_show(message, category, *rest, **kw)
+        # what a reader assumed about a file's values is a note; what the library warns about
+        # (a blank image, an inverted mask) a warning: one line each, not a source dump
+        kind = "note" if issubclass(category, AssumptionWarning) else "warning"
+        print(f"tubediff: {kind}: {message}", file=sys.stderr)
 
-    default_show = warnings.showwarning
-    warnings.showwarning = one_line
     try:
-        return args.func(args)
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line
+            return args.func(args)
     except KeyboardInterrupt:
         # every output is written under a temporary name and renamed when complete
         # (data.io.atomic_path), and the temporaries are removed on the way out
@@ -794,8 +801,10 @@ def main(argv: list[str] | None = None) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"tubediff: error: {msg}", file=sys.stderr)
         return 2
-    finally:
-        warnings.showwarning = default_show
+    except MemoryError as e:  # an allocation the estimates did not foresee: one line, not a traceback
+        print(f"tubediff: error: not enough memory ({e or 'allocation failed'}); use a smaller input",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover

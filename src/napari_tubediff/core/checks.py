@@ -38,8 +38,7 @@ def check_field(u, name: str = "u", *, unit_range: bool = True) -> np.ndarray:
                          f"got {a.ndim}D with shape {a.shape}")
     if min(a.shape) < 1:
         raise ValueError(f"{name} is empty (shape {a.shape})")
-    a = a.astype(np.float32, copy=False)
-    bad = ~np.isfinite(a)
+    bad = ~np.isfinite(a)  # in the input's own dtype: 1e300 is finite there
     if bad.any():
         raise ValueError(f"{name} contains {int(bad.sum())} NaN or infinite value(s); "
                          "replace them (e.g. with np.nan_to_num) before refining")
@@ -48,6 +47,10 @@ def check_field(u, name: str = "u", *, unit_range: bool = True) -> np.ndarray:
         if lo < 0.0 or hi > 1.0:
             raise ValueError(f"{name} must be a probability field in [0, 1], got values in "
                              f"[{lo:.4g}, {hi:.4g}]; rescale or clip it first")
+    with np.errstate(over="ignore"):
+        a = a.astype(np.float32, copy=False)
+    if not np.isfinite(a).all():
+        raise ValueError(f"{name} holds values beyond float32's range (|x| > 3.4e38); rescale it first")
     return a
 
 

@@ -154,6 +154,11 @@ def estimate_directions(u, sigma: float = 2.0, *, method: str = "hessian",
     """
     u = check_field(u, "u", unit_range=False)
     check_memory(u.shape, DIRECTIONS_BYTES[u.ndim], "Hessian directions of")
+    if not (isinstance(rel_threshold, (int, float, np.floating)) and 0 <= rel_threshold <= 1):
+        # NaN would compare False everywhere: every flat pixel would get a direction
+        raise ValueError(f"rel_threshold must be a fraction from 0 to 1, got {rel_threshold!r}")
+    if bright not in (True, False, None):
+        raise ValueError(f"bright must be True, False or None, got {bright!r}")
     if scale is not None and not (np.isfinite(scale) and scale >= 0):
         raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
     comps = _tensor_components(u, sigma, method)

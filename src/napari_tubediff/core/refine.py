@@ -43,6 +43,8 @@ def iter_refine(u, directions=None, settings: RefineSettings | None = None, *, e
                 device: str = "auto", **overrides) -> Iterator[tuple[int, np.ndarray]]:
     """`refine` step by step: yields ``(step, field)`` like `iter_diffusion`."""
     s = replace(settings or RefineSettings(), **overrides)
+    check_steps(s.steps, "steps")
+    u = check_field(u, "u")  # a field outside [0, 1] is refused before the Hessian, not after
     if directions is None:
         directions = estimate_directions(u, s.sigma)
     yield from iter_diffusion(u, directions, every=every, device=device, **s.diffusion_kwargs())

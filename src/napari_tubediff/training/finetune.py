@@ -20,6 +20,7 @@ from ..models.preprocess import preprocess
 from ..models.refiner import LearnedRefiner
 from .labels import check_vessel_fraction, label_mask
 from .refiner import RefinerConfig, train_refiner
+from .validate import check_numbers
 
 
 @dataclass
@@ -35,6 +36,10 @@ class FinetuneConfig:
     alpha: float = 0.5
     tune_backbone: bool = False
     seed: int = 0
+
+    def __post_init__(self):
+        check_numbers(self, {"updates": (int, 0, None), "batch": (int, 1, 4096), "crop": (int, 8, None),
+                             "lr": (float, 1e-12, 10), "alpha": (float, 0, 1), "seed": (int, 0, None)})
 
 
 @dataclass

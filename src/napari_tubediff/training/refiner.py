@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.diffusion import check_plan
 from ..models.backbones import SHIPPED_UNET
 from ..models.refiner import Refiner
 from ..models.unet import UNet
@@ -19,6 +20,7 @@ from .labels import check_targets
 from .losses import mixed_loss
 from .sampling import augment, sample_patches, unpack_train_set
 from .train import cosine_restarts, load_training_set, seed_everything
+from .validate import check_numbers
 
 
 @dataclass
@@ -41,6 +43,16 @@ class RefinerConfig:
     alpha: float = 0.5
     tune_backbone: bool = False
     seed: int = 0
+
+    def __post_init__(self):
+        check_numbers(self, {"kernel": (int, 1, 13), "steps": (int, 0, 1000), "dt": (float, 1e-6, 100),
+                             "lambda_par": (float, 0, 1e3), "lambda_perp": (float, 0, 1e3),
+                             "crop": (int, 8, None), "batch": (int, 1, 4096), "updates": (int, 0, None),
+                             "restart": (int, 1, None), "lr": (float, 1e-12, 10), "alpha": (float, 0, 1),
+                             "seed": (int, 0, None)})
+        if self.kernel % 2 == 0:
+            raise ValueError(f"kernel must be odd, got {self.kernel}")
+        check_plan(self.dt, self.steps, self.lambda_par, self.lambda_perp, 8, 3)  # 3D: the stricter
 
 
 def load_unet(weights=None) -> UNet:

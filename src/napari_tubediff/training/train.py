@@ -18,6 +18,7 @@ from ..models.weights import save_checkpoint
 from .labels import check_targets
 from .losses import mixed_loss
 from .sampling import augment, sample_patches, unpack_train_set
+from .validate import check_numbers
 
 
 def seed_everything(seed: int) -> np.random.Generator:
@@ -39,6 +40,12 @@ class BackboneConfig:
     loss: str = "bce"
     seed: int = 0
     ndim: int = 2
+
+    def __post_init__(self):
+        check_numbers(self, {"base": (int, 1, 512), "depth": (int, 0, 8), "batch": (int, 1, 4096),
+                             "iters": (int, 1, None), "lr": (float, 1e-12, 10), "seed": (int, 0, None),
+                             "ndim": (int, 2, 3)})
+        check_numbers(self, {"patch": (int, 2 ** self.depth, None)})  # the U-Net halves it depth times
 
 
 def load_training_set(data, split: str = "training"):
