@@ -89,18 +89,22 @@ class DriveImage:
         return np.ones(image.shape[:2], bool)
 
 
-def auto_fov(image: np.ndarray) -> np.ndarray | None:
-    """The automatic field of view (the function `AUTO_FOV` names), or None for an image that
-    is not a fundus photograph; a ValueError when this build does not have it yet."""
+def auto_fov_function():
+    """The function `AUTO_FOV` names; a ValueError when this build does not have it (yet)."""
     import importlib
 
     module, _, func = AUTO_FOV.partition(":")
     try:
-        fn = getattr(importlib.import_module(module), func)
+        return getattr(importlib.import_module(module), func)
     except (ImportError, AttributeError):
         raise ValueError("the automatic field of view is not in this build yet: give --fov DIR "
                          "(masks named like the images) or --fov none") from None
-    return fn(image)
+
+
+def auto_fov(image: np.ndarray) -> np.ndarray | None:
+    """The automatic field of view (the function `AUTO_FOV` names), or None for an image that
+    is not a fundus photograph."""
+    return auto_fov_function()(image)
 
 
 def _index(folder: Path) -> dict[str, Path]:
@@ -208,6 +212,8 @@ def pair_folders(images, labels, labels2=None, fov=None) -> list[DriveImage]:
     labs2 = index_folder(labels2, "--labels2", tags=True) if labels2 else {}
     fovs: dict[str, Path] = {}
     auto = isinstance(fov, str) and fov == "auto"
+    if auto:
+        auto_fov_function()  # not there: say so before any work
     if fov is not None and not auto:
         fovs = index_folder(fov, "--fov", tags=True)
         missing = [k for k in imgs if k not in fovs]
