@@ -153,7 +153,8 @@ def test_json_never_replaces_an_input_or_an_existing_file(stare, tmp_path, capsy
     mine.write_text("keep me")
     assert _run(root, "--pred", str(root / "pred"), "--methods", "raw", "--json", str(mine)) == 2
     assert "exists" in capsys.readouterr().err and mine.read_text() == "keep me"
-    assert _run(root, "--pred", str(root / "pred"), "--methods", "raw", "--json", str(mine), "--overwrite") == 0
+    assert _run(root, "--pred", str(root / "pred"), "--methods", "raw", "--json", str(mine),
+                "--overwrite") == 0
     assert "raw" in json.loads(mine.read_text())
     assert _run(root, "--pred", str(root / "pred"), "--methods", "raw", "--json", str(tmp_path)) == 2
     assert "is a folder" in capsys.readouterr().err

@@ -103,7 +103,8 @@ def _evaluate_items(args):
         if not args.labels:
             raise ValueError("--images needs --labels DIR (the ground truth, paired by name)")
         if fov == "data":
-            raise ValueError("--fov without a folder needs --data; with --images give --fov DIR, auto or none")
+            raise ValueError("--fov without a folder needs --data; with --images give --fov DIR, auto "
+                             "or none")
         items = pair_folders(args.images, args.labels, args.labels2,
                              None if fov in (None, "none") else fov)
         what = f"{len(items)} images of {args.images} against {args.labels}"

@@ -132,7 +132,8 @@ def file_key(path) -> str:
     return Path(path).name.split(".", 1)[0]
 
 
-def index_folder(folder, what: str = "folder", tags: bool = False, prefer_tiff: bool = False) -> dict[str, Path]:
+def index_folder(folder, what: str = "folder", tags: bool = False,
+                 prefer_tiff: bool = False) -> dict[str, Path]:
     """The image files of ``folder`` by `file_key` (hidden and non-image files are skipped).
 
     With ``tags``, a trailing ``_mask``, ``_fov``, ``_labels``, ``_gt``, ``_truth`` or
@@ -206,8 +207,8 @@ def pair_folders(images, labels, labels2=None, fov=None) -> list[DriveImage]:
         raise ValueError(f"--labels: {labs[same[0]].name} is the image itself: give the folder of the labels")
     missing = [k for k in imgs if k not in labs]
     if missing:
-        raise ValueError(f"--labels: no label file for {', '.join(missing[:3])}"
-                         f"{' and %d more' % (len(missing) - 3) if len(missing) > 3 else ''} in {labels} "
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise ValueError(f"--labels: no label file for {', '.join(missing[:3])}{more} in {labels} "
                          "(pairs are matched by the name up to the first dot)")
     labs2 = index_folder(labels2, "--labels2", tags=True) if labels2 else {}
     fovs: dict[str, Path] = {}

@@ -21,8 +21,8 @@ from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButto
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
-from ..models import registry, session
 from ..io_hooks import prefer_tubediff_readers
+from ..models import registry, session
 from ..models.classical import POLARITIES, VESSEL_FRACTION
 from ..models.registry import available_backbones, get_backbone
 from ._common import follow_layers, layers_of, put_image, spatial_ndim
