@@ -179,3 +179,40 @@ def test_real_stare_pairs():
     items = pair_folders(DATA / "STARE/images", DATA / "STARE/labels_1st", DATA / "STARE/labels_2nd")
     assert len(items) == 20 and all(it.manual2_path is not None for it in items)
     assert items[0].manual1_path.name == "im0001.ah.ppm" and items[0].truth().shape == (605, 700)
+
+
+@pytest.fixture
+def drive(tmp_path):
+    """A DRIVE-layout test split with two images, the 1st observer and FOV masks."""
+    root = tmp_path / "DRIVE"
+    truths = {}
+    for k in (1, 2):
+        s = synthetic_vessels((40, 44), seed=k, n_breaks=0, width=(1.0, 2.0))
+        name = f"{k:02d}"
+        rgb = np.stack([np.full(s.truth.shape, 200), 200 - 120 * s.truth, np.full(s.truth.shape, 60)], -1)
+        write_image(root / f"test/images/{name}_test.tif", rgb.astype(np.uint8))
+        write_image(root / f"test/1st_manual/{name}_manual1.gif", s.truth)
+        write_image(root / f"test/mask/{name}_test_mask.gif", np.ones_like(s.truth))
+        truths[f"{name}_test"] = s.truth
+    return root, truths
+
+
+def test_drive_layout_with_another_fov_and_a_ground_truth_in_the_pred_folder(drive, tmp_path, capsys):
+    root, truths = drive
+    pred = tmp_path / "pred"
+    half = np.zeros((40, 44), bool)
+    half[:, 22:] = True
+    for k, t in truths.items():
+        write_image(pred / f"{k}.png", t & half)  # perfect inside the right half only
+        write_image(tmp_path / f"fov/{k}_mask.png", half)
+    # a ground-truth file beside the predictions: once globbed as 01_*, now never a prediction
+    shutil.copy(root / "test/1st_manual/01_manual1.gif", pred / "01_manual1.gif")
+    out = tmp_path / "r.json"
+    args = ["evaluate", "--data", str(root), "--pred", str(pred), "--methods", "raw"]
+    assert main([*args, "--fov", str(tmp_path / "fov"), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["raw"]["mean"]["dice"] == 1.0
+    assert main([*args, "--fov", "none", "--json", str(out), "--overwrite"]) == 0
+    assert json.loads(out.read_text())["raw"]["mean"]["dice"] < 1.0  # the whole image scored
+    shutil.copy(root / "test/images/01_test.tif", root / "test/images/01_copy.png")
+    assert main(args) == 2
+    assert "both have the number 01" in capsys.readouterr().err

@@ -113,8 +113,12 @@ def _index(folder: Path) -> dict[str, Path]:
         return out
     for p in sorted(folder.iterdir()):
         m = re.match(r"(\d+)", p.name)
-        if m and p.suffix.lower() in _EXTS:
-            out.setdefault(m.group(1).lstrip("0") or "0", p)
+        if m and p.suffix.lower() in _EXTS and not p.name.startswith("."):
+            key = m.group(1).lstrip("0") or "0"
+            if key in out:
+                raise ValueError(f"{folder}: {out[key].name} and {p.name} both have the number {m.group(1)}: "
+                                 "keep one of them there")
+            out[key] = p
     return out
 
 
