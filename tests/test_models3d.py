@@ -131,8 +131,9 @@ def test_shipped_2d_checkpoints_load_as_2d_and_give_the_same_outputs():
     assert "ndim" not in ck_u["config"] and "ndim" not in ck_r["config"]  # written before 3D existed
     bb, lr = UNetBackbone(device="cpu"), LearnedRefiner(device="cpu")
     assert bb.ndim == 2 and lr.ndim == 2 and isinstance(bb.net.out, torch.nn.Conv2d)
-    img = synthetic_vessels((64, 72), seed=3).image
+    img = 1 - synthetic_vessels((64, 72), seed=3).image  # dark vessels, the polarity it was trained on
     prob, feats = bb.predict_with_features(img)
+    assert bb.last_polarity == "dark"  # so the image is not inverted
     with torch.no_grad():
         p_ref, f_ref = _reference_unet2d(ck_u["state_dict"], ck_u["config"]["depth"],
                                          torch.from_numpy(preprocess(img))[None, None])

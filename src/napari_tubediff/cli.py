@@ -90,7 +90,7 @@ def _check_new_file(path, inputs, overwrite: bool, what: str) -> None:
 def _evaluate_items(args):
     """The images to score and a phrase that says what they are (``--data``, ``--images``
     with ``--labels`` or ``--synthetic3d``), the FOV choice applied."""
-    from .data.drive import index_folder, pair_folders, read_drive
+    from .data.drive import auto_fov_function, index_folder, pair_folders, read_drive
 
     given = [n for n, v in (("--data", args.data), ("--images", args.images),
                             ("--synthetic3d", args.synthetic3d)) if v is not None]
@@ -117,7 +117,8 @@ def _evaluate_items(args):
         if not args.labels:
             raise ValueError("--images needs --labels DIR (the ground truth, paired by name)")
         if fov == "data":
-            raise ValueError("--fov without a folder needs --data; with --images give --fov DIR, auto or none")
+            raise ValueError("--fov without a folder needs --data; with --images give --fov DIR, auto "
+                             "or none")
         items = pair_folders(args.images, args.labels, args.labels2,
                              None if fov in (None, "none") else fov)
         what = f"{len(items)} images of {args.images} against {args.labels}"
@@ -126,6 +127,8 @@ def _evaluate_items(args):
         what = f"{len(items)} images of {args.data} ({args.split})"
         if fov not in (None, "data"):
             # another FOV than the dataset's own masks: automatic, none, or a folder of masks
+            if fov == "auto":
+                auto_fov_function()  # not there: say so before any work
             masks = index_folder(fov, "--fov", tags=True) if fov not in ("auto", "none") else {}
             for it in items:
                 if fov not in ("auto", "none") and it.name not in masks:

@@ -89,18 +89,22 @@ class DriveImage:
         return np.ones(image.shape[:2], bool)
 
 
-def auto_fov(image: np.ndarray) -> np.ndarray | None:
-    """The automatic field of view (the function `AUTO_FOV` names), or None for an image that
-    is not a fundus photograph; a ValueError when this build does not have it yet."""
+def auto_fov_function():
+    """The function `AUTO_FOV` names; a ValueError when this build does not have it (yet)."""
     import importlib
 
     module, _, func = AUTO_FOV.partition(":")
     try:
-        fn = getattr(importlib.import_module(module), func)
+        return getattr(importlib.import_module(module), func)
     except (ImportError, AttributeError):
         raise ValueError("the automatic field of view is not in this build yet: give --fov DIR "
                          "(masks named like the images) or --fov none") from None
-    return fn(image)
+
+
+def auto_fov(image: np.ndarray) -> np.ndarray | None:
+    """The automatic field of view (the function `AUTO_FOV` names), or None for an image that
+    is not a fundus photograph."""
+    return auto_fov_function()(image)
 
 
 def _index(folder: Path) -> dict[str, Path]:
@@ -109,8 +113,12 @@ def _index(folder: Path) -> dict[str, Path]:
         return out
     for p in sorted(folder.iterdir()):
         m = re.match(r"(\d+)", p.name)
-        if m and p.suffix.lower() in _EXTS:
-            out.setdefault(m.group(1).lstrip("0") or "0", p)
+        if m and p.suffix.lower() in _EXTS and not p.name.startswith("."):
+            key = m.group(1).lstrip("0") or "0"
+            if key in out:
+                raise ValueError(f"{folder}: {out[key].name} and {p.name} both have the number {m.group(1)}: "
+                                 "keep one of them there")
+            out[key] = p
     return out
 
 
@@ -128,7 +136,8 @@ def file_key(path) -> str:
     return Path(path).name.split(".", 1)[0]
 
 
-def index_folder(folder, what: str = "folder", tags: bool = False, prefer_tiff: bool = False) -> dict[str, Path]:
+def index_folder(folder, what: str = "folder", tags: bool = False,
+                 prefer_tiff: bool = False) -> dict[str, Path]:
     """The image files of ``folder`` by `file_key` (hidden and non-image files are skipped).
 
     With ``tags``, a trailing ``_mask``, ``_fov``, ``_labels``, ``_gt``, ``_truth`` or
@@ -202,12 +211,14 @@ def pair_folders(images, labels, labels2=None, fov=None) -> list[DriveImage]:
         raise ValueError(f"--labels: {labs[same[0]].name} is the image itself: give the folder of the labels")
     missing = [k for k in imgs if k not in labs]
     if missing:
-        raise ValueError(f"--labels: no label file for {', '.join(missing[:3])}"
-                         f"{' and %d more' % (len(missing) - 3) if len(missing) > 3 else ''} in {labels} "
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise ValueError(f"--labels: no label file for {', '.join(missing[:3])}{more} in {labels} "
                          "(pairs are matched by the name up to the first dot)")
     labs2 = index_folder(labels2, "--labels2", tags=True) if labels2 else {}
     fovs: dict[str, Path] = {}
     auto = isinstance(fov, str) and fov == "auto"
+    if auto:
+        auto_fov_function()  # not there: say so before any work
     if fov is not None and not auto:
         fovs = index_folder(fov, "--fov", tags=True)
         missing = [k for k in imgs if k not in fovs]

@@ -215,7 +215,9 @@ def looks_like_labels(a: np.ndarray, name: str = "") -> bool:
     a = np.asarray(a)
     if a.dtype == bool:
         return True
-    if a.ndim == 3 and a.shape[-1] in (3, 4) and (a[..., 1] == a[..., 0]).all() and (a[..., 2] == a[..., 0]).all():
+    grey_rgb = a.ndim == 3 and a.shape[-1] in (3, 4) and (a[..., 1] == a[..., 0]).all() \
+        and (a[..., 2] == a[..., 0]).all()
+    if grey_rgb:
         a = a[..., 0]  # a grey mask stored as RGB (HRF's FOV masks)
     if not np.issubdtype(a.dtype, np.integer) or a.ndim != 2 or a.size == 0:
         return False
