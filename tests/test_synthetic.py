@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 from skimage.measure import label
 
 from napari_tubediff.data.synthetic import synthetic_vessels
@@ -65,3 +66,20 @@ def test_shape_must_be_2d_or_3d():
     for bad in [(64,), (4, 64, 64), (8, 8, 8, 8)]:
         with pytest.raises(ValueError, match="2D or 3D"):
             synthetic_vessels(bad)
+
+
+@pytest.mark.parametrize("kwargs", [dict(n_breaks=-1), dict(n_breaks=1.5), dict(width=(3.0, 1.0)),
+                                    dict(break_length=(0.0, 2.0)), dict(noise=-0.1),
+                                    dict(blur=float("nan"))])
+def test_bad_numbers_are_refused(kwargs):
+    # before: n_breaks=-1 silently drew no breaks (tubediff demo --breaks -1 exited 0)
+    with pytest.raises(ValueError, match=next(iter(kwargs))):
+        synthetic_vessels((32, 32), **kwargs)
+
+
+def test_cli_demo_with_negative_breaks_is_one_line(capsys):
+    from napari_tubediff.cli import main
+
+    assert main(["demo", "--breaks", "-1", "--size", "32"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "n_breaks must be a whole number >= 0" in err[0]

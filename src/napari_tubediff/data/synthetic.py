@@ -208,6 +208,14 @@ def synthetic_vessels(shape=(256, 256), *, seed: int = 0, n_roots: int = 2, dept
     shape = tuple(int(n) for n in shape)
     if len(shape) not in (2, 3) or min(shape) < 8:
         raise ValueError(f"shape must be 2D or 3D with every size >= 8, got {shape}")
+    if isinstance(n_breaks, bool) or not isinstance(n_breaks, (int, np.integer)) or n_breaks < 0:
+        raise ValueError(f"n_breaks must be a whole number >= 0, got {n_breaks!r}")
+    for name, pair in (("width", width), ("break_length", break_length)):
+        if len(pair) != 2 or not (0 < pair[0] <= pair[1] < np.inf):
+            raise ValueError(f"{name} must be two numbers 0 < low <= high, got {pair!r}")
+    for name, x in (("noise", noise), ("blur", blur)):
+        if not (0 <= x < np.inf):
+            raise ValueError(f"{name} must be a finite number >= 0, got {x!r}")
     rng = np.random.default_rng(seed)
     grow = _segments if len(shape) == 2 else _segments_nd
     segs = grow(shape, rng, n_roots, depth, width)
