@@ -110,7 +110,8 @@ def _check_cli_table_equals_skan(tmp_path, src, mask, capsys, spacing=None):
     assert len(got) == len(ref) > 0
     np.testing.assert_allclose(got["skeleton_length"], ref["branch_distance"], rtol=1e-9)
     np.testing.assert_allclose(got["chord"], ref["euclidean_distance"], rtol=1e-9)
-    np.testing.assert_allclose(got["mean_diameter"], 2 * ref["mean_pixel_value"] - (spacing or 1.0), rtol=1e-9)
+    np.testing.assert_allclose(got["mean_diameter"], 2 * ref["mean_pixel_value"] - (spacing or 1.0),
+                               rtol=1e-9)
     for i in range(2):
         np.testing.assert_array_equal(got[f"src_pixel_{i}"], ref[f"image_coord_src_{i}"])
         np.testing.assert_array_equal(got[f"dst_pixel_{i}"], ref[f"image_coord_dst_{i}"])

@@ -519,7 +519,8 @@ def _measure(args) -> int:
             raise ValueError(f"{src} is a colour image: give a vessel mask (one channel)")
         a = a[..., 0]  # a grey mask stored as RGB
     if args.spacing is not None and len(args.spacing) not in (1, a.ndim):
-        raise ValueError(f"--spacing needs 1 or {a.ndim} numbers for {src} {a.shape}, got {len(args.spacing)}")
+        raise ValueError(f"--spacing needs 1 or {a.ndim} numbers for {src} {a.shape}, "
+                         f"got {len(args.spacing)}")
     plan_outputs([Output(Path(args.out), src, None)], [src], overwrite=args.overwrite)
     mask = to_probability(a, src.name) >= args.threshold
     res = measure_vessels(mask, spacing=args.spacing)
@@ -786,7 +787,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_overwrite(b)
     b.set_defaults(func=_bench)
 
-    ms = sub.add_parser("measure", help="vessel measurements of a mask: branch lengths, diameters, tortuosity",
+    ms = sub.add_parser("measure", help="vessel measurements of a mask: branch length, diameter, tortuosity",
                         description="Skeletonize a 2D or 3D vessel mask and write skan's branch table with "
                                     "length, chord, tortuosity and mean/max diameter per branch (CSV).")
     ms.add_argument("mask", help="the vessel mask (TIFF, PNG, GIF, ...; nonzero or >= --threshold: vessel)")
@@ -795,7 +796,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="pixel (voxel) size per axis, or one for all; lengths and diameters are in its "
                          "units (default: 1 pixel)")
     ms.add_argument("--threshold", type=float, default=0.5,
-                    help="vessel where the mask read as a probability (0/255 and 0/1 masks as 0/1) is >= this")
+                    help="vessel where the mask, read as a probability (0/255 and 0/1 masks as 0/1), "
+                         "is >= this")
     _add_overwrite(ms)
     ms.set_defaults(func=_measure)
     return p
