@@ -20,7 +20,16 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, RadioButtons, SpinBox, Table
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FloatSpinBox,
+    Label,
+    PushButton,
+    RadioButtons,
+    SpinBox,
+    Table,
+)
 from napari.utils.notifications import show_error, show_info
 
 from ..core.curation import merge_indices
@@ -140,11 +149,13 @@ class ToolsWidget(Container):
         """The data coordinates of the click, in the field's (trace) or the labels' (remove) pixels."""
         layer = self.field.value if self.tool.value == TRACE else self.curated.value
         if layer is None:
-            show_error("Choose the field layer." if self.tool.value == TRACE else "Choose the curated labels.")
+            show_error("Choose the field layer." if self.tool.value == TRACE
+                       else "Choose the curated labels.")
             return None
         pos = np.asarray(event.position, float)
         if self._viewer.dims.ndisplay == 3:
-            near, far = layer.get_ray_intersections(pos, event.view_direction, event.dims_displayed, world=True)
+            near, far = layer.get_ray_intersections(pos, event.view_direction, event.dims_displayed,
+                                                    world=True)
             if near is None:
                 return None
             data = np.asarray(layer.data)
@@ -172,7 +183,8 @@ class ToolsWidget(Container):
             layer = CURATED in self._viewer.layers and self._viewer.layers[CURATED]
             if not isinstance(layer, napari.layers.Labels):
                 steady_cursor(self._viewer)
-                layer = put_layer(self._viewer, CURATED, "labels", np.zeros(like.data.shape, np.uint8), like=like)
+                layer = put_layer(self._viewer, CURATED, "labels", np.zeros(like.data.shape, np.uint8),
+                                  like=like)
             self.curated.value = layer
         return layer
 
@@ -215,7 +227,8 @@ class ToolsWidget(Container):
             return 0
         curated = self._curated_for(field)
         if curated.data.shape != t.mask.shape:
-            show_error(f"'{curated.name}' {curated.data.shape} and '{field.name}' {t.mask.shape} differ in shape.")
+            show_error(f"'{curated.name}' {curated.data.shape} and '{field.name}' {t.mask.shape} "
+                       "differ in shape.")
             return 0
         if curated.data.dtype.kind in "iu" and self.value.value > np.iinfo(curated.data.dtype).max:
             show_error(f"Label {self.value.value} does not fit '{curated.name}' ({curated.data.dtype}).")
@@ -243,7 +256,8 @@ class ToolsWidget(Container):
             return 0
         idx = np.nonzero(gone)
         curated.data_setitem(idx, 0)  # one undoable edit
-        self.status.value = f"removed {idx[0].size} px ({'branch' if branch else 'piece'}) from '{curated.name}'"
+        what = "branch" if branch else "piece"
+        self.status.value = f"removed {idx[0].size} px ({what}) from '{curated.name}'"
         return int(idx[0].size)
 
     # -- measure -----------------------------------------------------------------------
@@ -295,7 +309,8 @@ class ToolsWidget(Container):
         from qtpy.QtWidgets import QFileDialog
 
         # the dialog itself asks before replacing an existing file
-        name, _ = QFileDialog.getSaveFileName(self.native, "Export branch table", "branches.csv", "CSV (*.csv)")
+        name, _ = QFileDialog.getSaveFileName(self.native, "Export branch table", "branches.csv",
+                                              "CSV (*.csv)")
         if name:
             try:
                 self.export(name)
