@@ -135,6 +135,17 @@ def test_remove_branch_and_trace_in_a_volume(make_napari_viewer, qtbot):
     assert curated.data.shape == v.shape
     assert (curated.data[3:8, 18:23, 4:36] == 1).all()
     assert curated.data[:, :, 18:24].sum() > 0
+    # in the 3D view a click is a ray: the trace takes the field's brightest voxel on it,
+    # a removal the first labelled one
+    viewer.dims.ndisplay = 3
+    ray = SimpleNamespace(position=(0.0, 20.0, 10.0), view_direction=(1.0, 0.0, 0.0),
+                          dims_displayed=[0, 1, 2])
+    assert tuple(w._picked(ray)) == (3, 20, 10)
+    w.tool.value = REMOVE
+    assert tuple(w._picked(ray)) == (3, 20, 10)
+    ray.position = (0.0, 2.0, 10.0)
+    assert w._picked(ray) is None  # nothing labelled on this ray
+    viewer.dims.ndisplay = 2
 
     # a T in 2D: Shift-B removes only the clicked side branch
     lab = np.zeros((60, 60), np.uint8)
