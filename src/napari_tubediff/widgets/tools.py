@@ -70,8 +70,7 @@ class ToolsWidget(Container):
         self.curated = ComboBox(label="curated labels", nullable=True, value=None,
                                 choices=lambda _w: layers_of(viewer, napari.layers.Labels),
                                 tooltip=f"the labels edited; none: a new '{CURATED}' layer is made")
-        self.tool = RadioButtons(label="tool", choices=[OFF, TRACE, REMOVE, BRANCH], value=OFF,
-                                 orientation="horizontal")
+        self.tool = RadioButtons(label="tool", choices=[OFF, TRACE, REMOVE, BRANCH], value=OFF)
         self.value = SpinBox(value=1, min=1, max=2**31 - 1, label="label value",
                              tooltip="the label a trace paints")
         self.radius = FloatSpinBox(value=0.0, min=0.0, max=100.0, step=0.5, label="radius",
@@ -83,7 +82,7 @@ class ToolsWidget(Container):
         self.table = Table(value={"data": [], "index": [], "columns": list(SHOWN)})
         self.status = Label(value="")
         keys = ", ".join(f"{k} {name}" for name, k in TOOL_SHORTCUTS.items())
-        self.keys = Label(value=f"Keys: {keys}; again: tool off. Ctrl-Z on the layer: undo")
+        self.keys = Label(value=f"Keys: {keys}\n(the tool's key again: off; Ctrl-Z on the layer: undo)")
         self.extend([self.field, self.curated, self.tool, self.value, self.radius, self.threshold,
                      self.measure_button, self.export_button, self.table, self.status, self.keys])
         follow_layers(viewer, self.field, prefer="refined")
