@@ -70,9 +70,11 @@ def path_cost(field: np.ndarray, *, threshold: float = 0.5, power: float = 2.0, 
               spacing=None, bridge: float = 2.0) -> np.ndarray:
     """The per-pixel cost `trace_path` uses: low along vessel centres, high off vessels.
 
-    ``cost = 1 / ((eps + p**power) * (1 + d))`` where ``p`` is the field clipped to
-    [0, 1] and ``d`` the distance (in pixels) to the edge of ``field >= threshold``: the
-    centre of a vessel of radius r costs about ``1 / (1 + r)`` of its rim.
+    ``cost = 1 / ((eps + q**power) * (1 + d))`` where ``q`` is the field clipped to
+    [0, 1] (where it is higher, its Gaussian blur of ``bridge`` pixels: inside a break
+    the blur keeps a faint ridge along the vessel's axis from the two ends) and ``d``
+    the distance (in pixels) to the edge of ``field >= threshold``: the centre of a
+    vessel of radius r costs about ``1 / (1 + r)`` of its rim.
 
     Examples
     --------
@@ -81,15 +83,18 @@ def path_cost(field: np.ndarray, *, threshold: float = 0.5, power: float = 2.0, 
     >>> bool(c[2, 3] < c[1, 3] < c[0, 3])
     True
     """
+    return _cost_and_distance(field, threshold, power, eps, _spacing(spacing, np.ndim(field)), bridge)[0]
+
+
+def _cost_and_distance(field, threshold, power, eps, s, bridge):
+    """The cost and the distance (spacing units) from each vessel pixel to the nearest outside one."""
     p = np.clip(np.nan_to_num(np.asarray(field, np.float64)), 0.0, 1.0)
-    s = _spacing(spacing, p.ndim)
-    if bridge > 0:
-        # inside a break the field is ~0 everywhere; its blur keeps a faint ridge along the
-        # vessel's axis from the two ends, so the crossing still prefers the centre
-        p = np.maximum(p, ndi.gaussian_filter(p, bridge * s.min() / s))
     inside = p >= threshold
-    d = ndi.distance_transform_edt(inside, sampling=s / s.min()) if inside.any() else np.zeros_like(p)
-    return 1.0 / ((eps + p ** power) * (1.0 + d))
+    # one distance transform serves the centre-ness here and the painted radius later
+    d = ndi.distance_transform_edt(inside, sampling=s) if inside.any() else np.zeros_like(p)
+    if bridge > 0:
+        p = np.maximum(p, ndi.gaussian_filter(p, bridge * s.min() / s))
+    return 1.0 / ((eps + p ** power) * (1.0 + d / s.min())), d
 
 
 def _box(points: np.ndarray, shape, margin: int) -> tuple[slice, ...]:
@@ -152,8 +157,9 @@ def trace_path(field, start, end, *, radius: float | None = None, threshold: flo
         Pixel (voxel) spacing per axis; the path length and the radius use it.
     margin : int, optional
         The search is confined to the box around ``start`` and ``end`` widened by this
-        many pixels (default: the larger of 16 and the start-end distance), which keeps
-        a click in a large volume fast.
+        many pixels (default: the larger of 12 and half the start-end distance), which
+        keeps a click in a large volume fast; for a vessel that winds further, click a
+        point on the way and trace in two steps.
     min_radius : float
         The smallest radius painted (in pixels of the finest axis): 0.5 paints the
         one-pixel path itself.
@@ -180,11 +186,11 @@ def trace_path(field, start, end, *, radius: float | None = None, threshold: flo
     b = np.asarray(_point(end, field.shape, "end"))
     s = _spacing(spacing, field.ndim)
     if margin is None:
-        margin = max(16, int(np.ceil(np.linalg.norm(a - b))))
+        margin = max(12, int(np.ceil(np.linalg.norm(a - b) / 2)))
     box = _box(np.stack([a, b]), field.shape, int(margin))
     off = np.array([sl.start for sl in box])
     sub = np.asarray(field[box], np.float64)
-    cost = path_cost(sub, threshold=threshold, power=power, eps=eps, spacing=s)
+    cost, dist = _cost_and_distance(sub, threshold, power, eps, s, 2.0)
     mcp = MCP_Geometric(cost, sampling=tuple(s / s.min()), fully_connected=True)
     costs, _ = mcp.find_costs([tuple(a - off)], [tuple(b - off)])
     path = np.asarray(mcp.traceback(tuple(b - off)), int) + off
@@ -195,11 +201,10 @@ def trace_path(field, start, end, *, radius: float | None = None, threshold: flo
             raise ValueError(f"radius must be a non-negative number, got {radius}")
         r = np.full(len(path), float(radius))
     else:
-        inside = np.clip(np.nan_to_num(sub), 0, 1) >= threshold
         # the largest ball around a vessel pixel that holds no outside pixel: just under the
         # distance to the nearest outside pixel (distinct pixel distances differ by far more
         # than 1e-3 for any radius below hundreds of pixels)
-        d = ndi.distance_transform_edt(inside, sampling=s) - 1e-3 * s.min()
+        d = dist - 1e-3 * s.min()
         r = d[tuple((path - off).T)]
         ok = r > 0
         if ok.any():
