@@ -50,7 +50,7 @@ class CurationQueue:
     >>> import tempfile, pathlib
     >>> d = pathlib.Path(tempfile.mkdtemp())
     >>> for n in ("a", "b"):
-    ...     write_image(d / f"{n}.png", np.zeros((4, 4), np.uint8))
+    ...     _ = write_image(d / f"{n}.png", np.zeros((4, 4), np.uint8))
     >>> q = CurationQueue(d, user="ann")
     >>> q.next_unfinished().name
     'a.png'
