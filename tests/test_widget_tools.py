@@ -163,3 +163,41 @@ def test_remove_branch_and_trace_in_a_volume(make_napari_viewer, qtbot):
     before = cur.data.copy()
     w.click((50, 5))
     assert (cur.data == before).all()
+
+
+def test_review_queue_in_the_panel_resumes_after_a_restart(make_napari_viewer, qtbot, tmp_path):
+    from napari_tubediff.data.io import read_image, write_image
+    from napari_tubediff.data.queue import CurationQueue
+
+    for n in ("a.png", "b.png"):
+        write_image(tmp_path / n, np.full((20, 30), 100, np.uint8))
+    viewer = make_napari_viewer()
+    w = ToolsWidget(viewer)
+    viewer.window.add_dock_widget(w)
+    assert w.open_folder(tmp_path)
+    assert w.current.name == "a.png" and viewer.layers["image"].data.shape == (20, 30)
+    cur = viewer.layers["curated"]
+    assert w.curated.value is cur and cur.data.sum() == 0
+    cur.data_setitem((np.array([5, 5, 5]), np.array([3, 4, 5])), 4)   # the annotator paints
+    press(viewer, TOOL_SHORTCUTS["save"])
+    assert "0 / 2 done; a.png (reviewed)" in w.queue_status.value
+
+    # restart: a new panel on the same folder restores the labels of the unfinished image
+    viewer.window.remove_dock_widget("all")
+    viewer.layers.clear()
+    w2 = ToolsWidget(viewer)
+    viewer.window.add_dock_widget(w2)
+    assert w2.open_folder(tmp_path) and w2.current.name == "a.png"
+    assert (viewer.layers["curated"].data[5, 3:6] == 4).all() and viewer.layers["curated"].data.sum() == 12
+
+    # someone else saves a.png meanwhile: the panel asks before replacing; "no" keeps their file
+    other = CurationQueue(tmp_path, user="other")
+    other.load(tmp_path / "a.png")
+    other.save(tmp_path / "a.png", np.ones((20, 30), np.uint8))
+    assert not w2.save(ask=lambda message: "changed since" in message and False)
+    assert (read_image(other.labels_path(tmp_path / "a.png")) == 1).all()
+    assert w2.save(done=True, ask=lambda message: True)
+    assert w2.open_next() and w2.current.name == "b.png"
+    assert viewer.layers["curated"].data.sum() == 0
+    press(viewer, TOOL_SHORTCUTS["done"])
+    assert w2.current is None and "2 / 2 done" in w2.queue_status.value

@@ -531,6 +531,27 @@ def _measure(args) -> int:
     return 0
 
 
+def _curate(args) -> int:
+    """Open napari on a folder's review queue (data.queue) with the Curate tools panel."""
+    from .data.queue import CurationQueue
+
+    queue = CurationQueue(args.folder)  # a bad folder: one line, before napari starts
+    done, total = queue.progress()
+    print(f"{args.folder}: {done} / {total} done; labels and status in {queue.out}")
+    if args.check:
+        return 0
+    try:
+        import napari
+    except ImportError:
+        raise SystemExit("tubediff: error: the GUI needs napari and a Qt binding: "
+                         "pip install 'napari-tubediff[all]'") from None
+    viewer = napari.Viewer(title="napari-tubediff: review queue")
+    _, panel = viewer.window.add_plugin_dock_widget("napari-tubediff", "Curate tools")
+    panel.open_folder(args.folder)
+    napari.run()
+    return 0
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """Every option's help ends with its default (when it has one that is not already said)."""
 
@@ -800,6 +821,14 @@ def build_parser() -> argparse.ArgumentParser:
                          "is >= this")
     _add_overwrite(ms)
     ms.set_defaults(func=_measure)
+
+    cu = sub.add_parser("curate", help="review a folder of images in napari, resuming where you left off",
+                        description="Open napari with the Curate tools panel on a folder: the next image "
+                                    "not done, with its saved curated labels; labels and status go to "
+                                    "FOLDER/curated/.")
+    cu.add_argument("folder", help="the folder of images")
+    cu.add_argument("--check", action="store_true", help="only print the queue's progress")
+    cu.set_defaults(func=_curate)
     return p
 
 

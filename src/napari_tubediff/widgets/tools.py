@@ -23,6 +23,7 @@ import numpy as np
 from magicgui.widgets import (
     ComboBox,
     Container,
+    FileEdit,
     FloatSpinBox,
     Label,
     PushButton,
@@ -50,7 +51,11 @@ TOOL_SHORTCUTS = {
     REMOVE: "Shift-R",
     BRANCH: "Shift-B",
     "measure": "Shift-M",
+    "save": "Shift-S",
+    "done": "Shift-D",
 }
+#: The image layer a queue opens.
+IMAGE = "image"
 
 #: Columns of the measurement table shown in the panel (the CSV has them all).
 SHOWN = ("branch", "length", "mean_diameter", "max_diameter", "tortuosity")
@@ -80,11 +85,24 @@ class ToolsWidget(Container):
         self.measure_button = PushButton(text="Measure curated")
         self.export_button = PushButton(text="Export table as CSV...")
         self.table = Table(value={"data": [], "index": [], "columns": list(SHOWN)})
+        self.folder = FileEdit(label="review folder", mode="d", value="",
+                               tooltip="a folder of images: Open next opens the first not done")
+        self.next_button = PushButton(text="Open next")
+        self.save_button = PushButton(text="Save")
+        self.done_button = PushButton(text="Done, open next")
+        self.queue_status = Label(value="no folder")
+        self.queue = None
+        self.current: Path | None = None
         self.status = Label(value="")
         keys = ", ".join(f"{k} {name}" for name, k in TOOL_SHORTCUTS.items())
         self.keys = Label(value=f"Keys: {keys}\n(the tool's key again: off; Ctrl-Z on the layer: undo)")
         self.extend([self.field, self.curated, self.tool, self.value, self.radius, self.threshold,
-                     self.measure_button, self.export_button, self.table, self.status, self.keys])
+                     self.measure_button, self.export_button, self.table, self.folder, self.next_button,
+                     self.save_button, self.done_button, self.queue_status, self.status, self.keys])
+        self.folder.changed.connect(lambda v: self.open_folder(v) if str(v) not in ("", ".") else None)
+        self.next_button.changed.connect(lambda *_: self.open_next())
+        self.save_button.changed.connect(lambda *_: self.save())
+        self.done_button.changed.connect(lambda *_: self.save(done=True) and self.open_next())
         follow_layers(viewer, self.field, prefer="refined")
         follow_layers(viewer, self.curated, prefer="curated")
         self.tool.changed.connect(self._tool_changed)
@@ -98,6 +116,10 @@ class ToolsWidget(Container):
     def _key_action(self, name: str):
         if name == "measure":
             return lambda _v: self.measure()
+        if name == "save":
+            return lambda _v: self.save()
+        if name == "done":
+            return lambda _v: self.save(done=True) and self.open_next()
         return lambda _v: self.toggle(name)
 
     def _disconnect(self, viewer) -> None:
@@ -315,3 +337,97 @@ class ToolsWidget(Container):
                 self.export(name)
             except OSError as e:
                 show_error(f"cannot write {name}: {e}")
+
+    # -- the review queue ------------------------------------------------------------------
+    def open_folder(self, folder) -> bool:
+        """Review the images of ``folder`` (`data.queue.CurationQueue`) and open the first unfinished."""
+        from ..data.queue import CurationQueue
+
+        try:
+            self.queue = CurationQueue(folder)
+        except (ValueError, OSError) as e:
+            show_error(str(e))
+            return False
+        self.current = None
+        return self.open_next()
+
+    def _show_queue(self) -> None:
+        q = self.queue
+        if q is None:
+            self.queue_status.value = "no folder"
+            return
+        done, total = q.progress()
+        now = f"{self.current.name} ({q.state(self.current)})" if self.current else "nothing open"
+        self.queue_status.value = f"{done} / {total} done; {now}"
+
+    def open_next(self) -> bool:
+        """Open the next image not done, with the curated labels saved for it (or empty ones)."""
+        from ..data.io import read_image
+        from ._common import put_image
+
+        q = self.queue
+        if q is None:
+            show_error("Choose a review folder first.")
+            return False
+        nxt = q.next_unfinished(after=self.current)
+        if nxt is None:
+            self.current = None
+            self._show_queue()
+            show_info("Every image of the folder is done.")
+            return False
+        try:
+            img = read_image(nxt)
+            saved = q.load(nxt)
+        except (ValueError, OSError) as e:
+            show_error(str(e))
+            return False
+        rgb = img.ndim == 3 and img.shape[-1] in (3, 4)
+        shape = img.shape[:-1] if rgb else img.shape
+        if saved is not None and saved.shape != shape:
+            show_error(f"the saved labels of {nxt.name} {saved.shape} do not match the image {shape}: "
+                       f"left as they are in {q.labels_path(nxt).parent}")
+            return False
+        self._forget_start()
+        put_image(self._viewer, IMAGE, img, rgb=rgb)
+        labels = saved if saved is not None else np.zeros(shape, np.uint8)
+        layer = put_layer(self._viewer, CURATED, "labels", labels)
+        self.curated.value = layer
+        self.current = nxt
+        self._show_queue()
+        self.status.value = f"opened {nxt.name}" + (" with its saved labels" if saved is not None else "")
+        return True
+
+    def save(self, done: bool = False, ask=None) -> bool:
+        """Save the curated labels of the open image (``done``: mark it finished); atomic.
+
+        A labels file changed by someone else, or not tubediff's, is replaced only when
+        ``ask(message)`` (default: a yes/no dialog) says yes.
+        """
+        from ..data.queue import DONE, REVIEWED
+
+        q, layer = self.queue, self.curated.value
+        if q is None or self.current is None or layer is None:
+            show_error("Open an image of a review folder first.")
+            return False
+        settings = {"label_value": self.value.value, "radius": self.radius.value,
+                    "threshold": self.threshold.value}
+        state = DONE if done else REVIEWED
+        try:
+            q.save(self.current, np.asarray(layer.data), state=state, settings=settings)
+        except ValueError as e:
+            if not (ask or self._ask)(f"{e}\n\nReplace it with the labels on screen?"):
+                self.status.value = "not saved"
+                return False
+            q.save(self.current, np.asarray(layer.data), state=state, settings=settings, overwrite=True)
+        except OSError as e:
+            show_error(f"cannot save {self.current.name}: {e}")
+            return False
+        self._show_queue()
+        self.status.value = f"saved {self.current.name} ({state})"
+        return True
+
+    def _ask(self, message: str) -> bool:
+        from qtpy.QtWidgets import QMessageBox
+
+        answer = QMessageBox.question(self.native, "Replace saved labels?", message)
+        return answer == QMessageBox.StandardButton.Yes
