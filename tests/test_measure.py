@@ -158,3 +158,17 @@ def test_cli_measure_on_a_drive_1st_observer_mask_equals_skan(tmp_path, capsys):
 
     mask = read_image(DRIVE_MANUAL) > 127  # the GIF's grey values 0 and 255
     _check_cli_table_equals_skan(tmp_path, DRIVE_MANUAL, mask, capsys)
+
+
+def test_cli_measure_on_a_3d_tiff_with_voxel_spacing(tmp_path, capsys):
+    v = np.zeros((12, 25, 130), np.uint8)
+    zz, yy = np.mgrid[:12, :25]
+    v[((2 * (zz - 6.0)) ** 2 + (yy - 12.0) ** 2 <= 36)[..., None] & (np.arange(130) >= 10)
+      & (np.arange(130) < 120)] = 255
+    write_image(tmp_path / "vol.tif", v)
+    out = tmp_path / "vol.csv"
+    assert main(["measure", str(tmp_path / "vol.tif"), "--out", str(out), "--spacing", "2", "1", "1"]) == 0
+    t = pd.read_csv(out)
+    assert len(t) == 1 and {"src_coord_2", "dst_pixel_2"} <= set(t.columns)
+    np.testing.assert_allclose(t["length"], measure_vessels(v > 0, spacing=(2, 1, 1)).branches["length"])
+    assert "1 branches" in capsys.readouterr().out
