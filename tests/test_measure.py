@@ -75,6 +75,12 @@ def test_a_diagonal_tube_and_a_3d_tube_with_anisotropic_voxels():
     assert tv["mean_diameter"][0] == pytest.approx(12, abs=1.5)  # about one voxel
 
 
+def test_an_empty_mask_gives_an_empty_table():
+    r = measure_vessels(np.zeros((10, 10), bool))
+    assert len(r.branches) == 0 and r.summary()["branches"] == 0 and r.total_length == 0
+    assert list(r.branches.columns[:9]) == list(measure_mod.COLUMNS)
+
+
 def test_tortuosity_of_a_half_circle_is_pi_over_2_and_a_y_has_one_junction():
     yy, xx = np.mgrid[:140, :240]
     ring = np.abs(np.hypot(yy - 20, xx - 120) - 90) <= 2

@@ -157,7 +157,7 @@ def measure_vessels(mask, spacing=None) -> VesselMeasurements:
     if sk is None:
         empty = pd.DataFrame({c: [] for c in (*COLUMNS, *extra)})
         skel = np.zeros(mask.shape, bool)
-        return VesselMeasurements(empty, skel, 0, int(mask.any()), s)
+        return VesselMeasurements(empty, skel, 0, 0, s)  # no skeleton line: no branch to measure
     table = summarize(sk, separator="_")
     h = min(s)
     maxd = np.array([dt[tuple(np.round(sk.path_coordinates(i)).astype(int).T)].max()
