@@ -519,6 +519,52 @@ def _bench(args) -> int:
     return 0
 
 
+def _measure(args) -> int:
+    """Skeleton-graph measurements of a mask, as a CSV branch table (core.measure)."""
+    from .core.measure import measure_vessels
+    from .data.io import atomic_write_text, read_image, to_probability
+    from .data.outputs import Output, plan_outputs
+
+    src = Path(args.mask)
+    a = read_image(src)
+    if a.ndim == 3 and a.shape[-1] in (3, 4):
+        if not ((a[..., 1] == a[..., 0]).all() and (a[..., 2] == a[..., 0]).all()):
+            raise ValueError(f"{src} is a colour image: give a vessel mask (one channel)")
+        a = a[..., 0]  # a grey mask stored as RGB
+    if args.spacing is not None and len(args.spacing) not in (1, a.ndim):
+        raise ValueError(f"--spacing needs 1 or {a.ndim} numbers for {src} {a.shape}, "
+                         f"got {len(args.spacing)}")
+    plan_outputs([Output(Path(args.out), src, None)], [src], overwrite=args.overwrite)
+    mask = to_probability(a, src.name) >= args.threshold
+    res = measure_vessels(mask, spacing=args.spacing)
+    atomic_write_text(args.out, res.branches.to_csv(index=False))
+    s = res.summary()
+    print(f"{src.name}: {s['branches']} branches, {s['branch_points']} branch points, {s['end_points']} "
+          f"end points, total length {s['total_length']:g} -> {args.out}")
+    return 0
+
+
+def _curate(args) -> int:
+    """Open napari on a folder's review queue (data.queue) with the Curate tools panel."""
+    from .data.queue import CurationQueue
+
+    queue = CurationQueue(args.folder)  # a bad folder: one line, before napari starts
+    done, total = queue.progress()
+    print(f"{args.folder}: {done} / {total} done; labels and status in {queue.out}")
+    if args.check:
+        return 0
+    try:
+        import napari
+    except ImportError:
+        raise SystemExit("tubediff: error: the GUI needs napari and a Qt binding: "
+                         "pip install 'napari-tubediff[all]'") from None
+    viewer = napari.Viewer(title="napari-tubediff: review queue")
+    _, panel = viewer.window.add_plugin_dock_widget("napari-tubediff", "Curate tools")
+    panel.open_folder(args.folder)
+    napari.run()
+    return 0
+
+
 class _HelpFormatter(argparse.HelpFormatter):
     """Every option's help ends with its default (when it has one that is not already said)."""
 
@@ -774,6 +820,28 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--json", help="write the figures to this JSON file (default: print only)")
     _add_overwrite(b)
     b.set_defaults(func=_bench)
+
+    ms = sub.add_parser("measure", help="vessel measurements of a mask: branch length, diameter, tortuosity",
+                        description="Skeletonize a 2D or 3D vessel mask and write skan's branch table with "
+                                    "length, chord, tortuosity and mean/max diameter per branch (CSV).")
+    ms.add_argument("mask", help="the vessel mask (TIFF, PNG, GIF, ...; nonzero or >= --threshold: vessel)")
+    ms.add_argument("--out", required=True, help="the CSV file to write")
+    ms.add_argument("--spacing", type=float, nargs="+", default=None,
+                    help="pixel (voxel) size per axis, or one for all; lengths and diameters are in its "
+                         "units (default: 1 pixel)")
+    ms.add_argument("--threshold", type=float, default=0.5,
+                    help="vessel where the mask, read as a probability (0/255 and 0/1 masks as 0/1), "
+                         "is >= this")
+    _add_overwrite(ms)
+    ms.set_defaults(func=_measure)
+
+    cu = sub.add_parser("curate", help="review a folder of images in napari, resuming where you left off",
+                        description="Open napari with the Curate tools panel on a folder: the next image "
+                                    "not done, with its saved curated labels; labels and status go to "
+                                    "FOLDER/curated/.")
+    cu.add_argument("folder", help="the folder of images")
+    cu.add_argument("--check", action="store_true", help="only print the queue's progress")
+    cu.set_defaults(func=_curate)
     return p
 
 
