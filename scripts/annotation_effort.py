@@ -33,7 +33,8 @@ from napari_tubediff.evaluation import make_methods
 from napari_tubediff.models import get_backbone
 from napari_tubediff.models.refiner import refiner_for
 
-LABELS = {"raw": "raw backbone (u >= 0.5)", "dti": "DTI (0.5 / 0.3)", "refine": "default refinement (10 steps)"}
+LABELS = {"raw": "raw backbone (u >= 0.5)", "dti": "DTI (0.5 / 0.3)",
+          "refine": "default refinement (10 steps)"}
 
 
 def main() -> int:
@@ -81,7 +82,8 @@ def main() -> int:
         rows = list(per[m].values())
         a = np.array([r["actions"] for r in rows])
         reached = sum(r["stopped"] == "goal" for r in rows)
-        print(f"| {LABELS.get(m, m)} | {np.median(a):g} | {a.mean():.1f} | {a.max()} | {reached} / {len(rows)} "
+        print(f"| {LABELS.get(m, m)} | {np.median(a):g} | {a.mean():.1f} | {a.max()} "
+              f"| {reached} / {len(rows)} "
               f"| {np.mean([r['start_vca'] for r in rows]):.2f} | "
               f"{np.mean([r['start_cldice'] for r in rows]):.4f} |")
     if args.json:

@@ -132,8 +132,10 @@ def simulate_annotator(start_mask, truth, prob, fov=None, *, vca_goal: float = 3
       missed stretch of a loop): trace from its anchor to the gap pixel farthest from it
       (Euclidean). Value: the gap's pixel count.
 
-    Only actions that can help an unmet goal are candidates: with VCA unmet, join and
-    remove (each takes one piece away); with clDice unmet, all three. Gaps touching no
+    Actions that help every unmet goal come first: with VCA unmet the candidates are join
+    and remove (each takes one piece away, and either raises clDice's sensitivity or its
+    precision); extend only when VCA is met (or no join or remove is left) and clDice is
+    still short. Gaps touching no
     predicted piece (whole missed truth pieces) are never traced: that would add a
     piece. Of the candidates the one of largest value is taken (ties: join, remove,
     extend, then the lower label). A trace paints ``trace_path(prob, start, end).mask``
@@ -226,6 +228,8 @@ def simulate_annotator(start_mask, truth, prob, fov=None, *, vca_goal: float = 3
             for lab in range(1, n_pred + 1):
                 if in_t[lab] < false_overlap * n_px[lab]:
                     cands.append((max(int(sk_len[lab]), 1), "remove", lab, None))
+        if not vca_ok and any(t[1] != "extend" for t in cands):
+            cands = [t for t in cands if t[1] != "extend"]  # both goals gain from these
         if not cands:
             stopped = "stuck"
             break
