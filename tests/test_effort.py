@@ -116,3 +116,14 @@ def test_joins_come_before_extends_while_vca_is_short():
     r = simulate_annotator(pred, truth, truth * 0.9, **STRICT)
     assert [a.kind for a in r.history] == ["join", "extend"] and r.reached
     assert r.history[1].value > r.history[0].value
+
+
+def test_a_long_break_is_traced_in_steps_along_the_truth():
+    truth = bar(shape=(11, 80), cols=slice(2, 78))
+    pred = truth.copy()
+    pred[:, 20:60] = False  # 40 pixels of centre line missing: two clicks of at most 25 along
+    r = simulate_annotator(pred, truth, truth * 0.9, trace_step=25, **STRICT)
+    assert [a.kind for a in r.history] == ["join", "join"] and r.reached
+    assert r.history[0].points == ((5, 20), (5, 45))  # 25 pixels along the gap
+    # the painted tube (radius 1.5 from the field) reaches col 46: cols 47..59 remain
+    assert r.history[1].value == 13 and r.history[1].points == ((5, 47), (5, 59))

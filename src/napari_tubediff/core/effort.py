@@ -108,9 +108,30 @@ def _neighbour_pairs(gap_lab: np.ndarray, pred_lab: np.ndarray):
     return g[first], p[first], i[first]
 
 
+def _click_along(gap_lab: np.ndarray, lab: int, start: np.ndarray, target, step: float) -> np.ndarray:
+    """The trace's end click: ``target`` (or, without one, the gap pixel farthest from ``start``
+    along the gap), or, when that lies more than ``step`` pixels along the gap, the gap
+    pixel on the way that lies ``step`` along."""
+    from skimage.graph import MCP_Geometric
+
+    box = ndi.find_objects(gap_lab, max_label=lab)[lab - 1]
+    off = np.array([sl.start for sl in box])
+    inside = gap_lab[box] == lab
+    mcp = MCP_Geometric(np.where(inside, 1.0, np.inf), fully_connected=True)
+    dist, _ = mcp.find_costs([tuple(start - off)])
+    if target is None:
+        reach = np.where(inside & np.isfinite(dist), dist, -1.0)
+        target = np.asarray(np.unravel_index(np.argmax(reach), reach.shape)) + off
+    if dist[tuple(target - off)] <= step:
+        return np.asarray(target)
+    way = np.asarray(mcp.traceback(tuple(target - off)))
+    along = dist[tuple(way.T)]
+    return way[np.flatnonzero(along <= step)[-1]] + off
+
+
 def simulate_annotator(start_mask, truth, prob, fov=None, *, vca_goal: float = 3.0,
                        cldice_goal: float = 0.85, max_actions: int = 200, false_overlap: float = 0.5,
-                       trace_kwargs: dict | None = None) -> EffortResult:
+                       trace_step: float = 25.0, trace_kwargs: dict | None = None) -> EffortResult:
     """Correct ``start_mask`` towards ``truth`` with trace and remove actions only; count them.
 
     Each round scores the mask (``vca(mask, truth)`` on the whole image, as the
@@ -124,13 +145,17 @@ def simulate_annotator(start_mask, truth, prob, fov=None, *, vca_goal: float = 3
       (raster order) next to that piece; of those anchors the two farthest apart
       (Euclidean; ties: the lower piece labels) are the trace's start and end.
       Value: the gap's pixel count.
+      An end further than ``trace_step`` pixels along the gap is replaced by the gap pixel
+      on the way that far along (the annotator clicks a point on the way, as the trace
+      tool's help advises: across a long faint stretch the cheapest path would follow any
+      nearby confident vessel instead); the next round continues from there.
     * **remove**: a *false piece* is a predicted piece of which fewer than
       ``false_overlap`` of the pixels lie in ``truth``. The click is its first pixel
       (raster order); `remove_piece` in component mode takes the piece out.
       Value: the piece's skeleton pixels (at least 1).
     * **extend**: a gap next to exactly one predicted piece (a missed vessel end, or a
       missed stretch of a loop): trace from its anchor to the gap pixel farthest from it
-      (Euclidean). Value: the gap's pixel count.
+      along the gap (or ``trace_step`` along, as for join). Value: the gap's pixel count.
 
     Actions that help every unmet goal come first: with VCA unmet the candidates are join
     and remove (each takes one piece away, and either raises clDice's sensitivity or its
@@ -161,6 +186,8 @@ def simulate_annotator(start_mask, truth, prob, fov=None, *, vca_goal: float = 3
         The cap.
     false_overlap : float
         A piece is false when less than this fraction of it lies in the truth.
+    trace_step : float
+        The longest stretch of truth centre line (pixels along it) one trace covers.
     trace_kwargs : dict, optional
         Passed to `trace_path` (e.g. ``threshold``).
 
@@ -241,14 +268,14 @@ def simulate_annotator(start_mask, truth, prob, fov=None, *, vca_goal: float = 3
         else:
             pieces, flat = payload
             anchors = np.stack(np.unravel_index(flat, mask.shape), axis=1)
+            target = None
             if kind == "join":
                 d = ((anchors[:, None] - anchors[None]) ** 2).sum(-1)
                 a, b = np.unravel_index(np.argmax(d), d.shape)  # first maximum: lower piece labels
-                start, end = anchors[a], anchors[b]
+                start, target = anchors[a], anchors[b]
             else:
                 start = anchors[0]
-                gap = np.argwhere(gap_lab == lab)
-                end = gap[np.argmax(((gap - start) ** 2).sum(1))]
+            end = _click_along(gap_lab, lab, start, target, trace_step)
             traced = trace_path(prob, start, end, **kw)
             mask |= traced.mask
             points = (tuple(int(x) for x in start), tuple(int(x) for x in end))
