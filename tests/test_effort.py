@@ -127,3 +127,11 @@ def test_a_long_break_is_traced_in_steps_along_the_truth():
     assert r.history[0].points == ((5, 20), (5, 45))  # 25 pixels along the gap
     # the painted tube (radius 1.5 from the field) reaches col 46: cols 47..59 remain
     assert r.history[1].value == 13 and r.history[1].points == ((5, 47), (5, 59))
+
+
+def test_doctests():
+    import doctest
+
+    from napari_tubediff.core import effort
+
+    assert doctest.testmod(effort, optionflags=doctest.ELLIPSIS).failed == 0
