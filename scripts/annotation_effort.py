@@ -102,4 +102,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except ValueError as e:  # a wrong folder or a bad image: one line, exit 2
+        print(f"annotation_effort: {e}", file=sys.stderr)
+        sys.exit(2)
