@@ -10,13 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
+from scipy import ndimage as ndi
+
 from .core.dti import dti
 from .core.metrics import evaluate, to_mask
 from .core.refine import RefineSettings, refine
 from .data.drive import DriveImage, index_folder
 from .data.io import read_image, to_probability, write_image
 
-__all__ = ["METHODS", "make_methods", "read_prediction", "evaluate_dataset", "format_table"]
+__all__ = ["METHODS", "make_methods", "read_prediction", "evaluate_dataset", "format_table", "score_gaps",
+           "gap_summary"]
 
 METHODS = ("raw", "dti", "refine", "hessian")
 TABLE_METRICS = ("dice", "cldice", "vca", "betti0_error", "betti1_error")
@@ -163,3 +166,77 @@ def format_table(results: dict, labels: dict[str, str] | None = None) -> str:
                 cells.append(f"{'-':>17s}")
         lines.append(f"{labels.get(name, name):34s} {len(r['images']):3d} " + " ".join(cells))
     return "\n".join(lines)
+
+
+def _breaks(mask: np.ndarray, truth_labels: np.ndarray, structure: np.ndarray) -> int:
+    """Joins the truth makes that ``mask`` lacks: per truth component, the number of
+    ``mask`` components overlapping it, less one."""
+    comp, _ = ndi.label(mask, structure=structure)
+    both = (comp > 0) & (truth_labels > 0)
+    pairs = np.unique(np.stack([truth_labels[both], comp[both]]), axis=1)
+    return int(pairs.shape[1] - len(np.unique(pairs[0]))) if pairs.size else 0
+
+
+def score_gaps(probability, labels, gaps, truth, threshold: float = 0.5, top: int = 20) -> dict:
+    """Score a gap list (`core.gaps.bridges`) against the ground truth.
+
+    A gap is **correct** when at least half of its centre line lies in the truth and every
+    component it joins overlaps the truth component that holds most of the gap. The truth's
+    **breaks** are the joins the mask before refinement lacks (per truth component, the
+    mask components overlapping it less one); **recall** is the fraction of them that the
+    correct gaps close.
+
+    Returns
+    -------
+    dict
+        ``gaps`` (list length), ``precision``, ``precision_top`` (of the ``top`` most
+        confident), ``breaks``, ``recall`` (NaN when there is nothing to divide by).
+
+    Examples
+    --------
+    >>> p = np.zeros((5, 20), np.float32); p[2, 1:8] = p[2, 12:19] = 0.9
+    >>> truth = p > 0; truth[2, 8:12] = True
+    >>> from napari_tubediff.core.gaps import Gap
+    >>> labels = np.zeros((5, 20), np.int32); labels[2, 8:12] = 1
+    >>> s = score_gaps(p, labels, [Gap(1, 4, (2.0, 9.5), 0.3, (1, 2))], truth)
+    >>> s["precision"], s["breaks"], s["recall"]
+    (1.0, 1, 1.0)
+    """
+    truth = np.asarray(truth, bool)
+    before = np.asarray(probability) >= threshold
+    full = ndi.generate_binary_structure(truth.ndim, truth.ndim)
+    pieces, _ = ndi.label(before, structure=full)
+    tl, _ = ndi.label(truth, structure=full)
+    ok = []
+    for g in gaps:
+        on = labels == g.label
+        t = tl[on]
+        if (t > 0).mean() < 0.5:
+            ok.append(False)
+            continue
+        home = np.bincount(t[t > 0]).argmax()
+        ok.append(all(((pieces == k) & (tl == home)).any() for k in g.joins))
+    ok_arr = np.array(ok, bool)
+    breaks = _breaks(before, tl, full)
+    good = np.isin(labels, [g.label for g, o in zip(gaps, ok) if o])
+    closed = breaks - _breaks(before | good, tl, full)
+    nan = float("nan")
+    return {"gaps": len(gaps),
+            "precision": float(ok_arr.mean()) if len(ok_arr) else nan,
+            "precision_top": float(ok_arr[:top].mean()) if len(ok_arr) else nan,
+            "breaks": breaks,
+            "recall": closed / breaks if breaks else nan}
+
+
+def gap_summary(per_image: list[dict]) -> dict:
+    """Pooled figures over images: median list length, precision over all listed gaps and
+    over each image's top ones (pooled), recall over all breaks."""
+    n = sum(s["gaps"] for s in per_image)
+    good = sum(s["precision"] * s["gaps"] for s in per_image if s["gaps"])
+    tops = [(s["precision_top"], min(s["gaps"], 20)) for s in per_image if s["gaps"]]
+    breaks = sum(s["breaks"] for s in per_image)
+    closed = sum(s["recall"] * s["breaks"] for s in per_image if s["breaks"])
+    return {"median_gaps": float(np.median([s["gaps"] for s in per_image])) if per_image else 0.0,
+            "precision": good / n if n else float("nan"),
+            "precision_top20": sum(p * k for p, k in tops) / sum(k for _, k in tops) if tops else float("nan"),
+            "recall": closed / breaks if breaks else float("nan")}

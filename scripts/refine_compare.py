@@ -1,0 +1,90 @@
+"""Compare refinements and gap lists on a DRIVE-layout split, with any backbone.
+
+    python scripts/refine_compare.py --data /path/DRIVE --split training [--backbone unet]
+        [--pred DIR] [--methods raw,dti,faithful,hysteresis,...] [--json out.json]
+
+Every method takes only the backbone's probability (no learned features), so the same
+command re-measures them on a retrained backbone (``--backbone-weights``) or on stored
+predictions (``--pred``, what ``tubediff segment`` writes). Figures: Dice, clDice and Betti
+inside DRIVE's FOV, VCA on the whole image (as ``tubediff evaluate``), per-image refinement
+time, and the gap list (`core.gaps.bridges`) scored by `evaluation.score_gaps`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from napari_tubediff.core.dti import dti
+from napari_tubediff.core.gaps import bridges
+from napari_tubediff.core.metrics import evaluate
+from napari_tubediff.core.refine import REFINE_METHODS, RefineSettings, refine
+from napari_tubediff.data.drive import read_drive
+from napari_tubediff.evaluation import gap_summary, read_prediction, score_gaps
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True)
+    ap.add_argument("--split", default="training")
+    ap.add_argument("--backbone", default="unet")
+    ap.add_argument("--backbone-weights")
+    ap.add_argument("--pred", help="folder of stored probability maps instead of running the backbone")
+    ap.add_argument("--methods", default="raw,dti," + ",".join(REFINE_METHODS))
+    ap.add_argument("--steps", type=int, default=None, help="diffusion steps (default: the settings')")
+    ap.add_argument("--limit", type=int)
+    ap.add_argument("--json")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    items = read_drive(args.data, args.split)[: args.limit]
+    if args.pred is None:
+        from napari_tubediff.models import get_backbone
+        bb = get_backbone(args.backbone, **({"weights": args.backbone_weights} if args.backbone_weights else {}))
+    names = args.methods.split(",")
+    over = {} if args.steps is None else {"steps": args.steps}
+    per = {m: [] for m in names}
+    gaps = {m: [] for m in names if m not in ("raw",)}
+    for it in items:
+        fov, truth = it.fov(), it.truth()
+        prob = read_prediction(args.pred, it) if args.pred else bb.predict(it.image(), fov)
+        for m in names:
+            t0 = time.perf_counter()
+            if m == "raw":
+                field = prob
+            elif m == "dti":
+                field = dti(prob)
+            else:
+                field = refine(prob, settings=RefineSettings(method=m, **over))
+            sec = time.perf_counter() - t0
+            field = np.where(fov, field, 0) if field.dtype != bool else field & fov
+            mask = field >= 0.5
+            r = evaluate(mask, truth, fov)
+            r["seconds"] = sec
+            per[m].append(r)
+            if m in gaps:
+                labels, gl = bridges(prob * fov, field.astype(np.float32))
+                gaps[m].append(score_gaps(prob * fov, labels, gl, truth))
+        print(it.name, " ".join(f"{m}:{per[m][-1]['dice']:.3f}/{per[m][-1]['cldice']:.3f}/"
+                                f"{per[m][-1]['vca']:.1f}" for m in names), flush=True)
+    out = {}
+    print(f"\n{'method':14s} {'Dice':>7s} {'clDice':>7s} {'VCA':>6s} {'b0err':>6s} {'b1err':>6s} {'s/img':>6s}"
+          f" {'gaps':>5s} {'prec':>5s} {'top20':>5s} {'recall':>6s}")
+    for m in names:
+        mean = {k: float(np.mean([r[k] for r in per[m]])) for k in per[m][0]}
+        gs = gap_summary(gaps[m]) if m in gaps else {}
+        out[m] = {"mean": mean, "gaps": gs, "images": [it.name for it in items]}
+        g = (f"{gs['median_gaps']:5.0f} {gs['precision']:5.2f} {gs['precision_top20']:5.2f} {gs['recall']:6.2f}"
+             if gs else "")
+        print(f"{m:14s} {mean['dice']:7.4f} {mean['cldice']:7.4f} {mean['vca']:6.2f} {mean['betti0_error']:6.1f}"
+              f" {mean['betti1_error']:6.1f} {mean['seconds']:6.2f} {g}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(out, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
