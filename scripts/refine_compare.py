@@ -37,6 +37,8 @@ def main() -> None:
     ap.add_argument("--methods", default="raw,dti," + ",".join(REFINE_METHODS))
     ap.add_argument("--steps", type=int, default=None, help="diffusion steps (default: the settings')")
     ap.add_argument("--limit", type=int)
+    ap.add_argument("--set", action="append", default=[], metavar="K=V,K=V",
+                    help="extra runs of every refinement method with these RefineSettings fields")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -44,8 +46,16 @@ def main() -> None:
     if args.pred is None:
         from napari_tubediff.models import get_backbone
         bb = get_backbone(args.backbone, **({"weights": args.backbone_weights} if args.backbone_weights else {}))
-    names = args.methods.split(",")
     over = {} if args.steps is None else {"steps": args.steps}
+    runs = {}  # label -> (method, settings overrides)
+    for m in args.methods.split(","):
+        runs[m] = (m, over)
+        if m not in ("raw", "dti"):
+            for extra in args.set:
+                kv = dict(x.split("=") for x in extra.split(","))
+                kv = {k: (int(v) if k == "steps" else v if k == "method" else float(v)) for k, v in kv.items()}
+                runs[f"{m}[{extra}]"] = (m, {**over, **kv})
+    names = list(runs)
     per = {m: [] for m in names}
     gaps = {m: [] for m in names if m not in ("raw",)}
     for it in items:
@@ -53,12 +63,13 @@ def main() -> None:
         prob = read_prediction(args.pred, it) if args.pred else bb.predict(it.image(), fov)
         for m in names:
             t0 = time.perf_counter()
-            if m == "raw":
+            method, kw = runs[m]
+            if method == "raw":
                 field = prob
-            elif m == "dti":
+            elif method == "dti":
                 field = dti(prob)
             else:
-                field = refine(prob, settings=RefineSettings(method=m, **over))
+                field = refine(prob, settings=RefineSettings(method=method, **kw))
             sec = time.perf_counter() - t0
             field = np.where(fov, field, 0) if field.dtype != bool else field & fov
             mask = field >= 0.5
@@ -71,7 +82,7 @@ def main() -> None:
         print(it.name, " ".join(f"{m}:{per[m][-1]['dice']:.3f}/{per[m][-1]['cldice']:.3f}/"
                                 f"{per[m][-1]['vca']:.1f}" for m in names), flush=True)
     out = {}
-    print(f"\n{'method':14s} {'Dice':>7s} {'clDice':>7s} {'VCA':>6s} {'b0err':>6s} {'b1err':>6s} {'s/img':>6s}"
+    print(f"\n{'method':30s} {'Dice':>7s} {'clDice':>7s} {'VCA':>6s} {'b0err':>6s} {'b1err':>6s} {'s/img':>6s}"
           f" {'gaps':>5s} {'prec':>5s} {'top20':>5s} {'recall':>6s}")
     for m in names:
         mean = {k: float(np.mean([r[k] for r in per[m]])) for k in per[m][0]}
@@ -79,7 +90,7 @@ def main() -> None:
         out[m] = {"mean": mean, "gaps": gs, "images": [it.name for it in items]}
         g = (f"{gs['median_gaps']:5.0f} {gs['precision']:5.2f} {gs['precision_top20']:5.2f} {gs['recall']:6.2f}"
              if gs else "")
-        print(f"{m:14s} {mean['dice']:7.4f} {mean['cldice']:7.4f} {mean['vca']:6.2f} {mean['betti0_error']:6.1f}"
+        print(f"{m:30s} {mean['dice']:7.4f} {mean['cldice']:7.4f} {mean['vca']:6.2f} {mean['betti0_error']:6.1f}"
               f" {mean['betti1_error']:6.1f} {mean['seconds']:6.2f} {g}")
     if args.json:
         with open(args.json, "w") as f:

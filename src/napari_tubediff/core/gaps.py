@@ -137,16 +137,22 @@ def _axis(coords: np.ndarray) -> np.ndarray | None:
     return v[:, -1]
 
 
-def _aligned(d: np.ndarray, axis: np.ndarray | None, min_cos: float) -> bool:
+def _leaves(d: np.ndarray, end: tuple, min_cos: float) -> bool:
+    """Whether a step ``d`` from a component's contact leaves it at its end: along its
+    local axis and away from its body (not back along the vessel it came from)."""
+    contact, axis, body = end
     n = np.linalg.norm(d)
-    if axis is None or n < 1e-9:
-        return True  # a dot-like piece, or a contact on top of the other: no direction to violate
-    return abs(float(d @ axis)) / n >= min_cos
+    if n < 1e-9:
+        return True  # the contact is on top of the other one: no direction to violate
+    out = contact - body
+    if np.linalg.norm(out) >= 0.5 and float(out @ d) <= 0:
+        return False  # pointing back into the component: a side, not an end
+    return axis is None or abs(float(d @ axis)) / n >= min_cos
 
 
 def bridges(probability, refined, threshold: float = 0.5, *, max_contact: int = 8,
             min_extension: int = 5, min_cos: float = 0.7,
-            radius: int = 5) -> tuple[np.ndarray, list[Gap]]:
+            radius: int = 5, min_piece: int = 10) -> tuple[np.ndarray, list[Gap]]:
     """The gaps a refinement really bridged: joins of components and vessel-end extensions.
 
     Parameters
@@ -166,6 +172,9 @@ def bridges(probability, refined, threshold: float = 0.5, *, max_contact: int = 
         ``arccos(min_cos)`` with the component's local axis (0.7: about 45 degrees).
     radius : int
         Half-size of the window in which a component's local axis is measured.
+    min_piece : int
+        Components with fewer pixels are specks, not vessel pieces: touching one does
+        not make a bridge.
 
     Returns
     -------
@@ -177,7 +186,7 @@ def bridges(probability, refined, threshold: float = 0.5, *, max_contact: int = 
 
     Examples
     --------
-    >>> p = np.zeros((9, 24), np.float32); p[4, 2:10] = p[4, 14:22] = 0.9; p[4, 10:14] = 0.3
+    >>> p = np.zeros((9, 24), np.float32); p[4, :10] = p[4, 14:] = 0.9; p[4, 10:14] = 0.3
     >>> r = p.copy(); r[4, 10:14] = 0.7                       # the refinement closed the gap
     >>> labels, gaps = bridges(p, r)
     >>> len(gaps), gaps[0].size, gaps[0].joins, round(gaps[0].confidence, 2)
@@ -187,7 +196,9 @@ def bridges(probability, refined, threshold: float = 0.5, *, max_contact: int = 
     p = np.asarray(probability, np.float32)
     before = p >= threshold
     full = ndi.generate_binary_structure(before.ndim, before.ndim)
-    pieces, _ = ndi.label(before, structure=full)
+    pieces, npieces = ndi.label(before, structure=full)
+    big = np.bincount(pieces.ravel(), minlength=npieces + 1) >= min_piece
+    big[0] = False
     path = skeletonize(np.asarray(refined) >= threshold) & added
     cand, n = ndi.label(path, structure=full)
     found = []
@@ -201,26 +212,26 @@ def bridges(probability, refined, threshold: float = 0.5, *, max_contact: int = 
         ids, counts = np.unique(pc[touch], return_counts=True)
         ends = {}
         for k, m in zip(ids.tolist(), counts.tolist()):
-            if m > max_contact:
-                continue  # a vessel side, not a vessel end
+            if m > max_contact or not big[k]:
+                continue  # a vessel side, not a vessel end; or a speck
             contact = np.argwhere(touch & (pc == k)).mean(0)
             near = np.argwhere(pc == k)
             near = near[np.abs(near - contact).max(1) <= radius]
-            ends[k] = (contact, _axis(near.astype(float)))
+            ends[k] = (contact, _axis(near.astype(float)), near.mean(0))
         if not ends:
             continue
         joined = set()
         keys = sorted(ends)
         for a in range(len(keys)):
             for b in range(a + 1, len(keys)):
-                (ca, xa), (cb, xb) = ends[keys[a]], ends[keys[b]]
-                if _aligned(cb - ca, xa, min_cos) and _aligned(ca - cb, xb, min_cos):
+                ea, eb = ends[keys[a]], ends[keys[b]]
+                if _leaves(eb[0] - ea[0], ea, min_cos) and _leaves(ea[0] - eb[0], eb, min_cos):
                     joined |= {keys[a], keys[b]}
         pts = np.argwhere(c)
         if not joined and len(ids) == 1 and len(ends) == 1 and len(pts) >= min_extension:
-            (k, (ck, xk)), = ends.items()
-            far = pts[np.argmax(np.abs(pts - ck).sum(1))]
-            if xk is not None and _aligned(far - ck, xk, min_cos):
+            (k, ek), = ends.items()
+            far = pts[np.argmax(np.abs(pts - ek[0]).sum(1))]
+            if ek[1] is not None and _leaves(far - ek[0], ek, min_cos):
                 joined = {k}
         if joined:
             found.append((i, tuple(sorted(joined)), pts + off))
