@@ -23,13 +23,17 @@ from napari_tubediff.core.dti import dti
 from napari_tubediff.core.gaps import bridges
 from napari_tubediff.core.metrics import evaluate
 from napari_tubediff.core.refine import REFINE_METHODS, RefineSettings, refine
-from napari_tubediff.data.drive import read_drive
+from napari_tubediff.data.drive import pair_folders, read_drive
 from napari_tubediff.evaluation import gap_summary, read_prediction, score_gaps
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", required=True)
+    ap.add_argument("--data", help="a DRIVE-layout folder (with --split)")
+    ap.add_argument("--images", help="or a folder of images, paired by name with --labels (STARE, HRF)")
+    ap.add_argument("--labels")
+    ap.add_argument("--fov", help="with --images: a folder of FOV masks named like the images")
+    ap.add_argument("--only", help="comma list of image names to keep (e.g. a held-out split)")
     ap.add_argument("--split", default="training")
     ap.add_argument("--backbone", default="unet")
     ap.add_argument("--backbone-weights")
@@ -42,7 +46,14 @@ def main() -> None:
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    items = read_drive(args.data, args.split)[: args.limit]
+    if args.data:
+        items = read_drive(args.data, args.split)
+    else:
+        items = pair_folders(args.images, args.labels, None, args.fov)
+    if args.only:
+        keep = set(args.only.split(","))
+        items = [it for it in items if it.name in keep]
+    items = items[: args.limit]
     if args.pred is None:
         from napari_tubediff.models import get_backbone
         bb = get_backbone(args.backbone, **({"weights": args.backbone_weights} if args.backbone_weights else {}))

@@ -379,7 +379,7 @@ def _segment(args) -> int:
 def _batch_options(args):
     from .batch.run import BatchOptions
 
-    return BatchOptions(input=args.input, steps=args.steps, refiner=args.refiner,
+    return BatchOptions(input=args.input, steps=args.steps, refiner=args.refiner, method=args.method,
                         volume_backbone=args.volume_backbone, chunk=args.chunk or None, device=args.device)
 
 
@@ -565,6 +565,7 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .core.refine import REFINE_METHODS, RefineSettings
     from .models.registry import NEEDS_FILE, available_backbones, backbone_ndims
 
     p = argparse.ArgumentParser(
@@ -711,6 +712,10 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("--input", choices=["prob", "image"], default="prob",
                     help="prob: the files are probability maps; image: segment them first (2D: the U-Net)")
     rf.add_argument("--steps", type=int, default=10, help="RK4 steps of the diffusion")
+    rf.add_argument("--method", choices=REFINE_METHODS, default=RefineSettings().method,
+                    help="refinement without the learned refiner (docs/results.md, 'Refinement against "
+                         "DTI'): faithful (the thesis's PDE), gated (growth only where the backbone saw "
+                         "a faint vessel), hysteresis (DTI grown only along the vessels), gated+hysteresis")
     rf.add_argument("--refiner", default="auto",
                     help="with --input image: learned refiner weights, 'shipped', 'hessian' or 'auto' "
                          "(the shipped refiner for 2D images)")

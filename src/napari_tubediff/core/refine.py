@@ -12,6 +12,10 @@ refine) and the napari Diffusion panel use the same `RefineSettings` defaults. M
 * ``"hysteresis"``: directional hysteresis (`core.hysteresis`), DTI that may only grow
   along the Hessian directions; added pixels are raised to 0.5, the rest is ``u``.
 * ``"gated+hysteresis"``: the gated field, then directional hysteresis on it.
+* ``"gated+dti"``: the gated field, then the dual-threshold iteration (`core.dti`) on it,
+  of whose additions only the centre line (skimage's `skeletonize`) and the pixels next
+  to it are kept: DTI's reconnections without its sideways widening. Added pixels are
+  raised to 0.5.
 """
 
 from __future__ import annotations
@@ -23,13 +27,17 @@ import numpy as np
 
 from .checks import check_directions, check_field, check_steps
 from .diffusion import iter_diffusion
+from scipy import ndimage as ndi
+from skimage.morphology import skeletonize
+
 from .directions import estimate_directions
+from .dti import dti
 from .hysteresis import directional_hysteresis
 
 __all__ = ["RefineSettings", "refine", "iter_refine", "REFINE_METHODS"]
 
 #: The refinement methods `RefineSettings.method` accepts.
-REFINE_METHODS = ("faithful", "gated", "hysteresis", "gated+hysteresis")
+REFINE_METHODS = ("faithful", "gated", "hysteresis", "gated+hysteresis", "gated+dti")
 _NOT_DIFFUSION = ("sigma", "method", "gate_center", "gate_width", "low")
 
 
@@ -73,6 +81,13 @@ def _gate(u0: np.ndarray, s: RefineSettings) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh((u0 - s.gate_center) / (2.0 * s.gate_width)))).astype(np.float32)
 
 
+def _thin_dti_field(u: np.ndarray, s: RefineSettings) -> np.ndarray:
+    grown = dti(u, 0.5, s.low)
+    near_line = ndi.binary_dilation(skeletonize(grown), structure=np.ones((3,) * u.ndim, bool))
+    keep = grown & near_line & (u < 0.5)
+    return np.where(keep, np.float32(0.5), u).astype(np.float32)
+
+
 def _hysteresis_field(u: np.ndarray, u0: np.ndarray, s: RefineSettings, directions) -> np.ndarray:
     grown = directional_hysteresis(u, directions, low=s.low, sigma=s.sigma)
     return np.where(grown & (u < 0.5), np.float32(0.5), np.maximum(u, u0)).astype(np.float32)
@@ -96,6 +111,8 @@ def iter_refine(u, directions=None, settings: RefineSettings | None = None, *, e
             field = u + gate * (field - u)
         if s.method == "gated+hysteresis" and step == s.steps:
             field = _hysteresis_field(field, u, s, directions)
+        if s.method == "gated+dti" and step == s.steps:
+            field = _thin_dti_field(field, s)
         yield step, field
 
 
