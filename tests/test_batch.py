@@ -286,7 +286,7 @@ def test_volumes_with_the_3d_unet_hessian_by_default_learned_on_request(tmp_path
     # `tubediff refine FILE --input image --volume-backbone unet3d`: the 3D U-Net's
     # probability refined with Hessian directions, or with the learned 3D head when asked
     from napari_tubediff.cli import main
-    from napari_tubediff.core.refine import RefineSettings, refine
+    from napari_tubediff.core.refine import RECOMMENDED_METHOD, RefineSettings, refine
     from napari_tubediff.data.io import read_image, write_image
     from napari_tubediff.data.synthetic import synthetic_vessels
     from napari_tubediff.models import get_backbone
@@ -295,7 +295,7 @@ def test_volumes_with_the_3d_unet_hessian_by_default_learned_on_request(tmp_path
     img = synthetic_vessels((32, 32, 32), seed=3, depth=2, width=(1.0, 2.5)).image
     write_image(tmp_path / "vol.tif", img)
     prob, feats = get_backbone("unet3d", device="cpu").predict_with_features(img)
-    hessian = refine(prob, settings=RefineSettings(steps=3))
+    hessian = refine(prob, settings=RefineSettings(steps=3, method=RECOMMENDED_METHOD))  # the CLI's default
     learned = LearnedRefiner.shipped(3, device="cpu").refine(prob, feats, steps=3)
     assert np.abs(hessian - learned).max() > 1e-3  # the two paths are told apart
     for choice, expected in (("auto", hessian), ("shipped", learned)):

@@ -565,7 +565,7 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .core.refine import REFINE_METHODS, RefineSettings
+    from .core.refine import RECOMMENDED_METHOD, REFINE_METHODS
     from .models.registry import NEEDS_FILE, available_backbones, backbone_ndims
 
     p = argparse.ArgumentParser(
@@ -712,7 +712,7 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("--input", choices=["prob", "image"], default="prob",
                     help="prob: the files are probability maps; image: segment them first (2D: the U-Net)")
     rf.add_argument("--steps", type=int, default=10, help="RK4 steps of the diffusion")
-    rf.add_argument("--method", choices=REFINE_METHODS, default=RefineSettings().method,
+    rf.add_argument("--method", choices=REFINE_METHODS, default=RECOMMENDED_METHOD,
                     help="refinement without the learned refiner (docs/results.md, 'Refinement against "
                          "DTI'): faithful (the thesis's PDE), gated (growth only where the backbone saw "
                          "a faint vessel), hysteresis (DTI grown only along the vessels), gated+hysteresis")

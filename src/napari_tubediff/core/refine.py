@@ -34,10 +34,15 @@ from .directions import estimate_directions
 from .dti import dti
 from .hysteresis import directional_hysteresis
 
-__all__ = ["RefineSettings", "refine", "iter_refine", "REFINE_METHODS"]
+__all__ = ["RefineSettings", "refine", "iter_refine", "REFINE_METHODS", "RECOMMENDED_METHOD"]
 
 #: The refinement methods `RefineSettings.method` accepts.
 REFINE_METHODS = ("faithful", "gated", "hysteresis", "gated+hysteresis", "gated+dti")
+#: The method that won on the DRIVE training split (docs/results.md, "Refinement against DTI"):
+#: the default of `tubediff refine` and of batch refinement. `RefineSettings` keeps the faithful
+#: PDE as its default, because the step-by-step Diffusion panel and the block-wise batch
+#: refinement (`batch.chunked`) run that PDE itself.
+RECOMMENDED_METHOD = "gated+dti"
 _NOT_DIFFUSION = ("sigma", "method", "gate_center", "gate_width", "low")
 
 
