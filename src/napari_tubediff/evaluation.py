@@ -14,14 +14,15 @@ from scipy import ndimage as ndi
 
 from .core.dti import dti
 from .core.metrics import evaluate, to_mask
-from .core.refine import RefineSettings, refine
+from .core.gaps import bridges
+from .core.refine import REFINE_METHODS, RefineSettings, refine
 from .data.drive import DriveImage, index_folder
 from .data.io import read_image, to_probability, write_image
 
 __all__ = ["METHODS", "make_methods", "read_prediction", "evaluate_dataset", "format_table", "score_gaps",
            "gap_summary"]
 
-METHODS = ("raw", "dti", "refine", "hessian")
+METHODS = ("raw", "dti", "refine", "hessian", *REFINE_METHODS)
 TABLE_METRICS = ("dice", "cldice", "vca", "betti0_error", "betti1_error")
 
 
@@ -33,7 +34,8 @@ def make_methods(names: Iterable[str], steps: int = 10, settings: RefineSettings
     diffusion steps, with the learned ``refiner`` (a `LearnedRefiner`) when one is given
     and the backbone gave features, else with Hessian directions (``settings``);
     ``hessian``: ``steps`` diffusion steps with Hessian directions whatever the refiner
-    (to compare both in one run). The refined field is cut to the field of view before
+    (to compare both in one run); a name of `core.refine.REFINE_METHODS` (``faithful``,
+    ``gated+dti``, ...): that method with Hessian directions and ``steps`` steps. The refined field is cut to the field of view before
     thresholding. 2D and 3D alike.
 
     Examples
@@ -57,6 +59,9 @@ def make_methods(names: Iterable[str], steps: int = 10, settings: RefineSettings
         "refine": refined,
         "hessian": hessian,
     }
+    for m in REFINE_METHODS:  # each refinement method by name, Hessian directions, ``steps`` steps
+        table[m] = (lambda m: lambda prob, feats, fov: to_mask(refine(prob, settings=s, steps=steps,
+                                                                       method=m)) & fov)(m)
     out = {}
     for n in names:
         if n not in table:
@@ -92,7 +97,7 @@ def read_prediction(folder, item: DriveImage, index: dict | None = None) -> np.n
 
 def evaluate_dataset(items: list[DriveImage], predict: Callable[[DriveImage], np.ndarray],
                      methods: dict[str, Callable[[np.ndarray], np.ndarray]], *, use_fov: bool = False,
-                     human: bool = True, save_pred=None, progress=None) -> dict:
+                     human: bool = True, save_pred=None, progress=None, gaps: bool = False) -> dict:
     """Score every image with every method.
 
     Parameters
@@ -114,6 +119,10 @@ def evaluate_dataset(items: list[DriveImage], predict: Callable[[DriveImage], np
         Write every scored mask to ``save_pred/METHOD/IMAGE.png``.
     progress : callable, optional
         Wraps the image iterable (e.g. ``tqdm``).
+    gaps : bool
+        Also list the gaps each method bridged (`core.gaps.bridges` between the backbone's
+        mask and the method's) and score them (`score_gaps`): per image under
+        ``"gaps"``, pooled (`gap_summary`) under ``"gap_summary"``.
 
     Returns
     -------
@@ -136,6 +145,10 @@ def evaluate_dataset(items: list[DriveImage], predict: Callable[[DriveImage], np
         for name, fn in methods.items():
             mask = fn(prob, feats, image_fov)
             results[name]["images"][item.name] = evaluate(mask, truth, fov)
+            if gaps and name != "raw":
+                p0 = np.where(image_fov, prob, 0).astype(np.float32)
+                labels, found = bridges(p0, mask.astype(np.float32))
+                results[name].setdefault("gaps", {})[item.name] = score_gaps(p0, labels, found, truth)
             if save_pred is not None:
                 write_image(Path(save_pred) / name / f"{item.name}.png", mask)
         if human:
@@ -148,6 +161,8 @@ def evaluate_dataset(items: list[DriveImage], predict: Callable[[DriveImage], np
         keys = next(iter(r["images"].values())).keys() if r["images"] else []
         r["mean"] = {k: float(np.mean([v[k] for v in r["images"].values()])) for k in keys}
         r["std"] = {k: float(np.std([v[k] for v in r["images"].values()])) for k in keys}
+        if "gaps" in r:
+            r["gap_summary"] = gap_summary(list(r["gaps"].values()))
     return results
 
 
@@ -165,6 +180,11 @@ def format_table(results: dict, labels: dict[str, str] | None = None) -> str:
             else:
                 cells.append(f"{'-':>17s}")
         lines.append(f"{labels.get(name, name):34s} {len(r['images']):3d} " + " ".join(cells))
+    gap_rows = [(labels.get(n, n), r["gap_summary"]) for n, r in results.items() if "gap_summary" in r]
+    if gap_rows:
+        lines += ["", f"{'gap list':34s} {'median length':>13s} {'precision':>9s} {'top-20':>7s} {'recall':>7s}"]
+        lines += [f"{n:34s} {g['median_gaps']:13.1f} {g['precision']:9.3f} {g['precision_top20']:7.3f} "
+                  f"{g['recall']:7.3f}" for n, g in gap_rows]
     return "\n".join(lines)
 
 
