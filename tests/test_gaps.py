@@ -144,3 +144,26 @@ def test_score_gaps_precision_and_recall():
     assert s["precision"] == 1.0 and s["breaks"] == 2 and s["recall"] == 1.0
     s = score_gaps(p, np.zeros_like(labels), [], truth)
     assert s["gaps"] == 0 and s["recall"] == 0.0 and np.isnan(s["precision"])
+
+
+def test_evaluate_dataset_scores_each_methods_gap_list():
+    from types import SimpleNamespace
+
+    from napari_tubediff.core.metrics import to_mask
+    from napari_tubediff.evaluation import evaluate_dataset, format_table
+
+    p = _bar((15, 60), slice(7, 8), slice(0, 12)) + _bar((15, 60), slice(7, 8), slice(16, 30))
+    p[7, 12:16] = 0.4
+    truth = p > 0
+    item = SimpleNamespace(name="a", truth=lambda: truth, truth2=lambda: None,
+                           fov=lambda: np.ones(p.shape, bool))
+    closed = p.copy()
+    closed[7, 12:16] = 0.9
+    methods = {"raw": lambda prob, feats, fov: to_mask(prob),
+               "closes": lambda prob, feats, fov: to_mask(closed)}
+    res = evaluate_dataset([item], lambda it, fov: (p, None), methods, human=False, gaps=True)
+    assert "gaps" not in res["raw"]
+    assert res["closes"]["gaps"]["a"] == {"gaps": 1, "precision": 1.0, "precision_top": 1.0, "breaks": 1,
+                                          "recall": 1.0}
+    assert res["closes"]["gap_summary"]["median_gaps"] == 1.0
+    assert "gap list" in format_table(res)
