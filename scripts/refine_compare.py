@@ -56,7 +56,8 @@ def main() -> None:
     items = items[: args.limit]
     if args.pred is None:
         from napari_tubediff.models import get_backbone
-        bb = get_backbone(args.backbone, **({"weights": args.backbone_weights} if args.backbone_weights else {}))
+        opts = {"weights": args.backbone_weights} if args.backbone_weights else {}
+        bb = get_backbone(args.backbone, **opts)
     over = {} if args.steps is None else {"steps": args.steps}
     runs = {}  # label -> (method, settings overrides)
     for m in args.methods.split(","):
@@ -64,7 +65,8 @@ def main() -> None:
         if m not in ("raw", "dti"):
             for extra in args.set:
                 kv = dict(x.split("=") for x in extra.split(","))
-                kv = {k: (int(v) if k == "steps" else v if k == "method" else float(v)) for k, v in kv.items()}
+                kv = {k: (int(v) if k == "steps" else v if k == "method" else float(v))
+                      for k, v in kv.items()}
                 runs[f"{m}[{extra}]"] = (m, {**over, **kv})
     names = list(runs)
     per = {m: [] for m in names}
@@ -93,15 +95,18 @@ def main() -> None:
         print(it.name, " ".join(f"{m}:{per[m][-1]['dice']:.3f}/{per[m][-1]['cldice']:.3f}/"
                                 f"{per[m][-1]['vca']:.1f}" for m in names), flush=True)
     out = {}
-    print(f"\n{'method':30s} {'Dice':>7s} {'clDice':>7s} {'VCA':>6s} {'b0err':>6s} {'b1err':>6s} {'s/img':>6s}"
+    print(f"\n{'method':30s} {'Dice':>7s} {'clDice':>7s} {'VCA':>6s} {'b0err':>6s} {'b1err':>6s} "
+          f"{'s/img':>6s}"
           f" {'gaps':>5s} {'prec':>5s} {'top20':>5s} {'recall':>6s}")
     for m in names:
         mean = {k: float(np.mean([r[k] for r in per[m]])) for k in per[m][0]}
         gs = gap_summary(gaps[m]) if m in gaps else {}
         out[m] = {"mean": mean, "gaps": gs, "images": [it.name for it in items]}
-        g = (f"{gs['median_gaps']:5.0f} {gs['precision']:5.2f} {gs['precision_top20']:5.2f} {gs['recall']:6.2f}"
+        g = (f"{gs['median_gaps']:5.0f} {gs['precision']:5.2f} {gs['precision_top20']:5.2f} "
+             f"{gs['recall']:6.2f}"
              if gs else "")
-        print(f"{m:30s} {mean['dice']:7.4f} {mean['cldice']:7.4f} {mean['vca']:6.2f} {mean['betti0_error']:6.1f}"
+        print(f"{m:30s} {mean['dice']:7.4f} {mean['cldice']:7.4f} {mean['vca']:6.2f} "
+              f"{mean['betti0_error']:6.1f}"
               f" {mean['betti1_error']:6.1f} {mean['seconds']:6.2f} {g}")
     if args.json:
         with open(args.json, "w") as f:

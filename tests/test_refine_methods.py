@@ -94,6 +94,7 @@ def test_cli_refine_method(tmp_path):
     u[15, 12:20] = 0.4                   # a faint continuation along the vessel
     u[15, 20:30] = 0.9
     write_image(tmp_path / "p.tif", u)
-    assert main(["refine", str(tmp_path / "p.tif"), "--out", str(tmp_path / "o"), "--method", "hysteresis"]) == 0
+    out = str(tmp_path / "o")
+    assert main(["refine", str(tmp_path / "p.tif"), "--out", out, "--method", "hysteresis"]) == 0
     mask = read_image(tmp_path / "o" / "p_mask.png") > 0
     assert mask[15, 2:30].all() and mask.sum() == 28

@@ -6,15 +6,16 @@ Used by ``tubediff evaluate``. The metrics are `napari_tubediff.evaluate`'s.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
-
 from scipy import ndimage as ndi
 
 from .core.dti import dti
-from .core.metrics import evaluate, to_mask
 from .core.gaps import bridges
+from .core.metrics import evaluate, to_mask
 from .core.refine import REFINE_METHODS, RefineSettings, refine
 from .data.drive import DriveImage, index_folder
 from .data.io import read_image, to_probability, write_image
@@ -26,6 +27,10 @@ METHODS = ("raw", "dti", "refine", "hessian", *REFINE_METHODS)
 TABLE_METRICS = ("dice", "cldice", "vca", "betti0_error", "betti1_error")
 
 
+def _by_method(prob, feats, fov, *, settings: RefineSettings) -> np.ndarray:
+    return to_mask(refine(prob, settings=settings)) & fov
+
+
 def make_methods(names: Iterable[str], steps: int = 10, settings: RefineSettings | None = None,
                  refiner=None) -> dict[str, Callable]:
     """Mask-making functions by name, each ``fn(prob, feats, fov) -> bool mask``.
@@ -35,8 +40,8 @@ def make_methods(names: Iterable[str], steps: int = 10, settings: RefineSettings
     and the backbone gave features, else with Hessian directions (``settings``);
     ``hessian``: ``steps`` diffusion steps with Hessian directions whatever the refiner
     (to compare both in one run); a name of `core.refine.REFINE_METHODS` (``faithful``,
-    ``gated+dti``, ...): that method with Hessian directions and ``steps`` steps. The refined field is cut to the field of view before
-    thresholding. 2D and 3D alike.
+    ``gated+dti``, ...): that method with Hessian directions and ``steps`` steps. The
+    refined field is cut to the field of view before thresholding. 2D and 3D alike.
 
     Examples
     --------
@@ -60,8 +65,7 @@ def make_methods(names: Iterable[str], steps: int = 10, settings: RefineSettings
         "hessian": hessian,
     }
     for m in REFINE_METHODS:  # each refinement method by name, Hessian directions, ``steps`` steps
-        table[m] = (lambda m: lambda prob, feats, fov: to_mask(refine(prob, settings=s, steps=steps,
-                                                                       method=m)) & fov)(m)
+        table[m] = partial(_by_method, settings=replace(s, method=m, steps=steps))
     out = {}
     for n in names:
         if n not in table:
@@ -182,7 +186,8 @@ def format_table(results: dict, labels: dict[str, str] | None = None) -> str:
         lines.append(f"{labels.get(name, name):34s} {len(r['images']):3d} " + " ".join(cells))
     gap_rows = [(labels.get(n, n), r["gap_summary"]) for n, r in results.items() if "gap_summary" in r]
     if gap_rows:
-        lines += ["", f"{'gap list':34s} {'median length':>13s} {'precision':>9s} {'top-20':>7s} {'recall':>7s}"]
+        lines += ["", f"{'gap list':34s} {'median length':>13s} {'precision':>9s} {'top-20':>7s} "
+                  f"{'recall':>7s}"]
         lines += [f"{n:34s} {g['median_gaps']:13.1f} {g['precision']:9.3f} {g['precision_top20']:7.3f} "
                   f"{g['recall']:7.3f}" for n, g in gap_rows]
     return "\n".join(lines)
@@ -244,7 +249,7 @@ def score_gaps(probability, labels, gaps, truth, threshold: float = 0.5, top: in
         ok.append(all(((pieces == k) & (near == home)).any() for k in g.joins))
     ok_arr = np.array(ok, bool)
     breaks = _breaks(before, tl, full, min_piece)
-    good = np.isin(labels, [g.label for g, o in zip(gaps, ok) if o])
+    good = np.isin(labels, [g.label for g, o in zip(gaps, ok, strict=True) if o])
     closed = breaks - _breaks(before | good, tl, full, min_piece)
     nan = float("nan")
     return {"gaps": len(gaps),
@@ -264,5 +269,6 @@ def gap_summary(per_image: list[dict]) -> dict:
     closed = sum(s["recall"] * s["breaks"] for s in per_image if s["breaks"])
     return {"median_gaps": float(np.median([s["gaps"] for s in per_image])) if per_image else 0.0,
             "precision": good / n if n else float("nan"),
-            "precision_top20": sum(p * k for p, k in tops) / sum(k for _, k in tops) if tops else float("nan"),
+            "precision_top20": (sum(p * k for p, k in tops) / sum(k for _, k in tops)) if tops
+            else float("nan"),
             "recall": closed / breaks if breaks else float("nan")}

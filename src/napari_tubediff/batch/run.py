@@ -65,7 +65,8 @@ class BatchOptions:
     steps : int
         RK4 steps (the other settings are `RefineSettings`' defaults).
     method : str
-        Refinement method (`core.refine.REFINE_METHODS`; ``tubediff refine`` passes its own default); blocks are only for
+        Refinement method (`core.refine.REFINE_METHODS`; ``tubediff refine`` passes its own
+        default); blocks are only for
         ``"faithful"`` (the others are not local), so other methods refine whole images.
     refiner : str
         2D images with ``input="image"``: learned refiner weights, ``"shipped"``,

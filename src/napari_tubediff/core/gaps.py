@@ -211,7 +211,7 @@ def bridges(probability, refined, threshold: float = 0.5, *, max_contact: int = 
         touch = ndi.binary_dilation(c, structure=full) & (pc > 0)
         ids, counts = np.unique(pc[touch], return_counts=True)
         ends = {}
-        for k, m in zip(ids.tolist(), counts.tolist()):
+        for k, m in zip(ids.tolist(), counts.tolist(), strict=True):
             if m > max_contact or not big[k]:
                 continue  # a vessel side, not a vessel end; or a speck
             contact = np.argwhere(touch & (pc == k)).mean(0)

@@ -24,12 +24,11 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
-
-from .checks import check_directions, check_field, check_steps
-from .diffusion import iter_diffusion
 from scipy import ndimage as ndi
 from skimage.morphology import skeletonize
 
+from .checks import check_directions, check_field, check_steps
+from .diffusion import iter_diffusion
 from .directions import estimate_directions
 from .dti import dti
 from .hysteresis import directional_hysteresis
@@ -70,7 +69,8 @@ class RefineSettings:
 
     def __post_init__(self):
         if self.method not in REFINE_METHODS:
-            raise ValueError(f"unknown refinement method {self.method!r}; choose from {', '.join(REFINE_METHODS)}")
+            raise ValueError(f"unknown refinement method {self.method!r}; "
+                             f"choose from {', '.join(REFINE_METHODS)}")
         if not self.gate_width > 0:
             raise ValueError(f"gate_width must be > 0, got {self.gate_width!r}")
 
