@@ -17,7 +17,7 @@ from napari_tubediff.batch.chunked import (  # noqa: E402
 )
 from napari_tubediff.core.diffusion import plan_substeps  # noqa: E402
 from napari_tubediff.core.directions import directions_reach, estimate_directions  # noqa: E402
-from napari_tubediff.core.refine import RefineSettings, refine  # noqa: E402
+from napari_tubediff.core.refine import RECOMMENDED_METHOD, RefineSettings, refine  # noqa: E402
 from napari_tubediff.data.io import read_image, to_probability, write_image  # noqa: E402
 from napari_tubediff.data.synthetic import synthetic_vessels  # noqa: E402
 
@@ -141,8 +141,11 @@ def test_refine_chunked_rejects_bad_arguments():
 STEPS = 3
 
 
-def _expected(path):
-    return refine(to_probability(read_image(path), path.name), steps=STEPS)
+CLI_METHOD = RECOMMENDED_METHOD  # `tubediff refine`'s default; BatchOptions' is RefineSettings' (faithful)
+
+
+def _expected(path, method: str = "faithful"):
+    return refine(to_probability(read_image(path), path.name), steps=STEPS, method=method)
 
 
 def _make_folder(d):
@@ -203,7 +206,8 @@ def test_resume_and_failures_through_the_command(tmp_path, capsys):
     assert "FAILED nan.tif: a float probability map must hold values in [0, 1]" in text
     assert "Traceback" not in text + capsys.readouterr().err
     for k in range(3):
-        np.testing.assert_array_equal(read_image(out / f"img{k}_refined.tif"), _expected(src / f"img{k}.tif"))
+        np.testing.assert_array_equal(read_image(out / f"img{k}_refined.tif"),
+                                      _expected(src / f"img{k}.tif", CLI_METHOD))
 
     # resume: only the missing output is computed again
     (out / "img1_refined.tif").unlink()
@@ -216,7 +220,8 @@ def test_resume_and_failures_through_the_command(tmp_path, capsys):
     after = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     changed = sorted(n for n in after if before.get(n) != after[n])
     assert changed == ["img1_mask.png", "img1_refined.tif"]
-    np.testing.assert_array_equal(read_image(out / "img1_refined.tif"), _expected(src / "img1.tif"))
+    np.testing.assert_array_equal(read_image(out / "img1_refined.tif"),
+                                  _expected(src / "img1.tif", CLI_METHOD))
 
 
 @pytest.mark.slow
@@ -239,7 +244,7 @@ def test_an_existing_scheduler_by_address_is_used_and_left_running(tmp_path, cap
     assert "refined 2 image(s)" in capsys.readouterr().out
     for k in range(2):
         np.testing.assert_array_equal(read_image(tmp_path / "out" / f"img{k}_refined.tif"),
-                                      _expected(src / f"img{k}.tif"))
+                                      _expected(src / f"img{k}.tif", CLI_METHOD))
 
 
 def test_folder_errors_are_readable(tmp_path, capsys):
@@ -286,7 +291,7 @@ def test_volumes_with_the_3d_unet_hessian_by_default_learned_on_request(tmp_path
     # `tubediff refine FILE --input image --volume-backbone unet3d`: the 3D U-Net's
     # probability refined with Hessian directions, or with the learned 3D head when asked
     from napari_tubediff.cli import main
-    from napari_tubediff.core.refine import RefineSettings, refine
+    from napari_tubediff.core.refine import RECOMMENDED_METHOD, RefineSettings, refine
     from napari_tubediff.data.io import read_image, write_image
     from napari_tubediff.data.synthetic import synthetic_vessels
     from napari_tubediff.models import get_backbone
@@ -295,7 +300,7 @@ def test_volumes_with_the_3d_unet_hessian_by_default_learned_on_request(tmp_path
     img = synthetic_vessels((32, 32, 32), seed=3, depth=2, width=(1.0, 2.5)).image
     write_image(tmp_path / "vol.tif", img)
     prob, feats = get_backbone("unet3d", device="cpu").predict_with_features(img)
-    hessian = refine(prob, settings=RefineSettings(steps=3))
+    hessian = refine(prob, settings=RefineSettings(steps=3, method=RECOMMENDED_METHOD))  # the CLI's default
     learned = LearnedRefiner.shipped(3, device="cpu").refine(prob, feats, steps=3)
     assert np.abs(hessian - learned).max() > 1e-3  # the two paths are told apart
     for choice, expected in (("auto", hessian), ("shipped", learned)):

@@ -201,7 +201,7 @@ def _evaluate(args) -> int:
     _set_threads(args.threads)
     methods = make_methods(names, steps=args.steps, settings=RefineSettings(), refiner=refiner)
     results = evaluate_dataset(
-        items, predict, methods, use_fov=use_fov, save_pred=args.save_pred,
+        items, predict, methods, use_fov=use_fov, save_pred=args.save_pred, gaps=args.gaps,
         progress=lambda xs: tqdm(xs, desc="evaluate", unit="image", file=sys.stderr))
     labels = {"raw": "raw (u >= 0.5)", "dti": "DTI (0.5 / 0.3)",
               "refine": f"refine ({args.steps} steps)", "human": "human (2nd vs 1st observer)",
@@ -379,7 +379,7 @@ def _segment(args) -> int:
 def _batch_options(args):
     from .batch.run import BatchOptions
 
-    return BatchOptions(input=args.input, steps=args.steps, refiner=args.refiner,
+    return BatchOptions(input=args.input, steps=args.steps, refiner=args.refiner, method=args.method,
                         volume_backbone=args.volume_backbone, chunk=args.chunk or None, device=args.device)
 
 
@@ -611,6 +611,7 @@ class _Version(argparse.Action):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .core.refine import RECOMMENDED_METHOD, REFINE_METHODS
     from .models.registry import NEEDS_FILE, available_backbones, backbone_ndims
 
     p = argparse.ArgumentParser(
@@ -664,8 +665,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "background; auto decides from each image (default)")
     e.add_argument("--methods", default="raw,dti,refine",
                    help="comma list of raw,dti,refine,hessian (hessian: refine with Hessian directions "
-                        "whatever --refiner; default raw,dti,refine)")
+                        "whatever --refiner) or a refinement method (faithful, gated, hysteresis, "
+                        "gated+hysteresis, gated+dti: Hessian directions; default raw,dti,refine)")
     e.add_argument("--steps", type=int, default=10, help="RK4 steps of the refinement (default 10)")
+    e.add_argument("--gaps", action="store_true",
+                   help="also score each method's list of bridged gaps against the truth: median length, "
+                        "precision (all and top 20) and recall of the truth's breaks")
     e.add_argument("--refiner", default="auto",
                    help="learned refiner weights, 'shipped', or 'hessian' for classical directions "
                         "(default: shipped with --backbone unet, else hessian)")
@@ -757,6 +762,10 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("--input", choices=["prob", "image"], default="prob",
                     help="prob: the files are probability maps; image: segment them first (2D: the U-Net)")
     rf.add_argument("--steps", type=int, default=10, help="RK4 steps of the diffusion")
+    rf.add_argument("--method", choices=REFINE_METHODS, default=RECOMMENDED_METHOD,
+                    help="refinement without the learned refiner (docs/results.md, 'Refinement against "
+                         "DTI'): faithful (the thesis's PDE), gated (growth only where the backbone saw "
+                         "a faint vessel), hysteresis (DTI grown only along the vessels), gated+hysteresis")
     rf.add_argument("--refiner", default="auto",
                     help="with --input image: learned refiner weights, 'shipped', 'hessian' or 'auto' "
                          "(the shipped refiner for 2D images)")

@@ -6,20 +6,29 @@ Used by ``tubediff evaluate``. The metrics are `napari_tubediff.evaluate`'s.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
+from scipy import ndimage as ndi
 
 from .core.dti import dti
+from .core.gaps import bridges
 from .core.metrics import evaluate, to_mask
-from .core.refine import RefineSettings, refine
+from .core.refine import REFINE_METHODS, RefineSettings, refine
 from .data.drive import DriveImage, index_folder
 from .data.io import read_image, to_probability, write_image
 
-__all__ = ["METHODS", "make_methods", "read_prediction", "evaluate_dataset", "format_table"]
+__all__ = ["METHODS", "make_methods", "read_prediction", "evaluate_dataset", "format_table", "score_gaps",
+           "gap_summary"]
 
-METHODS = ("raw", "dti", "refine", "hessian")
+METHODS = ("raw", "dti", "refine", "hessian", *REFINE_METHODS)
 TABLE_METRICS = ("dice", "cldice", "vca", "betti0_error", "betti1_error")
+
+
+def _by_method(prob, feats, fov, *, settings: RefineSettings) -> np.ndarray:
+    return to_mask(refine(prob, settings=settings)) & fov
 
 
 def make_methods(names: Iterable[str], steps: int = 10, settings: RefineSettings | None = None,
@@ -30,8 +39,9 @@ def make_methods(names: Iterable[str], steps: int = 10, settings: RefineSettings
     diffusion steps, with the learned ``refiner`` (a `LearnedRefiner`) when one is given
     and the backbone gave features, else with Hessian directions (``settings``);
     ``hessian``: ``steps`` diffusion steps with Hessian directions whatever the refiner
-    (to compare both in one run). The refined field is cut to the field of view before
-    thresholding. 2D and 3D alike.
+    (to compare both in one run); a name of `core.refine.REFINE_METHODS` (``faithful``,
+    ``gated+dti``, ...): that method with Hessian directions and ``steps`` steps. The
+    refined field is cut to the field of view before thresholding. 2D and 3D alike.
 
     Examples
     --------
@@ -54,6 +64,8 @@ def make_methods(names: Iterable[str], steps: int = 10, settings: RefineSettings
         "refine": refined,
         "hessian": hessian,
     }
+    for m in REFINE_METHODS:  # each refinement method by name, Hessian directions, ``steps`` steps
+        table[m] = partial(_by_method, settings=replace(s, method=m, steps=steps))
     out = {}
     for n in names:
         if n not in table:
@@ -89,7 +101,7 @@ def read_prediction(folder, item: DriveImage, index: dict | None = None) -> np.n
 
 def evaluate_dataset(items: list[DriveImage], predict: Callable[[DriveImage], np.ndarray],
                      methods: dict[str, Callable[[np.ndarray], np.ndarray]], *, use_fov: bool = False,
-                     human: bool = True, save_pred=None, progress=None) -> dict:
+                     human: bool = True, save_pred=None, progress=None, gaps: bool = False) -> dict:
     """Score every image with every method.
 
     Parameters
@@ -111,6 +123,10 @@ def evaluate_dataset(items: list[DriveImage], predict: Callable[[DriveImage], np
         Write every scored mask to ``save_pred/METHOD/IMAGE.png``.
     progress : callable, optional
         Wraps the image iterable (e.g. ``tqdm``).
+    gaps : bool
+        Also list the gaps each method bridged (`core.gaps.bridges` between the backbone's
+        mask and the method's) and score them (`score_gaps`): per image under
+        ``"gaps"``, pooled (`gap_summary`) under ``"gap_summary"``.
 
     Returns
     -------
@@ -133,6 +149,10 @@ def evaluate_dataset(items: list[DriveImage], predict: Callable[[DriveImage], np
         for name, fn in methods.items():
             mask = fn(prob, feats, image_fov)
             results[name]["images"][item.name] = evaluate(mask, truth, fov)
+            if gaps and name != "raw":
+                p0 = np.where(image_fov, prob, 0).astype(np.float32)
+                labels, found = bridges(p0, mask.astype(np.float32))
+                results[name].setdefault("gaps", {})[item.name] = score_gaps(p0, labels, found, truth)
             if save_pred is not None:
                 write_image(Path(save_pred) / name / f"{item.name}.png", mask)
         if human:
@@ -145,6 +165,8 @@ def evaluate_dataset(items: list[DriveImage], predict: Callable[[DriveImage], np
         keys = next(iter(r["images"].values())).keys() if r["images"] else []
         r["mean"] = {k: float(np.mean([v[k] for v in r["images"].values()])) for k in keys}
         r["std"] = {k: float(np.std([v[k] for v in r["images"].values()])) for k in keys}
+        if "gaps" in r:
+            r["gap_summary"] = gap_summary(list(r["gaps"].values()))
     return results
 
 
@@ -162,4 +184,91 @@ def format_table(results: dict, labels: dict[str, str] | None = None) -> str:
             else:
                 cells.append(f"{'-':>17s}")
         lines.append(f"{labels.get(name, name):34s} {len(r['images']):3d} " + " ".join(cells))
+    gap_rows = [(labels.get(n, n), r["gap_summary"]) for n, r in results.items() if "gap_summary" in r]
+    if gap_rows:
+        lines += ["", f"{'gap list':34s} {'median length':>13s} {'precision':>9s} {'top-20':>7s} "
+                  f"{'recall':>7s}"]
+        lines += [f"{n:34s} {g['median_gaps']:13.1f} {g['precision']:9.3f} {g['precision_top20']:7.3f} "
+                  f"{g['recall']:7.3f}" for n, g in gap_rows]
     return "\n".join(lines)
+
+
+def _breaks(mask: np.ndarray, truth_labels: np.ndarray, structure: np.ndarray, min_piece: int) -> int:
+    """Joins the truth makes that ``mask`` lacks: per truth component, the number of
+    ``mask`` components (of at least ``min_piece`` pixels) overlapping it, less one."""
+    comp, n = ndi.label(mask, structure=structure)
+    big = np.bincount(comp.ravel(), minlength=n + 1) >= min_piece
+    big[0] = False
+    both = big[comp] & (truth_labels > 0)
+    pairs = np.unique(np.stack([truth_labels[both], comp[both]]), axis=1)
+    return int(pairs.shape[1] - len(np.unique(pairs[0]))) if pairs.size else 0
+
+
+def score_gaps(probability, labels, gaps, truth, threshold: float = 0.5, top: int = 20,
+               min_piece: int = 10) -> dict:
+    """Score a gap list (`core.gaps.bridges`) against the ground truth.
+
+    A gap is **correct** when at least half of its pixels lie in the truth, with one pixel of
+    tolerance (the truth dilated by one pixel: observers differ by about that much), and
+    every component it joins overlaps the truth component that holds most of the gap. The
+    truth's **breaks** are the joins the mask before refinement lacks: per truth component,
+    the mask components of at least ``min_piece`` pixels overlapping it, less one (specks
+    are not vessel pieces, as in `core.gaps.bridges`). **Recall** is the fraction of the
+    breaks that the correct gaps close.
+
+    Returns
+    -------
+    dict
+        ``gaps`` (list length), ``precision``, ``precision_top`` (of the ``top`` most
+        confident), ``breaks``, ``recall`` (NaN when there is nothing to divide by).
+
+    Examples
+    --------
+    >>> p = np.zeros((5, 24), np.float32); p[2, :10] = p[2, 14:] = 0.9
+    >>> truth = p > 0; truth[2, 10:14] = True
+    >>> from napari_tubediff.core.gaps import Gap
+    >>> labels = np.zeros((5, 24), np.int32); labels[2, 10:14] = 1
+    >>> s = score_gaps(p, labels, [Gap(1, 4, (2.0, 11.5), 0.3, (1, 2))], truth)
+    >>> s["precision"], s["breaks"], s["recall"]
+    (1.0, 1, 1.0)
+    """
+    truth = np.asarray(truth, bool)
+    before = np.asarray(probability) >= threshold
+    full = ndi.generate_binary_structure(truth.ndim, truth.ndim)
+    pieces, _ = ndi.label(before, structure=full)
+    tl, _ = ndi.label(truth, structure=full)
+    near = ndi.grey_dilation(tl, footprint=full)  # truth labels with one pixel of tolerance
+    ok = []
+    for g in gaps:
+        on = labels == g.label
+        t = near[on]
+        if (t > 0).mean() < 0.5:
+            ok.append(False)
+            continue
+        home = np.bincount(t[t > 0]).argmax()
+        ok.append(all(((pieces == k) & (near == home)).any() for k in g.joins))
+    ok_arr = np.array(ok, bool)
+    breaks = _breaks(before, tl, full, min_piece)
+    good = np.isin(labels, [g.label for g, o in zip(gaps, ok, strict=True) if o])
+    closed = breaks - _breaks(before | good, tl, full, min_piece)
+    nan = float("nan")
+    return {"gaps": len(gaps),
+            "precision": float(ok_arr.mean()) if len(ok_arr) else nan,
+            "precision_top": float(ok_arr[:top].mean()) if len(ok_arr) else nan,
+            "breaks": breaks,
+            "recall": closed / breaks if breaks else nan}
+
+
+def gap_summary(per_image: list[dict]) -> dict:
+    """Pooled figures over images: median list length, precision over all listed gaps and
+    over each image's top ones (pooled), recall over all breaks."""
+    n = sum(s["gaps"] for s in per_image)
+    good = sum(s["precision"] * s["gaps"] for s in per_image if s["gaps"])
+    tops = [(s["precision_top"], min(s["gaps"], 20)) for s in per_image if s["gaps"]]
+    breaks = sum(s["breaks"] for s in per_image)
+    closed = sum(s["recall"] * s["breaks"] for s in per_image if s["breaks"])
+    return {"median_gaps": float(np.median([s["gaps"] for s in per_image])) if per_image else 0.0,
+            "precision": good / n if n else float("nan"),
+            "precision_top20": (sum(p * k for p, k in tops) / sum(k for _, k in tops)) if tops
+            else float("nan"),
+            "recall": closed / breaks if breaks else float("nan")}

@@ -190,14 +190,17 @@ def refine_chunked(prob, settings: RefineSettings | None = None, *, chunks: int 
     --------
     >>> from napari_tubediff.core.refine import refine
     >>> u = np.zeros((48, 40), np.float32); u[20:23, 3:17] = u[20:23, 22:37] = 1
-    >>> s = RefineSettings(steps=4)
+    >>> s = RefineSettings(steps=4, method="faithful")
     >>> r = refine_chunked(u, s, chunks=16).compute()
     >>> np.array_equal(r, refine(u, settings=s))
     True
     """
     import dask.array as da
 
-    s = settings or RefineSettings()
+    s = settings or RefineSettings(method="faithful")
+    if s.method != "faithful":  # the other methods are not local: blocks would change the answer
+        raise ValueError(f"refine_chunked runs the faithful PDE only, got method={s.method!r}; refine the "
+                         "whole image with core.refine.refine")
     _check_chunks(chunks)
     steps = check_steps(s.steps, "steps")
     u = _as_dask(prob, chunks)

@@ -64,6 +64,10 @@ class BatchOptions:
         Files are probability maps, or images to segment first.
     steps : int
         RK4 steps (the other settings are `RefineSettings`' defaults).
+    method : str
+        Refinement method (`core.refine.REFINE_METHODS`; ``tubediff refine`` passes its own
+        default); blocks are only for
+        ``"faithful"`` (the others are not local), so other methods refine whole images.
     refiner : str
         2D images with ``input="image"``: learned refiner weights, ``"shipped"``,
         ``"auto"`` or ``"hessian"`` (as ``tubediff refine``).
@@ -85,9 +89,10 @@ class BatchOptions:
     volume_backbone: str = "vesselness"
     chunk: int | None = 256
     device: str = "auto"
+    method: str = RefineSettings().method
 
     def settings(self) -> RefineSettings:
-        return RefineSettings(steps=self.steps)
+        return RefineSettings(steps=self.steps, method=self.method)
 
     def recorded(self) -> dict:
         """The options that shape the result, as recorded with each output. Left out: where
@@ -358,7 +363,7 @@ def _tiff_shape(path) -> tuple[int, ...] | None:
 
 def _needs_blocks(path, opts: BatchOptions) -> bool:
     shape = _tiff_shape(path)
-    if opts.chunk is None or shape is None or len(shape) not in (2, 3):
+    if opts.chunk is None or shape is None or len(shape) not in (2, 3) or opts.method != "faithful":
         return False
     if len(shape) == 3 and shape[-1] in (3, 4):  # RGB(A): segmented (or refused) whole
         return False

@@ -1,0 +1,100 @@
+"""Refinement methods (core/refine.py, core/hysteresis.py): hand-checkable arrays."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from napari_tubediff.cli import main
+from napari_tubediff.core.diffusion import diffuse
+from napari_tubediff.core.directions import estimate_directions
+from napari_tubediff.core.dti import dti
+from napari_tubediff.core.hysteresis import directional_hysteresis
+from napari_tubediff.core.refine import REFINE_METHODS, RefineSettings, refine
+from napari_tubediff.data.io import read_image, write_image
+
+
+def _along_rows(shape):
+    v = np.zeros((2, *shape), np.float32)
+    v[1] = 1
+    return v
+
+
+def test_directional_hysteresis_grows_along_v_only():
+    u = np.zeros((7, 20), np.float32)
+    u[3, :6] = 0.9                      # confident vessel
+    u[3, 6:12] = 0.4                    # its faint continuation: joins
+    u[2, 2:6] = 0.4                     # the faint rim beside it: its neighbours along v are rim
+    u[3, 14:17] = 0.4                   # faint but not reached (a 0 between)
+    m = directional_hysteresis(u, _along_rows(u.shape))
+    assert m[3, :12].all() and not m[3, 12:].any()
+    assert not m[2].any()
+    assert dti(u)[2, 2:6].all()         # DTI takes the rim
+
+
+def test_directional_hysteresis_needs_a_direction_and_valid_thresholds():
+    u = np.zeros((5, 9), np.float32)
+    u[2, :3] = 0.9
+    u[2, 3:6] = 0.4
+    np.testing.assert_array_equal(directional_hysteresis(u, np.zeros((2, 5, 9), np.float32)), u >= 0.5)
+    with pytest.raises(ValueError, match="low"):
+        directional_hysteresis(u, high=0.3, low=0.5)
+
+
+def test_unknown_method_is_refused():
+    with pytest.raises(ValueError, match="unknown refinement method 'bogus'; choose from faithful"):
+        RefineSettings(method="bogus")
+
+
+def test_faithful_is_the_plain_diffusion():
+    u = np.zeros((24, 24), np.float32)
+    u[11:13, 2:10] = u[11:13, 14:22] = 0.9
+    v = estimate_directions(u, 3.0)
+    s = RefineSettings(method="faithful", steps=5)
+    np.testing.assert_allclose(refine(u, v, s), diffuse(u, v, **s.diffusion_kwargs()), atol=1e-6)
+
+
+def test_gated_grows_where_the_backbone_saw_a_vessel_and_not_into_background():
+    u = np.zeros((24, 40), np.float32)
+    u[11:13, 2:12] = u[11:13, 16:26] = u[11:13, 30:38] = 0.9
+    u[11:13, 12:16] = 0.3               # faint evidence in the first gap, none in the second
+    v = _along_rows(u.shape)
+    s = dict(steps=30, sigma=3.0)
+    faithful = refine(u, v, method="faithful", **s)
+    gated = refine(u, v, method="gated", **s)
+    assert (gated >= u - 1e-6).all() and (gated <= faithful + 1e-6).all()
+    assert gated[11, 12:16].min() > 0.5             # the faint gap closes
+    assert gated[11, 26:30].max() < 0.1 < faithful[11, 26:30].max()   # the empty one hardly moves
+
+
+def test_gated_dti_joins_a_faint_gap_without_the_faint_rim():
+    u = np.zeros((15, 40), np.float32)
+    u[6:9, 2:18] = u[6:9, 22:38] = 0.9
+    u[7, 18:22] = 0.35                   # a faint one-pixel link
+    u[2:5, 4:14] = 0.35                  # a faint blob near the vessel, joined to it by a faint rim
+    u[5, 4:14] = 0.35
+    out = refine(u, method="gated+dti", steps=5)
+    assert (out[7, 18:22] >= 0.5).all()
+    assert (out >= u - 1e-6).all()
+    assert (out[2:6, 4:14] >= 0.5).sum() < (dti(u)[2:6, 4:14]).sum()   # less of DTI's sideways mass
+
+
+@pytest.mark.parametrize("method", REFINE_METHODS)
+def test_every_method_keeps_the_field_in_range_and_only_raises_it(method):
+    rng = np.random.default_rng(0)
+    u = rng.random((32, 32)).astype(np.float32) ** 3
+    out = refine(u, method=method, steps=3)
+    assert out.dtype == np.float32 and out.shape == u.shape
+    assert (out >= u - 1e-6).all() and (out <= 1).all()
+
+
+def test_cli_refine_method(tmp_path):
+    u = np.zeros((32, 32), np.float32)
+    u[15, 2:12] = 0.9
+    u[15, 12:20] = 0.4                   # a faint continuation along the vessel
+    u[15, 20:30] = 0.9
+    write_image(tmp_path / "p.tif", u)
+    out = str(tmp_path / "o")
+    assert main(["refine", str(tmp_path / "p.tif"), "--out", out, "--method", "hysteresis"]) == 0
+    mask = read_image(tmp_path / "o" / "p_mask.png") > 0
+    assert mask[15, 2:30].all() and mask.sum() == 28
