@@ -215,9 +215,10 @@ def test_closing_the_viewer_mid_run_cancels_quietly(make_napari_viewer, qtbot, c
     session.reset_refiner()
     try:
         with qtbot.captureExceptions() as errors:
-            diff.run_button.native.click()
             tune.train_button.native.click()
-            qtbot.waitUntil(lambda: diff._step >= 2 and tune.job.step >= 1, timeout=120000)
+            qtbot.waitUntil(lambda: tune.job.step >= 1, timeout=120000)
+            diff.run_button.native.click()
+            qtbot.waitUntil(lambda: diff._step >= 2, timeout=60000)
             gate = tune.job.worker.gate
             viewer.close()
             sent = gate._sent

@@ -277,11 +277,11 @@ class Job:
             last = self.total and self.step >= self.total  # the worker only has to end now
             if (self._one_more or self.state == PAUSED) and not last:
                 self._one_more = False
-                self._held = True
+                self._held = True  # the job stops here: show this frame now
             else:
                 self._release()
-            panel.refresh()
-            panel.request_draw()
+            # the layers and the status: at most every DRAW_INTERVAL while running
+            panel.request_draw(now=self._held)
             return
         if kind == "result":
             if self.state == RUNNING and callback is not None:
