@@ -231,3 +231,21 @@ def test_closing_the_viewer_mid_run_cancels_quietly(make_napari_viewer, qtbot, c
         assert "Traceback" not in err and "deleted" not in err, err
     finally:
         session.reset_refiner()
+
+
+def test_an_error_replaces_the_progress_in_the_status(finetune_panel, qtbot, monkeypatch):
+    _, w = finetune_panel
+    messages = []
+    monkeypatch.setattr("napari_tubediff.widgets.finetune.show_error", messages.append)
+
+    def failing(*args, on_update, **kwargs):  # two updates, then the training breaks
+        on_update(0, 0.5)
+        on_update(1, 0.4)
+        raise ValueError("the labels hold no vessel")
+
+    monkeypatch.setattr("napari_tubediff.widgets.finetune.finetune", failing)
+    w.train_button.native.click()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=30000)
+    assert w.status.value == "failed: the labels hold no vessel"
+    assert messages == ["Fine-tuning failed: the labels hold no vessel"] and w.curve.losses == [0.5, 0.4]
+    assert w.train_button.enabled and not w.cancel_button.enabled and session.source() == "shipped"
