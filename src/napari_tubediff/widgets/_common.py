@@ -51,8 +51,10 @@ SHORTCUTS = {
     "undo": "Shift-U",
 }
 
-#: Seconds between two redraws of a running job's layers: about what a screen shows, and
-#: long enough that the GUI thread stays free for the annotator between them.
+#: Seconds between two redraws of a running job's layers: about what a screen shows. A
+#: drawing that takes long (a large image) waits twice its own time before the next, so
+#: the GUI thread stays free at least two thirds of the time, for the annotator and for
+#: taking the next frame in.
 DRAW_INTERVAL = 0.05
 
 #: A job's states (`Job.state`): while its worker runs, and at the end.
@@ -359,7 +361,7 @@ class Panel(Container):
         self.alive = True
         self._jobs: set[Job] = set()
         self._listening: list = []
-        self._drawn = 0.0
+        self._next_draw = 0.0      # when the layers may be drawn again (time.monotonic)
         self._drawing = False
         self._draw_again = False
         self._timer = QTimer(self.native)
@@ -432,10 +434,10 @@ class Panel(Container):
         """Draw the newest frame taken in into the viewer's layers (subclasses)."""
 
     def request_draw(self, now: bool = False) -> None:
-        """Draw now if the last drawing is `DRAW_INTERVAL` old (or ``now``), else once when it is."""
+        """Draw now if the last drawing is old enough (`DRAW_INTERVAL`) or ``now``, else once when it is."""
         if not self.alive:
             return
-        wait = self._drawn + DRAW_INTERVAL - time.monotonic()
+        wait = self._next_draw - time.monotonic()
         if now or wait <= 0:
             self._timer.stop()
             self.draw()
@@ -449,6 +451,7 @@ class Panel(Container):
             self._draw_again = True
             return
         self._drawing = True
+        began = time.monotonic()
         try:
             again = True
             while again:
@@ -459,7 +462,8 @@ class Panel(Container):
                 again = self._draw_again
         finally:
             self._drawing = False
-            self._drawn = time.monotonic()
+            end = time.monotonic()
+            self._next_draw = end + max(DRAW_INTERVAL, 2 * (end - began))
         self.refresh()
 
 
