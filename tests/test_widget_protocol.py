@@ -202,12 +202,15 @@ def test_finetune_cancel_lands_within_one_update(finetune_panel, qtbot):
 
 
 def test_closing_the_viewer_mid_run_cancels_quietly(make_napari_viewer, qtbot, capfd):
+    """Diffusion, Fine-tune and Segment running as the viewer closes: every worker ends,
+    the training stops at once, and no exception or traceback appears."""
     viewer = make_napari_viewer()
     f = synthetic_fundus((96, 96), seed=3, n_breaks=6)
     viewer.add_image(f.image, name="photo", rgb=True)
     viewer.add_labels(f.truth.astype(np.uint8), name="curated")
     viewer.add_image(synthetic_vessels((64, 64), seed=3).probability, name="probability")
-    diff, tune = dock(viewer, "Diffusion"), dock(viewer, "Fine-tune")
+    diff, tune, seg = dock(viewer, "Diffusion"), dock(viewer, "Fine-tune"), dock(viewer, "Segment")
+    seg.image.value, seg.backbone.value = viewer.layers["photo"], "vesselness"
     diff.layer.value = viewer.layers["probability"]
     diff.steps.value = LONG
     tune.image.value, tune.labels.value = viewer.layers["photo"], viewer.layers["curated"]
@@ -220,6 +223,7 @@ def test_closing_the_viewer_mid_run_cancels_quietly(make_napari_viewer, qtbot, c
             diff.run_button.native.click()
             qtbot.waitUntil(lambda: diff._step >= 2, timeout=60000)
             gate = tune.job.worker.gate
+            seg.run_button.native.click()                            # a third worker, likely mid-run
             viewer.close()
             sent = gate._sent
             assert QThreadPool.globalInstance().waitForDone(60000)   # every worker has ended

@@ -261,10 +261,12 @@ class Job:
 
     def _handle(self, kind: str, value) -> None:
         panel = self.panel
-        if kind == "end" and self.state in (RUNNING, PAUSED) and self.worker.abort_requested:
-            # cancelled from outside the panel: napari cancels its workers as the viewer closes
+        if self.state in (RUNNING, PAUSED) and self.worker.abort_requested:
+            # quit from outside the panel: napari cancels its workers as the viewer closes,
+            # so nothing more is drawn into it (the panel's Cancel and Reset say so first)
             self.state = CANCELLED
             self._detached = True
+            panel.close_quietly()
         if self._detached or not panel.alive:
             if kind == "end":
                 panel._jobs.discard(self)
@@ -378,7 +380,14 @@ class Panel(Container):
                 emitter.disconnect(callback)
             listening.clear()
 
+        self._gone = gone
         self.native.destroyed.connect(gone)
+
+    def close_quietly(self) -> None:
+        """The viewer is closing: cancel every job, draw nothing more, stop listening."""
+        if self.alive:
+            self._timer.stop()
+            self._gone()
 
     @property
     def _worker(self):
