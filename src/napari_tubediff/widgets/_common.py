@@ -166,16 +166,17 @@ class Job:
 
     `state`: running, paused (Pause; Step lets one more frame through and stays paused),
     cancelling (after Cancel, until the worker has stopped), then done, cancelled or
-    failed. ``note`` is what the job does before its first frame.
+    failed. ``step`` counts from where the job starts to ``total``; ``note`` is what the
+    job does before its first frame.
     """
 
-    def __init__(self, panel: Panel, func: Callable, *args, total: int = 0, desc: str = "", note: str = "",
-                 on_frame=None, on_result=None, on_error=None, on_end=None, **kwargs):
+    def __init__(self, panel: Panel, func: Callable, *args, step: int = 0, total: int = 0, desc: str = "",
+                 note: str = "", on_frame=None, on_result=None, on_error=None, on_end=None, **kwargs):
         import inspect
 
         self.panel = panel
         self.state = RUNNING
-        self.step = 0
+        self.step = int(step)
         self.total = int(total)
         self.frames = 0
         self.note = note

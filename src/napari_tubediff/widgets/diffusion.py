@@ -269,11 +269,9 @@ class DiffusionWidget(Panel):
         feats = self._source.metadata.get("features") if self._directions is None else None
         target = self._step + steps
         note = "estimating directions..." if self._directions is None else ""
-        job = self.start(_diffusion_job, self._field, self._directions, self._settings(), start=self._step,
-                         steps=steps, every=every, features=feats, total=target, desc="diffusion", note=note,
-                         on_frame=self._on_frame, on_error=self._on_error, on_end=self._on_end)
-        job.step = self._step
-        self.refresh()
+        self.start(_diffusion_job, self._field, self._directions, self._settings(), start=self._step,
+                   steps=steps, every=every, features=feats, step=self._step, total=target, desc="diffusion",
+                   note=note, on_frame=self._on_frame, on_error=self._on_error, on_end=self._on_end)
 
     # -- showing the state (GUI thread) -------------------------------------------
     def show_controls(self):
