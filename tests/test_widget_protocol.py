@@ -150,6 +150,25 @@ def test_reset_during_a_run_acts_at_once(panel, qtbot):
     assert w.status.value == "reset to the probability (step 0)"
 
 
+def test_back_to_a_snapshot_while_paused_drops_the_run(panel, qtbot, monkeypatch):
+    viewer, w, computed = panel
+    messages = []
+    monkeypatch.setattr("napari_tubediff.widgets.diffusion.show_error", messages.append)
+    job = running(qtbot, w, steps=4)
+    w.restore_button.native.click()                          # not while running ...
+    assert "Pause or cancel" in messages[-1] and job.active
+    w.pause_button.native.click()
+    qtbot.waitUntil(lambda: job._held, timeout=10000)
+    viewer.dims.set_current_step(0, 2)                       # ... but paused: the slider's snapshot
+    step = w._history.steps[2]
+    w.restore_button.native.click()
+    assert w._step == step and w._history.steps[-1] == step and w.status.value == f"back at step {step}"
+    assert w.run_button.enabled and not w.pause_button.enabled
+    qtbot.waitUntil(lambda: not w._jobs, timeout=10000)
+    assert w._step == step and w.status.value == f"back at step {step}"   # nothing of the run came back
+    np.testing.assert_array_equal(viewer.layers[REFINED].data, w._history.stack()[-1])
+
+
 def test_events_are_handled_one_at_a_time(panel, qtbot):
     """napari's progress bar processes Qt events while it draws: the end of the run is
     delivered inside a drawing, and the status still ends right."""
