@@ -8,6 +8,7 @@ inside a handler; closing the viewer mid-run cancels every worker and prints not
 The assertions count steps, never seconds.
 """
 
+import threading
 import time
 
 import numpy as np
@@ -40,15 +41,30 @@ def panel(make_napari_viewer, monkeypatch):
     viewer.add_image(synthetic_vessels((64, 64), seed=3).probability, name="probability")
     computed = [0]
     real = diffusion.iter_diffusion
+    busy, lock = [0, 0], threading.Lock()  # runs computing now, the most at once
 
     def counting(*args, **kwargs):
-        for step, field in real(*args, **kwargs):
+        steps = real(*args, **kwargs)
+        while True:
+            with lock:
+                busy[0] += 1
+                busy[1] = max(busy)
+            try:
+                time.sleep(w.step_seconds)         # a slow step, when a test asks for one
+                step, field = next(steps)
+            except StopIteration:
+                return
+            finally:
+                with lock:
+                    busy[0] -= 1
             computed.append(step)
             yield step, field
 
     monkeypatch.setattr(diffusion, "iter_diffusion", counting)
     w = dock(viewer, "Diffusion")
     w.steps.value = LONG
+    w.most_at_once = lambda: busy[1]
+    w.step_seconds = 0.0
     return viewer, w, computed
 
 
@@ -148,6 +164,22 @@ def test_reset_during_a_run_acts_at_once(panel, qtbot):
     assert w._step == 0 and w._history.steps == [0] and max(computed) <= shown + 1
     np.testing.assert_array_equal(viewer.layers[REFINED].data, prob)  # ... and nothing of it came back
     assert w.status.value == "reset to the probability (step 0)"
+
+
+def test_run_at_once_after_reset_waits_for_the_dropped_run(panel, qtbot, request):
+    viewer, w, computed = panel
+    w.step_seconds = 0.3                                      # so Reset lands inside a step
+    pool = QThreadPool.globalInstance()
+    threads = pool.maxThreadCount()
+    pool.setMaxThreadCount(max(threads, 4))                   # as on a machine with more cores
+    request.addfinalizer(lambda: pool.setMaxThreadCount(threads))
+    running(qtbot, w)
+    w.reset_button.native.click()
+    w.step_seconds, w.steps.value = 0.0, 5                   # the dropped worker is still in its step
+    w.run_button.native.click()
+    qtbot.waitUntil(lambda: not w._jobs, timeout=30000)
+    assert w.job.state == DONE and w._step == 5 and w._history.steps == [0, 1, 2, 3, 4, 5]
+    assert w.most_at_once() == 1                             # the two runs never computed together
 
 
 def test_back_to_a_snapshot_while_paused_drops_the_run(panel, qtbot, monkeypatch):

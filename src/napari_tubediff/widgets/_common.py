@@ -34,6 +34,7 @@ import time
 import warnings
 from collections import deque
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import napari
 import numpy as np
@@ -117,23 +118,28 @@ class SteppedWorker(GeneratorWorker):
     """napari's generator worker in lock-step with its panel: each yielded value passes a `Gate`.
 
     napari's own pause (a polling loop that emits ``paused`` whenever the worker gets
-    there) is not used: a panel pauses a job by not releasing the gate.
+    there) is not used: a panel pauses a job by not releasing the gate. ``serial``
+    (a lock, optional) is held while the worker computes: a new run of a panel waits
+    for the one just dropped (Reset) to stop at its next frame, so two never compute
+    at once (numba's workqueue threading layer aborts the process on concurrent calls).
     """
 
     def __init__(self, func, *args, **kwargs):
         super().__init__(func, *args, **kwargs)
         self.gate = Gate()
+        self.serial = None
 
     def work(self):
-        while not (self.abort_requested or self.gate.cancelled):
-            try:
-                value = self._gen.send(None)
-            except StopIteration as stop:
-                return stop.value
-            if not self.gate.post(value):
-                break
-        self._gen.close()
-        return None
+        with self.serial or nullcontext():
+            while not (self.abort_requested or self.gate.cancelled):
+                try:
+                    value = self._gen.send(None)
+                except StopIteration as stop:
+                    return stop.value
+                if not self.gate.post(value):
+                    break
+            self._gen.close()
+            return None
 
     def quit(self) -> None:
         """Cancel: also wakes a worker waiting at its gate (napari calls this when the viewer closes)."""
@@ -148,6 +154,13 @@ class GatedFunctionWorker(FunctionWorker):
         super().__init__(func, *args, **kwargs)
         self.gate = Gate()
         self._kwargs["gate"] = self.gate
+        self.serial = None
+
+    def work(self):
+        with self.serial or nullcontext():  # as in SteppedWorker
+            if self.abort_requested:
+                return None
+            return super().work()
 
     def quit(self) -> None:
         super().quit()
@@ -196,6 +209,7 @@ class Job:
         self.worker = create_worker(func, *args, _worker_class=cls, _ignore_errors=True, **kwargs)
         gate = getattr(self.worker, "gate", None)
         if gate is not None:
+            self.worker.serial = panel._serial
             gate.posted.connect(lambda v: self._push("frame", v))
         self.worker.returned.connect(lambda v: self._push("result", v))
         self.worker.errored.connect(lambda e: self._push("error", e))
@@ -363,6 +377,7 @@ class Panel(Container):
         self.unit = "step"         # what a job's frame is called in the status
         self.alive = True
         self._jobs: set[Job] = set()
+        self._serial = threading.Lock()  # held by a stepped job's worker while it computes
         self._listening: list = []
         self._next_draw = 0.0      # when the layers may be drawn again (time.monotonic)
         self._drawing = False
