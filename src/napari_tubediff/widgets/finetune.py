@@ -127,7 +127,8 @@ class FinetuneWidget(Panel):
                      self.load_button, self.reset_button, self.status, self.scores])
         self.curve = LossCurve()
         self.native.layout().addWidget(self.curve)
-        follow_layers(viewer, self.image, self.labels, self.region, self.fov)
+        follow_layers(viewer, self.image, self.region, self.fov)
+        follow_layers(viewer, self.labels, prefer="curated")  # the Accept panel's layer, not the truth
         self.train_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.save_button.changed.connect(self._save_clicked)
