@@ -53,9 +53,9 @@ SHORTCUTS = {
 }
 
 #: Seconds between two redraws of a running job's layers: about what a screen shows. A
-#: drawing that takes long (a large image) waits twice its own time before the next, so
-#: the GUI thread stays free at least two thirds of the time, for the annotator and for
-#: taking the next frame in.
+#: drawing that takes long (a large image, a slow repaint of the canvas) waits twice its
+#: own time before the next, so the GUI thread stays free at least two thirds of the
+#: time, for the annotator and for taking the next frame in.
 DRAW_INTERVAL = 0.05
 
 #: A job's states (`Job.state`): while its worker runs, and at the end.
@@ -380,6 +380,8 @@ class Panel(Container):
         self._serial = threading.Lock()  # held by a stepped job's worker while it computes
         self._listening: list = []
         self._next_draw = 0.0      # when the layers may be drawn again (time.monotonic)
+        self._settling = False     # a drawing is being painted (see _settled)
+        self._pending = False      # ... and another was asked for meanwhile
         self._drawing = False
         self._draw_again = False
         self._timer = QTimer(self.native)
@@ -462,6 +464,9 @@ class Panel(Container):
         """Draw now if the last drawing is old enough (`DRAW_INTERVAL`) or ``now``, else once when it is."""
         if not self.alive:
             return
+        if not now and self._settling:  # the last drawing is still being painted
+            self._pending = True
+            return
         wait = self._next_draw - time.monotonic()
         if now or wait <= 0:
             self._timer.stop()
@@ -487,9 +492,22 @@ class Panel(Container):
                 again = self._draw_again
         finally:
             self._drawing = False
-            end = time.monotonic()
-            self._next_draw = end + max(DRAW_INTERVAL, 2 * (end - began))
+        if not self._settling:
+            # the canvas repaints in the event loop after this: a zero timer fires once it has
+            self._settling, self._began = True, began
+            QTimer.singleShot(0, self._settled)
         self.refresh()
+
+    def _settled(self) -> None:
+        """The event loop is back after a drawing: the next one waits twice what this one cost."""
+        self._settling = False
+        if not self.alive:
+            return
+        end = time.monotonic()
+        self._next_draw = end + max(DRAW_INTERVAL, 2 * (end - self._began))
+        if self._pending:
+            self._pending = False
+            self.request_draw()
 
 
 
