@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton
-from napari.qt.threading import create_worker
+from magicgui.widgets import ComboBox, FloatSpinBox, Label, PushButton
 from napari.utils.notifications import show_error
 
 from ..io_hooks import prefer_tubediff_readers
 from ..models import registry, session
 from ..models.classical import POLARITIES, VESSEL_FRACTION
 from ..models.registry import available_backbones, get_backbone
-from ._common import follow_layers, layers_of, put_image, spatial_ndim
+from ._common import Panel, follow_layers, layers_of, put_image, spatial_ndim
 
 PROBABILITY = "probability"
 
@@ -82,13 +81,11 @@ def _segment_job(name: str, image: np.ndarray, fov: np.ndarray | None, polarity:
     return prob, feats, getattr(backbone, "last_polarity", polarity)
 
 
-class SegmentWidget(Container):
+class SegmentWidget(Panel):
     """Dock widget: choose an image and a backbone, press Segment."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
-        self._viewer = viewer
-        self._worker = None
+        super().__init__(viewer)
         self.image = ComboBox(label="image", choices=lambda _w: layers_of(viewer, napari.layers.Image),
                               tooltip="grey (2D or 3D) or RGB; RGB images are read through the green channel")
         self.fov = ComboBox(label="field of view", nullable=True, value=None,
@@ -139,7 +136,7 @@ class SegmentWidget(Container):
         if name is not None and name != self.backbone.value:
             self.backbone.value = name
             kind = "a volume" if nd == 3 else "a 2D image"
-            self.status.value = f"'{self.image.value.name}' is {kind}: backbone set to {name}"
+            self.say(f"'{self.image.value.name}' is {kind}: backbone set to {name}")
 
     def _inputs(self):
         layer = self.image.value
@@ -174,7 +171,7 @@ class SegmentWidget(Container):
         return layer, image, fov
 
     def run(self, *_):
-        if self._worker is not None:
+        if self.busy:
             return
         inputs = self._inputs()
         if inputs is None:
@@ -183,28 +180,20 @@ class SegmentWidget(Container):
         name = self.backbone.value
         options = {"vessel_fraction": self.fraction.value} if name in ND_BACKBONES else {}
         self._source = layer
-        self._worker = create_worker(_segment_job, name, image, fov, self.polarity.value, **options,
-                                     _ignore_errors=True,
-                                     _progress={"desc": f"segmenting '{layer.name}' ({name})"})
-        self._worker.returned.connect(self._on_result)
-        self._worker.errored.connect(lambda e: show_error(f"Segmentation failed: {e}"))
-        self._worker.finished.connect(self._on_finished)
-        self.run_button.enabled = False
-        self.status.value = f"segmenting with {name}..."
-        self._worker.start()
+        self.start(_segment_job, name, image, fov, self.polarity.value, **options,
+                   desc=f"segmenting '{layer.name}' ({name})",
+                   note=f"segmenting with {name}...", on_result=self._on_result,
+                   on_error=lambda _job, e: show_error(f"Segmentation failed: {e}"))
 
-    def _on_result(self, result):
+    def show_controls(self):
+        self.run_button.enabled = not self.busy
+
+    def _on_result(self, _job, result):
         prob, feats, polarity = result
         layer = put_image(self._viewer, PROBABILITY, prob, like=self._source, colormap="magma",
                           contrast_limits=(0.0, 1.0), blending="additive")
         # the learned direction head reads these (Directions and Diffusion panels)
         layer.metadata["features"] = feats
         layer.metadata["backbone"] = self.backbone.value
-        self.status.value = (f"probability: {float((prob >= 0.5).mean()):.1%} of pixels >= 0.5; "
-                             f"vessels taken as {polarity}")
-
-    def _on_finished(self):
-        self._worker = None
-        self.run_button.enabled = True
-        if self.status.value.startswith("segmenting"):
-            self.status.value = "failed"
+        self.done_text = (f"probability: {float((prob >= 0.5).mean()):.1%} of pixels >= 0.5; "
+                          f"vessels taken as {polarity}")
