@@ -484,7 +484,8 @@ def _gui(args) -> int:
     viewer = napari.Viewer(title="napari-tubediff")
     if not args.no_sample:
         viewer.open_sample("napari-tubediff", "synthetic")
-    viewer.window.add_plugin_dock_widget("napari-tubediff", "Diffusion")
+    # the whole loop in one dock, step by step (the separate panels are under Plugins)
+    viewer.window.add_plugin_dock_widget("napari-tubediff", "Curate vessels")
     if args.screenshot:
         from qtpy.QtWidgets import QApplication
 

@@ -26,6 +26,7 @@ from qtpy.QtWidgets import QFileDialog, QSizePolicy, QWidget
 from ..models import session
 from ..training.finetune import FinetuneConfig, finetune
 from ._common import CANCELLED, RUNNING, Panel, follow_layers, layers_of
+from .segment import follow_fov
 
 
 class LossCurve(QWidget):
@@ -128,6 +129,7 @@ class FinetuneWidget(Panel):
         self.curve = LossCurve()
         self.native.layout().addWidget(self.curve)
         follow_layers(viewer, self.image, self.region, self.fov)
+        follow_fov(self, viewer, self.fov)  # a DRIVE *_mask, a "fov" layer
         follow_layers(viewer, self.labels, prefer="curated")  # the Accept panel's layer, not the truth
         self.train_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)

@@ -21,6 +21,7 @@ from ..core.metrics import count_components
 from ..core.scoring import prediction_mask, rows_to_csv, score_predictions
 from ..data.io import atomic_write_text
 from ._common import Panel, follow_layers, layers_of
+from .segment import follow_fov
 
 COLUMNS = {"name": "layer", "dice": "Dice", "cldice": "clDice", "vca": "VCA", "vca_fov": "VCA (FOV)",
            "components": "components", "betti0_error": "Betti 0 err", "betti1_error": "Betti 1 err",
@@ -69,7 +70,8 @@ class MetricsWidget(Panel):
         self.extend([self.export_button, self.status])
         follow_layers(viewer, self.predictions)
         follow_layers(viewer, self.truth, prefer="truth")
-        follow_layers(viewer, self.fov, prefer="fov")
+        follow_layers(viewer, self.fov)
+        follow_fov(self, viewer, self.fov)  # a DRIVE *_mask, a "fov" layer
         self.run_button.changed.connect(self.run)
         self.export_button.changed.connect(self._export_dialog)
 

@@ -81,6 +81,43 @@ def _segment_job(name: str, image: np.ndarray, fov: np.ndarray | None, polarity:
     return prob, feats, getattr(backbone, "last_polarity", polarity)
 
 
+#: Words in a layer's name that say it is a vessel map, not a field of view, even when it
+#: ends in "mask" (the CLI's ``NAME_mask.png`` is a refined vessel mask).
+_NOT_FOV = ("refined", "curated", "bridged", "vessel", "manual", "truth", "prob", "label")
+
+
+def fov_like(name: str) -> bool:
+    """Whether a layer named ``name`` looks like a field-of-view mask.
+
+    DRIVE's ``21_training_mask``, HRF's ``01_dr_mask``, ``mask``, anything with "fov";
+    not ``refined_mask`` or ``curated``.
+
+    >>> [fov_like(n) for n in ("21_training_mask", "synthetic fov", "mask", "refined_mask", "curated")]
+    [True, True, True, False, False]
+    """
+    n = name.lower()
+    if "fov" in n or "field of view" in n:
+        return True
+    if any(word in n for word in _NOT_FOV):
+        return False
+    return n == "mask" or n.endswith(("_mask", " mask", "-mask"))
+
+
+def follow_fov(panel: Panel, viewer, combo: ComboBox) -> None:
+    """Offer a mask or FOV layer as ``combo``'s field of view: the newest one now (if the
+    combo is empty), and each one added later. Any other choice is the user's to make."""
+
+    def pick(layers):
+        combo.reset_choices()
+        named = [lay for lay in layers if fov_like(lay.name) and lay in combo.choices]
+        if named:
+            combo.value = named[-1]
+
+    if combo.value is None:
+        pick(list(viewer.layers))
+    panel.listen(viewer.layers.events.inserted, lambda e: pick([e.value]))
+
+
 class SegmentWidget(Panel):
     """Dock widget: choose an image and a backbone, press Segment."""
 
@@ -115,6 +152,7 @@ class SegmentWidget(Panel):
         prefer_tubediff_readers()
         self._nd = 2
         follow_layers(viewer, self.image, self.fov)
+        follow_fov(self, viewer, self.fov)  # a DRIVE *_mask, a "fov" layer
         self.run_button.changed.connect(self.run)
         self.image.changed.connect(self._fit_backbone)
         self.backbone.changed.connect(self._show_options)
