@@ -102,6 +102,10 @@ def main(argv=None) -> int:
     ap.add_argument("--updates", type=int, default=5, help="fine-tuning updates (default 5)")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per stage at most")
     ap.add_argument("--json", help="also write the figures to this JSON file")
+    ap.add_argument("--profile", action="append", default=[], metavar="STAGE",
+                    choices=["segment", "directions", "diffusion", "fine-tune"],
+                    help="print where the GUI thread spends its time during STAGE (cProfile, by own "
+                         "time; repeatable)")
     args = ap.parse_args(argv)
 
     import napari
@@ -122,9 +126,21 @@ def main(argv=None) -> int:
 
     def stage(label, step, panel, press):
         dock.show_step(step)
+        prof = None
+        if step in args.profile:
+            import cProfile
+
+            prof = cProfile.Profile()  # the GUI thread only: the worker thread is not profiled
+            prof.enable()
         press()
         intervals, wall = probe.run_until(lambda: not panel.busy, args.timeout)
+        if prof is not None:
+            import pstats
+
+            prof.disable()
+            pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
         rows[label] = figures(intervals, wall)
+        rows[label]["intervals_ms"] = [round(x, 1) for x in intervals]  # for a closer look (--json)
         rows[label]["status"] = panel.status.value
         r = rows[label]
         print(f"{label:<22} {r['wall_s']:>7.1f} {r['median_ms']:>8.1f} {r['p99_ms']:>8.1f} "
