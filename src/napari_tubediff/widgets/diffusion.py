@@ -30,7 +30,7 @@ from typing import NamedTuple
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton, SpinBox
 from napari.utils.notifications import show_error, show_info
 
 from ..core.diffusion import iter_diffusion, plan_substeps
@@ -67,10 +67,13 @@ class Frame(NamedTuple):
 SNAPSHOT_BYTES = 256 * 2**20
 
 
-#: How the refined field and its history are drawn for a 2D image: the history, on top,
-#: shows the snapshot under the time slider.
-PLANE_LOOK = {"colormap": "viridis", "blending": "additive"}
-PLANE_HISTORY_LOOK = {"colormap": "viridis", "blending": "translucent"}
+#: How the refined field and its history are drawn for a 2D image: the history shows the
+#: snapshot under the time slider in green *added* to what is below (the photograph and
+#: the probability in magma), so the image stays visible and what the diffusion bridged
+#: shows green; the refined layer (the same field as the newest snapshot) is hidden
+#: rather than added twice. "show refined" toggles the history: before / after.
+PLANE_LOOK = {"colormap": "green", "blending": "additive", "visible": False}
+PLANE_HISTORY_LOOK = {"colormap": "green", "blending": "additive", "opacity": 0.8}
 #: ... and for a volume, in the 3D view as plane by plane: a maximum intensity projection
 #: in a colour map from black, added to the probability (magma), so what the diffusion
 #: bridged shows green. An opaque volume on top would hide the rest, so the history is
@@ -141,18 +144,22 @@ class DiffusionWidget(Panel):
         self.scrub = Label(value="")
         self.memory = Label(value="")
         self.keys = Label(value=f"Keys: {SHORTCUTS['step']} step (pauses a run first)")
+        self.after = CheckBox(text="show refined (off: before)", value=True,
+                              tooltip="the refined history over the image: on, after the diffusion; "
+                                      "off, the probability before it")
         follow_layers(viewer, self.layer, prefer="probab")
         self.view3d = view_toggle(viewer, self.layer)
         self.extend([self.layer, self.sigma, self.lambda_par, self.lambda_perp, self.dt, self.steps,
                      self.every, self.order, self.max_snapshots, self.run_button, self.pause_button,
                      self.step_button, self.restore_button, self.reset_button, self.cancel_button,
-                     self.view3d, self.status, self.scrub, self.memory, self.keys])
+                     self.view3d, self.after, self.status, self.scrub, self.memory, self.keys])
         self.run_button.changed.connect(self.run)
         self.pause_button.changed.connect(self.toggle_pause)
         self.step_button.changed.connect(self.step)
         self.restore_button.changed.connect(self.restore)
         self.reset_button.changed.connect(self.reset)
         self.cancel_button.changed.connect(self.cancel)
+        self.after.changed.connect(self._show_after)
         for w in (self.dt, self.lambda_par, self.lambda_perp, self.order):
             w.changed.connect(self._show_substeps)
         self.layer.changed.connect(self._show_substeps)
@@ -293,10 +300,18 @@ class DiffusionWidget(Panel):
             PLANE_LOOK, PLANE_HISTORY_LOOK)
         put_image(self._viewer, REFINED, self._field, like=src, contrast_limits=(0, 1), **look)
         put_image(self._viewer, HISTORY, self._history.stack(), like=src, contrast_limits=(0, 1),
-                  **history_look)
+                  **{**history_look, "visible": self.after.value})
+        labels = list(self._viewer.dims.axis_labels)
+        if labels and labels[0] != "step":  # the time axis: its slider is read with the scrub line
+            self._viewer.dims.axis_labels = ["step", *labels[1:]]
         if follow:
             self._viewer.dims.set_current_step(0, len(self._history) - 1)
         self._show_scrub()
+
+    def _show_after(self, on: bool):
+        """Before / after: show or hide the refined history over the image."""
+        if HISTORY in self._viewer.layers:
+            self._viewer.layers[HISTORY].visible = on
 
     def _show_scrub(self, *_):
         if self._history is None or not len(self._history) or HISTORY not in self._viewer.layers:

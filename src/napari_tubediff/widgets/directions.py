@@ -2,8 +2,9 @@
 
 Directions come from `models.refiner.vessel_directions`: the learned direction head
 on the backbone's features when the probability layer carries them (U-Net), else the
-Hessian eigenvectors of the probability field. They are drawn on a grid of vessel pixels
-(``probability >= threshold``) by `core.directions.sample_vectors`. Changing the grid
+Hessian eigenvectors of the probability field. They are drawn one per grid cell, at its
+most probable vessel pixel (``probability >= threshold``), by `core.directions.sample_vectors`,
+so thin vessels, which rarely cross a grid pixel, get vectors too. Changing the grid
 step or the length redraws at once from the directions already computed.
 
 Colours: in 2D the angle in the image plane (a cyclic colour map over 0-180 degrees);
@@ -101,7 +102,7 @@ class DirectionsWidget(Panel):
             return
         _, u, v = self._cache
         vectors = sample_vectors(v, u >= self.threshold.value, self.step.value, self.length.value,
-                                 inside=True)
+                                 inside=True, weights=u)
         angles = vector_angles(vectors) if len(vectors) else np.zeros(0, np.float32)
         if u.ndim == 3:
             # colour by 3D orientation; the angles stay in the features for a colour map by hand
