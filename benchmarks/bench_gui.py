@@ -101,6 +101,9 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=200, help="diffusion steps (default 200)")
     ap.add_argument("--updates", type=int, default=5, help="fine-tuning updates (default 5)")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per stage at most")
+    ap.add_argument("--stages", default="segment,directions,diffusion,fine-tune",
+                    help="comma list of the stages to run (Segment always runs: the others need its "
+                         "probability)")
     ap.add_argument("--json", help="also write the figures to this JSON file")
     ap.add_argument("--profile", action="append", default=[], metavar="STAGE",
                     choices=["segment", "directions", "diffusion", "fine-tune"],
@@ -124,7 +127,11 @@ def main(argv=None) -> int:
     probe = Probe()
     rows = {}
 
+    stages = set(args.stages.split(",")) | {"segment"}
+
     def stage(label, step, panel, press):
+        if step not in stages:
+            return
         dock.show_step(step)
         prof = None
         if step in args.profile:
