@@ -8,8 +8,8 @@ yielded field into two layers:
   Bridged gaps and Accept panels use;
 * ``refined history`` (Image, shape ``(T, *spatial)``): snapshots on a leading time axis,
   so the dims slider scrubs back through the run. At most ``snapshots kept`` of them are
-  stored (and at most 256 MiB, `SNAPSHOT_BYTES`); when full, every second one is dropped
-  (`core.history.SnapshotHistory`), so they always span the run from step 0.
+  stored (and at most 256 MiB, `SNAPSHOT_BYTES`), evenly spaced from step 0 plus the newest
+  (`core.history.SnapshotHistory`), so they always span the run and early steps stay reachable.
 
 Volumes (planes, rows, cols) work the same way: the time axis comes first, the "3D
 view" box renders the field in napari's 3D view (maximum intensity projection) as it
