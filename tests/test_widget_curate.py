@@ -51,9 +51,11 @@ def test_one_dock_has_the_loop_in_order_and_fits_a_1080_pixel_screen(make_napari
     qtbot.waitUntil(lambda: not d.busy, timeout=60000)
     assert d.status.value == "step 5 / 5"
 
-    # the refined field over the image, not hiding it: added in green, with a before/after box
+    # the refined field over the image, not hiding it: a green transparent where the field is
+    # low (alpha 0 at 0, opaque at 1), with a before/after box
     hist, refined = viewer.layers["refined history"], viewer.layers["refined"]
-    assert hist.blending == "additive" and hist.visible and not refined.visible
+    alpha = hist.colormap.map(np.array([0.0, 1.0]))[:, 3]
+    assert alpha.tolist() == [0.0, 1.0] and hist.visible and not refined.visible
     assert viewer.layers["synthetic image"].visible
     assert viewer.dims.axis_labels[0] == "step" and d.scrub.value.endswith("= step 5")
     d.after.value = False                              # before: the probability shows

@@ -31,6 +31,7 @@ from typing import NamedTuple
 import napari
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton, SpinBox
+from napari.utils.colormaps import Colormap
 from napari.utils.notifications import show_error, show_info
 
 from ..core.diffusion import iter_diffusion, plan_substeps
@@ -68,12 +69,14 @@ SNAPSHOT_BYTES = 256 * 2**20
 
 
 #: How the refined field and its history are drawn for a 2D image: the history shows the
-#: snapshot under the time slider in green *added* to what is below (the photograph and
-#: the probability in magma), so the image stays visible and what the diffusion bridged
-#: shows green; the refined layer (the same field as the newest snapshot) is hidden
-#: rather than added twice. "show refined" toggles the history: before / after.
+#: snapshot under the time slider in a green that is transparent where the field is low,
+#: so the photograph and the probability (magma) stay visible around and under the
+#: vessels, and what the diffusion bridged shows green over the dark gap. The refined
+#: layer (the same field as the newest snapshot) is hidden rather than drawn twice.
+#: "show refined" toggles the history: before / after.
+CLEAR_GREEN = Colormap([[0.0, 1.0, 0.3, 0.0], [0.0, 1.0, 0.3, 1.0]], name="transparent green")
 PLANE_LOOK = {"colormap": "green", "blending": "additive", "visible": False}
-PLANE_HISTORY_LOOK = {"colormap": "green", "blending": "additive", "opacity": 0.8}
+PLANE_HISTORY_LOOK = {"colormap": CLEAR_GREEN, "blending": "translucent", "opacity": 0.7}
 #: ... and for a volume, in the 3D view as plane by plane: a maximum intensity projection
 #: in a colour map from black, added to the probability (magma), so what the diffusion
 #: bridged shows green. An opaque volume on top would hide the rest, so the history is
