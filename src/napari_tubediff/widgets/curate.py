@@ -45,6 +45,9 @@ class _Page(QScrollArea):
         self.setWidgetResizable(True)
         self.setFrameShape(QScrollArea.Shape.NoFrame)
         self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        layout = panel.native.layout()
+        if hasattr(layout, "addStretch"):
+            layout.addStretch(1)  # the controls stay together at the top of a tall tab
         self.setWidget(panel.native)
 
     def sizeHint(self) -> QSize:
