@@ -756,7 +756,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.set_defaults(func=_finetune)
 
     g = sub.add_parser("gui", help="open napari with the plugin docked and its sample data",
-                       description="Open napari with the Curate vessels dock (the loop's seven steps on tabs) on the synthetic sample.")
+                       description="Open napari with the Curate vessels dock (the loop's seven steps "
+                                   "on tabs) on the synthetic sample.")
     g.add_argument("--no-sample", action="store_true", help="do not open the sample data")
     g.add_argument("--screenshot", help=argparse.SUPPRESS)
     g.set_defaults(func=_gui)
