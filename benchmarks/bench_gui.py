@@ -4,6 +4,7 @@ Run from the repository root, under a display (a real one, or Xvfb):
 
     xvfb-run -a python benchmarks/bench_gui.py                 # DRIVE 21_training if present
     xvfb-run -a python benchmarks/bench_gui.py --steps 200 --updates 5 --json out.json
+    xvfb-run -a python benchmarks/bench_gui.py --stages diffusion --profile diffusion
 
 A QTimer fires every 10 ms in napari's event loop and records when it actually fires. While
 a stage runs, its work is in a worker thread and the event loop only takes its frames in
