@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import napari
 from qtpy.QtCore import QSize, Qt
-from qtpy.QtWidgets import QScrollArea, QTabWidget, QVBoxLayout, QWidget
+from qtpy.QtWidgets import QLabel, QScrollArea, QTabWidget, QVBoxLayout, QWidget
 
 from .accept import AcceptWidget
 from .diffusion import DiffusionWidget
@@ -44,7 +44,11 @@ class _Page(QScrollArea):
         super().__init__()
         self.setWidgetResizable(True)
         self.setFrameShape(QScrollArea.Shape.NoFrame)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        # long status lines wrap rather than widen the panel beyond the dock (and so
+        # scroll the controls' names out of sight); a scroll bar if it is still wider
+        for label in panel.native.findChildren(QLabel):
+            label.setWordWrap(True)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         layout = panel.native.layout()
         if hasattr(layout, "addStretch"):
             layout.addStretch(1)  # the controls stay together at the top of a tall tab
