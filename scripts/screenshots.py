@@ -1,6 +1,11 @@
 """Regenerate the user guide's screenshots (docs/images/*.png) from the real plugin.
 
     xvfb-run -a python scripts/screenshots.py [--out docs/images] [--only 3d]
+    xvfb-run -a python scripts/screenshots.py --dock --only 2d   # the "Curate vessels" dock
+
+With ``--dock`` every stage is shown on its tab of the one "Curate vessels" dock (the
+window is 1000 pixels high, as on a 1080-pixel screen) and the files are named
+``dock_*.png``; without it, each stage's own panel is docked alone.
 
 Each stage of the annotator's loop is driven through the panels' own buttons, as in the
 GUI tests, and the whole window is captured (``viewer.screenshot(canvas_only=False)``).
@@ -38,13 +43,23 @@ def wait(widget, timeout: float = 300.0) -> None:
     settle()
 
 
+#: The Curate dock's step of each panel's dock name.
+STEP = {"Bridged gaps": "gaps"}
+
+
 class Shooter:
-    def __init__(self, viewer, out: Path):
+    def __init__(self, viewer, out: Path, dock: bool = False):
         self.viewer, self.out = viewer, out
         self.docks = {}
+        self.curate = viewer.window.add_plugin_dock_widget(PLUGIN, "Curate vessels")[1] if dock else None
 
     def panel(self, name):
-        """Dock ``name`` and show only it on the right."""
+        """Dock ``name`` and show only it on the right (or its tab of the Curate dock)."""
+        if self.curate is not None:
+            step = STEP.get(name, name.lower())
+            self.curate.show_step(step)
+            settle()
+            return self.curate.panels[step]
         if name not in self.docks:
             self.docks[name] = self.viewer.window.add_plugin_dock_widget(PLUGIN, name)
         for n, (dock, _) in self.docks.items():
@@ -55,7 +70,7 @@ class Shooter:
     def shot(self, name: str) -> Path:
         settle(0.5)
         rgba = self.viewer.screenshot(canvas_only=False, flash=False)
-        path = self.out / f"{name}.png"
+        path = self.out / f"{'dock_' if self.curate is not None else ''}{name}.png"
         img = Image.fromarray(np.asarray(rgba)[..., :3]).quantize(256, method=Image.Quantize.MEDIANCUT)
         img.save(path, optimize=True)
         print(f"{path}  {path.stat().st_size // 1024} KB")
@@ -184,13 +199,14 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "images"))
     ap.add_argument("--only", choices=["all", "2d", "3d"], default="all",
                     help="the 2D loop's stages (1-7), the volume's (8), or all")
+    ap.add_argument("--dock", action="store_true", help="the stages on the Curate vessels dock's tabs")
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
     viewer = napari.Viewer(title="napari-tubediff")
-    viewer.window._qt_window.resize(1280, 800)
-    s = Shooter(viewer, out)
+    viewer.window._qt_window.resize(*((1600, 1000) if args.dock else (1280, 800)))
+    s = Shooter(viewer, out, dock=args.dock)
 
     if args.only in ("all", "2d"):
         loop_2d(viewer, s)

@@ -71,3 +71,25 @@ def test_inside_keeps_both_ends_in_the_array():
     np.testing.assert_allclose(vec[:, 0] + vec[:, 1] / 2, free[:, 0] + free[:, 1] / 2, atol=1e-5)  # centred
     unit = vec[:, 1] / np.linalg.norm(vec[:, 1], axis=1, keepdims=True)
     np.testing.assert_allclose(unit, free[:, 1] / 5, atol=1e-5)                 # same directions, shorter
+
+
+def test_one_vector_per_cell_puts_vectors_on_a_thin_vessel_off_the_grid():
+    # a 1-pixel diagonal vessel that misses every grid pixel (4 + 8i, 4 + 8j)
+    n, step = 64, 8
+    rows = np.arange(n - 1)
+    line = np.zeros((n, n), bool)
+    line[rows + 1, rows] = True
+    v = np.zeros((2, n, n), np.float32)
+    v[:, line] = np.float32(np.sqrt(0.5))
+    assert len(sample_vectors(v, line, step=step)) == 0
+    prob = np.where(line, 0.6, 0.0).astype(np.float32)
+    vec = sample_vectors(v, line, step=step, length=2, weights=prob)
+    centres = vec[:, 0] + vec[:, 1] / 2
+    assert len(vec) >= n // step                                  # at least one per diagonal cell
+    np.testing.assert_array_equal(centres[:, 0], centres[:, 1] + 1)  # each on the vessel
+    cells = {tuple(c) for c in (centres // step).astype(int)}
+    assert len(cells) == len(vec)                                  # one per cell
+    # the pixel of largest weight in a cell is chosen
+    prob[12, 11] = 0.9                                             # not the cell's first vessel pixel
+    vec = sample_vectors(v, line, step=step, length=2, weights=prob)
+    assert [12, 11] in (vec[:, 0] + vec[:, 1] / 2).tolist()

@@ -232,14 +232,3 @@ def test_snapshot_memory_of_a_large_volume_is_capped_and_told(make_napari_viewer
     assert len(told) == 1 and "8.0 MiB" in told[0] and "at most 32" in told[0]
     diff.reset()
     assert len(told) == 1                                     # said once per layer
-
-
-def test_undrawn_volumes_riding_along_are_bounded_in_bytes(monkeypatch):
-    from napari_tubediff.widgets import diffusion
-    from napari_tubediff.widgets.diffusion import _diffusion_job
-
-    u = synthetic_vessels((8, 16, 16), seed=1, n_breaks=1).probability
-    monkeypatch.setattr(diffusion, "EARLIER_BYTES", 3 * u.nbytes)
-    v = np.zeros((3, *u.shape), np.float32)
-    frames = list(_diffusion_job(u, v, RefineSettings(steps=30), every=1, min_interval=1e9))
-    assert [f.step for f in frames] == [1, 30] and 2 <= len(frames[1].earlier) <= 3

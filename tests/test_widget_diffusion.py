@@ -29,20 +29,19 @@ def test_sample_and_run_updates_the_refined_layer_live(viewer_and_widget, qtbot)
     w.steps.value = 12
     w.every.value = 3
     seen = []
-    on_step = w._on_step
+    on_frame = w._on_frame
 
-    def record(frame):
+    def record(job, frame):
         if frame.field is not None:  # the first frame carries the directions
             seen.append((frame.step, float(frame.field.sum())))
-        on_step(frame)
+        on_frame(job, frame)
 
-    w._on_step = record
+    w._on_frame = record
     w.run_button.native.click()
     assert not w.run_button.enabled and w.cancel_button.enabled  # running
     _wait_done(qtbot, w)
-    steps = [s for s, _ in seen]
-    # frames come every 3 steps (fewer if they come faster than the screen refreshes), the last always
-    assert steps[-1] == 12 and all(s % 3 == 0 for s in steps) and steps == sorted(set(steps))
+    # a frame every 3 steps, each taken in (the worker waits for the panel), the last included
+    assert [s for s, _ in seen] == [3, 6, 9, 12]
     assert all(a[1] <= b[1] for a, b in zip(seen, seen[1:], strict=False))
     refined = viewer.layers[REFINED].data
     prob = viewer.layers["synthetic probability"].data
@@ -54,23 +53,20 @@ def test_sample_and_run_updates_the_refined_layer_live(viewer_and_widget, qtbot)
     assert w.run_button.enabled and not w.cancel_button.enabled
 
 
-def test_worker_body_throttles_frames_but_always_sends_the_last():
+def test_worker_body_yields_every_nth_step_and_the_last():
     from napari_tubediff.core.refine import RefineSettings
     from napari_tubediff.widgets.diffusion import _diffusion_job
 
     u = synthetic_vessels((64, 64), seed=2).probability
     settings = RefineSettings(steps=10)
-    frames = list(_diffusion_job(u, None, settings, every=2, min_interval=0))
+    frames = list(_diffusion_job(u, None, settings, every=2))
     assert frames[0].field is None and frames[0].directions.shape == (2, 64, 64)  # directions first
     assert [f.step for f in frames[1:]] == [2, 4, 6, 8, 10]
     v = frames[0].directions
-    sparse = list(_diffusion_job(u, v, settings, every=2, min_interval=1e9))
-    assert [f.step for f in sparse] == [2, 10]                  # drawn
-    assert [s for s, _ in sparse[1].earlier] == [4, 6, 8]        # kept for the snapshots
-    np.testing.assert_array_equal(sparse[1].earlier[1][1], frames[3].field)
+    assert [f.step for f in _diffusion_job(u, v, settings, every=4)] == [4, 8, 10]
     # continuing from a state: steps are counted from `start`, and the field matches one run
     assert frames[2].step == 4
-    later = list(_diffusion_job(frames[2].field, v, settings, start=4, steps=6, every=3, min_interval=0))
+    later = list(_diffusion_job(frames[2].field, v, settings, start=4, steps=6, every=3))
     assert [f.step for f in later] == [7, 10]
     np.testing.assert_allclose(later[-1].field, frames[-1].field, atol=1e-6)
 
@@ -115,18 +111,6 @@ def test_large_dt_is_announced_as_sub_stepping(viewer_and_widget):
     assert "sub-steps" in w.status.value
     w.dt.value = 0.25
     assert w.status.value == ""
-
-
-def test_undrawn_fields_riding_along_are_bounded():
-    from napari_tubediff.core.refine import RefineSettings
-    from napari_tubediff.widgets.diffusion import MAX_EARLIER, _diffusion_job
-
-    u = synthetic_vessels((32, 40), seed=5).probability
-    v = np.zeros((2, 32, 40), np.float32)
-    frames = list(_diffusion_job(u, v, RefineSettings(steps=100), every=1, min_interval=1e9))
-    assert [f.step for f in frames] == [1, 100]
-    steps = [s for s, _ in frames[1].earlier]
-    assert len(steps) <= MAX_EARLIER and steps == sorted(steps) and steps[0] == 2 and steps[-1] == 99
 
 
 def test_sub_step_notice_counts_the_volume_dimensions(viewer_and_widget):

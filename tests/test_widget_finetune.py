@@ -77,3 +77,15 @@ def test_bad_choices_and_files_give_messages(panel, qtbot, tmp_path, monkeypatch
     viewer.layers.remove("curated")
     w.run()
     assert "corrected Labels" in messages[-1]
+
+
+def test_corrected_labels_default_to_the_curated_layer(make_napari_viewer):
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((32, 32), np.float32), name="photo")
+    truth = viewer.add_labels(np.zeros((32, 32), np.uint8), name="truth")
+    w = viewer.window.add_plugin_dock_widget("napari-tubediff", "Fine-tune")[1]
+    assert w.labels.value is truth                      # nothing curated yet
+    curated = viewer.add_labels(np.zeros((32, 32), np.uint8), name="curated")  # made by Accept
+    assert w.labels.value is curated
+    viewer.add_labels(np.zeros((32, 32), np.uint8), name="other")
+    assert w.labels.value is curated

@@ -129,29 +129,36 @@ def test_the_annotators_loop(make_napari_viewer, qtbot, tmp_path):
 
 def test_pause_resume_and_step_while_paused(make_napari_viewer, qtbot):
     from napari_tubediff.data.synthetic import synthetic_vessels
+    from napari_tubediff.widgets._common import PAUSED, RUNNING
 
     viewer = make_napari_viewer()
     viewer.add_image(synthetic_vessels((96, 96), seed=3).probability, name="probability")
     diff = dock(viewer, "Diffusion")
     diff.steps.value = 100000
     diff.run_button.native.click()
+    job = diff.job
     qtbot.waitUntil(lambda: diff._step > 0, timeout=30000)
     diff.pause_button.native.click()
-    qtbot.waitUntil(lambda: diff.pause_button.text == "Resume", timeout=10000)
+    assert job.state == PAUSED and diff.pause_button.text == "Resume"
+    qtbot.waitUntil(lambda: job._held, timeout=10000)     # the step in flight arrived; the worker waits
     at = diff._step
-    assert diff._worker.is_paused and diff.status.value == f"paused at step {at}"
+    assert diff.status.value == f"paused at step {at} / 100000"
     qtbot.wait(200)
-    assert diff._step == at                                  # nothing moves while paused
+    assert diff._step == at and job.state == PAUSED          # nothing moves while paused
     diff.pause_button.native.click()                         # resume
+    assert job.state == RUNNING and diff.status.value.startswith("step ")
     qtbot.waitUntil(lambda: diff._step > at, timeout=10000)
     diff.step_button.native.click()                          # Step while running pauses first
-    qtbot.waitUntil(lambda: diff._worker.is_paused, timeout=10000)
+    assert job.state == PAUSED
+    qtbot.waitUntil(lambda: job._held, timeout=10000)
     at = diff._step
     diff.step_button.native.click()                          # then advances exactly one step
-    qtbot.waitUntil(lambda: diff._worker is None and diff._step == at + 1, timeout=30000)
-    assert diff._history.steps[-1] == at + 1 and diff.run_button.enabled
+    qtbot.waitUntil(lambda: diff._step == at + 1 and job._held, timeout=30000)
+    qtbot.wait(100)
+    assert diff._step == at + 1 and diff._history.steps[-1] == at + 1 and job.state == PAUSED
+    assert diff.status.value == f"paused at step {at + 1} / 100000"
     diff.reset_button.native.click()
-    assert diff._step == 0 and diff._history.steps == [0]
+    assert diff._step == 0 and diff._history.steps == [0] and diff.run_button.enabled
     np.testing.assert_array_equal(viewer.layers[REFINED].data, viewer.layers["probability"].data)
 
 

@@ -484,7 +484,8 @@ def _gui(args) -> int:
     viewer = napari.Viewer(title="napari-tubediff")
     if not args.no_sample:
         viewer.open_sample("napari-tubediff", "synthetic")
-    viewer.window.add_plugin_dock_widget("napari-tubediff", "Diffusion")
+    # the whole loop in one dock, step by step (the separate panels are under Plugins)
+    viewer.window.add_plugin_dock_widget("napari-tubediff", "Curate vessels")
     if args.screenshot:
         from qtpy.QtWidgets import QApplication
 
@@ -810,7 +811,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.set_defaults(func=_finetune)
 
     g = sub.add_parser("gui", help="open napari with the plugin docked and its sample data",
-                       description="Open napari with the Diffusion panel docked on the synthetic sample.")
+                       description="Open napari with the Curate vessels dock (the loop's seven steps "
+                                   "on tabs) on the synthetic sample.")
     g.add_argument("--no-sample", action="store_true", help="do not open the sample data")
     g.add_argument("--screenshot", help=argparse.SUPPRESS)
     g.set_defaults(func=_gui)

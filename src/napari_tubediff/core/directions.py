@@ -185,7 +185,7 @@ def estimate_directions(u, sigma: float = 2.0, *, method: str = "hessian",
 
 
 def sample_vectors(directions, mask, step: int = 4, length: float = 3.0, *,
-                   inside: bool = False) -> np.ndarray:
+                   inside: bool = False, weights=None) -> np.ndarray:
     """Direction vectors on a regular grid of ``mask`` pixels, as a napari Vectors array.
 
     Parameters
@@ -204,6 +204,11 @@ def sample_vectors(directions, mask, step: int = 4, length: float = 3.0, *,
         (``0 <= coordinate <= size - 1``). napari's dims sliders span every layer's
         extent: a vector sticking out of a volume would shift the planes' slider grid
         off the whole pixels. Vectors left with no length are left out.
+    weights : (*spatial) array_like, optional
+        One vector per ``step``-wide cell instead of one per grid pixel: at the cell's
+        pixel of largest weight (e.g. the probability) among those in ``mask`` with a
+        direction. A vessel one or two pixels wide rarely crosses a grid pixel; it
+        crosses cells, so thin vessels get vectors too, centred on their ridge.
 
     Returns
     -------
@@ -211,7 +216,8 @@ def sample_vectors(directions, mask, step: int = 4, length: float = 3.0, *,
         napari's Vectors layout: ``vectors[k, 0]`` is the start point and
         ``vectors[k, 1]`` the projection. Each vector is centred on its grid pixel
         (start ``p - length/2 v``, projection ``length v``), since a vessel direction
-        has no sign. Grid pixels outside ``mask`` or with a zero vector are left out.
+        has no sign. Grid pixels (or cells) outside ``mask`` or with a zero vector are
+        left out.
 
     Examples
     --------
@@ -224,6 +230,9 @@ def sample_vectors(directions, mask, step: int = 4, length: float = 3.0, *,
     >>> sample_vectors(v, np.ones((8, 8), bool), step=4, length=6, inside=True)[:2, :, 1]  # (start, proj)
     array([[0., 4.],
            [5., 2.]], dtype=float32)
+    >>> line = np.zeros((8, 8), bool); line[3] = True           # a thin vessel off the grid rows
+    >>> len(sample_vectors(v, line, step=4)), sample_vectors(v, line, step=4, weights=line)[:, 0, 0]
+    (0, array([3., 3.], dtype=float32))
     """
     v = np.asarray(directions, dtype=np.float32)
     m = np.asarray(mask, dtype=bool)
@@ -235,9 +244,13 @@ def sample_vectors(directions, mask, step: int = 4, length: float = 3.0, *,
     if not (np.isfinite(length) and length > 0):
         raise ValueError(f"length must be > 0, got {length!r}")
     step = int(step)
-    grid = np.zeros(m.shape, bool)
-    grid[tuple(slice(step // 2, None, step) for _ in m.shape)] = True
-    keep = grid & m & (np.abs(v).sum(axis=0) > 0)
+    valid = m & (np.abs(v).sum(axis=0) > 0)
+    if weights is None:
+        keep = np.zeros(m.shape, bool)
+        keep[tuple(slice(step // 2, None, step) for _ in m.shape)] = True
+        keep &= valid
+    else:
+        keep = _cell_maxima(np.asarray(weights, np.float32), valid, step)
     pos = np.argwhere(keep).astype(np.float32)
     vec = v[(slice(None), *keep.nonzero())].T * np.float32(length)
     if inside and len(pos):
@@ -252,6 +265,27 @@ def sample_vectors(directions, mask, step: int = 4, length: float = 3.0, *,
     out[:, 0] = pos - vec / 2
     out[:, 1] = vec
     return out
+
+
+def _cell_maxima(weights: np.ndarray, valid: np.ndarray, step: int) -> np.ndarray:
+    """Mask of the pixel of largest weight among ``valid`` ones in each ``step``-wide cell."""
+    if weights.shape != valid.shape:
+        raise ValueError(f"weights {weights.shape} must have the mask's shape {valid.shape}")
+    nd = valid.ndim
+    cells = [-(-n // step) for n in valid.shape]
+    w = np.full([c * step for c in cells], -np.inf, np.float32)
+    inner = tuple(slice(0, n) for n in valid.shape)
+    w[inner] = np.where(valid, weights, -np.inf)
+    # (c0, s, c1, s, ...) -> (c0, c1, ..., s * s * ...): one row of pixels per cell
+    blocks = w.reshape([x for c in cells for x in (c, step)])
+    blocks = blocks.transpose([*range(0, 2 * nd, 2), *range(1, 2 * nd, 2)]).reshape(*cells, -1)
+    best = blocks.argmax(axis=-1)
+    found = np.isfinite(np.take_along_axis(blocks, best[..., None], axis=-1)[..., 0])
+    offset = np.unravel_index(best[found], (step,) * nd)
+    corner = np.nonzero(found)
+    keep = np.zeros(valid.shape, bool)
+    keep[tuple(c * step + o for c, o in zip(corner, offset, strict=True))] = True
+    return keep
 
 
 def vector_angles(vectors) -> np.ndarray:

@@ -21,19 +21,21 @@ def capacity_for(shape: tuple[int, ...], max_snapshots: int = 50, max_bytes: int
 
 
 class SnapshotHistory:
-    """Keeps at most ``capacity`` snapshots ``(step, field)``, spread over the whole run.
+    """Keeps at most ``capacity`` snapshots ``(step, field)``, evenly spread over the whole run.
 
-    When full, adding a snapshot first drops every second stored one (keeping the
-    first), so the memory stays bounded while the snapshots still cover the run
-    from its start to the newest step, ever more coarsely.
+    The stored snapshots are those on a grid of steps, every ``stride`` steps from the
+    first, plus the newest one. When the store is full the stride doubles and the
+    snapshots off the new grid are dropped, so the memory stays bounded while the
+    snapshots still cover the run from its start to the newest step at an even spacing
+    (about ``2 * span / capacity`` steps apart): the early steps stay reachable.
 
     Examples
     --------
     >>> h = SnapshotHistory(4)
     >>> for step in range(1, 8):
     ...     h.add(step, np.full((2, 2), step / 10))
-    >>> h.steps, h.stack().shape
-    ([1, 5, 7], (3, 2, 2))
+    >>> h.steps, h.stride, h.stack().shape
+    ([1, 3, 5, 7], 2, (4, 2, 2))
     """
 
     def __init__(self, capacity: int):
@@ -42,6 +44,7 @@ class SnapshotHistory:
         self.capacity = int(capacity)
         self._data: np.ndarray | None = None
         self._steps: list[int] = []
+        self.stride = 1  # steps between two kept snapshots, but the newest
 
     def __len__(self) -> int:
         return len(self._steps)
@@ -54,6 +57,7 @@ class SnapshotHistory:
     def clear(self) -> None:
         """Forget every snapshot (the buffer is kept for reuse)."""
         self._steps = []
+        self.stride = 1
 
     def truncate(self, n: int) -> None:
         """Keep only the ``n`` oldest snapshots (to continue a run from snapshot ``n - 1``)."""
@@ -62,19 +66,23 @@ class SnapshotHistory:
         self._steps = self._steps[:n]
 
     def add(self, step: int, field) -> None:
-        """Store a copy of ``field`` (float32) as the snapshot at ``step``."""
+        """Store a copy of ``field`` (float32) as the snapshot at ``step`` (the newest)."""
         f = np.asarray(field, np.float32)
         if self._data is None or self._data.shape[1:] != f.shape:
             self._data = np.empty((self.capacity, *f.shape), np.float32)
-            self._steps = []
-        n = len(self._steps)
-        if n == self.capacity:
-            keep = list(range(0, n, 2))
+            self.clear()
+        if len(self._steps) > 1 and not self._on_grid(self._steps[-1]):
+            self._steps.pop()  # kept only as the newest, which it no longer is
+        while len(self._steps) >= self.capacity:
+            self.stride *= 2
+            keep = [i for i, s in enumerate(self._steps) if self._on_grid(s)]
             self._data[:len(keep)] = self._data[keep]
             self._steps = [self._steps[i] for i in keep]
-            n = len(keep)
-        self._data[n] = f
+        self._data[len(self._steps)] = f
         self._steps.append(int(step))
+
+    def _on_grid(self, step: int) -> bool:
+        return (step - self._steps[0]) % self.stride == 0
 
     def stack(self) -> np.ndarray:
         """The snapshots as one ``(T, *shape)`` array (a view: copy it to keep it)."""

@@ -139,7 +139,8 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
         Updates, batch, crop, learning rate, loss; ``tune_backbone`` also trains the
         U-Net's last decoder block and output layer (else the U-Net is frozen).
     should_stop, on_update
-        Cancel hook (polled between updates) and progress callback ``(update, loss)``.
+        Cancel hook (polled between the phases and between updates) and progress callback
+        ``(update, loss)``.
 
     Returns
     -------
@@ -156,9 +157,14 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
         raise ValueError("need one field of view (or None) per image")
     refiner = refiner or active_refiner()
     backbone = backbone or active_unet()
+    stop = should_stop or (lambda: False)
     t0 = time.time()
     predictions = predict_all(backbone, images, fovs)
+    if stop():
+        return None
     before = score_region(refiner, predictions, ys, rs)
+    if stop():
+        return None
     xs = [preprocess(img, fov)[None] for img, fov in zip(images, fovs, strict=True)]
     train_set = (xs, [y.astype(np.float32)[None] for y in ys], rs)
     rcfg = RefinerConfig(crop=cfg.crop, batch=cfg.batch, updates=cfg.updates, lr=cfg.lr, loss=cfg.loss,
@@ -166,7 +172,7 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                          seed=cfg.seed)
     rec = train_refiner(None, None, rcfg, unet=backbone.net, init=refiner.module,
                         train_set=train_set, should_stop=should_stop, on_update=on_update)
-    if rec["updates"] < cfg.updates:
+    if rec["updates"] < cfg.updates or stop():
         return None  # cancelled: nothing changes
     module = rec.pop("module")
     tuned = rec.pop("unet", None)

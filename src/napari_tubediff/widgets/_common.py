@@ -1,12 +1,47 @@
-"""GUI glue shared by the panels: layer choices that follow the viewer, adding or updating layers."""
+"""GUI glue shared by the panels: the worker-to-panel protocol (`Panel`, `Job`), layer choices
+that follow the viewer, adding or updating layers.
+
+The protocol, written once for every panel
+-------------------------------------------
+A panel's long work runs in a napari worker thread (`napari.qt.threading.create_worker`);
+what the worker produces travels to the panel as *frames* (a diffusion step, a training
+update). Three rules make the controls act on what is on screen:
+
+* **Lock-step (backpressure).** After posting a frame the worker waits (`Gate.post`) until
+  the panel has taken it in; the panel releases it at once while running, and not while
+  paused. So the worker is never more than one step ahead of what the panel shows, and
+  Pause, Step, Cancel and Reset act within one step of the screen.
+* **One event at a time, state not order.** A job's events (frame, result, error, end) are
+  queued and handled one after the other (`Job._push`), never one inside another, even when
+  a Qt call in a handler (napari's progress bar calls ``processEvents``) delivers the next
+  one early. The status line is derived from the job's single state variable
+  (`Job.state`: running, paused, cancelling, cancelled, failed, done) each time it is
+  shown (`Panel.refresh`), so it always says the state that holds.
+* **Display throttled by time.** Taking a frame in is cheap (store it, count the step);
+  drawing it into layers is done at most every `DRAW_INTERVAL` seconds, and once more at
+  the end of a burst (`Panel.request_draw`), however fast the steps come.
+
+Closing the viewer cancels every job quietly: napari's close cancels its registered
+workers (``worker.quit`` cancels the gate too), and a panel whose widget is gone ignores
+whatever its jobs still deliver and stops listening to the viewer's events
+(`Panel.listen`, `connect_while_alive`).
+"""
 
 from __future__ import annotations
 
+import threading
+import time
 import warnings
+from collections import deque
+from collections.abc import Callable
+from contextlib import nullcontext
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox
+from magicgui.widgets import CheckBox, ComboBox, Container
+from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
+from napari.utils import progress
+from qtpy.QtCore import QObject, QTimer, Signal
 
 from ..core.checks import check_field
 
@@ -16,6 +51,464 @@ SHORTCUTS = {
     "accept": "Shift-Y",
     "undo": "Shift-U",
 }
+
+#: Seconds between two redraws of a running job's layers: about what a screen shows. A
+#: drawing that takes long (a large image, a slow repaint of the canvas) waits twice its
+#: own time before the next, so the GUI thread stays free at least two thirds of the
+#: time, for the annotator and for taking the next frame in.
+DRAW_INTERVAL = 0.05
+
+#: A job's states (`Job.state`): while its worker runs, and at the end.
+RUNNING, PAUSED, CANCELLING = "running", "paused", "cancelling"
+DONE, CANCELLED, FAILED = "done", "cancelled", "failed"
+
+
+class _Relay(QObject):
+    # emitted in the worker thread, delivered in the GUI thread (queued connection)
+    posted = Signal(object)
+
+
+class Gate:
+    """The worker's side of the lock-step: post a frame, then wait until the panel took it in.
+
+    Made in the GUI thread with the worker. `post` returns False once the job is
+    cancelled (at once if it already was), so a worker loop reads
+    ``if not gate.post(frame): return``; `cancelled` is the flag to poll between
+    frames (e.g. a training loop's ``should_stop``).
+    """
+
+    def __init__(self):
+        self._relay = _Relay()
+        self.posted = self._relay.posted
+        self._cond = threading.Condition()
+        self._sent = 0
+        self._taken = 0
+        self._cancelled = False
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    def post(self, value) -> bool:
+        """Worker thread: send ``value`` to the panel and wait until it is taken in (False: cancelled)."""
+        with self._cond:
+            if self._cancelled:
+                return False
+            self._sent += 1
+            n = self._sent
+        self.posted.emit(value)
+        with self._cond:
+            while self._taken < n and not self._cancelled:
+                self._cond.wait()
+            return not self._cancelled
+
+    def release(self) -> None:
+        """GUI thread: the frames posted so far are on screen; the worker may compute the next."""
+        with self._cond:
+            self._taken = self._sent
+            self._cond.notify_all()
+
+    def cancel(self) -> None:
+        with self._cond:
+            self._cancelled = True
+            self._cond.notify_all()
+
+
+class SteppedWorker(GeneratorWorker):
+    """napari's generator worker in lock-step with its panel: each yielded value passes a `Gate`.
+
+    napari's own pause (a polling loop that emits ``paused`` whenever the worker gets
+    there) is not used: a panel pauses a job by not releasing the gate. ``serial``
+    (a lock, optional) is held while the worker computes: a new run of a panel waits
+    for the one just dropped (Reset) to stop at its next frame, so two never compute
+    at once (numba's workqueue threading layer aborts the process on concurrent calls).
+    """
+
+    def __init__(self, func, *args, **kwargs):
+        super().__init__(func, *args, **kwargs)
+        self.gate = Gate()
+        self.serial = None
+
+    def work(self):
+        with self.serial or nullcontext():
+            while not (self.abort_requested or self.gate.cancelled):
+                try:
+                    value = self._gen.send(None)
+                except StopIteration as stop:
+                    return stop.value
+                if not self.gate.post(value):
+                    break
+            self._gen.close()
+            return None
+
+    def quit(self) -> None:
+        """Cancel: also wakes a worker waiting at its gate (napari calls this when the viewer closes)."""
+        super().quit()
+        self.gate.cancel()
+
+
+class GatedFunctionWorker(FunctionWorker):
+    """napari's function worker whose function posts frames through a `Gate` (keyword ``gate``)."""
+
+    def __init__(self, func, *args, **kwargs):
+        super().__init__(func, *args, **kwargs)
+        self.gate = Gate()
+        self._kwargs["gate"] = self.gate
+        self.serial = None
+
+    def work(self):
+        with self.serial or nullcontext():  # as in SteppedWorker
+            if self.abort_requested:
+                return None
+            return super().work()
+
+    def quit(self) -> None:
+        super().quit()
+        self.gate.cancel()
+
+
+class Job:
+    """One run of a worker as its panel sees it: one state, events one at a time, lock-step.
+
+    ``func`` runs in a napari worker. A generator function's yielded values are its
+    frames; a plain function given ``on_frame`` gets a `Gate` (keyword ``gate``) to post
+    them; other functions just return a result. ``on_frame(job, value)`` takes a frame
+    in (cheaply: it stores it and sets ``job.step``; drawing is `Panel.request_draw`'s
+    business), ``on_result(job, value)`` the return value of a job that was not
+    cancelled, ``on_error(job, exc)`` and ``on_end(job)`` the rest.
+
+    `state`: running, paused (Pause; Step lets one more frame through and stays paused),
+    cancelling (after Cancel, until the worker has stopped), then done, cancelled or
+    failed. ``step`` counts from where the job starts to ``total``; ``note`` is what the
+    job does before its first frame.
+    """
+
+    def __init__(self, panel: Panel, func: Callable, *args, step: int = 0, total: int = 0, desc: str = "",
+                 note: str = "", on_frame=None, on_result=None, on_error=None, on_end=None, **kwargs):
+        import inspect
+
+        self.panel = panel
+        self.state = RUNNING
+        self.step = int(step)
+        self.total = int(total)
+        self.frames = 0
+        self.note = note
+        self.error = ""
+        self._desc = desc
+        self._progress = None
+        self._held = False       # a frame is shown and its worker waits for the gate
+        self._one_more = False   # Step while paused: let one frame through
+        self._detached = False
+        self._events: deque = deque()
+        self._busy = False
+        self._on = {"frame": on_frame, "result": on_result, "error": on_error, "end": on_end}
+        if inspect.isgeneratorfunction(func):
+            cls = SteppedWorker
+        else:
+            cls = GatedFunctionWorker if on_frame is not None else FunctionWorker
+        self.worker = create_worker(func, *args, _worker_class=cls, _ignore_errors=True, **kwargs)
+        gate = getattr(self.worker, "gate", None)
+        if gate is not None:
+            self.worker.serial = panel._serial
+            gate.posted.connect(lambda v: self._push("frame", v))
+        self.worker.returned.connect(lambda v: self._push("result", v))
+        self.worker.errored.connect(lambda e: self._push("error", e))
+        self.worker.finished.connect(lambda: self._push("end", None))
+
+    # -- controls (GUI thread) ---------------------------------------------------------
+    @property
+    def active(self) -> bool:
+        """Whether the worker may still deliver something (running, paused or cancelling)."""
+        return self.state in (RUNNING, PAUSED, CANCELLING)
+
+    def start(self) -> None:
+        # napari's progress bar (activity dock); it may process events as it appears
+        self._progress = progress(total=self.total, desc=self._desc)
+        self.worker.start()
+
+    def pause(self) -> None:
+        if self.state == RUNNING:
+            self.state = PAUSED
+            self.panel.refresh()
+
+    def resume(self) -> None:
+        if self.state == PAUSED:
+            self.state = RUNNING
+            self._one_more = False
+            self._release()
+            self.panel.refresh()
+
+    def toggle_pause(self) -> None:
+        self.resume() if self.state == PAUSED else self.pause()
+
+    def step_once(self) -> None:
+        """While paused: one more frame (the one being computed, or the next), then paused again."""
+        if self.state == PAUSED:
+            self._one_more = True
+            self._release()
+
+    def cancel(self) -> None:
+        """Stop the worker at its next frame; frames that arrive after this are not taken in."""
+        if self.state in (RUNNING, PAUSED):
+            self.state = CANCELLING
+            self.worker.quit()
+            self.panel.refresh()
+
+    def detach(self) -> None:
+        """Cancel and forget: nothing the worker still delivers reaches the panel (Reset, close)."""
+        self._detached = True
+        if self.active:
+            self.state = CANCELLED
+        self.worker.quit()
+        self._close_progress()
+
+    # -- events (GUI thread, one at a time) --------------------------------------------
+    def _push(self, kind: str, value) -> None:
+        self._events.append((kind, value))
+        if self._busy:
+            return  # a handler of this job is further up the stack: it takes this event next
+        self._busy = True
+        try:
+            while self._events:
+                self._handle(*self._events.popleft())
+        finally:
+            self._busy = False
+
+    def _handle(self, kind: str, value) -> None:
+        panel = self.panel
+        if self.state in (RUNNING, PAUSED) and self.worker.abort_requested:
+            # quit from outside the panel: napari cancels its workers as the viewer closes,
+            # so nothing more is drawn into it (the panel's Cancel and Reset say so first)
+            self.state = CANCELLED
+            self._detached = True
+            panel.close_quietly()
+        if self._detached or not panel.alive:
+            if kind == "end":
+                panel._jobs.discard(self)
+                self._close_progress()
+            return
+        callback = self._on[kind]
+        if kind == "frame":
+            if self.state not in (RUNNING, PAUSED):
+                return  # after Cancel: the display keeps the last frame taken in
+            self.frames += 1
+            callback(self, value)
+            last = self.total and self.step >= self.total  # the worker only has to end now
+            if (self._one_more or self.state == PAUSED) and not last:
+                self._one_more = False
+                self._held = True  # the job stops here: show this frame now
+            else:
+                self._release()
+            # the layers and the status: at most every DRAW_INTERVAL while running
+            panel.request_draw(now=self._held)
+            return
+        if kind == "result":
+            if self.state == RUNNING and callback is not None:
+                callback(self, value)
+        elif kind == "error":
+            self.state = FAILED
+            self.error = str(value) or type(value).__name__
+            if callback is not None:
+                callback(self, value)
+        elif kind == "end":
+            if self.state == CANCELLING:
+                self.state = CANCELLED
+            elif self.state in (RUNNING, PAUSED):  # paused on the last frame: that is the end
+                self.state = DONE
+            panel._jobs.discard(self)
+            panel.request_draw(now=True)
+            self._close_progress()
+            if callback is not None:
+                callback(self)
+        panel.refresh()
+
+    def _release(self) -> None:
+        self._held = False
+        gate = getattr(self.worker, "gate", None)
+        if gate is not None:
+            gate.release()
+
+    def show_progress(self) -> None:
+        """Bring napari's progress bar to ``step`` (called when the panel draws, not per frame)."""
+        p = self._progress
+        if p is not None and self.total and self.step != p.n:
+            p.update(self.step - p.n)
+
+    def _close_progress(self) -> None:
+        p, self._progress = self._progress, None
+        if p is not None:
+            p.close()
+
+
+def status_line(job: Job, unit: str = "step", done: str | None = None) -> str:
+    """The status of ``job`` in words, from its state: what holds now, never a stale count.
+
+    ``unit`` names a frame ("step", "update"); ``done`` replaces the count at the end.
+    """
+    count = f"{unit} {job.step}" + (f" / {job.total}" if job.total else "")
+    if job.state == RUNNING:
+        return job.note if job.note and not job.frames else count
+    if job.state == PAUSED:
+        return f"paused at {count}"
+    if job.state == CANCELLING:
+        return f"cancelling at {unit} {job.step}..."
+    if job.state == CANCELLED:
+        return f"cancelled at {unit} {job.step}"
+    if job.state == FAILED:
+        return f"failed: {job.error}"
+    return done if done is not None else (count if job.frames else "done")
+
+
+class Panel(Container):
+    """A dock widget that runs `Job` s and shows their state: the base of every panel.
+
+    Subclasses give a ``status`` Label and may override `status_text` (the status from
+    the current job's state, or the last note), `show_controls` (which buttons are
+    enabled in which state) and `show_frame` (draw the newest frame into layers;
+    throttled by `request_draw`).
+    """
+
+    def __init__(self, viewer: napari.viewer.Viewer, **kwargs):
+        super().__init__(labels=True, **kwargs)
+        self._viewer = viewer
+        self.job: Job | None = None
+        self.note = ""             # the status while no job is current
+        self.done_text = None      # the status of a job that is done (its result, in words)
+        self.unit = "step"         # what a job's frame is called in the status
+        self.alive = True
+        self._jobs: set[Job] = set()
+        self._serial = threading.Lock()  # held by a stepped job's worker while it computes
+        self._listening: list = []
+        self._next_draw = 0.0      # when the layers may be drawn again (time.monotonic)
+        self._settling = False     # a drawing is being painted (see _settled)
+        self._pending = False      # ... and another was asked for meanwhile
+        self._drawing = False
+        self._draw_again = False
+        self._timer = QTimer(self.native)
+        self._timer.setSingleShot(True)
+        self._timer.timeout.connect(self.draw)
+        jobs, listening = self._jobs, self._listening
+
+        def gone(*_):  # the widget is being deleted (the viewer closes): touch no Qt object
+            self.alive = False
+            for job in list(jobs):
+                job.detach()
+            jobs.clear()
+            for emitter, callback in listening:
+                emitter.disconnect(callback)
+            listening.clear()
+
+        self._gone = gone
+        self.native.destroyed.connect(gone)
+
+    def close_quietly(self) -> None:
+        """The viewer is closing: cancel every job, draw nothing more, stop listening."""
+        if self.alive:
+            self._timer.stop()
+            self._gone()
+
+    @property
+    def _worker(self):
+        """The running job's napari worker (None when idle)."""
+        job = self.job
+        return job.worker if job is not None and job.active else None
+
+    @property
+    def busy(self) -> bool:
+        return self.job is not None and self.job.active
+
+    def start(self, func: Callable, *args, **kwargs) -> Job:
+        """Run ``func`` as this panel's job (see `Job` for the keywords)."""
+        job = Job(self, func, *args, **kwargs)
+        self.job = job
+        self.done_text = None
+        self._jobs.add(job)
+        job.start()
+        self.refresh()
+        return job
+
+    def listen(self, emitter, callback) -> None:
+        """Connect ``callback`` to a viewer event for as long as this panel exists."""
+        def guarded(*args, **kwargs):
+            if self.alive:
+                callback(*args, **kwargs)
+
+        emitter.connect(guarded)
+        self._listening.append((emitter, guarded))
+
+    def say(self, text: str) -> None:
+        """Show ``text`` as the status (unless a job is active, whose state it shows)."""
+        self.note = text
+        if not self.busy:
+            self.job = None
+        self.refresh()
+
+    # -- showing (GUI thread) -------------------------------------------------------------
+    def refresh(self) -> None:
+        """The status line and the buttons, derived from the state that holds now."""
+        if not self.alive:
+            return
+        self.show_controls()
+        self.status.value = self.status_text()
+
+    def status_text(self) -> str:
+        return self.note if self.job is None else status_line(self.job, self.unit, self.done_text)
+
+    def show_controls(self) -> None:
+        """Enable the buttons that make sense in the current state (subclasses)."""
+
+    def show_frame(self) -> None:
+        """Draw the newest frame taken in into the viewer's layers (subclasses)."""
+
+    def request_draw(self, now: bool = False) -> None:
+        """Draw now if the last drawing is old enough (`DRAW_INTERVAL`) or ``now``, else once when it is."""
+        if not self.alive:
+            return
+        if not now and self._settling:  # the last drawing is still being painted
+            self._pending = True
+            return
+        wait = self._next_draw - time.monotonic()
+        if now or wait <= 0:
+            self._timer.stop()
+            self.draw()
+        elif not self._timer.isActive():
+            self._timer.start(int(wait * 1000) + 1)
+
+    def draw(self) -> None:
+        if not self.alive:
+            return
+        if self._drawing:  # a Qt call below processed events that asked for a drawing
+            self._draw_again = True
+            return
+        self._drawing = True
+        began = time.monotonic()
+        try:
+            again = True
+            while again:
+                self._draw_again = False
+                self.show_frame()
+                if self.job is not None:
+                    self.job.show_progress()
+                again = self._draw_again
+        finally:
+            self._drawing = False
+        if not self._settling:
+            # the canvas repaints in the event loop after this: a zero timer fires once it has
+            self._settling, self._began = True, began
+            QTimer.singleShot(0, self._settled)
+        self.refresh()
+
+    def _settled(self) -> None:
+        """The event loop is back after a drawing: the next one waits twice what this one cost."""
+        self._settling = False
+        if not self.alive:
+            return
+        end = time.monotonic()
+        self._next_draw = end + max(DRAW_INTERVAL, 2 * (end - self._began))
+        if self._pending:
+            self._pending = False
+            self.request_draw()
+
 
 
 def probability_data(layer, report) -> np.ndarray | None:
@@ -39,6 +532,21 @@ def probability_data(layer, report) -> np.ndarray | None:
         return None
 
 
+def lifetime(native) -> Callable[[], bool]:
+    """A function telling whether the Qt widget ``native`` still exists.
+
+    Viewer events outlive a dock widget (layers are removed as the viewer closes):
+    their callbacks check this before touching the widget.
+    """
+    alive = [True]
+
+    def gone(*_):
+        alive[0] = False
+
+    native.destroyed.connect(gone)
+    return lambda: alive[0]
+
+
 def layers_of(viewer, *kinds):
     """``(name, layer)`` choices of the viewer's layers of the given napari layer classes."""
     return [(lay.name, lay) for lay in viewer.layers if isinstance(lay, kinds)]
@@ -53,7 +561,11 @@ def follow_layers(viewer, *combos: ComboBox, prefer: str | None = None) -> None:
     nothing named so stays empty.
     """
 
+    alive = lifetime(combos[0].native)
+
     def refresh(*_):
+        if not alive():
+            return  # the panel is gone (the viewer closes)
         for c in combos:
             c.reset_choices()
             if prefer is None:
@@ -94,7 +606,11 @@ def view_toggle(viewer, combo: ComboBox) -> CheckBox:
                    tooltip="render the volume in 3D (the viewer's 2D/3D button does the same); "
                            "off: slice by slice")
 
+    alive = lifetime(box.native)
+
     def sync(*_):
+        if not alive():
+            return
         steady_cursor(viewer)
         box.enabled = spatial_ndim(combo.value) >= 3 or viewer.dims.ndisplay == 3
         if box.value != (viewer.dims.ndisplay == 3):

@@ -10,23 +10,22 @@ from __future__ import annotations
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import ComboBox, FloatSpinBox, Label, PushButton, SpinBox
 from napari.utils.notifications import show_error, show_info
 
 from ..core.checks import check_field
 from ..core.curation import accept_mask, merge_indices
-from ._common import SHORTCUTS, follow_layers, layers_of, put_layer, steady_cursor
+from ._common import SHORTCUTS, Panel, follow_layers, layers_of, put_layer, steady_cursor
 from .gaps import rejected_labels
 
 CURATED = "curated"
 
 
-class AcceptWidget(Container):
+class AcceptWidget(Panel):
     """Dock widget: Accept merges the thresholded refined field into ``curated``; Undo takes it back."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
-        self._viewer = viewer
+        super().__init__(viewer)
         self.refined = ComboBox(label="refined", choices=lambda _w: layers_of(viewer, napari.layers.Image))
         self.curated = ComboBox(label="curated labels", nullable=True, value=None,
                                 choices=lambda _w: layers_of(viewer, napari.layers.Labels),
@@ -45,7 +44,7 @@ class AcceptWidget(Container):
         follow_layers(viewer, self.refined, prefer="refined")
         follow_layers(viewer, self.curated, prefer="curated")
         follow_layers(viewer, self.gaps, prefer="bridged")
-        viewer.dims.events.ndisplay.connect(lambda _e: steady_cursor(viewer))  # see steady_cursor
+        self.listen(viewer.dims.events.ndisplay, lambda _e: steady_cursor(viewer))  # see steady_cursor
         self.accept_button.changed.connect(self.accept)
         self.undo_button.changed.connect(self.undo)
         viewer.bind_key(SHORTCUTS["accept"], lambda _v: self.accept(), overwrite=True)
@@ -89,13 +88,13 @@ class AcceptWidget(Container):
         idx = merge_indices(curated.data, mask)
         if idx[0].size == 0:
             show_info("Nothing to accept: every pixel above the threshold is labelled already.")
-            self.status.value = "nothing new to accept"
+            self.say("nothing new to accept")
             return
         curated.data_setitem(idx, self.value.value)  # one undoable edit
         kept = int((mask & (np.asarray(curated.data) != self.value.value)).sum())
-        self.status.value = (f"accepted {idx[0].size} px into '{curated.name}'"
-                             + (f", {len(rejected)} gap(s) left out" if rejected else "")
-                             + (f", {kept} painted px kept" if kept else ""))
+        self.say(f"accepted {idx[0].size} px into '{curated.name}'"
+                 + (f", {len(rejected)} gap(s) left out" if rejected else "")
+                 + (f", {kept} painted px kept" if kept else ""))
 
     def undo(self, *_):
         """Undo the last edit of the curated layer (napari's labels history)."""
@@ -104,4 +103,4 @@ class AcceptWidget(Container):
             show_error("No curated layer to undo.")
             return
         curated.undo()
-        self.status.value = f"undid the last edit of '{curated.name}'"
+        self.say(f"undid the last edit of '{curated.name}'")

@@ -8,8 +8,8 @@ yielded field into two layers:
   Bridged gaps and Accept panels use;
 * ``refined history`` (Image, shape ``(T, *spatial)``): snapshots on a leading time axis,
   so the dims slider scrubs back through the run. At most ``snapshots kept`` of them are
-  stored (and at most 256 MiB, `SNAPSHOT_BYTES`); when full, every second one is dropped
-  (`core.history.SnapshotHistory`), so they always span the run from step 0.
+  stored (and at most 256 MiB, `SNAPSHOT_BYTES`), evenly spaced from step 0 plus the newest
+  (`core.history.SnapshotHistory`), so they always span the run and early steps stay reachable.
 
 Volumes (planes, rows, cols) work the same way: the time axis comes first, the "3D
 view" box renders the field in napari's 3D view (maximum intensity projection) as it
@@ -26,14 +26,12 @@ state; Reset goes back to the probability; Cancel stops and keeps the last step 
 
 from __future__ import annotations
 
-import time
 from typing import NamedTuple
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
-from napari.qt.threading import create_worker
-from napari.utils import progress
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton, SpinBox
+from napari.utils.colormaps import Colormap
 from napari.utils.notifications import show_error, show_info
 
 from ..core.diffusion import iter_diffusion, plan_substeps
@@ -41,37 +39,44 @@ from ..core.history import SnapshotHistory, capacity_for
 from ..core.refine import RefineSettings
 from ..models import session
 from ..models.refiner import vessel_directions
-from ._common import SHORTCUTS, follow_layers, layers_of, probability_data, put_image, view_toggle
+from ._common import (
+    CANCELLED,
+    PAUSED,
+    RUNNING,
+    SHORTCUTS,
+    Panel,
+    follow_layers,
+    layers_of,
+    probability_data,
+    put_image,
+    view_toggle,
+)
 
 REFINED = "refined"
 HISTORY = "refined history"
 
 
 class Frame(NamedTuple):
-    """What the worker yields: a field at ``step`` (or, once and first, only the directions).
-
-    ``earlier`` holds the ``(step, field)`` pairs computed since the previous frame but not
-    drawn (see `_diffusion_job`), so the snapshots still cover every ``every``-th step.
-    """
+    """What the worker yields: the field at ``step`` (or, once and first, only the directions)."""
 
     step: int
     field: np.ndarray | None
     directions: np.ndarray | None = None
-    earlier: tuple = ()
 
 
-#: At most this many undrawn fields ride along with one frame (older ones are thinned) ...
-MAX_EARLIER = 32
-#: ... and at most this many bytes of them (a few for a volume).
-EARLIER_BYTES = 64 * 2**20
 #: The snapshot history's memory cap (`core.history.capacity_for`).
 SNAPSHOT_BYTES = 256 * 2**20
 
 
-#: How the refined field and its history are drawn for a 2D image: the history, on top,
-#: shows the snapshot under the time slider.
-PLANE_LOOK = {"colormap": "viridis", "blending": "additive"}
-PLANE_HISTORY_LOOK = {"colormap": "viridis", "blending": "translucent"}
+#: How the refined field and its history are drawn for a 2D image: the history shows the
+#: snapshot under the time slider in a green that is transparent where the field is low,
+#: so the photograph and the probability (magma) stay visible around and under the
+#: vessels, and what the diffusion bridged shows green over the dark gap. The refined
+#: layer (the same field as the newest snapshot) is hidden rather than drawn twice.
+#: "show refined" toggles the history: before / after.
+CLEAR_GREEN = Colormap([[0.0, 1.0, 0.3, 0.0], [0.0, 1.0, 0.3, 1.0]], name="transparent green")
+PLANE_LOOK = {"colormap": "green", "blending": "additive", "visible": False}
+PLANE_HISTORY_LOOK = {"colormap": CLEAR_GREEN, "blending": "translucent", "opacity": 0.7}
 #: ... and for a volume, in the 3D view as plane by plane: a maximum intensity projection
 #: in a colour map from black, added to the probability (magma), so what the diffusion
 #: bridged shows green. An opaque volume on top would hide the rest, so the history is
@@ -86,54 +91,36 @@ def _mib(n: float) -> str:
 
 
 def _diffusion_job(u, directions, settings: RefineSettings, *, start: int = 0, steps: int | None = None,
-                   every: int = 1, min_interval: float = 0.04, features=None):
-    """Worker body: directions if not given, then the diffusion's steps (a generator: cancellable).
+                   every: int = 1, features=None):
+    """Worker body: directions if not given, then the diffusion's steps (a generator).
 
     ``u`` is the field to start from (at step ``start``); ``steps`` (default
-    ``settings.steps``) more steps are run. Small images step faster than a screen
-    refreshes: a field closer than ``min_interval`` seconds to the last frame sent is not
-    drawn but travels in the next frame's ``earlier`` (at most `MAX_EARLIER` fields and
-    `EARLIER_BYTES`, thinned by halves), for the snapshot history. The last step is
-    always sent.
+    ``settings.steps``) more steps are run, one frame every ``every`` steps and the last.
+    The panel runs it in a `SteppedWorker`, which computes the next frame only once the
+    panel has taken in this one, so the run never races ahead of the screen.
     """
     if directions is None:
         # the learned head when the probability layer carries backbone features, else Hessian
         directions, _ = vessel_directions(u, features, sigma=settings.sigma)
         yield Frame(start, None, directions)
     kw = settings.diffusion_kwargs()
-    kw["steps"] = n = settings.steps if steps is None else steps
-    last = -np.inf
-    earlier: list = []
-    most = max(2, min(MAX_EARLIER, EARLIER_BYTES // max(np.asarray(u).nbytes, 1)))
+    kw["steps"] = settings.steps if steps is None else steps
     for step, field in iter_diffusion(u, directions, every=every, **kw):
-        now = time.monotonic()
-        if step == n or now - last >= min_interval:
-            last = now
-            yield Frame(start + step, field, earlier=tuple(earlier))
-            earlier = []
-        else:
-            if len(earlier) >= most:
-                earlier = earlier[::2]
-            earlier.append((start + step, field))
+        yield Frame(start + step, field)
 
 
-class DiffusionWidget(Container):
+class DiffusionWidget(Panel):
     """Dock widget: choose a probability layer, set the PDE's parameters; Run, Pause, Step, Reset."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
+        super().__init__(viewer)
         d = RefineSettings()
-        self._viewer = viewer
-        self._worker = None
-        self._progress = None
-        self._queue: list[Frame] = []
-        self._draining = False
-        self._after_finish = None
         self._key = None           # which probability layer / data / sigma the state belongs to
         self._directions = None
         self._field = None         # the current state: field at step self._step
         self._step = 0
         self._history = None
+        self._fresh = False        # a frame taken in and not drawn yet
         self.layer = ComboBox(label="probability", choices=lambda _w: layers_of(viewer, napari.layers.Image))
         self.sigma = FloatSpinBox(value=d.sigma, min=0.5, max=50.0, step=0.5, label="direction scale",
                                   tooltip="Hessian scale (pixels) for the vessel directions")
@@ -143,8 +130,9 @@ class DiffusionWidget(Container):
         self.dt = FloatSpinBox(value=d.dt, min=0.001, max=100.0, step=0.05, label="dt",
                                tooltip="time step; steps above the stability limit are sub-stepped")
         self.steps = SpinBox(value=d.steps, min=1, max=100000, label="steps")
-        self.every = SpinBox(value=1, min=1, max=100000, label="show every",
-                             tooltip="update the refined layer every this many steps")
+        self.every = SpinBox(value=1, min=1, max=100000, label="snapshot every",
+                             tooltip="take a snapshot every this many steps (the screen is redrawn at "
+                                     "most 20 times a second whatever this is)")
         self.order = ComboBox(choices=[2, 4, 6, 8, 10, 12], value=d.order, label="stencil order")
         self.max_snapshots = SpinBox(value=50, min=2, max=10000, label="snapshots kept",
                                      tooltip="most snapshots on the time axis (older ones are thinned)")
@@ -159,22 +147,26 @@ class DiffusionWidget(Container):
         self.scrub = Label(value="")
         self.memory = Label(value="")
         self.keys = Label(value=f"Keys: {SHORTCUTS['step']} step (pauses a run first)")
+        self.after = CheckBox(text="show refined (off: before)", value=True,
+                              tooltip="the refined history over the image: on, after the diffusion; "
+                                      "off, the probability before it")
         follow_layers(viewer, self.layer, prefer="probab")
         self.view3d = view_toggle(viewer, self.layer)
         self.extend([self.layer, self.sigma, self.lambda_par, self.lambda_perp, self.dt, self.steps,
                      self.every, self.order, self.max_snapshots, self.run_button, self.pause_button,
                      self.step_button, self.restore_button, self.reset_button, self.cancel_button,
-                     self.view3d, self.status, self.scrub, self.memory, self.keys])
+                     self.view3d, self.after, self.status, self.scrub, self.memory, self.keys])
         self.run_button.changed.connect(self.run)
         self.pause_button.changed.connect(self.toggle_pause)
         self.step_button.changed.connect(self.step)
         self.restore_button.changed.connect(self.restore)
         self.reset_button.changed.connect(self.reset)
         self.cancel_button.changed.connect(self.cancel)
+        self.after.changed.connect(self._show_after)
         for w in (self.dt, self.lambda_par, self.lambda_perp, self.order):
             w.changed.connect(self._show_substeps)
         self.layer.changed.connect(self._show_substeps)
-        viewer.dims.events.current_step.connect(self._show_scrub)
+        self.listen(viewer.dims.events.current_step, self._show_scrub)
         viewer.bind_key(SHORTCUTS["step"], self._key_step, overwrite=True)
 
     # -- inputs and state ---------------------------------------------------------
@@ -189,7 +181,7 @@ class DiffusionWidget(Container):
         ndim = 3 if layer is not None and not layer.rgb and np.ndim(layer.data) == 3 else 2
         n = plan_substeps(self.dt.value, self.lambda_par.value, self.lambda_perp.value,
                           self.order.value, ndim)
-        self.status.value = "" if n == 1 else f"dt above the stability limit: {n} sub-steps per step"
+        self.say("" if n == 1 else f"dt above the stability limit: {n} sub-steps per step")
 
     def _input(self) -> np.ndarray | None:
         return probability_data(self.layer.value, show_error)
@@ -229,55 +221,47 @@ class DiffusionWidget(Container):
     # -- actions ------------------------------------------------------------------
     def run(self, *_):
         """Run (or continue) to ``steps`` steps; starts over once the state is there."""
-        if self._worker is not None or not self._prepare():
+        if self.busy or not self._prepare():
             return
         if self._step >= self.steps.value:
             self._reset_state(self._u0)
         self._start(self.steps.value - self._step, self.every.value)
 
     def step(self, *_):
-        """Advance exactly one step from the current state (a running worker is paused first)."""
-        if self._worker is not None:
-            if not self._worker.is_paused:
-                self._worker.pause()
-                return
-            self._after_finish = self._step_once
-            self._worker.quit()
+        """Advance exactly one step from the current state (a running job is paused first)."""
+        job = self.job
+        if self.busy:
+            if job.state == RUNNING:
+                job.pause()
+            elif job.state == PAUSED:
+                job.step_once()
             return
-        self._step_once()
-
-    def _step_once(self):
         if self._prepare():
             self._start(1, 1)
 
     def toggle_pause(self, *_):
-        if self._worker is not None:
-            self._worker.toggle_pause()
+        if self.busy:
+            self.job.toggle_pause()
 
     def cancel(self, *_):
-        if self._worker is not None:
-            self._worker.quit()
-            self.status.value = "cancelling..."
+        if self.busy:
+            self.job.cancel()
 
     def reset(self, *_):
-        """Back to the probability, step 0, with an empty history."""
-        if self._worker is not None:
-            self._after_finish = self.reset
-            self._worker.quit()
-            return
+        """Back to the probability, step 0, with an empty history (a running job is dropped)."""
+        if self.busy:
+            self.job.detach()
         self._field = None  # _prepare starts over from the probability (keeping known directions)
         if self._prepare():
-            self.status.value = "reset to the probability (step 0)"
+            self.say("reset to the probability (step 0)")
 
     def restore(self, *_):
         """Make the snapshot under the time slider the current state (later snapshots are dropped)."""
-        if self._worker is not None:
-            if not self._worker.is_paused:
+        if self.busy:
+            if self.job.state == RUNNING:
                 show_error("Pause or cancel the run before going back to a snapshot.")
                 return
-            self._after_finish = self.restore
-            self._worker.quit()
-            return
+            self.job.detach()
         if self._history is None or HISTORY not in self._viewer.layers:
             show_error("No snapshots yet: Run or Step the diffusion first.")
             return
@@ -286,36 +270,32 @@ class DiffusionWidget(Container):
         self._history.truncate(i + 1)
         self._field, self._step = field, step
         self._show_field()
-        self.status.value = f"back at step {step}"
+        self.say(f"back at step {step}")
 
     def _key_step(self, _viewer=None):
         self.step()
 
     def _start(self, steps: int, every: int):
-        settings = self._settings()
-        self._target = self._step + steps
-        self._progress = progress(total=steps, desc="diffusion")
-        self._progress_start = self._step
         feats = self._source.metadata.get("features") if self._directions is None else None
-        self._worker = create_worker(_diffusion_job, self._field, self._directions, settings,
-                                     start=self._step, steps=steps, every=every, features=feats,
-                                     _ignore_errors=True)
-        self._worker.yielded.connect(self._on_step)
-        self._worker.errored.connect(self._on_error)
-        self._worker.finished.connect(self._on_finished)
-        self._worker.paused.connect(self._on_paused)
-        self._worker.resumed.connect(self._on_resumed)
-        self._set_running(True)
-        self.status.value = "estimating directions..." if self._directions is None else "running..."
-        self._worker.start()
+        target = self._step + steps
+        note = "estimating directions..." if self._directions is None else ""
+        self.start(_diffusion_job, self._field, self._directions, self._settings(), start=self._step,
+                   steps=steps, every=every, features=feats, step=self._step, total=target, desc="diffusion",
+                   note=note, on_frame=self._on_frame, on_error=self._on_error, on_end=self._on_end)
 
-    def _set_running(self, running: bool):
-        self.run_button.enabled = not running
-        self.pause_button.enabled = running
-        self.cancel_button.enabled = running
-        self.pause_button.text = "Pause"
+    # -- showing the state (GUI thread) -------------------------------------------
+    def show_controls(self):
+        job = self.job
+        live = job is not None and job.state in (RUNNING, PAUSED)
+        self.run_button.enabled = not self.busy
+        self.pause_button.enabled = self.cancel_button.enabled = live
+        self.pause_button.text = "Resume" if live and job.state == PAUSED else "Pause"
 
-    # -- showing the state (main thread) ------------------------------------------
+    def show_frame(self):
+        if self._fresh:
+            self._fresh = False
+            self._show_field()
+
     def _show_field(self, follow: bool = True):
         src = self._source
         # (the looks apply when a layer is made; the annotator's later changes are kept)
@@ -323,10 +303,18 @@ class DiffusionWidget(Container):
             PLANE_LOOK, PLANE_HISTORY_LOOK)
         put_image(self._viewer, REFINED, self._field, like=src, contrast_limits=(0, 1), **look)
         put_image(self._viewer, HISTORY, self._history.stack(), like=src, contrast_limits=(0, 1),
-                  **history_look)
+                  **{**history_look, "visible": self.after.value})
+        labels = list(self._viewer.dims.axis_labels)
+        if labels and labels[0] != "step":  # the time axis: its slider is read with the scrub line
+            self._viewer.dims.axis_labels = ["step", *labels[1:]]
         if follow:
             self._viewer.dims.set_current_step(0, len(self._history) - 1)
         self._show_scrub()
+
+    def _show_after(self, on: bool):
+        """Before / after: show or hide the refined history over the image."""
+        if HISTORY in self._viewer.layers:
+            self._viewer.layers[HISTORY].visible = on
 
     def _show_scrub(self, *_):
         if self._history is None or not len(self._history) or HISTORY not in self._viewer.layers:
@@ -336,55 +324,20 @@ class DiffusionWidget(Container):
         self.scrub.value = (f"time slider: snapshot {i + 1} of {len(self._history)} = step "
                             f"{self._history.steps[i]}")
 
-    # -- worker callbacks (main thread) ------------------------------------------
-    def _on_step(self, frame: Frame):
+    # -- the job's events (GUI thread, one at a time) -----------------------------
+    def _on_frame(self, job, frame: Frame):
+        """Take a frame in: cheap (a snapshot copy); the layers are redrawn by `show_frame`."""
         if frame.directions is not None:
             self._directions = frame.directions
-            self.status.value = "running..."
             return
-        # Updating a layer can process Qt events, which may deliver the next frame into
-        # this handler again: queue it, and let the outermost call store every frame's
-        # snapshots and draw only the newest.
-        self._queue.append(frame)
-        if self._draining:
-            return
-        self._draining = True
-        try:
-            while self._queue:
-                frames, self._queue = self._queue, []
-                for f in frames:
-                    for step, field in f.earlier:
-                        self._history.add(step, field)
-                    self._history.add(f.step, f.field)
-                newest = frames[-1]
-                self._field, self._step = newest.field, newest.step
-                self._show_field()
-                self.status.value = f"step {newest.step} / {self._target}"
-                if self._progress is not None:
-                    self._progress.update(newest.step - self._progress_start - self._progress.n)
-        finally:
-            self._draining = False
+        self._history.add(frame.step, frame.field)
+        self._field, self._step = frame.field, frame.step
+        job.step = frame.step
+        self._fresh = True
 
-    def _on_paused(self):
-        self.pause_button.text = "Resume"
-        self.status.value = f"paused at step {self._step}"
-
-    def _on_resumed(self):
-        self.pause_button.text = "Pause"
-        self.status.value = f"running from step {self._step}..."
-
-    def _on_error(self, exc):
+    def _on_error(self, job, exc):
         show_error(f"Diffusion failed: {exc}")
 
-    def _on_finished(self):
-        if self._worker is not None and self._worker.abort_requested and self._after_finish is None:
-            self.status.value = f"cancelled at step {self._step}"
+    def _on_end(self, job):
+        if job.state == CANCELLED:
             show_info("Diffusion cancelled; the refined layer keeps the last step shown.")
-        if self._progress is not None:
-            self._progress.close()
-            self._progress = None
-        self._worker = None
-        self._set_running(False)
-        then, self._after_finish = self._after_finish, None
-        if then is not None:
-            then()

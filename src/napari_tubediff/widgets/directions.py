@@ -2,8 +2,9 @@
 
 Directions come from `models.refiner.vessel_directions`: the learned direction head
 on the backbone's features when the probability layer carries them (U-Net), else the
-Hessian eigenvectors of the probability field. They are drawn on a grid of vessel pixels
-(``probability >= threshold``) by `core.directions.sample_vectors`. Changing the grid
+Hessian eigenvectors of the probability field. They are drawn one per grid cell, at its
+most probable vessel pixel (``probability >= threshold``), by `core.directions.sample_vectors`,
+so thin vessels, which rarely cross a grid pixel, get vectors too. Changing the grid
 step or the length redraws at once from the directions already computed.
 
 Colours: in 2D the angle in the image plane (a cyclic colour map over 0-180 degrees);
@@ -18,14 +19,13 @@ from __future__ import annotations
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
-from napari.qt.threading import create_worker
+from magicgui.widgets import ComboBox, FloatSpinBox, Label, PushButton, SpinBox
 from napari.utils.notifications import show_error
 
 from ..core.directions import orientation_colors, sample_vectors, vector_angles, vector_elevations
 from ..models import session
 from ..models.refiner import vessel_directions
-from ._common import follow_layers, layers_of, probability_data, put_layer, spatial_ndim, view_toggle
+from ._common import Panel, follow_layers, layers_of, probability_data, put_layer, spatial_ndim, view_toggle
 
 DIRECTIONS = "directions"
 #: Default grid step for 2D images and for volumes: a volume's regular grid meets a thin
@@ -39,13 +39,11 @@ def _directions_job(u: np.ndarray, sigma: float, features=None):
     return vessel_directions(u, features, sigma=sigma)
 
 
-class DirectionsWidget(Container):
+class DirectionsWidget(Panel):
     """Dock widget: choose the probability layer, press Show directions."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
-        self._viewer = viewer
-        self._worker = None
+        super().__init__(viewer)
         self._cache = None  # (key, u, directions)
         self.layer = ComboBox(label="probability", choices=lambda _w: layers_of(viewer, napari.layers.Image))
         self.sigma = FloatSpinBox(value=3.0, min=0.5, max=50.0, step=0.5, label="direction scale",
@@ -79,7 +77,7 @@ class DirectionsWidget(Container):
         return probability_data(self.layer.value, show_error)
 
     def run(self, *_):
-        if self._worker is not None:
+        if self.busy:
             return
         u = self._input()
         if u is None:
@@ -87,14 +85,12 @@ class DirectionsWidget(Container):
         key = (id(self.layer.value), self.sigma.value, session.version())
         self._source = self.layer.value
         feats = self.layer.value.metadata.get("features")
-        self._worker = create_worker(_directions_job, u, self.sigma.value, feats, _ignore_errors=True,
-                                     _progress={"desc": "estimating directions"})
-        self._worker.returned.connect(lambda v: self._on_result(key, u, v))
-        self._worker.errored.connect(lambda e: show_error(f"Directions failed: {e}"))
-        self._worker.finished.connect(self._on_finished)
-        self.run_button.enabled = False
-        self.status.value = "estimating directions..."
-        self._worker.start()
+        self.start(_directions_job, u, self.sigma.value, feats, desc="estimating directions",
+                   note="estimating directions...", on_result=lambda _job, v: self._on_result(key, u, v),
+                   on_error=lambda _job, e: show_error(f"Directions failed: {e}"))
+
+    def show_controls(self):
+        self.run_button.enabled = not self.busy
 
     def _on_result(self, key, u, result):
         v, self._kind = result
@@ -106,7 +102,7 @@ class DirectionsWidget(Container):
             return
         _, u, v = self._cache
         vectors = sample_vectors(v, u >= self.threshold.value, self.step.value, self.length.value,
-                                 inside=True)
+                                 inside=True, weights=u)
         angles = vector_angles(vectors) if len(vectors) else np.zeros(0, np.float32)
         if u.ndim == 3:
             # colour by 3D orientation; the angles stay in the features for a colour map by hand
@@ -121,8 +117,8 @@ class DirectionsWidget(Container):
         put_layer(self._viewer, DIRECTIONS, "vectors", vectors, like=self._source, edge_width=1.0,
                   length=1.0, vector_style="line", **colour)
         kind = "learned head" if getattr(self, "_kind", "") == "learned" else "Hessian"
-        self.status.value = f"{len(vectors)} vectors, {kind} directions ({legend})"
-
-    def _on_finished(self):
-        self._worker = None
-        self.run_button.enabled = True
+        text = f"{len(vectors)} vectors, {kind} directions ({legend})"
+        if self.busy:  # the job's result: its status once it ends
+            self.done_text = text
+        else:          # redrawn for a new grid step or length
+            self.say(text)

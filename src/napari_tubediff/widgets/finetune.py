@@ -4,6 +4,11 @@ Thin: it gathers the image, the corrected Labels layer and an optional region (a
 layer's shapes or a Labels mask), runs `training.finetune.finetune` in a worker, draws
 the loss as it falls, and makes the new weights the session's active refiner
 (`models.session`), which the Directions and Diffusion panels use at once.
+
+Each training update is a frame of the panel's job (`_common.Job`): the training loop
+posts it and waits until the panel has drawn it, and polls Cancel between updates (and
+between its scoring and training phases), so Cancel acts within one update of the screen
+and the previous weights stay.
 """
 
 from __future__ import annotations
@@ -12,17 +17,16 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
-from napari.qt.threading import create_worker
-from napari.utils import progress
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton, SpinBox
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QObject, QPointF, Signal
+from qtpy.QtCore import QPointF
 from qtpy.QtGui import QColor, QPainter, QPen
 from qtpy.QtWidgets import QFileDialog, QSizePolicy, QWidget
 
 from ..models import session
 from ..training.finetune import FinetuneConfig, finetune
-from ._common import follow_layers, layers_of
+from ._common import CANCELLED, RUNNING, Panel, follow_layers, layers_of
+from .segment import follow_fov
 
 
 class LossCurve(QWidget):
@@ -39,8 +43,8 @@ class LossCurve(QWidget):
         self.update()
 
     def add(self, loss: float):
+        """Add a point (drawn at the next repaint: call ``update()``)."""
         self.losses.append(float(loss))
-        self.update()
 
     def paintEvent(self, _event):  # noqa: N802 (Qt's name)
         p = QPainter(self)
@@ -60,11 +64,6 @@ class LossCurve(QWidget):
         p.end()
 
 
-class _Bridge(QObject):
-    # emitted in the worker thread, delivered in the GUI thread (queued connection)
-    update = Signal(int, float)
-
-
 def region_mask(layer, shape: tuple[int, ...]) -> np.ndarray | None:
     """A bool mask from a Shapes layer (union of its shapes) or a Labels layer (> 0)."""
     if layer is None:
@@ -79,19 +78,23 @@ def region_mask(layer, shape: tuple[int, ...]) -> np.ndarray | None:
     return mask
 
 
+def _finetune_job(image, labels, region, fov, *, refiner, backbone, cfg, gate):
+    """Worker body: `training.finetune.finetune` with each update posted through ``gate``
+    (`_common.Gate`: the loop goes on once the panel has drawn it) and Cancel polled."""
+    return finetune([image], [labels], [region], fovs=[fov], refiner=refiner, backbone=backbone, cfg=cfg,
+                    should_stop=lambda: gate.cancelled, on_update=lambda i, loss: gate.post((i, loss)))
+
+
 def _metrics_line(name: str, m: dict) -> str:
     return f"{name}: Dice {m['dice']:.4f}  clDice {m['cldice']:.4f}  VCA {m['vca']:.3f}"
 
 
-class FinetuneWidget(Container):
+class FinetuneWidget(Panel):
     """Dock widget: image + corrected labels (+ region) -> fine-tuned refiner."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
-        self._viewer = viewer
-        self._worker = None
-        self._stop = False
-        self._progress = None
+        super().__init__(viewer)
+        self.unit = "update"
         d = FinetuneConfig()
         self.image = ComboBox(label="image", choices=lambda _w: layers_of(viewer, napari.layers.Image),
                               tooltip="the image the labels belong to (RGB: green channel)")
@@ -117,21 +120,23 @@ class FinetuneWidget(Container):
         self.save_button = PushButton(text="Save weights...")
         self.load_button = PushButton(text="Load weights...")
         self.reset_button = PushButton(text="Reset to shipped weights")
-        self.status = Label(value=f"active refiner: {session.source()}")
+        self.status = Label(value="")
+        self.note = f"active refiner: {session.source()}"
         self.scores = Label(value="")
         self.extend([self.image, self.labels, self.region, self.fov, self.updates, self.lr, self.loss,
                      self.tune_backbone, self.train_button, self.cancel_button, self.save_button,
                      self.load_button, self.reset_button, self.status, self.scores])
         self.curve = LossCurve()
         self.native.layout().addWidget(self.curve)
-        self._bridge = _Bridge()
-        self._bridge.update.connect(self._on_update)
-        follow_layers(viewer, self.image, self.labels, self.region, self.fov)
+        follow_layers(viewer, self.image, self.region, self.fov)
+        follow_fov(self, viewer, self.fov)  # a DRIVE *_mask, a "fov" layer
+        follow_layers(viewer, self.labels, prefer="curated")  # the Accept panel's layer, not the truth
         self.train_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
         self.save_button.changed.connect(self._save_clicked)
         self.load_button.changed.connect(self._load_clicked)
         self.reset_button.changed.connect(self.reset)
+        self.refresh()
 
     # -- training -----------------------------------------------------------------------
     def _inputs(self):
@@ -153,7 +158,7 @@ class FinetuneWidget(Container):
         return image, np.asarray(lab.data), region, fov
 
     def run(self, *_):
-        if self._worker is not None:
+        if self.busy:
             return
         inputs = self._inputs()
         if inputs is None:
@@ -167,53 +172,51 @@ class FinetuneWidget(Container):
         except ValueError as e:
             show_error(str(e))
             return
-        self._stop = False
         self.curve.clear()
-        self._progress = progress(total=cfg.updates, desc="fine-tuning the refiner")
-        self._worker = create_worker(
-            finetune, [image], [labels], [region], fovs=[fov], refiner=start, backbone=backbone, cfg=cfg,
-            should_stop=lambda: self._stop, on_update=self._bridge.update.emit, _ignore_errors=True)
-        self._worker.returned.connect(self._on_result)
-        self._worker.errored.connect(lambda e: show_error(f"Fine-tuning failed: {e}"))
-        self._worker.finished.connect(self._on_finished)
-        self.train_button.enabled = False
-        self.cancel_button.enabled = True
-        self.status.value = "scoring the region, then training..."
-        self._worker.start()
+        self.start(_finetune_job, image, labels, region, fov, refiner=start, backbone=backbone, cfg=cfg,
+                   total=cfg.updates, desc="fine-tuning the refiner",
+                   note="scoring the region, then training...",
+                   on_frame=self._on_update, on_result=self._on_result, on_end=self._on_end,
+                   on_error=lambda _job, e: show_error(f"Fine-tuning failed: {e}"))
 
     def cancel(self, *_):
-        if self._worker is not None:
-            self._stop = True
-            self.status.value = "cancelling (the current weights stay)..."
+        if self.busy:
+            self.job.cancel()
 
-    def _on_update(self, i: int, loss: float):
+    def show_controls(self):
+        self.train_button.enabled = not self.busy
+        self.cancel_button.enabled = self.job is not None and self.job.state == RUNNING
+
+    def status_text(self) -> str:
+        job = self.job
+        if job is not None and job.state == CANCELLED:
+            return f"cancelled at update {job.step}; active refiner: {session.source()} (unchanged)"
+        return super().status_text()
+
+    def show_frame(self):
+        self.curve.update()
+
+    def _on_update(self, job, frame):
+        i, loss = frame
         self.curve.add(loss)
-        if self._progress is not None:
-            self._progress.update(1)
-        self.status.value = f"update {i + 1} / {self.updates.value}"
+        job.step = i + 1
 
-    def _on_result(self, result):
-        if result is None:
-            self.status.value = f"cancelled; active refiner: {session.source()}"
+    def _on_end(self, job):
+        if job.state == CANCELLED:
             show_info("Fine-tuning cancelled: the previous weights stay in use.")
+
+    def _on_result(self, _job, result):
+        if result is None:  # cancelled inside the training loop
             return
         session.set_refiner(result.refiner, source="fine-tuned")
         which = "Directions and Diffusion panels use"
         if result.backbone is not None:
             session.set_unet(result.backbone)
             which = "Segment, Directions and Diffusion panels use"
-        self.status.value = (f"fine-tuned in {result.record['seconds_total']:.0f} s; the {which} "
-                             "the new weights now")
+        self.done_text = (f"fine-tuned in {result.record['seconds_total']:.0f} s; the {which} "
+                          "the new weights now")
         self.scores.value = (_metrics_line("before", result.before) + "\n"
                              + _metrics_line("after ", result.after) + "\n(inside the region)")
-
-    def _on_finished(self):
-        if self._progress is not None:
-            self._progress.close()
-            self._progress = None
-        self._worker = None
-        self.train_button.enabled = True
-        self.cancel_button.enabled = False
 
     # -- weights ---------------------------------------------------------------------------
     def save(self, path) -> Path | None:
@@ -223,7 +226,7 @@ class FinetuneWidget(Container):
         except (OSError, ValueError) as e:
             show_error(f"Could not save the weights: {e}")
             return None
-        self.status.value = "saved " + " and ".join(p.name for p in out)
+        self.say("saved " + " and ".join(p.name for p in out))
         return out[0]
 
     def load(self, path) -> bool:
@@ -232,12 +235,12 @@ class FinetuneWidget(Container):
         except ValueError as e:
             show_error(f"Could not load {Path(path).name}: {e}")
             return False
-        self.status.value = f"active refiner: {session.source()}"
+        self.say(f"active refiner: {session.source()}")
         return True
 
     def reset(self, *_):
         session.reset_refiner()
-        self.status.value = "active refiner: shipped"
+        self.say("active refiner: shipped")
         self.scores.value = ""
 
     def _save_clicked(self, *_):

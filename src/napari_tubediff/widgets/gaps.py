@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton, SpinBox
-from napari.qt.threading import create_worker
+from magicgui.widgets import ComboBox, FloatSpinBox, Label, PushButton, SpinBox
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QListWidget
 
 from ..core.checks import check_field
 from ..core.gaps import bridged_gaps
-from ._common import camera, canvas_size, follow_layers, layers_of, put_layer, steady_cursor
+from ._common import Panel, camera, canvas_size, follow_layers, layers_of, put_layer, steady_cursor
 
 BRIDGED = "bridged"
 UNREVIEWED, ACCEPTED, REJECTED = "unreviewed", "accepted", "rejected"
@@ -32,13 +31,11 @@ def rejected_labels(layer) -> list[int]:
     return [int(i) for i in f.loc[f["status"] == REJECTED, "index"]]
 
 
-class GapsWidget(Container):
+class GapsWidget(Panel):
     """Dock widget: find the bridged gaps, walk through them, accept or reject each."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
-        self._viewer = viewer
-        self._worker = None
+        super().__init__(viewer)
         self._gaps = []
         self._status: list[str] = []
         images = lambda _w: layers_of(viewer, napari.layers.Image)  # noqa: E731
@@ -58,7 +55,7 @@ class GapsWidget(Container):
         self.extend([self.accept_button, self.reject_button, self.status])
         follow_layers(viewer, self.probability, prefer="probab")
         follow_layers(viewer, self.refined, prefer="refined")
-        viewer.dims.events.ndisplay.connect(lambda _e: steady_cursor(viewer))  # see steady_cursor
+        self.listen(viewer.dims.events.ndisplay, lambda _e: steady_cursor(viewer))  # see steady_cursor
         self.run_button.changed.connect(self.run)
         self.list.currentRowChanged.connect(self.go_to)
         self.accept_button.changed.connect(lambda *_: self.mark(ACCEPTED))
@@ -86,21 +83,20 @@ class GapsWidget(Container):
         return u, v
 
     def run(self, *_):
-        if self._worker is not None:
+        if self.busy:
             return
         inputs = self._inputs()
         if inputs is None:
             return
         self._source = self.refined.value
-        self._worker = create_worker(bridged_gaps, *inputs, self.threshold.value, self.min_size.value,
-                                     _ignore_errors=True, _progress={"desc": "finding bridged gaps"})
-        self._worker.returned.connect(self._on_result)
-        self._worker.errored.connect(lambda e: show_error(f"Finding gaps failed: {e}"))
-        self._worker.finished.connect(self._on_finished)
-        self.run_button.enabled = False
-        self._worker.start()
+        self.start(bridged_gaps, *inputs, self.threshold.value, self.min_size.value,
+                   desc="finding bridged gaps", note="finding bridged gaps...", on_result=self._on_result,
+                   on_error=lambda _job, e: show_error(f"Finding gaps failed: {e}"))
 
-    def _on_result(self, result):
+    def show_controls(self):
+        self.run_button.enabled = not self.busy
+
+    def _on_result(self, _job, result):
         labels, gaps = result
         self._gaps = gaps
         self._status = [UNREVIEWED] * len(gaps)
@@ -109,8 +105,8 @@ class GapsWidget(Container):
         self.list.clear()
         for k in range(len(gaps)):
             self.list.addItem(self._item_text(k))
-        self.status.value = (f"{len(gaps)} bridged gap(s), {sum(g.size for g in gaps)} px"
-                             if gaps else "no bridged gaps: nothing crossed the threshold")
+        self.done_text = (f"{len(gaps)} bridged gap(s), {sum(g.size for g in gaps)} px"
+                          if gaps else "no bridged gaps: nothing crossed the threshold")
 
     def _features(self) -> dict:
         return {"index": np.arange(len(self._gaps) + 1),
@@ -122,10 +118,6 @@ class GapsWidget(Container):
         g = self._gaps[k]
         where = ", ".join(f"{c:.0f}" for c in g.centroid)
         return f"#{g.label}: {g.size} px, confidence {g.confidence:.2f}, at ({where}) - {self._status[k]}"
-
-    def _on_finished(self):
-        self._worker = None
-        self.run_button.enabled = True
 
     # -- review -------------------------------------------------------------------
     def go_to(self, row: int):
@@ -145,7 +137,7 @@ class GapsWidget(Container):
         cam.center = tuple(point[list(viewer.dims.displayed)])
         size = 12.0 * max(np.sqrt(g.size), 4.0) * float(np.max(layer.scale))
         cam.zoom = 0.8 * min(canvas_size(viewer)) / size
-        self.status.value = f"gap #{g.label} of {len(self._gaps)}"
+        self.say(f"gap #{g.label} of {len(self._gaps)}")
 
     def mark(self, status: str):
         """Mark the chosen gap accepted or rejected (rejected gaps are left out by the Accept panel)."""

@@ -13,15 +13,15 @@ from pathlib import Path
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton, Select
-from napari.qt.threading import create_worker
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton, Select
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import QFileDialog, QTableWidget, QTableWidgetItem
 
 from ..core.metrics import count_components
 from ..core.scoring import prediction_mask, rows_to_csv, score_predictions
 from ..data.io import atomic_write_text
-from ._common import follow_layers, layers_of
+from ._common import Panel, follow_layers, layers_of
+from .segment import follow_fov
 
 COLUMNS = {"name": "layer", "dice": "Dice", "cldice": "clDice", "vca": "VCA", "vca_fov": "VCA (FOV)",
            "components": "components", "betti0_error": "Betti 0 err", "betti1_error": "Betti 1 err",
@@ -42,13 +42,11 @@ def _score_job(predictions: dict, truth, fov, threshold: float, topology: bool =
     return rows, errors, n_truth
 
 
-class MetricsWidget(Container):
+class MetricsWidget(Panel):
     """Dock widget: choose prediction layers and a ground truth, Score, Export CSV."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
-        self._viewer = viewer
-        self._worker = None
+        super().__init__(viewer)
         self.rows: list[dict] = []
         kinds = (napari.layers.Image, napari.layers.Labels)
         self.predictions = Select(label="predictions", choices=lambda _w: layers_of(viewer, *kinds),
@@ -72,12 +70,13 @@ class MetricsWidget(Container):
         self.extend([self.export_button, self.status])
         follow_layers(viewer, self.predictions)
         follow_layers(viewer, self.truth, prefer="truth")
-        follow_layers(viewer, self.fov, prefer="fov")
+        follow_layers(viewer, self.fov)
+        follow_fov(self, viewer, self.fov)  # a DRIVE *_mask, a "fov" layer
         self.run_button.changed.connect(self.run)
         self.export_button.changed.connect(self._export_dialog)
 
     def run(self, *_):
-        if self._worker is not None:
+        if self.busy:
             return
         chosen = list(self.predictions.value)
         truth = self.truth.value
@@ -100,16 +99,15 @@ class MetricsWidget(Container):
         if not preds:
             show_error(" ".join(errors))
             return
-        self._worker = create_worker(_score_job, preds, np.asarray(truth.data), fov, self.threshold.value,
-                                     self.topology.value, _ignore_errors=True, _progress={"desc": "scoring"})
-        self._worker.returned.connect(self._on_result)
-        self._worker.errored.connect(lambda e: show_error(f"Scoring failed: {e}"))
-        self._worker.finished.connect(self._on_finished)
-        self.run_button.enabled = False
-        self.status.value = "scoring..."
-        self._worker.start()
+        self.start(_score_job, preds, np.asarray(truth.data), fov, self.threshold.value, self.topology.value,
+                   desc="scoring", note="scoring...", on_result=self._on_result,
+                   on_error=lambda _job, e: show_error(f"Scoring failed: {e}"))
 
-    def _on_result(self, result):
+    def show_controls(self):
+        self.run_button.enabled = not self.busy
+        self.export_button.enabled = bool(self.rows) and not self.busy
+
+    def _on_result(self, _job, result):
         rows, errors, n_truth = result
         errors = self._errors + errors
         if errors:
@@ -125,13 +123,8 @@ class MetricsWidget(Container):
                 v = r.get(c, "")
                 self.table.setItem(i, j, QTableWidgetItem(f"{v:.4f}" if isinstance(v, float) else str(v)))
         self.table.resizeColumnsToContents()
-        self.export_button.enabled = bool(rows)
-        self.status.value = (f"scored {len(rows)} layer(s)" + (f"; {len(errors)} skipped" if errors else "")
-                             + (f"; the truth has {n_truth} component(s)" if n_truth is not None else ""))
-
-    def _on_finished(self):
-        self._worker = None
-        self.run_button.enabled = True
+        self.done_text = (f"scored {len(rows)} layer(s)" + (f"; {len(errors)} skipped" if errors else "")
+                          + (f"; the truth has {n_truth} component(s)" if n_truth is not None else ""))
 
     def export_csv(self, path) -> Path:
         """Write the table to ``path`` as CSV (atomically) and return the path."""
@@ -139,7 +132,7 @@ class MetricsWidget(Container):
             raise ValueError("nothing to export: press Score first")
         path = Path(path)
         atomic_write_text(path, rows_to_csv(self.rows))
-        self.status.value = f"saved {path.name}"
+        self.say(f"saved {path.name}")
         return path
 
     def _export_dialog(self, *_):

@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton
-from napari.qt.threading import create_worker
+from magicgui.widgets import ComboBox, FloatSpinBox, Label, PushButton
 from napari.utils.notifications import show_error
 
 from ..io_hooks import prefer_tubediff_readers
 from ..models import registry, session
 from ..models.classical import POLARITIES, VESSEL_FRACTION
 from ..models.registry import available_backbones, get_backbone
-from ._common import follow_layers, layers_of, put_image, spatial_ndim
+from ._common import Panel, follow_layers, layers_of, put_image, spatial_ndim
 
 PROBABILITY = "probability"
 
@@ -82,13 +81,48 @@ def _segment_job(name: str, image: np.ndarray, fov: np.ndarray | None, polarity:
     return prob, feats, getattr(backbone, "last_polarity", polarity)
 
 
-class SegmentWidget(Container):
+#: Words in a layer's name that say it is a vessel map, not a field of view, even when it
+#: ends in "mask" (the CLI's ``NAME_mask.png`` is a refined vessel mask).
+_NOT_FOV = ("refined", "curated", "bridged", "vessel", "manual", "truth", "prob", "label")
+
+
+def fov_like(name: str) -> bool:
+    """Whether a layer named ``name`` looks like a field-of-view mask.
+
+    DRIVE's ``21_training_mask``, HRF's ``01_dr_mask``, ``mask``, anything with "fov";
+    not ``refined_mask`` or ``curated``.
+
+    >>> [fov_like(n) for n in ("21_training_mask", "synthetic fov", "mask", "refined_mask", "curated")]
+    [True, True, True, False, False]
+    """
+    n = name.lower()
+    if "fov" in n or "field of view" in n:
+        return True
+    if any(word in n for word in _NOT_FOV):
+        return False
+    return n == "mask" or n.endswith(("_mask", " mask", "-mask"))
+
+
+def follow_fov(panel: Panel, viewer, combo: ComboBox) -> None:
+    """Offer a mask or FOV layer as ``combo``'s field of view: the newest one now (if the
+    combo is empty), and each one added later. Any other choice is the user's to make."""
+
+    def pick(layers):
+        combo.reset_choices()
+        named = [lay for lay in layers if fov_like(lay.name) and lay in combo.choices]
+        if named:
+            combo.value = named[-1]
+
+    if combo.value is None:
+        pick(list(viewer.layers))
+    panel.listen(viewer.layers.events.inserted, lambda e: pick([e.value]))
+
+
+class SegmentWidget(Panel):
     """Dock widget: choose an image and a backbone, press Segment."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
-        super().__init__(labels=True)
-        self._viewer = viewer
-        self._worker = None
+        super().__init__(viewer)
         self.image = ComboBox(label="image", choices=lambda _w: layers_of(viewer, napari.layers.Image),
                               tooltip="grey (2D or 3D) or RGB; RGB images are read through the green channel")
         self.fov = ComboBox(label="field of view", nullable=True, value=None,
@@ -118,6 +152,7 @@ class SegmentWidget(Container):
         prefer_tubediff_readers()
         self._nd = 2
         follow_layers(viewer, self.image, self.fov)
+        follow_fov(self, viewer, self.fov)  # a DRIVE *_mask, a "fov" layer
         self.run_button.changed.connect(self.run)
         self.image.changed.connect(self._fit_backbone)
         self.backbone.changed.connect(self._show_options)
@@ -139,7 +174,7 @@ class SegmentWidget(Container):
         if name is not None and name != self.backbone.value:
             self.backbone.value = name
             kind = "a volume" if nd == 3 else "a 2D image"
-            self.status.value = f"'{self.image.value.name}' is {kind}: backbone set to {name}"
+            self.say(f"'{self.image.value.name}' is {kind}: backbone set to {name}")
 
     def _inputs(self):
         layer = self.image.value
@@ -174,7 +209,7 @@ class SegmentWidget(Container):
         return layer, image, fov
 
     def run(self, *_):
-        if self._worker is not None:
+        if self.busy:
             return
         inputs = self._inputs()
         if inputs is None:
@@ -183,28 +218,20 @@ class SegmentWidget(Container):
         name = self.backbone.value
         options = {"vessel_fraction": self.fraction.value} if name in ND_BACKBONES else {}
         self._source = layer
-        self._worker = create_worker(_segment_job, name, image, fov, self.polarity.value, **options,
-                                     _ignore_errors=True,
-                                     _progress={"desc": f"segmenting '{layer.name}' ({name})"})
-        self._worker.returned.connect(self._on_result)
-        self._worker.errored.connect(lambda e: show_error(f"Segmentation failed: {e}"))
-        self._worker.finished.connect(self._on_finished)
-        self.run_button.enabled = False
-        self.status.value = f"segmenting with {name}..."
-        self._worker.start()
+        self.start(_segment_job, name, image, fov, self.polarity.value, **options,
+                   desc=f"segmenting '{layer.name}' ({name})",
+                   note=f"segmenting with {name}...", on_result=self._on_result,
+                   on_error=lambda _job, e: show_error(f"Segmentation failed: {e}"))
 
-    def _on_result(self, result):
+    def show_controls(self):
+        self.run_button.enabled = not self.busy
+
+    def _on_result(self, _job, result):
         prob, feats, polarity = result
         layer = put_image(self._viewer, PROBABILITY, prob, like=self._source, colormap="magma",
                           contrast_limits=(0.0, 1.0), blending="additive")
         # the learned direction head reads these (Directions and Diffusion panels)
         layer.metadata["features"] = feats
         layer.metadata["backbone"] = self.backbone.value
-        self.status.value = (f"probability: {float((prob >= 0.5).mean()):.1%} of pixels >= 0.5; "
-                             f"vessels taken as {polarity}")
-
-    def _on_finished(self):
-        self._worker = None
-        self.run_button.enabled = True
-        if self.status.value.startswith("segmenting"):
-            self.status.value = "failed"
+        self.done_text = (f"probability: {float((prob >= 0.5).mean()):.1%} of pixels >= 0.5; "
+                          f"vessels taken as {polarity}")
