@@ -96,13 +96,13 @@ def _evaluate(args) -> int:
 
         backbone = get_backbone(args.backbone,
                                 **({"weights": args.backbone_weights} if args.backbone_weights else {}))
+        from .models.backbones import segment_image
+
         source = f"backbone {args.backbone}"
-        with_feats = hasattr(backbone, "predict_with_features")
 
         def predict(item, fov):
-            if with_feats:
-                return backbone.predict_with_features(item.image(), fov)
-            return backbone.predict(item.image(), fov), None
+            seg = segment_image(backbone, item.image(), fov=fov)  # the CLI's and the panel's path
+            return seg.prob, seg.features
 
     names = args.methods.split(",")
     from .models.refiner import refiner_for
@@ -194,23 +194,43 @@ def _segment(args) -> int:
     from .data.io import read_image, write_image
     from .models import get_backbone
 
+    from .core.scale import parse_scale
+    from .models.backbones import segment_image
+
+    scale, fov = parse_scale(args.scale), _fov_option(args.fov)
     backbone = get_backbone(args.backbone, **({"weights": args.weights} if args.weights else {}))
     out = Path(args.out)
-    print(f"backbone {args.backbone}; RGB images use their green channel (the channel the shipped "
-          f"DRIVE weights were trained on)")
+    print(f"backbone {args.backbone}; RGB images use their green channel; scale {args.scale}, "
+          f"field of view {args.fov}")
     for path in tqdm([Path(p) for p in args.images], desc="segment", unit="image", file=sys.stderr):
-        prob = backbone.predict(read_image(path))
-        write_image(out / f"{path.stem}_prob.tif", prob)
-        write_image(out / f"{path.stem}_prob.png", prob)
+        seg = segment_image(backbone, read_image(path), scale=scale, fov=fov)
+        tqdm.write(f"{path.name}: scale {seg.factor:.3g} ({seg.how}); field of view "
+                   f"{'found' if seg.fov is not None and not isinstance(fov, np.ndarray) else args.fov}",
+                   file=sys.stderr)
+        write_image(out / f"{path.stem}_prob.tif", seg.prob)
+        write_image(out / f"{path.stem}_prob.png", seg.prob)
     print(f"wrote {len(args.images)} probability map(s) (float32 TIFF and 8-bit PNG) to {out}")
     return 0
+
+
+def _fov_option(value: str):
+    """``--fov``: "auto", "none", or a mask file read as bool (> 127, or > 0.5 for floats)."""
+    if value.lower() in ("auto", "none"):
+        return value.lower()
+    from .data.drive import binary_mask
+    from .data.io import read_image
+
+    return binary_mask(read_image(value))
 
 
 def _batch_options(args):
     from .batch.run import BatchOptions
 
+    from .core.scale import parse_scale
+
     return BatchOptions(input=args.input, steps=args.steps, refiner=args.refiner,
-                        volume_backbone=args.volume_backbone, chunk=args.chunk or None, device=args.device)
+                        volume_backbone=args.volume_backbone, chunk=args.chunk or None, device=args.device,
+                        scale=parse_scale(args.scale), fov=args.fov)
 
 
 def _refine_folder(args) -> int:
@@ -338,6 +358,16 @@ def _bench(args) -> int:
     return 0
 
 
+def _scale_fov_options(parser, when: str = "") -> None:
+    parser.add_argument("--scale", default="auto", metavar="auto|FACTOR",
+                        help="resample images by FACTOR to the U-Net's working scale" + when + "; auto "
+                             "(default): from the field of view's diameter (fundus photographs) or the "
+                             "vessel width")
+    parser.add_argument("--fov", default="auto", metavar="auto|none|FILE",
+                        help="field of view" + when + ": auto (default: found in fundus photographs), "
+                             "none, or a mask file (> 127 inside)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tubediff",
@@ -427,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--out", required=True)
     sg.add_argument("--backbone", default="unet")
     sg.add_argument("--weights", help="U-Net checkpoint instead of the shipped one")
+    _scale_fov_options(sg)
     sg.set_defaults(func=_segment)
 
     rf = sub.add_parser("refine", help="refine probability maps (or images) by the diffusion",
@@ -451,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "halos (0: never)")
     rb.add_argument("--volume-backbone", default="vesselness",
                     help="with --input image: backbone for 3D volumes (the U-Net is 2D)")
+    _scale_fov_options(rf, " (with --input image)")
     rf.set_defaults(func=_refine)
 
     ft = sub.add_parser("finetune", help="fine-tune the refiner on your corrected labels",

@@ -14,6 +14,7 @@ from torch import nn
 from ..core.device import resolve_device
 from ..core.diffusion import diffuse, normalize_directions
 from ..core.directions import estimate_directions
+from ..core.scale import from_working
 from ..core.torch_diffusion import diffuse_t
 from .unet import layers
 from .weights import WEIGHTS_DIR, load_checkpoint, load_state
@@ -185,12 +186,25 @@ class LearnedRefiner:
 
     def refine(self, prob: np.ndarray, feats: np.ndarray, steps: int | None = None,
                fov: np.ndarray | None = None) -> np.ndarray:
-        """Refined probability field (float32); zero outside ``fov`` when one is given."""
-        v, lpar, lperp = self.head(feats)
-        c = self.config
-        # the engine picks the numba kernel on the CPU and its torch path on a GPU
-        out = diffuse(prob, v, lambda_par=lpar, lambda_perp=lperp, dt=c["dt"],
-                      steps=c["steps"] if steps is None else steps, order=c["order"], device=str(self.device))
+        """Refined probability field (float32); zero outside ``fov`` when one is given.
+
+        2D features of another size than ``prob`` come from a backbone that ran at its
+        working scale (`models.backbones.segment_image`): the diffusion runs there too
+        (``prob`` resampled to the features' grid, the result back to ``prob``'s size), as
+        the head and its lambdas were trained at that scale.
+        """
+        shape, fshape = np.shape(prob), tuple(np.shape(feats)[1:])
+        if self.ndim == 2 and np.ndim(prob) == 2 and fshape != shape:
+            # prob was interpolated from the features' grid: no smoothing on the way back there
+            work = from_working(prob, fshape, smooth=False)
+            out = from_working(self.refine(work, feats, steps), shape)
+        else:
+            v, lpar, lperp = self.head(feats)
+            c = self.config
+            # the engine picks the numba kernel on the CPU and its torch path on a GPU
+            out = diffuse(prob, v, lambda_par=lpar, lambda_perp=lperp, dt=c["dt"],
+                          steps=c["steps"] if steps is None else steps, order=c["order"],
+                          device=str(self.device))
         if fov is not None:
             out = np.where(np.asarray(fov, bool), out, 0)
         return out.astype(np.float32, copy=False)
@@ -272,4 +286,10 @@ def vessel_directions(prob: np.ndarray, features: np.ndarray | None = None, *, s
         r = resolve_refiner(refiner, ndim)
         if r.fits(prob, features):
             return r.head(np.asarray(features, np.float32))[0], "learned"
+        f = np.shape(features)
+        if ndim == 2 and r.ndim == 2 and len(f) == 3 and f[0] == r.config["feature_channels"]:
+            # features at the backbone's working scale: the head's directions there, brought to
+            # prob's grid by nearest neighbours (interpolating v and -v would cancel them)
+            v = r.head(np.asarray(features, np.float32))[0]
+            return normalize_directions(from_working(v, np.shape(prob), order=0).astype(np.float64)), "learned"
     return estimate_directions(prob, sigma), "hessian"

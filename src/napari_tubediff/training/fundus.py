@@ -60,6 +60,28 @@ def _colour_jitter(rgb: np.ndarray, rng: np.random.Generator, cfg: FundusConfig)
     return x
 
 
+def save_versions(path, versions: dict[str, list]) -> None:
+    """Keep `build_versions`' output in an ``.npz`` file (plain arrays: no pickle)."""
+    from ..data.io import atomic_path
+
+    arrays = {f"{ds}/{i}/{k}": a for ds, pool in versions.items()
+              for i, item in enumerate(pool) for k, a in zip("xyf", item, strict=True)}
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def load_versions(path, every: int = 1) -> dict[str, list]:
+    """`save_versions`' file back; ``every=n`` keeps every n-th version (n = the number of
+    versions per image: the plain ones)."""
+    out: dict[str, list] = {}
+    with np.load(path, allow_pickle=False) as z:
+        keys = sorted({tuple(k.split("/")[:2]) for k in z.files}, key=lambda t: (t[0], int(t[1])))
+        for ds, i in keys:
+            if int(i) % every == 0:
+                out.setdefault(ds, []).append(tuple(z[f"{ds}/{i}/{k}"] for k in "xyf"))
+    return out
+
+
 def build_versions(root, cfg: FundusConfig, rng: np.random.Generator,
                    log: Callable[[str], None] | None = None) -> dict[str, list]:
     """``{dataset: [(x (H, W) float16, y (H, W) float16 soft label, fov (H, W) bool), ...]}``
@@ -122,15 +144,20 @@ def sample_batch(versions: dict[str, list], cfg: FundusConfig, rng: np.random.Ge
 
 
 def train_fundus(root, out, cfg: FundusConfig | None = None, *, threads: int | None = None,
-                 log: Callable[[str], None] | None = print, checkpoint_every: int = 1000) -> dict:
+                 log: Callable[[str], None] | None = print, checkpoint_every: int = 500,
+                 cache=None) -> dict:
     """Train the 2D U-Net on DRIVE + STARE + HRF training splits at the working scale; save
-    it (atomically) to ``out`` with ``working_fov`` in its meta. Returns the record."""
+    it (atomically) to ``out`` with ``working_fov`` in its meta. ``cache``: an ``.npz``
+    path where the prepared versions are kept (`save_versions`), for the refiner's
+    training. Returns the record."""
     cfg = cfg or FundusConfig()
     if threads:
         torch.set_num_threads(threads)
     rng = seed_everything(cfg.seed)
     t0 = time.time()
     versions = build_versions(root, cfg, rng, log)
+    if cache is not None:
+        save_versions(cache, versions)
     prep = time.time() - t0
     net = UNet(base=cfg.base, depth=cfg.depth)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -165,3 +192,35 @@ def train_fundus(root, out, cfg: FundusConfig | None = None, *, threads: int | N
         save_checkpoint(out, "unet", net.config, net.eval().state_dict(), rec)
     rec["module"] = net.eval()
     return rec
+
+
+def train_fundus_refiner(root, unet_weights, out, cfg=None, *, working_fov: float = WORKING_FOV,
+                         datasets=("DRIVE", "STARE", "HRF"), threads: int | None = None,
+                         log: Callable[[str], None] | None = print, cache=None, every: int = 1) -> dict:
+    """Train the refiner's head (and lambdas) on the frozen U-Net ``unet_weights`` at the
+    working scale: every training photograph once, plain (`build_versions` with one
+    version, or every ``every``-th version of the U-Net's ``cache``), crops as
+    `train_refiner` draws them. Saves to ``out``; returns the record."""
+    from .refiner import RefinerConfig, train_refiner
+
+    if threads:
+        torch.set_num_threads(threads)
+    rng = seed_everything(0)
+    if cache is not None:
+        versions = load_versions(cache, every=every)
+    else:
+        fcfg = FundusConfig(datasets=tuple(datasets), working_fov=working_fov, versions=1)
+        versions = build_versions(root, fcfg, rng, log)
+    xs, ys, fs, cs = [], [], [], []
+    for pool in versions.values():
+        for x, y, f in pool:
+            xs.append(x.astype(np.float32)[None])
+            ys.append(y.astype(np.float32)[None])
+            fs.append(f)
+            # crop centres on every 4th row and column: the same spread, 16 times less memory
+            grid = np.zeros(f.shape, bool)
+            grid[::4, ::4] = True
+            cs.append(f & grid)
+    return train_refiner(None, out, cfg or RefinerConfig(), backbone_weights=unet_weights,
+                         train_set=(xs, ys, fs, cs),
+                         meta={"working_fov": working_fov, "data": {ds: len(v) for ds, v in versions.items()}})

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FloatSpinBox, Label, PushButton
+from magicgui.widgets import CheckBox, ComboBox, Container, FloatSpinBox, Label, PushButton
 from napari.qt.threading import create_worker
 from napari.utils.notifications import show_error
 
 from ..models import registry, session
+from ..models.backbones import Segmentation, segment_image
 from ..models.classical import VESSEL_FRACTION
 from ..models.registry import available_backbones, get_backbone
 from ._common import follow_layers, layers_of, put_image, spatial_ndim
@@ -64,15 +65,14 @@ def backbone_for(ndim: int, names, current: str | None = None) -> str | None:
     return able[0] if able else None
 
 
-def _segment_job(name: str, image: np.ndarray, fov: np.ndarray | None, **options):
-    """``(probability, features or None)``: learned backbones also give their features,
-    which the Directions and Diffusion panels hand to the learned direction head.
-    ``options`` go to the backbone (e.g. ``vessel_fraction`` for vesselness)."""
+def _segment_job(name: str, image: np.ndarray, fov="auto", scale="auto", **options) -> Segmentation:
+    """`segment_image` with the panel's choices (the CLI's ``tubediff segment`` path):
+    learned backbones also give their features, which the Directions and Diffusion panels
+    hand to the learned direction head. ``options`` go to the backbone (e.g.
+    ``vessel_fraction`` for vesselness)."""
     # "unet" is the session's U-Net: the shipped one, or one fine-tuned in this session
     backbone = session.active_unet() if name == "unet" else get_backbone(name, **options)
-    if hasattr(backbone, "predict_with_features"):
-        return backbone.predict_with_features(image, fov=fov)
-    return backbone.predict(image, fov=fov), None
+    return segment_image(backbone, image, scale=scale, fov=fov)
 
 
 class SegmentWidget(Container):
@@ -86,7 +86,18 @@ class SegmentWidget(Container):
                               tooltip="grey (2D or 3D) or RGB; RGB images are read through the green channel")
         self.fov = ComboBox(label="field of view", nullable=True, value=None,
                             choices=lambda _w: layers_of(viewer, napari.layers.Labels),
-                            tooltip="optional mask: the probability is zero outside it")
+                            tooltip="optional mask: the probability is zero outside it (none chosen: "
+                                    "found automatically in fundus photographs, if 'find FOV' is on)")
+        self.find_fov = CheckBox(value=True, text="find FOV",
+                                 tooltip="no mask chosen: find the bright disc of a fundus photograph on "
+                                         "its dark surround (other images get no FOV)")
+        self.auto_scale = CheckBox(value=True, text="auto scale",
+                                   tooltip="resample to the U-Net's working scale by a factor found from "
+                                           "the field of view's diameter (fundus) or the vessel width")
+        self.scale = FloatSpinBox(value=1.0, min=1 / 16, max=16.0, step=0.05, label="scale",
+                                  enabled=False,
+                                  tooltip="the resampling factor: found (auto scale) or yours (auto "
+                                          "scale off); 1 keeps the image as it is")
         # a TorchScript backbone needs a file: it is offered by the CLI and the Python API
         names = [n for n in available_backbones() if n != "torchscript"]
         vol = ", ".join(n for n in names if 3 in backbone_dims(n))
@@ -101,7 +112,9 @@ class SegmentWidget(Container):
                                              "0.005-0.02)")
         self.run_button = PushButton(text="Segment")
         self.status = Label(value="")
-        self.extend([self.image, self.fov, self.backbone, self.fraction, self.run_button, self.status])
+        self.extend([self.image, self.fov, self.find_fov, self.backbone, self.fraction, self.auto_scale,
+                     self.scale, self.run_button, self.status])
+        self.auto_scale.changed.connect(lambda v: setattr(self.scale, "enabled", not v))
         self._nd = 2
         follow_layers(viewer, self.image, self.fov)
         self.run_button.changed.connect(self.run)
@@ -151,7 +164,7 @@ class SegmentWidget(Container):
             show_error(f"The {name} backbone does not take {kind}, and '{layer.name}' {spatial} is one: "
                        f"choose {' or '.join(able) or 'another backbone'}.")
             return None
-        fov = None
+        fov = "auto" if self.find_fov.value else "none"
         if self.fov.value is not None:
             fov = np.asarray(self.fov.value.data) > 0
             if fov.shape != spatial:
@@ -169,7 +182,8 @@ class SegmentWidget(Container):
         name = self.backbone.value
         options = {"vessel_fraction": self.fraction.value} if name in ND_BACKBONES else {}
         self._source = layer
-        self._worker = create_worker(_segment_job, name, image, fov, **options, _ignore_errors=True,
+        scale = "auto" if self.auto_scale.value else float(self.scale.value)
+        self._worker = create_worker(_segment_job, name, image, fov, scale, **options, _ignore_errors=True,
                                      _progress={"desc": f"segmenting '{layer.name}' ({name})"})
         self._worker.returned.connect(self._on_result)
         self._worker.errored.connect(lambda e: show_error(f"Segmentation failed: {e}"))
@@ -178,14 +192,21 @@ class SegmentWidget(Container):
         self.status.value = f"segmenting with {name}..."
         self._worker.start()
 
-    def _on_result(self, result):
-        prob, feats = result
+    def _on_result(self, seg: Segmentation):
+        prob = seg.prob
         layer = put_image(self._viewer, PROBABILITY, prob, like=self._source, colormap="magma",
                           contrast_limits=(0.0, 1.0), blending="additive")
-        # the learned direction head reads these (Directions and Diffusion panels)
-        layer.metadata["features"] = feats
+        # the learned direction head reads these (Directions and Diffusion panels); at the
+        # backbone's working scale when the image was resampled
+        layer.metadata["features"] = seg.features
         layer.metadata["backbone"] = self.backbone.value
-        self.status.value = f"probability: {float((prob >= 0.5).mean()):.1%} of pixels >= 0.5"
+        layer.metadata["fov"] = seg.fov
+        layer.metadata["scale"] = seg.factor
+        if self.auto_scale.value:
+            self.scale.value = round(seg.factor, 3)  # the factor it chose, to see and to change
+        fov = "no FOV" if seg.fov is None else f"FOV {float(seg.fov.mean()):.0%} of the image"
+        self.status.value = (f"scale {seg.factor:.3g} ({seg.how}), {fov}; probability: "
+                             f"{float((prob >= 0.5).mean()):.1%} of pixels >= 0.5")
 
     def _on_finished(self):
         self._worker = None
