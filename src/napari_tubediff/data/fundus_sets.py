@@ -43,12 +43,16 @@ class FundusItem:
     image_path: Path
     label_path: Path
     fov_path: Path | None  # None: the automatic FOV (`fov_mask`)
+    label2_path: Path | None = None  # a 2nd observer (DRIVE test, STARE's vk)
 
     def image(self) -> np.ndarray:
         return read_image(self.image_path)
 
     def truth(self) -> np.ndarray:
         return binary_mask(read_image(self.label_path))
+
+    def truth2(self) -> np.ndarray | None:
+        return None if self.label2_path is None else binary_mask(read_image(self.label2_path))
 
     def fov(self, image: np.ndarray | None = None) -> np.ndarray:
         """The dataset's FOV mask, or the automatic one where it has none."""
@@ -67,8 +71,9 @@ def _stare(root: Path, split: str) -> list[FundusItem]:
         lab = root / "labels_1st" / f"{p.stem}.ah.ppm"
         if not lab.is_file():
             continue
+        second = root / "labels_2nd" / f"{p.stem}.vk.ppm"
         if (p.stem in STARE_HELDOUT) == (split == "heldout"):
-            out.append(FundusItem("STARE", p.stem, p, lab, None))
+            out.append(FundusItem("STARE", p.stem, p, lab, None, second if second.is_file() else None))
     return out
 
 
@@ -85,7 +90,7 @@ def _hrf(root: Path, split: str) -> list[FundusItem]:
 
 def _drive(root: Path, split: str) -> list[FundusItem]:
     items = read_drive(root, "test" if split == "heldout" else "training")
-    return [FundusItem("DRIVE", it.name, it.image_path, it.manual1_path, it.fov_path)
+    return [FundusItem("DRIVE", it.name, it.image_path, it.manual1_path, it.fov_path, it.manual2_path)
             for it in items if it.manual1_path is not None]
 
 

@@ -19,9 +19,9 @@ from ..core.torch_diffusion import diffuse_t
 from .unet import layers
 from .weights import WEIGHTS_DIR, load_checkpoint, load_state
 
-SHIPPED_REFINER = WEIGHTS_DIR / "refiner_drive.pt"
+SHIPPED_REFINER = WEIGHTS_DIR / "refiner_fundus.pt"
 SHIPPED_REFINER3D = WEIGHTS_DIR / "refiner_synth3d.pt"
-# the shipped refiner for each dimension (2D: DRIVE fundus images; 3D: synthetic volumes)
+# the shipped refiner for each dimension (2D: fundus photographs; 3D: synthetic volumes)
 SHIPPED_REFINERS = {2: SHIPPED_REFINER, 3: SHIPPED_REFINER3D}
 
 

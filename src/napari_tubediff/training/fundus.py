@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -148,16 +149,20 @@ def train_fundus(root, out, cfg: FundusConfig | None = None, *, threads: int | N
                  cache=None) -> dict:
     """Train the 2D U-Net on DRIVE + STARE + HRF training splits at the working scale; save
     it (atomically) to ``out`` with ``working_fov`` in its meta. ``cache``: an ``.npz``
-    path where the prepared versions are kept (`save_versions`), for the refiner's
-    training. Returns the record."""
+    path where the prepared versions are kept (`save_versions`) for the refiner's training,
+    and read back when it exists. Returns the record."""
     cfg = cfg or FundusConfig()
     if threads:
         torch.set_num_threads(threads)
     rng = seed_everything(cfg.seed)
     t0 = time.time()
-    versions = build_versions(root, cfg, rng, log)
-    if cache is not None:
-        save_versions(cache, versions)
+    if cache is not None and Path(cache).is_file():
+        versions = load_versions(cache)  # prepared by an earlier run with the same recipe
+        rng = np.random.default_rng([cfg.seed, 1])
+    else:
+        versions = build_versions(root, cfg, rng, log)
+        if cache is not None:
+            save_versions(cache, versions)
     prep = time.time() - t0
     net = UNet(base=cfg.base, depth=cfg.depth)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
