@@ -61,20 +61,23 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="first N images of each set (a quick look)")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--split", default="heldout", choices=["heldout", "train"],
+                    help="train: a look at training images (for choices; the held-out ones never are)")
+    ap.add_argument("--methods", default="raw,dti,refine")
     a = ap.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(a.threads)
     backbone, refiner = UNetBackbone(device="cpu"), LearnedRefiner(device="cpu")
-    methods = make_methods(["raw", "dti", "refine"], steps=a.steps, refiner=refiner)
+    methods = make_methods(a.methods.split(","), steps=a.steps, refiner=refiner)
     labels = {"raw": "raw (u >= 0.5)", "dti": "DTI (0.5 / 0.3)", "refine": f"refine ({a.steps} steps)",
               "human": "human (2nd vs 1st observer)"}
     out = {"weights": {"unet": backbone.weights.name, "refiner": refiner.weights.name},
            "working_fov": backbone.working_fov, "sets": {}}
     for spec in a.sets.split(","):
         ds, _, k = spec.partition("@")
-        items = fundus_items(a.data, ds, "heldout")
+        items = fundus_items(a.data, ds, a.split)
         if a.limit:
             items = items[: a.limit]
         if k:
@@ -101,18 +104,20 @@ def main(argv=None) -> int:
             times["refine"].append(time.perf_counter() - t)
             return m
 
-        timed["refine"] = refine_timed
+        if "refine" in timed:
+            timed["refine"] = refine_timed
         t0 = time.time()
         res = evaluate_dataset(items, predict, timed, use_fov=True,
                                progress=lambda xs, spec=spec: _progress(xs, spec))
         shape = items[0].image().shape[:2]
-        print(f"\n{spec}: {len(items)} held-out images, {shape[1]} x {shape[0]}; scale found "
+        print(f"\n{spec}: {len(items)} {'held-out' if a.split == 'heldout' else 'TRAINING'} images, {shape[1]} x {shape[0]}; scale found "
               f"{min(factors.values()):.3f} to {max(factors.values()):.3f}; Dice, clDice and Betti inside "
               "the FOV, VCA on the whole image")
         print(format_table(res, labels))
         per = {k2: float(np.mean(v)) for k2, v in times.items() if v}
         print("seconds per image: " + ", ".join(f"{k2} {v:.2f}" for k2, v in per.items())
-              + f"; segment + refine {per['segment'] + per['refine']:.2f}; wall {time.time() - t0:.0f} s")
+              + f"; segment + refine {per['segment'] + per.get('refine', 0):.2f}; wall {time.time() - t0:.0f} s")
+        out["split"] = a.split
         out["sets"][spec] = {"n": len(items), "shape": list(shape), "scale": factors,
                              "seconds_per_image": per,
                              "results": {m: {"mean": r["mean"], "std": r["std"]} for m, r in res.items()}}
