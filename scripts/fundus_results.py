@@ -110,13 +110,15 @@ def main(argv=None) -> int:
         res = evaluate_dataset(items, predict, timed, use_fov=True,
                                progress=lambda xs, spec=spec: _progress(xs, spec))
         shape = items[0].image().shape[:2]
-        print(f"\n{spec}: {len(items)} {'held-out' if a.split == 'heldout' else 'TRAINING'} images, {shape[1]} x {shape[0]}; scale found "
+        kind = "held-out" if a.split == "heldout" else "TRAINING"
+        print(f"\n{spec}: {len(items)} {kind} images, {shape[1]} x {shape[0]}; scale found "
               f"{min(factors.values()):.3f} to {max(factors.values()):.3f}; Dice, clDice and Betti inside "
               "the FOV, VCA on the whole image")
         print(format_table(res, labels))
         per = {k2: float(np.mean(v)) for k2, v in times.items() if v}
         print("seconds per image: " + ", ".join(f"{k2} {v:.2f}" for k2, v in per.items())
-              + f"; segment + refine {per['segment'] + per.get('refine', 0):.2f}; wall {time.time() - t0:.0f} s")
+              + f"; segment + refine {per['segment'] + per.get('refine', 0):.2f}; "
+              f"wall {time.time() - t0:.0f} s")
         out["split"] = a.split
         out["sets"][spec] = {"n": len(items), "shape": list(shape), "scale": factors,
                              "seconds_per_image": per,

@@ -39,7 +39,8 @@ def main(argv=None) -> int:
             m, ref = fov_mask(img), it.fov()
             ious.append((m & ref).sum() / (m | ref).sum())
             dd.append(fov_diameter(m) - fov_diameter(ref))
-        print(f"  {name}: {len(items)} images, IoU with the masks min {min(ious):.4f} mean {np.mean(ious):.4f}; "
+        print(f"  {name}: {len(items)} images, IoU with the masks min {min(ious):.4f} "
+              f"mean {np.mean(ious):.4f}; "
               f"diameter found - mask's: {min(dd):+.0f} to {max(dd):+.0f} px")
     found = [fov_mask(it.image()) for it in stare]
     ds = [fov_diameter(m) for m in found if m is not None]

@@ -54,7 +54,8 @@ def main(argv=None) -> int:
     t = time.time()
     rec = train_fundus(a.data, a.out, cfg, threads=a.threads, cache=a.cache,
                        log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
-    print(f"done: {rec['updates']} updates in {time.time() - t:.0f} s (prepare {rec['prepare_seconds']:.0f} s), "
+    print(f"done: {rec['updates']} updates in {time.time() - t:.0f} s "
+          f"(prepare {rec['prepare_seconds']:.0f} s), "
           f"loss {rec['first_loss']:.4f} -> {rec['final_loss']:.4f}; wrote {a.out}", flush=True)
     return 0
 

@@ -248,7 +248,6 @@ def test_shipped_weights_are_small_and_load():
 @pytest.mark.skipif(not (DRIVE / "test/images").is_dir(), reason="the DRIVE data folder is not present")
 def test_shipped_unet_segments_a_drive_test_image():
     from napari_tubediff.data.drive import read_drive
-
     from napari_tubediff.models.backbones import segment_image
 
     it = read_drive(DRIVE, "test")[0]

@@ -23,7 +23,8 @@ from napari_tubediff.models.backbones import Segmentation, UNetBackbone, segment
 
 DATA = Path(os.environ.get("TUBEDIFF_DATA", Path(__file__).resolve().parents[2] / "shared/data"))
 DRIVE = DATA / "DRIVE"
-needs_drive = pytest.mark.skipif(not (DRIVE / "test/images").is_dir(), reason="the DRIVE data folder is not present")
+needs_drive = pytest.mark.skipif(not (DRIVE / "test/images").is_dir(),
+                                 reason="the DRIVE data folder is not present")
 
 
 def _iou(a, b):
@@ -109,7 +110,8 @@ def test_scale_from_the_fov_diameter_of_a_synthetic_fundus():
 def test_vessel_sigma_follows_a_resampling():
     # a coarse estimate (docs/models.md): 0.61 and 2.54 for 0.5 and 2 here, so within 30 %
     yy, xx = np.mgrid[:200, :200]
-    lines = sum(np.exp(-((xx - c) / 5.0) ** 2) for c in (40, 100, 160)) + 0.3 * np.exp(-((yy - 100) / 5.0) ** 2)
+    lines = sum(np.exp(-((xx - c) / 5.0) ** 2) for c in (40, 100, 160))
+    lines = lines + 0.3 * np.exp(-((yy - 100) / 5.0) ** 2)
     s1 = vessel_sigma(lines)
     ratios = [vessel_sigma(to_working(lines, k)) / s1 for k in (0.5, 2.0)]
     assert ratios[0] == pytest.approx(0.5, rel=0.3) and ratios[1] == pytest.approx(2.0, rel=0.3)
@@ -241,5 +243,6 @@ def test_cli_scale_and_fov_options(tmp_path, capsys):
     assert main(["segment", str(tmp_path / "eye.png"), "--out", str(out), "--scale", "huge"]) == 2
     assert "scale must be" in capsys.readouterr().err
     Image.fromarray(np.full((10, 10), 255, np.uint8)).save(tmp_path / "small.png")
-    assert main(["segment", str(tmp_path / "eye.png"), "--out", str(out), "--fov", str(tmp_path / "small.png")]) == 2
+    assert main(["segment", str(tmp_path / "eye.png"), "--out", str(out),
+                 "--fov", str(tmp_path / "small.png")]) == 2
     assert "does not match" in capsys.readouterr().err

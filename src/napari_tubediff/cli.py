@@ -191,10 +191,9 @@ def _train(args) -> int:
 def _segment(args) -> int:
     from tqdm import tqdm
 
+    from .core.scale import parse_scale
     from .data.io import read_image, write_image
     from .models import get_backbone
-
-    from .core.scale import parse_scale
     from .models.backbones import segment_image
 
     scale, fov = parse_scale(args.scale), _fov_option(args.fov)
@@ -225,7 +224,6 @@ def _fov_option(value: str):
 
 def _batch_options(args):
     from .batch.run import BatchOptions
-
     from .core.scale import parse_scale
 
     return BatchOptions(input=args.input, steps=args.steps, refiner=args.refiner,

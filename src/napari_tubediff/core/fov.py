@@ -46,8 +46,8 @@ def _is_colour(image: np.ndarray) -> bool:
         return False
     rgb = a[..., :3].astype(np.float32)
     # a grey image stored as RGB has equal channels: no fundus photograph does
-    return float(np.abs(rgb[..., 0] - rgb[..., 1]).mean() + np.abs(rgb[..., 1] - rgb[..., 2]).mean()) > 1e-3 * (
-        float(rgb.max()) or 1.0)
+    spread = float(np.abs(rgb[..., 0] - rgb[..., 1]).mean() + np.abs(rgb[..., 1] - rgb[..., 2]).mean())
+    return spread > 1e-3 * (float(rgb.max()) or 1.0)
 
 
 def fov_mask(image: np.ndarray) -> np.ndarray | None:
@@ -56,11 +56,11 @@ def fov_mask(image: np.ndarray) -> np.ndarray | None:
     The brightest channel is smoothed and thresholded between the surround's level (the
     corners) and the retina's (the part above Otsu's threshold), at 30 % of the way up;
     holes are filled and the largest connected component is kept. An image is a fundus
-    photograph when it is RGB, its four corners are dark (their lower quartile below a quarter of the retina's
-    level; at least three quarters of their pixels below the threshold, which stays well
-    above the surround's level) and the disc covers 25 % to 97 % of the frame; anything else (grey microscopy,
-    angiograms without a black surround, a colour photograph filling the frame) gets None,
-    never a bogus mask.
+    photograph when it is RGB, its four corners are dark (their lower quartile below a
+    quarter of the retina's level; at least three quarters of their pixels below the
+    threshold) and the disc covers 25 % to 97 % of the frame; anything else (grey
+    microscopy, angiograms without a black surround, a colour photograph filling the
+    frame) gets None, never a bogus mask.
 
     Parameters
     ----------

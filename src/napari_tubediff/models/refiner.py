@@ -291,5 +291,6 @@ def vessel_directions(prob: np.ndarray, features: np.ndarray | None = None, *, s
             # features at the backbone's working scale: the head's directions there, brought to
             # prob's grid by nearest neighbours (interpolating v and -v would cancel them)
             v = r.head(np.asarray(features, np.float32))[0]
-            return normalize_directions(from_working(v, np.shape(prob), order=0).astype(np.float64)), "learned"
+            v = from_working(v, np.shape(prob), order=0).astype(np.float64)
+            return normalize_directions(v), "learned"
     return estimate_directions(prob, sigma), "hessian"

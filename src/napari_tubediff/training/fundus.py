@@ -228,4 +228,5 @@ def train_fundus_refiner(root, unet_weights, out, cfg=None, *, working_fov: floa
             cs.append(f & grid)
     return train_refiner(None, out, cfg or RefinerConfig(), backbone_weights=unet_weights,
                          train_set=(xs, ys, fs, cs),
-                         meta={"working_fov": working_fov, "data": {ds: len(v) for ds, v in versions.items()}})
+                         meta={"working_fov": working_fov,
+                               "data": {ds: len(v) for ds, v in versions.items()}})
