@@ -32,6 +32,8 @@ def main(argv=None) -> int:
     ap.add_argument("--versions", type=int, default=FundusConfig.versions)
     ap.add_argument("--datasets", default="DRIVE,STARE,HRF")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=FundusConfig.lr)
+    ap.add_argument("--init", help="U-Net weights to continue training from")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--refiner", action="store_true", help="train the refiner on the U-Net --unet")
     ap.add_argument("--unet", help="with --refiner: the U-Net weights")
@@ -50,9 +52,9 @@ def main(argv=None) -> int:
               f"lambda_perp {rec['lambda_perp']:.3f}; wrote {a.out}", flush=True)
         return 0
     cfg = FundusConfig(datasets=tuple(a.datasets.split(",")), iters=a.iters, batch=a.batch, patch=a.patch,
-                       versions=a.versions, seed=a.seed)
+                       versions=a.versions, seed=a.seed, lr=a.lr)
     t = time.time()
-    rec = train_fundus(a.data, a.out, cfg, threads=a.threads, cache=a.cache,
+    rec = train_fundus(a.data, a.out, cfg, threads=a.threads, cache=a.cache, init=a.init,
                        log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
     print(f"done: {rec['updates']} updates in {time.time() - t:.0f} s "
           f"(prepare {rec['prepare_seconds']:.0f} s), "

@@ -146,11 +146,12 @@ def sample_batch(versions: dict[str, list], cfg: FundusConfig, rng: np.random.Ge
 
 def train_fundus(root, out, cfg: FundusConfig | None = None, *, threads: int | None = None,
                  log: Callable[[str], None] | None = print, checkpoint_every: int = 500,
-                 cache=None) -> dict:
+                 cache=None, init=None) -> dict:
     """Train the 2D U-Net on DRIVE + STARE + HRF training splits at the working scale; save
     it (atomically) to ``out`` with ``working_fov`` in its meta. ``cache``: an ``.npz``
     path where the prepared versions are kept (`save_versions`) for the refiner's training,
-    and read back when it exists. Returns the record."""
+    and read back when it exists. ``init``: U-Net weights to continue from (a second
+    cosine cycle). Returns the record."""
     cfg = cfg or FundusConfig()
     if threads:
         torch.set_num_threads(threads)
@@ -165,6 +166,15 @@ def train_fundus(root, out, cfg: FundusConfig | None = None, *, threads: int | N
             save_versions(cache, versions)
     prep = time.time() - t0
     net = UNet(base=cfg.base, depth=cfg.depth)
+    before = {}
+    if init is not None:
+        from ..models.weights import load_checkpoint, load_state
+
+        ck = load_checkpoint(init, "unet")
+        load_state(net, ck["state_dict"], str(init))
+        before = {"continued_from": {"file": str(init), "updates": ck["meta"].get("updates"),
+                                     "lr": ck["meta"].get("config", {}).get("lr"),
+                                     "seconds": ck["meta"].get("seconds")}}
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.iters)
     losses: list[float] = []
@@ -176,7 +186,7 @@ def train_fundus(root, out, cfg: FundusConfig | None = None, *, threads: int | N
                 "final_loss": float(np.mean(losses[-50:])),
                 "images": {ds: [n for n in (it.name for it in fundus_items(root, ds, "train"))]
                            for ds in cfg.datasets},
-                "device": "cpu", "torch": torch.__version__, "threads": torch.get_num_threads()}
+                "device": "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(), **before}
 
     for i in range(cfg.iters):
         xb, yb, fb = augment(sample_batch(versions, cfg, rng), rng, 2)
