@@ -236,7 +236,13 @@ def train_fundus_refiner(root, unet_weights, out, cfg=None, *, working_fov: floa
             grid = np.zeros(f.shape, bool)
             grid[::4, ::4] = True
             cs.append(f & grid)
+    t0 = time.time()
+
+    def on_update(i, loss):
+        if log and (i + 1) % 20 == 0:
+            log(f"refiner update {i + 1}  loss {loss:.4f}  {time.time() - t0:.0f} s")
+
     return train_refiner(None, out, cfg or RefinerConfig(), backbone_weights=unet_weights,
-                         train_set=(xs, ys, fs, cs),
+                         train_set=(xs, ys, fs, cs), on_update=on_update,
                          meta={"working_fov": working_fov,
                                "data": {ds: len(v) for ds, v in versions.items()}})
