@@ -38,16 +38,17 @@ SHIPPED_UNET3D = WEIGHTS_DIR / "unet_synth3d.pt"
 class UNetBackbone:
     """U-Net segmentation: probability field and last decoder features.
 
-    Input: a grey or RGB 2D image (RGB: the green channel, which the shipped DRIVE
+    Input: a grey or RGB 2D image (RGB: the green channel, which the shipped 2D
     weights were trained on), or a grey volume for 3D weights, preprocessed by
     `preprocess` (2D: CLAHE; standardised in the FOV). Output is zero outside ``fov``
-    when one is given.
+    when one is given. The image is used at the size it comes in: `segment_image`
+    resamples it to the working scale first (`working_fov`), as the CLI and the panel do.
 
     Parameters
     ----------
     weights : path, optional
-        A U-Net checkpoint; default: the shipped DRIVE weights (`UNet3DBackbone`: the
-        shipped 3D ones).
+        A U-Net checkpoint; default: the shipped 2D fundus weights (DRIVE, STARE, HRF;
+        `UNet3DBackbone`: the shipped 3D ones).
     device : str
         ``"auto"`` (CUDA when available, else the CPU), ``"cpu"`` or ``"cuda"``; the
         network and its inputs move there, the outputs come back as numpy arrays.

@@ -102,7 +102,7 @@ class LearnedRefiner:
     Parameters
     ----------
     weights : path, optional
-        A refiner checkpoint; default: the shipped 2D (DRIVE) weights. `shipped(3)`
+        A refiner checkpoint; default: the shipped 2D (fundus) weights. `shipped(3)`
         gives the shipped 3D ones.
     device : str
         ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"`` or
@@ -130,7 +130,7 @@ class LearnedRefiner:
 
     @classmethod
     def shipped(cls, ndim: int = 2, device: str | None = "auto") -> LearnedRefiner:
-        """The shipped refiner for 2D images (DRIVE) or 3D volumes (synthetic)."""
+        """The shipped refiner for 2D images (fundus) or 3D volumes (synthetic)."""
         if ndim not in SHIPPED_REFINERS:
             raise ValueError(f"there are shipped refiners for 2D and 3D, not {ndim}D")
         return cls(SHIPPED_REFINERS[ndim], device=device)

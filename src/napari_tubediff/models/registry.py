@@ -60,7 +60,7 @@ def available_backbones() -> list[str]:
 def get_backbone(name: str, **kwargs):
     """A backbone object with ``predict(image, fov=None) -> probability``.
 
-    ``"unet"`` (shipped DRIVE weights, or ``weights=PATH``), ``"unet3d"`` (grey volumes;
+    ``"unet"`` (shipped fundus weights, or ``weights=PATH``), ``"unet3d"`` (grey volumes;
     shipped weights trained on synthetic volumes, or ``weights=PATH``), ``"vesselness"``
     (training-free), ``"torchscript"`` (``path=PATH`` to a TorchScript file). The U-Nets
     take ``device="auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.

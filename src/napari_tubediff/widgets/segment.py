@@ -1,7 +1,11 @@
 """Segment panel: an image layer and a backbone in, the ``probability`` layer out.
 
 Grey images (2D or 3D) are used as they are; RGB images through their green channel,
-where retinal vessels have the most contrast. The backbone runs in a worker thread.
+where retinal vessels have the most contrast. The backbone runs in a worker thread, through
+`models.backbones.segment_image` (the CLI's path): the field of view is found in fundus
+photographs unless a mask layer is chosen or "find FOV" is off, and 2D images are resampled
+to the U-Net's working scale by the factor found ("auto scale"; shown in the scale field
+after each run) or the user's own.
 
 The backbones are those of `models.registry`; each takes 2D images, volumes or both
 (`models.registry.backbone_ndims`). Choosing an image the current backbone cannot take switches to one
@@ -103,7 +107,7 @@ class SegmentWidget(Container):
         vol = ", ".join(n for n in names if 3 in backbone_dims(n))
         self.backbone = ComboBox(label="backbone", choices=names,
                                  value="unet" if "unet" in names else names[0],
-                                 tooltip="unet: shipped DRIVE weights (2D); vesselness: no training "
+                                 tooltip="unet: shipped fundus weights (2D); vesselness: no training "
                                          f"(2D and 3D). For volumes: {vol}")
         self.fraction = FloatSpinBox(value=VESSEL_FRACTION[2], min=0.001, max=0.5, step=0.005,
                                      label="vessel fraction",
