@@ -203,9 +203,9 @@ def _segment(args) -> int:
           f"field of view {args.fov}")
     for path in tqdm([Path(p) for p in args.images], desc="segment", unit="image", file=sys.stderr):
         seg = segment_image(backbone, read_image(path), scale=scale, fov=fov)
-        tqdm.write(f"{path.name}: scale {seg.factor:.3g} ({seg.how}); field of view "
-                   f"{'found' if seg.fov is not None and not isinstance(fov, np.ndarray) else args.fov}",
-                   file=sys.stderr)
+        found = ("given" if isinstance(fov, np.ndarray) else "none" if fov == "none"
+                 else "found" if seg.fov is not None else "none found (not a fundus photograph)")
+        tqdm.write(f"{path.name}: scale {seg.factor:.3g} ({seg.how}); field of view {found}", file=sys.stderr)
         write_image(out / f"{path.stem}_prob.tif", seg.prob)
         write_image(out / f"{path.stem}_prob.png", seg.prob)
     print(f"wrote {len(args.images)} probability map(s) (float32 TIFF and 8-bit PNG) to {out}")
