@@ -123,6 +123,7 @@ def main(argv=None) -> int:
         out["sets"][spec] = {"n": len(items), "shape": list(shape), "scale": factors,
                              "seconds_per_image": per,
                              "results": {m: {"mean": r["mean"], "std": r["std"]} for m, r in res.items()}}
+    print("\n" + markdown(out, labels))
     if a.json:
         from napari_tubediff.data.io import atomic_write_text
 
@@ -130,6 +131,18 @@ def main(argv=None) -> int:
         atomic_write_text(a.json, json.dumps(out, indent=2))
         print(f"wrote {a.json}")
     return 0
+
+
+def markdown(out: dict, labels: dict) -> str:
+    """The figures as a markdown table (docs/results.md)."""
+    lines = ["| set | method | Dice | clDice | VCA |", "|---|---|---|---|---|"]
+    for spec, r in out["sets"].items():
+        for m, v in r["results"].items():
+            mu, sd = v["mean"], v["std"]
+            cells = [f"{mu[k]:.4f} ± {sd[k]:.4f}" for k in ("dice", "cldice")]
+            cells.append(f"{mu['vca']:.2f} ± {sd['vca']:.2f}")
+            lines.append(f"| {spec} ({r['n']}) | {labels.get(m, m)} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def _progress(xs, spec):
