@@ -7,7 +7,7 @@ import torch
 from napari_tubediff.data.fundus import synthetic_fundus
 from napari_tubediff.data.io import read_image, write_image
 from napari_tubediff.models import session
-from napari_tubediff.models.backbones import UNetBackbone
+from napari_tubediff.models.backbones import SHIPPED_UNET, UNetBackbone
 from napari_tubediff.models.preprocess import preprocess
 from napari_tubediff.models.refiner import LearnedRefiner, vessel_directions
 from napari_tubediff.training.finetune import FinetuneConfig, finetune
@@ -139,7 +139,7 @@ def test_tuning_the_backbone_changes_only_its_last_layers(fundi, tmp_path):
     paths = session.save_weights(tmp_path / "mine.pt")
     assert [p.name for p in paths] == ["mine.pt", "mine_unet.pt"]
     session.reset_refiner()
-    assert session.active_unet().weights.name == "unet_drive.pt"
+    assert session.active_unet().weights.name == SHIPPED_UNET.name
     session.load_refiner(tmp_path / "mine.pt")
     for k, v in session.active_unet().net.state_dict().items():
         assert torch.equal(v, tuned[k])

@@ -185,13 +185,13 @@ def _evaluate(args) -> int:
 
         options = {"weights": args.backbone_weights} if args.backbone_weights else {}
         backbone = get_backbone(args.backbone, polarity=args.polarity, **options)
+        from .models.backbones import segment_image
+
         source = f"backbone {args.backbone}"
-        with_feats = hasattr(backbone, "predict_with_features")
 
         def predict(item, fov):
-            if with_feats:
-                return backbone.predict_with_features(item.image(), fov)
-            return backbone.predict(item.image(), fov), None
+            seg = segment_image(backbone, item.image(), fov=fov)  # the CLI's and the panel's path
+            return seg.prob, seg.features
 
     from .models.refiner import refiner_for
 
@@ -343,44 +343,63 @@ def _prob_suffixes(path) -> tuple[str, ...]:
 def _segment(args) -> int:
     from tqdm import tqdm
 
+    from .core.scale import parse_scale
     from .data.io import read_image, write_image
     from .data.outputs import Output, make_record, output_path, plan_outputs
     from .models import get_backbone
+    from .models.backbones import segment_image
 
     name, kwargs = _backbone_choice(args)
     out = Path(args.out)
     paths = _existing_files(args.images)
     model = kwargs.get("weights") or kwargs.get("path")
+    scale, fov = parse_scale(args.scale), _fov_option(args.fov)
     settings = {"backbone": name, "weights": str(Path(model).resolve()) if model else None,
-                "polarity": args.polarity}
+                "polarity": args.polarity, "scale": args.scale, "fov": args.fov}
     records = {p: make_record("segment", p, settings) for p in paths}
     suffixes = {p: _prob_suffixes(p) for p in paths}
+    fov_file = [] if args.fov.lower() in ("auto", "none") else [args.fov]
     plan = plan_outputs([Output(output_path(p, out, "prob", sfx), p, records[p])
                          for p in paths for sfx in suffixes[p]],
-                        [*paths, *([model] if model else [])], overwrite=args.overwrite)
+                        [*paths, *([model] if model else []), *fov_file], overwrite=args.overwrite)
     backbone = get_backbone(name, polarity=args.polarity, **kwargs)
-    print(f"backbone {name}; RGB images use their green channel (the channel the shipped "
-          f"DRIVE weights were trained on); vessel polarity {args.polarity}")
+    print(f"backbone {name}; RGB images use their green channel; vessel polarity {args.polarity}; "
+          f"scale {args.scale}; field of view {args.fov}")
     plan.make_folders()
     chosen = []
     for path in tqdm(paths, desc="segment", unit="image", file=sys.stderr):
-        prob = backbone.predict(read_image(path))
+        seg = segment_image(backbone, read_image(path), scale=scale, fov=fov)
         chosen.append(getattr(backbone, "last_polarity", args.polarity))
+        found = ("given" if isinstance(fov, np.ndarray) else "none" if fov == "none"
+                 else "found" if seg.fov is not None else "none found (not a fundus photograph)")
+        tqdm.write(f"{path.name}: scale {seg.factor:.3g} ({seg.how}); field of view {found}", file=sys.stderr)
         for sfx in suffixes[path]:
-            if sfx == ".png" and prob.ndim != 2:
+            if sfx == ".png" and seg.prob.ndim != 2:
                 continue  # the header promised a 2D image; a PNG cannot hold a volume
-            write_image(output_path(path, out, "prob", sfx), prob, record=records[path])
+            write_image(output_path(path, out, "prob", sfx), seg.prob, record=records[path])
     polar = ", ".join(f"{chosen.count(p)} {p}" for p in ("dark", "bright") if p in chosen)
     print(f"wrote {len(paths)} probability map(s) NAME_prob.tif (float32) and, for 2D images, "
           f"NAME_prob.png (8-bit) to {out}; vessels taken as {polar or args.polarity}")
     return 0
 
 
+def _fov_option(value: str):
+    """``--fov``: "auto", "none", or a mask file read as bool (> 127, or > 0.5 for floats)."""
+    if value.lower() in ("auto", "none"):
+        return value.lower()
+    from .data.drive import binary_mask
+    from .data.io import read_image
+
+    return binary_mask(read_image(value))
+
+
 def _batch_options(args):
     from .batch.run import BatchOptions
+    from .core.scale import parse_scale
 
     return BatchOptions(input=args.input, steps=args.steps, refiner=args.refiner, method=args.method,
-                        volume_backbone=args.volume_backbone, chunk=args.chunk or None, device=args.device)
+                        volume_backbone=args.volume_backbone, chunk=args.chunk or None, device=args.device,
+                        scale=parse_scale(args.scale), fov=args.fov)
 
 
 def _refine_folder(args) -> int:
@@ -611,6 +630,16 @@ class _Version(argparse.Action):
         parser.exit()
 
 
+def _scale_fov_options(parser, when: str = "") -> None:
+    parser.add_argument("--scale", default="auto", metavar="auto|FACTOR",
+                        help="resample images by FACTOR to the U-Net's working scale" + when + "; auto "
+                             "(default): from the field of view's diameter (fundus photographs) or the "
+                             "vessel width")
+    parser.add_argument("--fov", default="auto", metavar="auto|none|FILE",
+                        help="field of view" + when + ": auto (default: found in fundus photographs), "
+                             "none, or a mask file (> 127 inside)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .core.refine import RECOMMENDED_METHOD, REFINE_METHODS
     from .models.registry import NEEDS_FILE, available_backbones, backbone_ndims
@@ -748,6 +777,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="vessels darker (fundus photographs) or brighter (angiograms, fluorescence) "
                          "than the background; auto decides per image: colour photographs dark, grey "
                          "images measured (default auto)")
+    _scale_fov_options(sg)
     sg.set_defaults(func=_segment)
 
     rf = sub.add_parser("refine", help="refine probability maps (or images) by the diffusion",
@@ -784,6 +814,7 @@ def build_parser() -> argparse.ArgumentParser:
                              if 3 in backbone_ndims(n) and n not in NEEDS_FILE],
                     help="with --input image: backbone for 3D volumes (the U-Net is 2D)")
     _add_overwrite(rf)
+    _scale_fov_options(rf, " (with --input image)")
     rf.set_defaults(func=_refine)
 
     ft = sub.add_parser("finetune", help="fine-tune the refiner on your corrected labels",

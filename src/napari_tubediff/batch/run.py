@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.refine import RefineSettings, refine
+from ..data.drive import binary_mask
 from ..data.io import _to_uint8, atomic_path, read_image, tiff_metadata, to_probability, write_image
 from ..data.outputs import (
     Output,
@@ -81,6 +82,9 @@ class BatchOptions:
     device : str
         Where the diffusion runs: "auto" (CUDA when the worker's torch sees a GPU),
         "cpu", "cuda" or "cuda:N" (see `napari_tubediff.core.device`).
+    scale, fov : str or float
+        With ``input="image"``: `models.backbones.segment_image`'s ``scale`` ("auto" or
+        a factor) and ``fov`` ("auto", "none" or a mask file's path).
     """
 
     input: str = "prob"
@@ -90,6 +94,8 @@ class BatchOptions:
     chunk: int | None = 256
     device: str = "auto"
     method: str = RefineSettings().method
+    scale: float | str = "auto"
+    fov: str = "auto"
 
     def settings(self) -> RefineSettings:
         return RefineSettings(steps=self.steps, method=self.method)
@@ -265,19 +271,23 @@ def _segment(img: np.ndarray, opts: BatchOptions):
         raise ValueError(f"expected a 2D image or a 3D volume, got shape {img.shape}")
     name = "unet" if img.ndim == 2 or rgb else opts.volume_backbone
     backbone, learned = _models(name, opts.refiner, opts.device)
-    if learned is not None and hasattr(backbone, "predict_with_features"):
-        prob, feats = backbone.predict_with_features(img)
-        return prob, (learned, feats)
-    return backbone.predict(img), None
+    from ..models.backbones import segment_image
+
+    fov = opts.fov if opts.fov in ("auto", "none") else binary_mask(read_image(opts.fov))
+    seg = segment_image(backbone, img, scale=opts.scale, fov=fov)
+    return seg.prob, ((learned, seg.features) if learned is not None and seg.features is not None
+                      else None), seg.fov
 
 
 def _refine_image(img: np.ndarray, name: str, opts: BatchOptions) -> np.ndarray:
     """The refined field of one image held in memory (the same calls as ``tubediff refine FILE``)."""
     if opts.input == "image":
-        prob, learned = _segment(img, opts)
+        # the learned refiner runs at the backbone's working scale (its features' grid)
+        prob, learned, fov = _segment(img, opts)
         if learned is not None and learned[0] is not None:
-            return learned[0].refine(prob, learned[1], steps=opts.steps)
-        return refine(prob, settings=opts.settings(), device=opts.device)
+            return learned[0].refine(prob, learned[1], steps=opts.steps, fov=fov)
+        out = refine(prob, settings=opts.settings(), device=opts.device)
+        return out if fov is None else np.where(fov, out, 0).astype(np.float32)
     return refine(to_probability(img, name), settings=opts.settings(), device=opts.device)
 
 
@@ -323,7 +333,7 @@ def _segment_to_file(path, out_dir, opts: BatchOptions, record: dict | None = No
     if record is None:
         record = make_record("refine", path, opts.recorded())
     if read_record(prob_path) != record:
-        prob, _ = _segment(read_image(path), opts)
+        prob, _, _ = _segment(read_image(path), opts)
         write_image(prob_path, prob, record=record)
     return str(prob_path)
 

@@ -1,10 +1,18 @@
-"""Learned backbones: the U-Net with shipped DRIVE weights, the 3D U-Net with shipped weights
-from synthetic volumes, and a user's TorchScript model. All run on ``device`` ("auto": CUDA
-when present, else the CPU) and return numpy arrays."""
+"""Learned backbones: the 2D U-Net with shipped weights from three fundus cameras (DRIVE,
+STARE, HRF), the 3D U-Net with shipped weights from synthetic volumes, and a user's
+TorchScript model. All run on ``device`` ("auto": CUDA when present, else the CPU) and
+return numpy arrays.
+
+`segment_image` is the one entry point of the CLI (``tubediff segment``, ``tubediff refine
+--input image``), the Segment panel and the evaluation: it finds the field of view and the
+scale, resamples the image to the backbone's working scale, segments it there and returns
+the probability at the image's own size.
+"""
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,27 +21,37 @@ import torch
 from ..core.checks import check_memory
 from ..core.device import resolve_device
 from .classical import POLARITIES, vessel_polarity
+from ..core.fov import resolve_fov
+from ..core.scale import (
+    REF_SIGMA,
+    estimate_scale,
+    from_working,
+    parse_scale,
+    to_working,
+    to_working_mask,
+)
 from .preprocess import preprocess
 from .unet import UNet, pad_to_multiple
 from .weights import WEIGHTS_DIR, load_checkpoint, load_state
 
-SHIPPED_UNET = WEIGHTS_DIR / "unet_drive.pt"
+SHIPPED_UNET = WEIGHTS_DIR / "unet_fundus.pt"
 SHIPPED_UNET3D = WEIGHTS_DIR / "unet_synth3d.pt"
 
 
 class UNetBackbone:
     """U-Net segmentation: probability field and last decoder features.
 
-    Input: a grey or RGB 2D image (RGB: the green channel, which the shipped DRIVE
+    Input: a grey or RGB 2D image (RGB: the green channel, which the shipped 2D
     weights were trained on), or a grey volume for 3D weights, preprocessed by
     `preprocess` (2D: CLAHE; standardised in the FOV). Output is zero outside ``fov``
-    when one is given.
+    when one is given. The image is used at the size it comes in: `segment_image`
+    resamples it to the working scale first (`working_fov`), as the CLI and the panel do.
 
     Parameters
     ----------
     weights : path, optional
-        A U-Net checkpoint; default: the shipped DRIVE weights (`UNet3DBackbone`: the
-        shipped 3D ones).
+        A U-Net checkpoint; default: the shipped 2D fundus weights (DRIVE, STARE, HRF;
+        `UNet3DBackbone`: the shipped 3D ones).
     device : str
         ``"auto"`` (CUDA when available, else the CPU), ``"cpu"`` or ``"cuda"``; the
         network and its inputs move there, the outputs come back as numpy arrays.
@@ -72,6 +90,18 @@ class UNetBackbone:
     def trained_polarity(self) -> str:
         """The vessel polarity the weights were trained on (see the class docstring)."""
         return self.meta.get("polarity", "dark" if self.net.ndim == 2 else "bright")
+
+    @property
+    def working_fov(self) -> float | None:
+        """The FOV diameter (pixels) the 2D weights were trained at (checkpoint meta
+        ``working_fov``); None when the checkpoint does not say (no automatic scale)."""
+        w = self.meta.get("working_fov") if self.net.ndim == 2 else None
+        return float(w) if w else None
+
+    @property
+    def ref_sigma(self) -> float:
+        """The dominant vessel scale at the working scale (`core.scale.vessel_sigma`)."""
+        return float(self.meta.get("ref_sigma", REF_SIGMA))
 
     @classmethod
     def from_module(cls, net: UNet, name: str = "fine-tuned", device: str | None = "cpu") -> UNetBackbone:
@@ -220,3 +250,94 @@ class TorchScriptBackbone:
 
     def predict(self, image: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
         return self.predict_with_features(image, fov)[0]
+
+
+@dataclass
+class Segmentation:
+    """What `segment_image` returns.
+
+    Attributes
+    ----------
+    prob : ndarray, float32
+        The probability at the input's own size, zero outside ``fov``.
+    features : ndarray or None
+        The backbone's features ``(C, *working_shape)`` at the working scale (the learned
+        refiner reads them there: `LearnedRefiner.refine`), None for backbones without.
+    fov : (M, N) bool or None
+        The field of view used (the given mask, the automatic one, or None).
+    factor : float
+        The resampling factor applied (1.0: none).
+    how : str
+        How the factor was found: ``"fov"``, ``"vessel width"``, ``"given"`` or
+        ``"native"`` (a backbone without a working scale, or a volume).
+    """
+
+    prob: np.ndarray
+    features: np.ndarray | None
+    fov: np.ndarray | None
+    factor: float
+    how: str
+
+
+# within 2 % of the working scale the image is used as it is (resampling would only blur it)
+_SCALE_TOLERANCE = 0.02
+
+
+def segment_image(backbone, image: np.ndarray, *, scale="auto", fov="auto") -> Segmentation:
+    """Segment ``image`` at ``backbone``'s working scale; the probability comes back at the
+    image's size.
+
+    Parameters
+    ----------
+    backbone : object with ``predict`` (and optionally ``predict_with_features``)
+        E.g. from `get_backbone`. A 2D U-Net whose checkpoint records ``working_fov``
+        has a working scale; other backbones work at the image's own scale unless
+        ``scale`` is a number.
+    image : ndarray
+        2D grey, RGB(A) 2D, or a grey volume (volumes are never resampled).
+    scale : "auto" or float
+        The factor to resample by. ``"auto"``: `core.scale.estimate_scale` (fundus
+        photographs: from the FOV diameter; other images: from the dominant vessel
+        width); 1 keeps the image as it is.
+    fov : "auto", "none", None or mask
+        ``"auto"``: `core.fov.fov_mask` (None for images that are not fundus
+        photographs); ``"none"``/None: no FOV; a mask of the image's size. The
+        backbone standardises inside it, and the probability is zero outside it.
+
+    Examples
+    --------
+    >>> from napari_tubediff.data.fundus import synthetic_fundus
+    >>> f = synthetic_fundus((120, 120), seed=0)
+    >>> seg = segment_image(UNetBackbone(device="cpu"), f.image)
+    >>> seg.prob.shape, seg.how, round(seg.factor, 2), bool(seg.prob[~f.fov].max() == 0)
+    ((120, 120), 'fov', 7.14, True)
+    """
+    image = np.asarray(image)
+    rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
+    spatial = image.shape[:2] if rgb else image.shape
+    mask = resolve_fov(image, fov) if len(spatial) == 2 else (
+        None if fov is None or isinstance(fov, str) else np.asarray(fov, bool))
+    scale = parse_scale(scale)
+    working = getattr(backbone, "working_fov", None)
+    if len(spatial) != 2:
+        factor, how = 1.0, "native"
+    elif scale == "auto":
+        if working is None:
+            factor, how = 1.0, "native"
+        else:
+            factor, how = estimate_scale(image, mask, working_fov=working,
+                                         ref_sigma=getattr(backbone, "ref_sigma", REF_SIGMA))
+    else:
+        factor, how = float(scale), "given"
+    if abs(factor - 1.0) <= _SCALE_TOLERANCE:
+        factor = 1.0
+    x = to_working(image, factor)
+    m = None if mask is None else to_working_mask(mask, factor)
+    if hasattr(backbone, "predict_with_features"):
+        p, feats = backbone.predict_with_features(x, m)
+    else:
+        p, feats = backbone.predict(x, m), None
+    prob = np.clip(from_working(p, spatial), 0.0, 1.0).astype(np.float32)
+    if mask is not None:
+        prob[~mask] = 0.0
+    return Segmentation(prob=prob, features=feats, fov=mask, factor=factor, how=how)

@@ -14,13 +14,14 @@ from torch import nn
 from ..core.device import resolve_device
 from ..core.diffusion import diffuse, normalize_directions
 from ..core.directions import estimate_directions
+from ..core.scale import from_working
 from ..core.torch_diffusion import diffuse_t
 from .unet import layers
 from .weights import WEIGHTS_DIR, load_checkpoint, load_state
 
-SHIPPED_REFINER = WEIGHTS_DIR / "refiner_drive.pt"
+SHIPPED_REFINER = WEIGHTS_DIR / "refiner_fundus.pt"
 SHIPPED_REFINER3D = WEIGHTS_DIR / "refiner_synth3d.pt"
-# the shipped refiner for each dimension (2D: DRIVE fundus images; 3D: synthetic volumes)
+# the shipped refiner for each dimension (2D: fundus photographs; 3D: synthetic volumes)
 SHIPPED_REFINERS = {2: SHIPPED_REFINER, 3: SHIPPED_REFINER3D}
 
 
@@ -101,7 +102,7 @@ class LearnedRefiner:
     Parameters
     ----------
     weights : path, optional
-        A refiner checkpoint; default: the shipped 2D (DRIVE) weights. `shipped(3)`
+        A refiner checkpoint; default: the shipped 2D (fundus) weights. `shipped(3)`
         gives the shipped 3D ones.
     device : str
         ``"auto"`` (CUDA when available, else the CPU), ``"cpu"``, ``"cuda"`` or
@@ -129,7 +130,7 @@ class LearnedRefiner:
 
     @classmethod
     def shipped(cls, ndim: int = 2, device: str | None = "auto") -> LearnedRefiner:
-        """The shipped refiner for 2D images (DRIVE) or 3D volumes (synthetic)."""
+        """The shipped refiner for 2D images (fundus) or 3D volumes (synthetic)."""
         if ndim not in SHIPPED_REFINERS:
             raise ValueError(f"there are shipped refiners for 2D and 3D, not {ndim}D")
         return cls(SHIPPED_REFINERS[ndim], device=device)
@@ -200,15 +201,25 @@ class LearnedRefiner:
 
     def refine(self, prob: np.ndarray, feats: np.ndarray, steps: int | None = None,
                fov: np.ndarray | None = None) -> np.ndarray:
-        """Refined probability field (float32); zero outside ``fov`` when one is given."""
-        if np.shape(feats)[1:] != np.shape(prob):
-            raise ValueError(f"features {np.shape(feats)} and probability {np.shape(prob)} differ in their "
-                             "spatial shape")
-        v, lpar, lperp = self.head(feats)
-        c = self.config
-        # the engine picks the numba kernel on the CPU and its torch path on a GPU
-        out = diffuse(prob, v, lambda_par=lpar, lambda_perp=lperp, dt=c["dt"],
-                      steps=c["steps"] if steps is None else steps, order=c["order"], device=str(self.device))
+        """Refined probability field (float32); zero outside ``fov`` when one is given.
+
+        2D features of another size than ``prob`` come from a backbone that ran at its
+        working scale (`models.backbones.segment_image`): the diffusion runs there too
+        (``prob`` resampled to the features' grid, the result back to ``prob``'s size), as
+        the head and its lambdas were trained at that scale.
+        """
+        shape, fshape = np.shape(prob), tuple(np.shape(feats)[1:])
+        if self.ndim == 2 and np.ndim(prob) == 2 and fshape != shape:
+            # prob was interpolated from the features' grid: no smoothing on the way back there
+            work = from_working(prob, fshape, smooth=False)
+            out = from_working(self.refine(work, feats, steps), shape)
+        else:
+            v, lpar, lperp = self.head(feats)
+            c = self.config
+            # the engine picks the numba kernel on the CPU and its torch path on a GPU
+            out = diffuse(prob, v, lambda_par=lpar, lambda_perp=lperp, dt=c["dt"],
+                          steps=c["steps"] if steps is None else steps, order=c["order"],
+                          device=str(self.device))
         if fov is not None:
             out = np.where(np.asarray(fov, bool), out, 0)
         return out.astype(np.float32, copy=False)
@@ -290,4 +301,11 @@ def vessel_directions(prob: np.ndarray, features: np.ndarray | None = None, *, s
         r = resolve_refiner(refiner, ndim)
         if r.fits(prob, features):
             return r.head(np.asarray(features, np.float32))[0], "learned"
+        f = np.shape(features)
+        if ndim == 2 and r.ndim == 2 and len(f) == 3 and f[0] == r.config["feature_channels"]:
+            # features at the backbone's working scale: the head's directions there, brought to
+            # prob's grid by nearest neighbours (interpolating v and -v would cancel them)
+            v = r.head(np.asarray(features, np.float32))[0]
+            v = from_working(v, np.shape(prob), order=0).astype(np.float64)
+            return normalize_directions(v), "learned"
     return estimate_directions(prob, sigma), "hessian"

@@ -101,7 +101,7 @@ def available_backbones() -> list[str]:
 def get_backbone(name: str, **kwargs):
     """A backbone object with ``predict(image, fov=None) -> probability``.
 
-    ``"unet"`` (shipped DRIVE weights, or ``weights=PATH``), ``"unet3d"`` (grey volumes;
+    ``"unet"`` (shipped fundus weights, or ``weights=PATH``), ``"unet3d"`` (grey volumes;
     shipped weights trained on synthetic volumes, or ``weights=PATH``), ``"vesselness"``
     (training-free), ``"exported"`` (``path=PATH`` to a ``torch.export`` program, ``.pt2``),
     ``"torchscript"`` (``path=PATH`` to a TorchScript file). The U-Nets

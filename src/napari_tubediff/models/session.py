@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from .backbones import UNetBackbone
+from .backbones import SHIPPED_UNET, UNetBackbone
 from .refiner import LearnedRefiner
 
 _lock = threading.Lock()
@@ -94,7 +94,7 @@ def save_weights(path) -> list[Path]:
     out = [active_refiner().save(path)]
     with _lock:
         unet = _state["unet"]
-    if unet is not None and unet.weights.name != "unet_drive.pt":
+    if unet is not None and unet.weights.name != SHIPPED_UNET.name:
         out.append(unet.save(unet_path(path)))
     return out
 

@@ -1,7 +1,11 @@
 """Segment panel: an image layer and a backbone in, the ``probability`` layer out.
 
 Grey images (2D or 3D) are used as they are; RGB images through their green channel,
-where retinal vessels have the most contrast. The backbone runs in a worker thread.
+where retinal vessels have the most contrast. The backbone runs in a worker thread, through
+`models.backbones.segment_image` (the CLI's path): the field of view is found in fundus
+photographs unless a mask layer is chosen or "find FOV" is off, and 2D images are resampled
+to the U-Net's working scale by the factor found ("auto scale"; shown in the scale field
+after each run) or the user's own.
 
 The backbones are those of `models.registry`; each takes 2D images, volumes or both
 (`models.registry.backbone_ndims`). Choosing an image the current backbone cannot take switches to one
@@ -17,11 +21,12 @@ from __future__ import annotations
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, FloatSpinBox, Label, PushButton
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton
 from napari.utils.notifications import show_error
 
 from ..io_hooks import prefer_tubediff_readers
 from ..models import registry, session
+from ..models.backbones import Segmentation, segment_image
 from ..models.classical import POLARITIES, VESSEL_FRACTION
 from ..models.registry import available_backbones, get_backbone
 from ._common import Panel, follow_layers, layers_of, put_image, spatial_ndim
@@ -64,21 +69,20 @@ def backbone_for(ndim: int, names, current: str | None = None) -> str | None:
     return able[0] if able else None
 
 
-def _segment_job(name: str, image: np.ndarray, fov: np.ndarray | None, polarity: str = "auto", **options):
-    """``(probability, features or None, polarity used)``: learned backbones also give their
-    features, which the Directions and Diffusion panels hand to the learned direction head.
-    ``options`` go to the backbone (e.g. ``vessel_fraction`` for vesselness)."""
+def _segment_job(name: str, image: np.ndarray, fov="auto", scale="auto", polarity: str = "auto",
+                 **options):
+    """``(Segmentation, polarity used)``: `segment_image` with the panel's choices (the CLI's
+    ``tubediff segment`` path); learned backbones also give their features, which the
+    Directions and Diffusion panels hand to the learned direction head. ``options`` go to
+    the backbone (e.g. ``vessel_fraction`` for vesselness)."""
     # "unet" is the session's U-Net: the shipped one, or one fine-tuned in this session
     if name == "unet":
         backbone = session.active_unet()
-        prob, feats = backbone.predict_with_features(image, fov=fov, polarity=polarity)
+        backbone.polarity = polarity
     else:
         backbone = get_backbone(name, polarity=polarity, **options)
-        if hasattr(backbone, "predict_with_features"):
-            prob, feats = backbone.predict_with_features(image, fov=fov)
-        else:
-            prob, feats = backbone.predict(image, fov=fov), None
-    return prob, feats, getattr(backbone, "last_polarity", polarity)
+    seg = segment_image(backbone, image, scale=scale, fov=fov)
+    return seg, getattr(backbone, "last_polarity", polarity)
 
 
 #: Words in a layer's name that say it is a vessel map, not a field of view, even when it
@@ -127,13 +131,24 @@ class SegmentWidget(Panel):
                               tooltip="grey (2D or 3D) or RGB; RGB images are read through the green channel")
         self.fov = ComboBox(label="field of view", nullable=True, value=None,
                             choices=lambda _w: layers_of(viewer, napari.layers.Labels),
-                            tooltip="optional mask: the probability is zero outside it")
+                            tooltip="optional mask: the probability is zero outside it (none chosen: "
+                                    "found automatically in fundus photographs, if 'find FOV' is on)")
+        self.find_fov = CheckBox(value=True, text="find FOV",
+                                 tooltip="no mask chosen: find the bright disc of a fundus photograph on "
+                                         "its dark surround (other images get no FOV)")
+        self.auto_scale = CheckBox(value=True, text="auto scale",
+                                   tooltip="resample to the U-Net's working scale by a factor found from "
+                                           "the field of view's diameter (fundus) or the vessel width")
+        self.scale = FloatSpinBox(value=1.0, min=1 / 16, max=16.0, step=0.05, label="scale",
+                                  enabled=False,
+                                  tooltip="the resampling factor: found (auto scale) or yours (auto "
+                                          "scale off); 1 keeps the image as it is")
         # a TorchScript backbone needs a file: it is offered by the CLI and the Python API
         names = [n for n in available_backbones() if n not in registry.NEEDS_FILE]
         vol = ", ".join(n for n in names if 3 in backbone_dims(n))
         self.backbone = ComboBox(label="backbone", choices=names,
                                  value="unet" if "unet" in names else names[0],
-                                 tooltip="unet: shipped DRIVE weights (2D); vesselness: no training "
+                                 tooltip="unet: shipped fundus weights (2D); vesselness: no training "
                                          f"(2D and 3D). For volumes: {vol}")
         self.fraction = FloatSpinBox(value=VESSEL_FRACTION[2], min=0.001, max=0.5, step=0.005,
                                      label="vessel fraction",
@@ -146,8 +161,9 @@ class SegmentWidget(Panel):
                                          "brighter (angiograms, fluorescence microscopy)")
         self.run_button = PushButton(text="Segment")
         self.status = Label(value="")
-        self.extend([self.image, self.fov, self.backbone, self.fraction, self.polarity, self.run_button,
-                     self.status])
+        self.extend([self.image, self.fov, self.find_fov, self.backbone, self.fraction, self.polarity,
+                     self.auto_scale, self.scale, self.run_button, self.status])
+        self.auto_scale.changed.connect(lambda v: setattr(self.scale, "enabled", not v))
         # open image and mask files with this plugin's reader unless the user chose another
         prefer_tubediff_readers()
         self._nd = 2
@@ -200,7 +216,7 @@ class SegmentWidget(Panel):
             show_error(f"The {name} backbone does not take {kind}, and '{layer.name}' {spatial} is one: "
                        f"choose {' or '.join(able) or 'another backbone'}.")
             return None
-        fov = None
+        fov = "auto" if self.find_fov.value else "none"
         if self.fov.value is not None:
             fov = np.asarray(self.fov.value.data) > 0
             if fov.shape != spatial:
@@ -218,7 +234,8 @@ class SegmentWidget(Panel):
         name = self.backbone.value
         options = {"vessel_fraction": self.fraction.value} if name in ND_BACKBONES else {}
         self._source = layer
-        self.start(_segment_job, name, image, fov, self.polarity.value, **options,
+        scale = "auto" if self.auto_scale.value else float(self.scale.value)
+        self.start(_segment_job, name, image, fov, scale, self.polarity.value, **options,
                    desc=f"segmenting '{layer.name}' ({name})",
                    note=f"segmenting with {name}...", on_result=self._on_result,
                    on_error=lambda _job, e: show_error(f"Segmentation failed: {e}"))
@@ -227,11 +244,18 @@ class SegmentWidget(Panel):
         self.run_button.enabled = not self.busy
 
     def _on_result(self, _job, result):
-        prob, feats, polarity = result
+        seg, polarity = result
+        prob = seg.prob
         layer = put_image(self._viewer, PROBABILITY, prob, like=self._source, colormap="magma",
                           contrast_limits=(0.0, 1.0), blending="additive")
-        # the learned direction head reads these (Directions and Diffusion panels)
-        layer.metadata["features"] = feats
+        # the learned direction head reads these (Directions and Diffusion panels); at the
+        # backbone's working scale when the image was resampled
+        layer.metadata["features"] = seg.features
         layer.metadata["backbone"] = self.backbone.value
-        self.done_text = (f"probability: {float((prob >= 0.5).mean()):.1%} of pixels >= 0.5; "
-                          f"vessels taken as {polarity}")
+        layer.metadata["fov"] = seg.fov
+        layer.metadata["scale"] = seg.factor
+        if self.auto_scale.value:
+            self.scale.value = round(seg.factor, 3)  # the factor it chose, to see and to change
+        fov = "no FOV" if seg.fov is None else f"FOV {float(seg.fov.mean()):.0%} of the image"
+        self.done_text = (f"scale {seg.factor:.3g} ({seg.how}), {fov}; probability: "
+                          f"{float((prob >= 0.5).mean()):.1%} of pixels >= 0.5; vessels taken as {polarity}")

@@ -1,0 +1,176 @@
+"""The field of view (FOV) of a fundus photograph: the bright disc on the dark surround.
+
+`fov_mask` finds it (None for images that are not fundus photographs), `fov_diameter`
+measures it in pixels (the scale estimate reads it: `napari_tubediff.core.scale`), and
+`resolve_fov` turns a user's choice ("auto", "none", a mask array) into the mask the
+pipeline uses. numpy / scipy / scikit-image only.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.filters import threshold_otsu
+from skimage.measure import label
+
+__all__ = ["fov_mask", "fov_diameter", "is_fundus", "resolve_fov"]
+
+# a fundus photograph's surround is near black; its retina is orange-red. The corner
+# patches (this fraction of the shorter side) must be dark next to the image's bright part.
+_CORNER = 0.06
+# the disc must cover a sensible fraction of the frame (DRIVE 0.68, STARE ~0.7, HRF 0.84)
+_AREA = (0.25, 0.97)
+
+
+def _bright_channel(image: np.ndarray) -> np.ndarray:
+    """The per-pixel maximum over the colour channels, as float in [0, 1]-ish units.
+
+    The maximum (in practice the red channel) is the brightest view of the retina, so its
+    dark periphery still stands out from the black surround, whatever the camera's colour.
+    """
+    a = np.asarray(image)
+    a = a.max(axis=-1) if a.ndim == 3 else a
+    a = a.astype(np.float32)
+    top = float(np.percentile(a, 99.5)) or 1.0
+    return a / top
+
+
+def _corners(a: np.ndarray) -> np.ndarray:
+    c = max(2, int(round(_CORNER * min(a.shape[:2]))))
+    return np.concatenate([a[:c, :c].ravel(), a[:c, -c:].ravel(), a[-c:, :c].ravel(), a[-c:, -c:].ravel()])
+
+
+def _is_colour(image: np.ndarray) -> bool:
+    a = np.asarray(image)
+    if a.ndim != 3 or a.shape[-1] not in (3, 4):
+        return False
+    rgb = a[..., :3].astype(np.float32)
+    # a grey image stored as RGB has equal channels: no fundus photograph does
+    spread = float(np.abs(rgb[..., 0] - rgb[..., 1]).mean() + np.abs(rgb[..., 1] - rgb[..., 2]).mean())
+    return spread > 1e-3 * (float(rgb.max()) or 1.0)
+
+
+def fov_mask(image: np.ndarray) -> np.ndarray | None:
+    """The automatic field of view of a fundus photograph, or None when the image is not one.
+
+    The brightest channel is smoothed and thresholded between the surround's level (the
+    corners) and the retina's (the part above Otsu's threshold), at 30 % of the way up;
+    holes are filled and the largest connected component is kept. An image is a fundus
+    photograph when it is RGB, its four corners are dark (their lower quartile below a
+    quarter of the retina's level; at least three quarters of their pixels below the
+    threshold) and the disc covers 25 % to 97 % of the frame; anything else (grey
+    microscopy, angiograms without a black surround, a colour photograph filling the
+    frame) gets None, never a bogus mask.
+
+    Parameters
+    ----------
+    image : (M, N, 3) or (M, N, 4) array
+        The photograph, any dtype.
+
+    Returns
+    -------
+    (M, N) bool or None
+
+    Examples
+    --------
+    >>> from napari_tubediff.data.fundus import synthetic_fundus
+    >>> f = synthetic_fundus((128, 128), seed=0)
+    >>> m = fov_mask(f.image)
+    >>> round(float((m == f.fov).mean()), 2)
+    1.0
+    >>> fov_mask(f.image[..., 1]) is None      # grey: not a fundus photograph
+    True
+    """
+    if not _is_colour(image):
+        return None
+    a = _bright_channel(np.asarray(image)[..., :3])
+    # smoothing at ~1/300 of the frame: noise and vessels do not cut the disc's edge
+    sigma = max(1.0, min(a.shape) / 300)
+    s = ndi.gaussian_filter(a, sigma)
+    corners = _corners(s)
+    # the 25th percentile: STARE's corners carry grey text and a lighter rim here and there
+    bg = float(np.percentile(corners, 25))
+    try:
+        otsu = float(threshold_otsu(s))
+    except ValueError:  # a constant image
+        return None
+    above = s[s > otsu]
+    if above.size == 0:
+        return None
+    fg = float(np.median(above))
+    if not fg > 0 or bg > 0.25 * fg:
+        return None  # the corners are not dark next to the retina
+    t = bg + 0.3 * (fg - bg)
+    if float((corners < t).mean()) < 0.75:
+        return None  # most of the corners must lie outside the disc
+    mask = s > t
+    lab = label(mask, connectivity=1)
+    if lab.max() == 0:
+        return None
+    sizes = np.bincount(lab.ravel())
+    sizes[0] = 0
+    mask = ndi.binary_fill_holes(lab == int(sizes.argmax()))
+    if not _AREA[0] <= float(mask.mean()) <= _AREA[1]:
+        return None
+    return mask
+
+
+def is_fundus(image: np.ndarray) -> bool:
+    """True when `fov_mask` finds a field of view (an RGB photograph with a dark surround).
+
+    Examples
+    --------
+    >>> is_fundus(np.zeros((16, 16)))
+    False
+    """
+    return fov_mask(image) is not None
+
+
+def fov_diameter(fov: np.ndarray) -> float:
+    """The FOV disc's diameter in pixels: the longer side of its bounding box.
+
+    Cameras often clip the disc at the top and bottom (HRF) but not across, so the longer
+    side is the diameter. ValueError for an empty mask.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[:100, :120]
+    >>> fov_diameter(np.hypot(yy - 50, xx - 60) <= 40)
+    81.0
+    """
+    fov = np.asarray(fov, bool)
+    if fov.ndim != 2 or not fov.any():
+        raise ValueError("the field of view is empty: give a mask with the disc set, or --fov none")
+    rows, cols = np.flatnonzero(fov.any(1)), np.flatnonzero(fov.any(0))
+    return float(max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
+
+
+def resolve_fov(image: np.ndarray, fov="auto") -> np.ndarray | None:
+    """The mask the pipeline uses for ``fov``: ``"auto"`` (`fov_mask`, None for images that
+    are not fundus photographs), ``"none"`` or None (no FOV), or a mask array (any dtype;
+    non-zero is inside), checked against the image's size.
+
+    Examples
+    --------
+    >>> resolve_fov(np.zeros((8, 8)), "none") is None
+    True
+    >>> resolve_fov(np.zeros((8, 8)), np.ones((8, 8))).all()
+    np.True_
+    """
+    if fov is None or (isinstance(fov, str) and fov.lower() == "none"):
+        return None
+    if isinstance(fov, str):
+        if fov.lower() != "auto":
+            raise ValueError(f"fov must be 'auto', 'none' or a mask, got {fov!r}")
+        return fov_mask(image)
+    m = np.asarray(fov)
+    if m.ndim == 3 and m.shape[-1] in (3, 4):
+        m = m[..., 0]
+    if m.dtype != bool:
+        m = m > (127 if np.issubdtype(m.dtype, np.integer) and m.max() > 1 else 0.5)
+    shape = np.shape(image)[:2] if np.ndim(image) == 3 and np.shape(image)[-1] in (3, 4) else np.shape(image)
+    if m.shape != tuple(shape):
+        raise ValueError(f"the field of view {m.shape} does not match the image {tuple(shape)}")
+    if not m.any():
+        raise ValueError("the field of view mask is empty: give a mask with the disc set, or --fov none")
+    return m

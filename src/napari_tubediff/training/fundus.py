@@ -1,0 +1,248 @@
+"""Training the 2D U-Net on several fundus data sets at the working scale.
+
+Every training photograph is brought to the working scale (`WORKING_FOV` pixels across its
+field of view, measured on the automatic FOV as at inference), then stored in a few
+*versions*: the plain one and ``versions - 1`` random ones, each at a random zoom around the
+working scale (scale augmentation) with random per-channel gains and gamma (colour and
+gamma augmentation), and preprocessed as at inference (`preprocess`: green channel,
+CLAHE, standardised inside the FOV). Patches then get a random contrast gain, offset and
+noise and a random symmetry of the square. Data sets are drawn with equal odds, images
+within a data set uniformly, patch centres uniformly inside the FOV.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..core.fov import fov_diameter, fov_mask
+from ..core.scale import WORKING_FOV, to_working, to_working_mask
+from ..data.fundus_sets import fundus_items
+from ..models.preprocess import preprocess
+from ..models.unet import UNet
+from ..models.weights import save_checkpoint
+from .losses import mixed_loss
+from .sampling import augment
+from .train import seed_everything
+
+
+@dataclass
+class FundusConfig:
+    """The shipped multi-camera U-Net's recipe (docs/models.md)."""
+
+    datasets: tuple[str, ...] = ("DRIVE", "STARE", "HRF")
+    working_fov: float = WORKING_FOV
+    versions: int = 4          # the plain one + random zoom / colour / gamma ones
+    zoom: float = 1.4          # random zooms are log-uniform in [1/zoom, zoom]
+    gain: float = 0.15         # per-channel colour gains uniform in [1-gain, 1+gain]
+    gamma: float = 0.35        # gamma = exp(uniform(-gamma, gamma))
+    contrast: float = 0.3      # patch contrast gain = exp(uniform(-contrast, contrast))
+    noise: float = 0.15        # patch Gaussian noise, standard deviation uniform in [0, noise]
+    base: int = 16
+    depth: int = 3
+    patch: int = 64
+    batch: int = 32
+    iters: int = 5000
+    lr: float = 1e-3
+    loss: str = "bce"
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def _colour_jitter(rgb: np.ndarray, rng: np.random.Generator, cfg: FundusConfig) -> np.ndarray:
+    x = rgb.astype(np.float32) / 255.0
+    x = x * rng.uniform(1 - cfg.gain, 1 + cfg.gain, 3).astype(np.float32)
+    x = np.clip(x, 0, 1) ** np.float32(np.exp(rng.uniform(-cfg.gamma, cfg.gamma)))
+    return x
+
+
+def save_versions(path, versions: dict[str, list]) -> None:
+    """Keep `build_versions`' output in an ``.npz`` file (plain arrays: no pickle)."""
+    from ..data.io import atomic_path
+
+    arrays = {f"{ds}/{i}/{k}": a for ds, pool in versions.items()
+              for i, item in enumerate(pool) for k, a in zip("xyf", item, strict=True)}
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+
+
+def load_versions(path, every: int = 1) -> dict[str, list]:
+    """`save_versions`' file back; ``every=n`` keeps every n-th version (n = the number of
+    versions per image: the plain ones)."""
+    out: dict[str, list] = {}
+    with np.load(path, allow_pickle=False) as z:
+        keys = sorted({tuple(k.split("/")[:2]) for k in z.files}, key=lambda t: (t[0], int(t[1])))
+        for ds, i in keys:
+            if int(i) % every == 0:
+                out.setdefault(ds, []).append(tuple(z[f"{ds}/{i}/{k}"] for k in "xyf"))
+    return out
+
+
+def build_versions(root, cfg: FundusConfig, rng: np.random.Generator,
+                   log: Callable[[str], None] | None = None) -> dict[str, list]:
+    """``{dataset: [(x (H, W) float16, y (H, W) float16 soft label, fov (H, W) bool), ...]}``
+    over the training splits' versions."""
+    out: dict[str, list] = {}
+    for ds in cfg.datasets:
+        items = fundus_items(root, ds, "train")
+        out[ds] = []
+        t0 = time.time()
+        for it in items:
+            img = it.image()
+            auto = fov_mask(img)
+            fov = it.fov(img)
+            # the factor as inference finds it: from the automatic FOV
+            s = cfg.working_fov / fov_diameter(auto if auto is not None else fov)
+            truth = it.truth()
+            # one anti-aliased shrink of big photographs first (HRF: 3504 px), the versions from it
+            pre = min(1.0, 1.5 * s)
+            img0 = to_working(img, pre)
+            y0 = to_working(truth.astype(np.float32), pre)
+            f0 = to_working(fov.astype(np.float32), pre)
+            for v in range(cfg.versions):
+                z = 1.0 if v == 0 else float(np.exp(rng.uniform(-np.log(cfg.zoom), np.log(cfg.zoom))))
+                k = s * z / pre
+                rgb = img0 if v == 0 else _colour_jitter(img0, rng, cfg) * 255.0
+                x_rgb = to_working(rgb, k)
+                fv = to_working_mask(f0, k)
+                y = np.clip(to_working(y0, k), 0, 1)
+                x = preprocess(np.clip(x_rgb, 0, 255).astype(np.uint8), fv)
+                out[ds].append((x.astype(np.float16), y.astype(np.float16), fv))
+        if log:
+            log(f"{ds}: {len(items)} images, {len(out[ds])} versions, {time.time() - t0:.0f} s")
+    return out
+
+
+def sample_batch(versions: dict[str, list], cfg: FundusConfig, rng: np.random.Generator):
+    """``(x, y, fov)`` float32 batches ``(B, 1, P, P)``: data set, image, centre inside the FOV."""
+    names = list(versions)
+    p, half = cfg.patch, cfg.patch // 2
+    xs, ys, fs = [], [], []
+    while len(xs) < cfg.batch:
+        pool = versions[names[rng.integers(len(names))]]
+        x, y, f = pool[rng.integers(len(pool))]
+        h, w = f.shape
+        if h < p or w < p:
+            continue
+        r, c = int(rng.integers(half, h - p + half + 1)), int(rng.integers(half, w - p + half + 1))
+        if not f[r, c]:
+            continue  # rejection: the centre must lie inside the FOV
+        box = np.s_[r - half:r - half + p, c - half:c - half + p]
+        xp = x[box].astype(np.float32)
+        fp = f[box]
+        xp = xp * np.float32(np.exp(rng.uniform(-cfg.contrast, cfg.contrast))) \
+            + np.float32(rng.normal(0, 0.2))
+        xp = xp + rng.uniform(0, cfg.noise) * rng.standard_normal(xp.shape).astype(np.float32)
+        xs.append(np.where(fp, xp, 0)[None])
+        ys.append(y[box].astype(np.float32)[None])
+        fs.append(fp.astype(np.float32)[None])
+    return [np.stack(a) for a in (xs, ys, fs)]
+
+
+def train_fundus(root, out, cfg: FundusConfig | None = None, *, threads: int | None = None,
+                 log: Callable[[str], None] | None = print, checkpoint_every: int = 500,
+                 cache=None, init=None) -> dict:
+    """Train the 2D U-Net on DRIVE + STARE + HRF training splits at the working scale; save
+    it (atomically) to ``out`` with ``working_fov`` in its meta. ``cache``: an ``.npz``
+    path where the prepared versions are kept (`save_versions`) for the refiner's training,
+    and read back when it exists. ``init``: U-Net weights to continue from (a second
+    cosine cycle). Returns the record."""
+    cfg = cfg or FundusConfig()
+    if threads:
+        torch.set_num_threads(threads)
+    rng = seed_everything(cfg.seed)
+    t0 = time.time()
+    if cache is not None and Path(cache).is_file():
+        versions = load_versions(cache)  # prepared by an earlier run with the same recipe
+        rng = np.random.default_rng([cfg.seed, 1])
+    else:
+        versions = build_versions(root, cfg, rng, log)
+        if cache is not None:
+            save_versions(cache, versions)
+    prep = time.time() - t0
+    net = UNet(base=cfg.base, depth=cfg.depth)
+    before = {}
+    if init is not None:
+        from ..models.weights import load_checkpoint, load_state
+
+        ck = load_checkpoint(init, "unet")
+        load_state(net, ck["state_dict"], str(init))
+        before = {"continued_from": {"file": str(init), "updates": ck["meta"].get("updates"),
+                                     "lr": ck["meta"].get("config", {}).get("lr"),
+                                     "seconds": ck["meta"].get("seconds")}}
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.iters)
+    losses: list[float] = []
+    net.train()
+
+    def record(i):
+        return {"config": asdict(cfg), "working_fov": cfg.working_fov, "seconds": time.time() - t0,
+                "prepare_seconds": prep, "updates": i, "first_loss": float(np.mean(losses[:50])),
+                "final_loss": float(np.mean(losses[-50:])),
+                "images": {ds: [n for n in (it.name for it in fundus_items(root, ds, "train"))]
+                           for ds in cfg.datasets},
+                "device": "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(), **before}
+
+    for i in range(cfg.iters):
+        xb, yb, fb = augment(sample_batch(versions, cfg, rng), rng, 2)
+        xb, yb, fb = (torch.from_numpy(np.ascontiguousarray(a)) for a in (xb, yb, fb))
+        logits, _ = net(xb)
+        loss = mixed_loss(torch.sigmoid(logits), yb, fb, kind=cfg.loss)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+        if log and (i + 1) % 100 == 0:
+            log(f"iter {i + 1}/{cfg.iters}  loss {np.mean(losses[-100:]):.4f}  {time.time() - t0:.0f} s")
+        if out is not None and checkpoint_every and (i + 1) % checkpoint_every == 0 and i + 1 < cfg.iters:
+            save_checkpoint(f"{out}.partial", "unet", net.config, net.state_dict(), record(i + 1))
+    rec = record(cfg.iters)
+    if out is not None:
+        save_checkpoint(out, "unet", net.config, net.eval().state_dict(), rec)
+    rec["module"] = net.eval()
+    return rec
+
+
+def train_fundus_refiner(root, unet_weights, out, cfg=None, *, working_fov: float = WORKING_FOV,
+                         datasets=("DRIVE", "STARE", "HRF"), threads: int | None = None,
+                         log: Callable[[str], None] | None = print, cache=None, every: int = 1) -> dict:
+    """Train the refiner's head (and lambdas) on the frozen U-Net ``unet_weights`` at the
+    working scale: every training photograph once, plain (`build_versions` with one
+    version, or every ``every``-th version of the U-Net's ``cache``), crops as
+    `train_refiner` draws them. Saves to ``out``; returns the record."""
+    from .refiner import RefinerConfig, train_refiner
+
+    if threads:
+        torch.set_num_threads(threads)
+    rng = seed_everything(0)
+    if cache is not None:
+        versions = load_versions(cache, every=every)
+    else:
+        fcfg = FundusConfig(datasets=tuple(datasets), working_fov=working_fov, versions=1)
+        versions = build_versions(root, fcfg, rng, log)
+    xs, ys, fs, cs = [], [], [], []
+    for pool in versions.values():
+        for x, y, f in pool:
+            xs.append(x.astype(np.float32)[None])
+            ys.append(y.astype(np.float32)[None])
+            fs.append(f)
+            # crop centres on every 4th row and column: the same spread, 16 times less memory
+            grid = np.zeros(f.shape, bool)
+            grid[::4, ::4] = True
+            cs.append(f & grid)
+    t0 = time.time()
+
+    def on_update(i, loss):
+        if log and (i + 1) % 20 == 0:
+            log(f"refiner update {i + 1}  loss {loss:.4f}  {time.time() - t0:.0f} s")
+
+    return train_refiner(None, out, cfg or RefinerConfig(), backbone_weights=unet_weights,
+                         train_set=(xs, ys, fs, cs), on_update=on_update,
+                         meta={"working_fov": working_fov,
+                               "data": {ds: len(v) for ds, v in versions.items()}})
