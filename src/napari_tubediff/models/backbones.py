@@ -20,7 +20,6 @@ import torch
 
 from ..core.checks import check_memory
 from ..core.device import resolve_device
-from .classical import POLARITIES, vessel_polarity
 from ..core.fov import resolve_fov
 from ..core.scale import (
     REF_SIGMA,
@@ -30,6 +29,7 @@ from ..core.scale import (
     to_working,
     to_working_mask,
 )
+from .classical import POLARITIES, vessel_polarity
 from .preprocess import preprocess
 from .unet import UNet, pad_to_multiple
 from .weights import WEIGHTS_DIR, load_checkpoint, load_state

@@ -26,7 +26,7 @@ from napari.utils.notifications import show_error
 
 from ..io_hooks import prefer_tubediff_readers
 from ..models import registry, session
-from ..models.backbones import Segmentation, segment_image
+from ..models.backbones import segment_image
 from ..models.classical import POLARITIES, VESSEL_FRACTION
 from ..models.registry import available_backbones, get_backbone
 from ._common import Panel, follow_layers, layers_of, put_image, spatial_ndim
