@@ -337,7 +337,7 @@ def segment_image(backbone, image: np.ndarray, *, scale="auto", fov="auto") -> S
         p, feats = backbone.predict_with_features(x, m)
     else:
         p, feats = backbone.predict(x, m), None
-    prob = np.clip(from_working(p, spatial), 0.0, 1.0).astype(np.float32)
+    prob = np.clip(from_working(p, spatial) if factor != 1.0 else p, 0.0, 1.0).astype(np.float32)
     if mask is not None:
         prob[~mask] = 0.0
     return Segmentation(prob=prob, features=feats, fov=mask, factor=factor, how=how)
