@@ -242,7 +242,8 @@ def test_segment_refuses_a_users_file_and_writes_records(tmp_path, capsys, monke
     assert calls == [] and (tmp_path / "out/img_prob.png").read_bytes() == b"the user's own"
     assert main([*args, "--overwrite"]) == 0
     rec = read_record(tmp_path / "out/img_prob.tif")
-    assert rec["settings"] == {"backbone": "vesselness", "weights": None, "polarity": "auto"}
+    assert rec["settings"] == {"backbone": "vesselness", "weights": None, "polarity": "auto", "scale": "auto",
+                               "fov": "auto"}
     assert main(args) == 0  # its own outputs of the same image: a rerun needs no --overwrite
 
 

@@ -85,6 +85,7 @@ def test_segment_panel_polarity(make_napari_viewer, fundus):
     viewer.add_image(to_grey(fundus.image), name="grey")
     w = SegmentWidget(viewer)
     assert w.polarity.value == "auto" and set(w.polarity.choices) == {"auto", "dark", "bright"}
-    prob, _, chosen = _segment_job("vesselness", to_grey(fundus.image), fundus.fov, "auto")
+    seg, chosen = _segment_job("vesselness", to_grey(fundus.image), fundus.fov, "auto", "auto")
+    prob = seg.prob
     assert chosen == "dark"
     assert independent_dice(prob >= 0.5, fundus.truth) > 0.5

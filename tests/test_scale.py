@@ -221,7 +221,7 @@ def test_cli_segment_panel_and_evaluation_give_the_same_probability(tmp_path):
     path = _drive_layout(tmp_path / "DRIVE", f)
     assert main(["segment", str(path), "--out", str(tmp_path / "seg")]) == 0
     cli = read_image(tmp_path / "seg/01_test_prob.tif")
-    panel = _segment_job("unet", read_image(path))
+    panel, _ = _segment_job("unet", read_image(path))
     core = segment_image(UNetBackbone(device="cpu"), read_image(path))
     np.testing.assert_array_equal(cli, panel.prob)
     np.testing.assert_array_equal(cli, core.prob)

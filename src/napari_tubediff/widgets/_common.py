@@ -395,7 +395,12 @@ class Panel(Container):
                 job.detach()
             jobs.clear()
             for emitter, callback in listening:
-                emitter.disconnect(callback)
+                try:
+                    emitter.disconnect(callback)
+                except (AttributeError, RuntimeError, ValueError):
+                    # at interpreter exit the emitter may already be torn down; an
+                    # exception escaping a Qt slot would abort the process
+                    pass
             listening.clear()
 
         self._gone = gone
