@@ -149,10 +149,12 @@ def estimate_scale(image: np.ndarray, fov=None, *, working_fov: float = WORKING_
 
     Examples
     --------
-    >>> from napari_tubediff.data.fundus import synthetic_fundus
-    >>> f, how = estimate_scale(synthetic_fundus((200, 200)).image, working_fov=94)
-    >>> round(f, 2), how
-    (1.0, 'fov')
+    >>> yy, xx = np.mgrid[:200, :200]
+    >>> img = np.zeros((200, 200, 3), np.uint8)
+    >>> img[np.hypot(yy - 100, xx - 100) < 90] = (200, 100, 40)
+    >>> f, how = estimate_scale(img, working_fov=358)
+    >>> round(f, 1), how
+    (2.0, 'fov')
     """
     if fov is None and np.ndim(image) == 3:
         fov = fov_mask(image)

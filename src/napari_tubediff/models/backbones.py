@@ -309,7 +309,7 @@ def segment_image(backbone, image: np.ndarray, *, scale="auto", fov="auto") -> S
     >>> from napari_tubediff.data.fundus import synthetic_fundus
     >>> f = synthetic_fundus((120, 120), seed=0)
     >>> seg = segment_image(UNetBackbone(device="cpu"), f.image)
-    >>> seg.prob.shape, seg.how, round(seg.factor, 2), bool(seg.prob[~f.fov].max() == 0)
+    >>> seg.prob.shape, seg.how, round(seg.factor, 2), bool(seg.prob[~seg.fov].max() == 0)
     ((120, 120), 'fov', 7.14, True)
     """
     image = np.asarray(image)
