@@ -32,7 +32,7 @@ def main() -> None:
     ap.add_argument("--data", help="a DRIVE-layout folder (with --split)")
     ap.add_argument("--images", help="or a folder of images, paired by name with --labels (STARE, HRF)")
     ap.add_argument("--labels")
-    ap.add_argument("--fov", help="with --images: a folder of FOV masks named like the images")
+    ap.add_argument("--fov", help="with --images: a folder of FOV masks named like the images, or auto")
     ap.add_argument("--only", help="comma list of image names to keep (e.g. a held-out split)")
     ap.add_argument("--split", default="training")
     ap.add_argument("--backbone", default="unet")
@@ -56,6 +56,7 @@ def main() -> None:
     items = items[: args.limit]
     if args.pred is None:
         from napari_tubediff.models import get_backbone
+        from napari_tubediff.models.backbones import segment_image
         opts = {"weights": args.backbone_weights} if args.backbone_weights else {}
         bb = get_backbone(args.backbone, **opts)
     over = {} if args.steps is None else {"steps": args.steps}
@@ -73,7 +74,11 @@ def main() -> None:
     gaps = {m: [] for m in names if m not in ("raw",)}
     for it in items:
         fov, truth = it.fov(), it.truth()
-        prob = read_prediction(args.pred, it) if args.pred else bb.predict(it.image(), fov)
+        if args.pred:
+            prob = read_prediction(args.pred, it)
+        else:  # as tubediff segment does: FOV (given, or found) and the working scale
+            seg = segment_image(bb, it.image(), fov="auto" if fov is None else fov)
+            prob, fov = seg.prob, (np.ones(truth.shape, bool) if seg.fov is None else seg.fov)
         for m in names:
             t0 = time.perf_counter()
             method, kw = runs[m]
