@@ -799,7 +799,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "a faint vessel), hysteresis (DTI grown only along the vessels), gated+hysteresis")
     rf.add_argument("--refiner", default="auto",
                     help="with --input image: learned refiner weights, 'shipped', 'hessian' or 'auto' "
-                         "(the shipped refiner for 2D images)")
+                         "(Hessian directions with the default --method; the shipped learned refiner "
+                         "with --method faithful)")
     rf.add_argument("--device", default="auto",
                     help="auto (CUDA when torch sees a GPU, else CPU), cpu, cuda or cuda:N")
     rb = rf.add_argument_group("folders (dask.distributed)")

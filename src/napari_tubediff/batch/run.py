@@ -97,6 +97,19 @@ class BatchOptions:
     scale: float | str = "auto"
     fov: str = "auto"
 
+    def refiner_choice(self) -> str:
+        """The ``refiner`` to use: "auto" with a method other than faithful is Hessian
+        directions (the learned head was trained with the faithful PDE; on the held-out
+        fundus sets the recommended method with Hessian directions reconnects far more:
+        docs/results.md, 'Refinement against DTI').
+
+        Examples
+        --------
+        >>> [BatchOptions(method=m).refiner_choice() for m in ("gated+dti", "faithful")]
+        ['hessian', 'auto']
+        """
+        return "hessian" if self.refiner == "auto" and self.method != "faithful" else self.refiner
+
     def settings(self) -> RefineSettings:
         return RefineSettings(steps=self.steps, method=self.method)
 
@@ -270,7 +283,7 @@ def _segment(img: np.ndarray, opts: BatchOptions):
     if img.ndim not in (2, 3):
         raise ValueError(f"expected a 2D image or a 3D volume, got shape {img.shape}")
     name = "unet" if img.ndim == 2 or rgb else opts.volume_backbone
-    backbone, learned = _models(name, opts.refiner, opts.device)
+    backbone, learned = _models(name, opts.refiner_choice(), opts.device)
     from ..models.backbones import segment_image
 
     fov = opts.fov if opts.fov in ("auto", "none") else binary_mask(read_image(opts.fov))
