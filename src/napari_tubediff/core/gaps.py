@@ -217,6 +217,8 @@ def bridges(probability, refined, threshold: float = 0.5, *, max_contact: int = 
             contact = np.argwhere(touch & (pc == k)).mean(0)
             near = np.argwhere(pc == k)
             near = near[np.abs(near - contact).max(1) <= radius]
+            if not len(near):  # contacts spread wider than the radius: their own pixels
+                near = np.argwhere(touch & (pc == k))
             ends[k] = (contact, _axis(near.astype(float)), near.mean(0))
         if not ends:
             continue
