@@ -282,3 +282,28 @@ def test_a_3d_volume_goes_through_the_panels(make_napari_viewer, qtbot):
     acc.accept()
     assert viewer.layers["curated"].data.shape == vol.shape
     np.testing.assert_array_equal(viewer.layers["curated"].data > 0, viewer.layers[REFINED].data >= 0.5)
+
+
+def test_metrics_reads_an_8bit_probability_image_by_the_value_rule(make_napari_viewer, qtbot):
+    """A uint8 0..255 probability Image layer is scored as probability/255 >= 0.5 (it was read
+    as label ids, so every non-zero pixel counted as vessel); a Labels layer by its labels."""
+    from napari_tubediff.core.metrics import dice
+
+    viewer = make_napari_viewer()
+    truth = np.zeros((48, 48), np.uint8)
+    truth[10:14, 5:40] = 1
+    prob = np.zeros((48, 48), np.float32)
+    prob[10:14, 5:40] = 0.9
+    prob[30:34, 5:40] = 0.2                            # faint: not vessel at 0.5
+    viewer.add_labels(truth, name="truth")
+    viewer.add_image(prob, name="float")
+    viewer.add_image((prob * 255).round().astype(np.uint8), name="eight-bit")
+    viewer.add_labels((prob > 0).astype(np.uint8), name="labels")
+    met = dock(viewer, "Metrics")
+    met.predictions.value = [viewer.layers[n] for n in ("float", "eight-bit", "labels")]
+    met.truth.value = viewer.layers["truth"]
+    met.run_button.native.click()
+    idle(qtbot, met)
+    got = {r["name"]: r["dice"] for r in met.rows}
+    assert got["float"] == got["eight-bit"] == pytest.approx(1.0)
+    assert got["labels"] == pytest.approx(dice(prob > 0, truth > 0)) and got["labels"] < 0.7

@@ -19,6 +19,7 @@ from qtpy.QtWidgets import QFileDialog, QTableWidget, QTableWidgetItem
 
 from ..core.metrics import count_components
 from ..core.scoring import prediction_mask, rows_to_csv, score_predictions
+from ..core.values import as_probability
 from ..data.io import atomic_write_text
 from ._common import Panel, follow_layers, layers_of
 from .segment import follow_fov
@@ -92,6 +93,11 @@ class MetricsWidget(Panel):
                 errors.append(f"'{layer.name}' is an RGB or multiscale image: it cannot be scored.")
             elif layer is truth:
                 errors.append(f"'{layer.name}' is the ground truth itself.")
+            elif isinstance(layer, napari.layers.Labels):
+                preds[layer.name] = np.asarray(layer.data) > 0  # label ids: any label is vessel
+            elif np.issubdtype(np.asarray(layer.data).dtype, np.integer):
+                # an 8-bit probability image is 0..255, not label ids: the project's one value rule
+                preds[layer.name] = as_probability(layer.data, layer.name)[0]
             else:
                 preds[layer.name] = np.asarray(layer.data)
         fov = None if self.fov.value is None else np.asarray(self.fov.value.data)
