@@ -41,7 +41,7 @@ def test_one_dock_has_the_loop_in_order_and_fits_a_1080_pixel_screen(make_napari
     s.run_button.native.click()
     qtbot.waitUntil(lambda: not s.busy, timeout=60000)
     assert viewer.layers["probability"].data.shape == (256, 256)
-    assert s.status.value.startswith("probability:")
+    assert "probability:" in s.status.value and s.status.value.startswith("scale ")
     dock.show_step("diffusion")
     assert tabs.currentWidget().widget() is dock.panels["diffusion"].native
     d = dock.panels["diffusion"]

@@ -10,6 +10,8 @@ numpy / scipy / scikit-image only.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.feature import hessian_matrix, hessian_matrix_eigvals
@@ -134,6 +136,9 @@ def vessel_sigma(image: np.ndarray, fov: np.ndarray | None = None, *, max_side: 
     return float(np.exp((votes * np.log(sigmas)).sum() / votes.sum()) / shrink)
 
 
+# below this many pixels on a side no vessel width can be measured (the finest scales need ~6 sigma)
+_MIN_SIDE = 16
+
 def estimate_scale(image: np.ndarray, fov=None, *, working_fov: float = WORKING_FOV,
                    ref_sigma: float = REF_SIGMA) -> tuple[float, str]:
     """The factor that brings ``image`` to the working scale, and how it was found.
@@ -145,7 +150,8 @@ def estimate_scale(image: np.ndarray, fov=None, *, working_fov: float = WORKING_
     Returns
     -------
     (factor, how) : (float, str)
-        ``how`` is ``"fov"`` or ``"vessel width"``.
+        ``how`` is ``"fov"``, ``"vessel width"`` or ``"native"`` (an image too small or
+        too featureless to measure: factor 1, with a warning for the latter).
 
     Examples
     --------
@@ -160,8 +166,19 @@ def estimate_scale(image: np.ndarray, fov=None, *, working_fov: float = WORKING_
         fov = fov_mask(image)
     if fov is not None:
         factor, how = working_fov / fov_diameter(fov), "fov"
+    elif min(np.shape(image)[:2]) < _MIN_SIDE:
+        # too small to measure a vessel width in: used as it is (the backbone says if it
+        # can take it at all)
+        return 1.0, "native"
     else:
-        factor, how = float(np.clip(ref_sigma / vessel_sigma(image), *_WIDTH_LIMITS)), "vessel width"
+        try:
+            sigma = vessel_sigma(image)
+        except ValueError:
+            # a blank or featureless image: nothing to measure, nothing to resample for
+            warnings.warn("no line-like structure to estimate the scale from: the image is used as "
+                          "it is (give a scale to resample it)", UserWarning, stacklevel=2)
+            return 1.0, "native"
+        factor, how = float(np.clip(ref_sigma / sigma, *_WIDTH_LIMITS)), "vessel width"
     return float(np.clip(factor, *_LIMITS)), how
 
 
