@@ -27,21 +27,24 @@ import numpy as np
 import torch
 
 from napari_tubediff.core.effort import simulate_annotator
+from napari_tubediff.core.refine import RECOMMENDED_METHOD
 from napari_tubediff.data.drive import read_drive
 from napari_tubediff.data.io import atomic_write_text
 from napari_tubediff.evaluation import make_methods
 from napari_tubediff.models import get_backbone
+from napari_tubediff.models.backbones import segment_image
 from napari_tubediff.models.refiner import refiner_for
 
 LABELS = {"raw": "raw backbone (u >= 0.5)", "dti": "DTI (0.5 / 0.3)",
-          "refine": "default refinement (10 steps)"}
+          "refine": "learned refiner (10 steps)",
+          RECOMMENDED_METHOD: f"default refinement ({RECOMMENDED_METHOD}, 10 steps)"}
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("data", nargs="?", default="/work/shared/data/DRIVE", help="DRIVE folder")
     ap.add_argument("--backbone", default="unet")
-    ap.add_argument("--methods", default="raw,dti,refine")
+    ap.add_argument("--methods", default="raw,dti," + RECOMMENDED_METHOD)
     ap.add_argument("--cap", type=int, default=200, help="the most actions per image")
     ap.add_argument("--limit", type=int, help="only the first N images")
     ap.add_argument("--json", help="write per-image figures here (a new file)")
@@ -61,10 +64,8 @@ def main() -> int:
     per: dict[str, dict] = {m: {} for m in names}
     for item in items:
         truth, fov = item.truth(), item.fov()
-        if hasattr(backbone, "predict_with_features"):
-            prob, feats = backbone.predict_with_features(item.image(), fov)
-        else:
-            prob, feats = backbone.predict(item.image(), fov), None
+        seg = segment_image(backbone, item.image(), fov=fov)  # as tubediff segment does
+        prob, feats = seg.prob, seg.features
         for m, fn in methods.items():
             t0 = time.perf_counter()
             r = simulate_annotator(fn(prob, feats, fov), truth, prob, fov, max_actions=args.cap)
