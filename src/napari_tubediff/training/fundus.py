@@ -26,9 +26,8 @@ from ..data.fundus_sets import fundus_items
 from ..models.preprocess import preprocess
 from ..models.unet import UNet
 from ..models.weights import save_checkpoint
-from .losses import mixed_loss
 from .sampling import augment
-from .train import seed_everything
+from .train import backbone_step, seed_everything
 
 
 @dataclass
@@ -189,15 +188,8 @@ def train_fundus(root, out, cfg: FundusConfig | None = None, *, threads: int | N
                 "device": "cpu", "torch": torch.__version__, "threads": torch.get_num_threads(), **before}
 
     for i in range(cfg.iters):
-        xb, yb, fb = augment(sample_batch(versions, cfg, rng), rng, 2)
-        xb, yb, fb = (torch.from_numpy(np.ascontiguousarray(a)) for a in (xb, yb, fb))
-        logits, _ = net(xb)
-        loss = mixed_loss(torch.sigmoid(logits), yb, fb, kind=cfg.loss)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
+        losses.append(backbone_step(net, opt, sched, augment(sample_batch(versions, cfg, rng), rng, 2),
+                                    cfg.loss))
         if log and (i + 1) % 100 == 0:
             log(f"iter {i + 1}/{cfg.iters}  loss {np.mean(losses[-100:]):.4f}  {time.time() - t0:.0f} s")
         if out is not None and checkpoint_every and (i + 1) % checkpoint_every == 0 and i + 1 < cfg.iters:

@@ -105,14 +105,7 @@ def train_backbone(data, out, cfg: BackboneConfig | None = None, *, device: str 
     net.train()
     for i in bar:
         xb, yb, fb = augment(sample_patches(arrays, centres, cfg.patch, cfg.batch, rng), rng, cfg.ndim)
-        xb, yb, fb = (torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in (xb, yb, fb))
-        logits, _ = net(xb)
-        loss = mixed_loss(torch.sigmoid(logits), yb, fb, kind=cfg.loss)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
+        losses.append(backbone_step(net, opt, sched, (xb, yb, fb), cfg.loss, device))
         if log and (i + 1) % 100 == 0:
             log(f"iter {i + 1}/{cfg.iters}  loss {np.mean(losses[-100:]):.4f}  {time.time() - t0:.0f}s")
         if hasattr(bar, "set_postfix") and (i + 1) % 20 == 0:
@@ -126,6 +119,20 @@ def train_backbone(data, out, cfg: BackboneConfig | None = None, *, device: str 
     record["module"] = net.eval()
     return record
 
+
+
+def backbone_step(net, opt, sched, batch, loss_kind: str, device="cpu") -> float:
+    """One update of a U-Net on a batch ``(images, targets, weights)`` of numpy arrays: the
+    loss (`losses.mixed_loss` of the sigmoid), a step of ``opt`` and of ``sched``. Returns
+    the loss. Shared by `train_backbone` and the multi-camera training (`training.fundus`)."""
+    xb, yb, fb = (torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in batch)
+    logits, _ = net(xb)
+    loss = mixed_loss(torch.sigmoid(logits), yb, fb, kind=loss_kind)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    sched.step()
+    return loss.item()
 
 def cosine_restarts(opt, period: int):
     """Cosine annealing restarted every ``period`` updates (METHOD.md's refiner schedule)."""
