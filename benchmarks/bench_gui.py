@@ -19,7 +19,7 @@ person would (choose layers, click the button) on a DRIVE-sized image:
 
 Per stage it prints the stage's wall time, the median, 99th percentile and maximum tick
 interval (ms) and the percentage of ticks over 50 ms. The image is
-``/work/shared/data/DRIVE/training/images/21_training.tif`` (or ``--drive ROOT``) when
+``data/DRIVE/training/images/21_training.tif`` (or ``--drive ROOT``) when
 present, else the synthetic fundus photograph (``data.fundus.synthetic_fundus``) at DRIVE's
 size, 584 x 565.
 """
@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-DRIVE = Path("/work/shared/data/DRIVE")
+DRIVE = Path("data/DRIVE")
 SHAPE = (584, 565)  # a DRIVE photograph
 
 

@@ -2,7 +2,7 @@
 against the old grey default ("bright"), and what "auto" decides, on DRIVE's test images
 turned grey (the green channel), scored inside DRIVE's FOV against the 1st observer.
 
-    python benchmarks/polarity_drive.py --data ../shared/data/DRIVE [--limit N]
+    python benchmarks/polarity_drive.py --data data/DRIVE [--limit N]
 """
 
 from __future__ import annotations

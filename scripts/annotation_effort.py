@@ -42,7 +42,7 @@ LABELS = {"raw": "raw backbone (u >= 0.5)", "dti": "DTI (0.5 / 0.3)",
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("data", nargs="?", default="/work/shared/data/DRIVE", help="DRIVE folder")
+    ap.add_argument("data", nargs="?", default="data/DRIVE", help="DRIVE folder")
     ap.add_argument("--backbone", default="unet")
     ap.add_argument("--methods", default="raw,dti," + RECOMMENDED_METHOD)
     ap.add_argument("--cap", type=int, default=200, help="the most actions per image")

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The fine-tuning figures of docs/results.md ("Fine-tuning on corrections").
-# Usage: bash scripts/finetune_results.sh [DRIVE_DIR]      (default: ../shared/data/DRIVE)
+# Usage: bash scripts/finetune_results.sh [DRIVE_DIR]      (default: data/DRIVE)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-D=${1:-../shared/data/DRIVE}
+D=${1:-data/DRIVE}
 OUT=docs/results
 TMP=$(mktemp -d)
 # (a) an annotator corrects three training images: fine-tune on their ground truth (inside the

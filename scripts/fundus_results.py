@@ -9,7 +9,7 @@ the whole image, for raw (u >= 0.5), DTI and the learned refiner (10 steps, at t
 scale); a human row where a 2nd observer exists. HRF's segment + refine time per image is
 measured too.
 
-    python scripts/fundus_results.py --data ../shared/data --json docs/results/fundus.json
+    python scripts/fundus_results.py --data data --json docs/results/fundus.json
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 # Held-out figures of the shipped 2D pipeline on DRIVE, STARE and HRF (docs/results.md,
 # "Three fundus cameras"): tubediff segment's defaults, native resolution, plus DRIVE test
 # resampled by 0.5 and 2 (raw and DTI). One process per core.
-#   bash scripts/fundus_results.sh ../shared/data
+#   bash scripts/fundus_results.sh data
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${1:-../shared/data}
+DATA=${1:-data}
 OUT=docs/results
 export OMP_NUM_THREADS=1
 fr() { python scripts/fundus_results.py --data "$DATA" "$@"; }

@@ -4,7 +4,7 @@
 # WEIGHTS: U-Net weights instead of the shipped ones (e.g. a retrained backbone).
 # Writes the probability maps to $OUT/pred_*/ (tubediff segment) and the tables to $OUT/*.txt.
 set -euo pipefail
-DATA=${1:-/work/shared/data}
+DATA=${1:-data}
 WOPT=(); [ -n "${WEIGHTS:-}" ] && WOPT=(--backbone-weights "$WEIGHTS")
 OUT=${OUT:-docs/results/refine}
 mkdir -p "$OUT"

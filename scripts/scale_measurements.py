@@ -1,7 +1,7 @@
 """The measurements behind the working scale, the automatic FOV and the scale estimate
 (docs/models.md), on TRAINING images only.
 
-    python scripts/scale_measurements.py --data ../shared/data
+    python scripts/scale_measurements.py --data data
 
 1. Automatic FOV against the data sets' masks (DRIVE training, HRF 01-10): IoU, diameters;
    STARE (no masks): the diameters found.

@@ -1,11 +1,11 @@
 """Train the shipped 2D U-Net (unet_fundus.pt) on DRIVE + STARE + HRF training splits.
 
-    OMP_NUM_THREADS=2 python scripts/train_fundus.py --data ../shared/data \
+    OMP_NUM_THREADS=2 python scripts/train_fundus.py --data data \
         --out src/napari_tubediff/models/weights/unet_fundus.pt --iters 5000 --threads 2
 
 then its refiner (the direction head and lambdas on the frozen U-Net, at the working scale):
 
-    python scripts/train_fundus.py --data ../shared/data --refiner \
+    python scripts/train_fundus.py --data data --refiner \
         --unet src/napari_tubediff/models/weights/unet_fundus.pt \
         --out src/napari_tubediff/models/weights/refiner_fundus.pt --threads 2
 
