@@ -157,7 +157,8 @@ def test_cli_segments_an_lzw_tiff_and_reads_a_stare_label(tmp_path, capsys):
     assert "vessels taken as 1 dark" in capsys.readouterr().out  # a colour photograph
 
 
-@pytest.mark.skipif(not DATA.is_dir(), reason="the real DRIVE/STARE/HRF files (TUBEDIFF_DATA) are not in a clone; every format is also tested on files written by the tests")
+# optional: the real data sets are not in a clone; every format is also tested on files the tests write
+@pytest.mark.skipif(not DATA.is_dir(), reason="the real DRIVE/STARE/HRF files (TUBEDIFF_DATA) are absent")
 @pytest.mark.parametrize("rel, kind, shape", [
     ("DRIVE/test/images/01_test.tif", "image", (584, 565, 3)),
     ("DRIVE/test/1st_manual/01_manual1.gif", "labels", (584, 565)),
