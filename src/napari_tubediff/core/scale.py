@@ -20,7 +20,7 @@ from skimage.transform import resize
 from .fov import fov_diameter, fov_mask
 
 __all__ = ["WORKING_FOV", "REF_SIGMA", "estimate_scale", "parse_scale", "scaled_shape", "to_working",
-           "from_working", "to_working_mask", "vessel_sigma"]
+           "from_working", "to_working_mask", "vessel_sigma", "vessel_radius", "parse_spacing"]
 
 #: The shipped 2D backbone's working scale: a fundus FOV 800 pixels across (docs/models.md says
 #: why: DRIVE's is 538, STARE's 650, HRF's 3262).
@@ -235,3 +235,56 @@ def from_working(field: np.ndarray, shape, *, order: int = 1, smooth: bool = Tru
     shrink = shape[0] < f.shape[-2]
     return resize(f.astype(np.float32), out, order=order, anti_aliasing=smooth and shrink and f.ndim == 2,
                   preserve_range=True).astype(np.float32)
+
+
+def parse_spacing(spacing, ndim: int) -> tuple[float, ...]:
+    """Voxel spacing ``(dz, dy, dx)`` (or ``(dy, dx)``) as positive floats; None is 1 per axis.
+
+    Examples
+    --------
+    >>> parse_spacing(None, 3), parse_spacing((5, 1, 1), 3)
+    ((1.0, 1.0, 1.0), (5.0, 1.0, 1.0))
+    """
+    if spacing is None:
+        return (1.0,) * ndim
+    try:
+        sp = tuple(float(v) for v in np.atleast_1d(spacing))
+    except (TypeError, ValueError):
+        raise ValueError(f"spacing must be {ndim} positive numbers, got {spacing!r}") from None
+    if len(sp) == 1:
+        sp = sp * ndim
+    if len(sp) != ndim or not all(np.isfinite(v) and v > 0 for v in sp):
+        raise ValueError(f"spacing must be {ndim} positive numbers (one per axis), got {spacing!r}")
+    return sp
+
+
+def vessel_radius(mask: np.ndarray, spacing=None) -> float:
+    """The typical vessel radius of a binary vessel mask, in the units of ``spacing``.
+
+    The median, over the mask's centre lines (`skimage.morphology.skeletonize`), of the
+    distance to the background (`scipy.ndimage.distance_transform_edt` with ``sampling =
+    spacing``): a tube of radius r gives about r, whatever its direction. 2D or 3D. The
+    3D backbone (`models.classical.VolumeBackbone`) measures it on its own foreground to
+    choose its smoothing and vesselness scales.
+
+    Raises ValueError for an empty mask (nothing to measure: give the radius).
+
+    Examples
+    --------
+    >>> zz, yy, xx = np.mgrid[:20, :40, :40]
+    >>> tube = (yy - 20) ** 2 + (xx - 20) ** 2 <= 4 ** 2          # along z, radius 4 voxels
+    >>> round(vessel_radius(tube)), round(vessel_radius(tube, spacing=(1, 0.5, 0.5)))
+    (4, 2)
+    """
+    from skimage.morphology import skeletonize
+
+    m = np.asarray(mask, bool)
+    if not m.any():
+        raise ValueError("no vessel voxels to measure the vessel radius on: give the radius (--scale)")
+    sp = parse_spacing(spacing, m.ndim)
+    # pad: a vessel cut by the border is measured against its sides, not the border
+    pm = np.pad(m, 1, mode="edge")
+    dist = ndi.distance_transform_edt(pm, sampling=sp)[(slice(1, -1),) * m.ndim]
+    line = skeletonize(m)
+    values = dist[line] if line.any() else dist[m]
+    return float(np.median(values))

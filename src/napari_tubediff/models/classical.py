@@ -8,13 +8,14 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.filters import sato
+from skimage.filters import sato, threshold_li, threshold_otsu, threshold_triangle
 from skimage.measure import label, regionprops
 
 from ..core.checks import check_field
+from ..core.scale import parse_spacing, vessel_radius
 
-__all__ = ["to_grey", "VesselnessBackbone", "vessel_polarity", "polarity_contrast", "POLARITIES",
-           "VESSEL_FRACTION"]
+__all__ = ["to_grey", "VesselnessBackbone", "VolumeBackbone", "vessel_polarity", "polarity_contrast",
+           "POLARITIES", "VESSEL_FRACTION"]
 
 #: The polarity choices: decided from the image, vessels darker, or vessels brighter.
 POLARITIES = ("auto", "dark", "bright")
@@ -166,8 +167,9 @@ def vessel_polarity(image: np.ndarray, fov: np.ndarray | None = None, channel: i
     return "bright" if c["bright"] > c["dark"] else "dark"
 
 
-#: Default expected vessel fraction by dimension: about 12% of a DRIVE field of view is
-#: vessel; a vessel tree fills far less of a volume (about 0.3 to 1% of the synthetic ones).
+#: The vessel fraction the Segment panel starts from, by dimension: about 12% of a DRIVE field
+#: of view is vessel; a vessel tree fills far less of a volume (about 0.3 to 1% of the synthetic
+#: ones). `VesselnessBackbone` uses the 2D one by default; in 3D it thresholds by Otsu.
 VESSEL_FRACTION = {2: 0.12, 3: 0.01}
 
 
@@ -185,7 +187,8 @@ class VesselnessBackbone:
         Scales in pixels (about the vessel radii).
     vessel_fraction : float or None
         Expected fraction of vessel pixels inside the field of view; None takes
-        `VESSEL_FRACTION` for the input's dimension (0.12 in 2D, 0.01 in 3D).
+        `VESSEL_FRACTION` in 2D (0.12) and, in 3D, Otsu's threshold of the response (a
+        volume's vessel fraction varies too much, 1 to 40 %, for a fixed one).
     polarity : {"auto", "dark", "bright"}
         Vessels darker than the background (fundus photographs) or brighter (angiograms,
         fluorescence microscopy); "auto" (default) decides per image (`vessel_polarity`:
@@ -221,8 +224,109 @@ class VesselnessBackbone:
         v = sato(g, sigmas=self.sigmas, black_ridges=polarity == "dark", mode="reflect")
         v = np.where(fov, v, 0.0)
         inside = v[fov] if fov.any() else v.ravel()
+        if self.vessel_fraction is None and g.ndim == 3:
+            t = float(threshold_otsu(inside)) if inside.size and np.ptp(inside) > 0 else 0.0
+            return np.clip(v / (2 * t), 0, 1).astype(np.float32) if t > 0 else np.zeros(g.shape, np.float32)
         frac = VESSEL_FRACTION[g.ndim] if self.vessel_fraction is None else self.vessel_fraction
         t = float(np.quantile(inside, 1.0 - frac)) if inside.size else 0.0
         if t <= 0:
             return np.zeros(g.shape, np.float32)
         return np.clip(v / (2 * t), 0, 1).astype(np.float32)
+
+
+#: `VolumeBackbone`'s smoothing: a Gaussian of this many voxels along the finest axis (physical:
+#: this times the smallest spacing), chosen on the synthetic volumes (docs/results.md, "Real
+#: volumes").
+SMOOTH_VOXELS = 1.0
+#: The histogram thresholds `VolumeBackbone` offers (scikit-image's); Li's is the default,
+#: chosen with `SMOOTH_VOXELS`.
+THRESHOLDS = {"li": threshold_li, "otsu": threshold_otsu, "triangle": threshold_triangle}
+
+
+@dataclass
+class VolumeBackbone:
+    """The training-free 3D default: bright (or dark) voxels above a threshold taken from the
+    data, with the vessel radius measured on them.
+
+    The volume (grey, scaled to [0, 1]; dark vessels inverted) is smoothed by a Gaussian of
+    `SMOOTH_VOXELS` voxels along its finest axis (the same physical width along the others:
+    ``spacing``), and Li's minimum cross-entropy threshold ``t`` of the smoothed volume
+    (inside ``fov``; `skimage.filters.threshold_li`) separates vessel from background: a
+    region term, so vessels of any width are filled, not only their walls (a vesselness
+    filter at one scale answers on the walls of vessels wider than that scale). No fixed
+    foreground fraction: ``t`` comes from the intensity histogram. The probability is
+    ``(s - b) / (2 (t - b))`` clipped to [0, 1], with ``b`` the median of the smoothed
+    volume (the background): 0 on the background, 0.5 at the threshold, 1 at twice its
+    height above the background. The vessel radius (`core.scale.vessel_radius` of the
+    thresholded volume, in the units of ``spacing``) is kept in ``last_radius``, for the
+    directions' scale and for the user to see. Not trained.
+
+    Parameters
+    ----------
+    spacing : (dz, dy, dx) or None
+        Voxel size (physical units; None: isotropic, 1).
+    polarity : {"auto", "dark", "bright"}
+        As `VesselnessBackbone` ("auto": `vessel_polarity`).
+    radius : float or None
+        The expected vessel radius (units of ``spacing``); None measures it. It does not
+        change the probability, only what is reported and handed on (``last_radius``).
+    smooth : float
+        The Gaussian's width in voxels along the finest axis (default `SMOOTH_VOXELS`).
+    threshold : {"li", "otsu", "triangle"}
+        The histogram threshold (scikit-image's); "li" by default (`THRESHOLDS`).
+    """
+
+    spacing: tuple | None = None
+    polarity: str | None = "auto"
+    radius: float | None = None
+    smooth: float = SMOOTH_VOXELS
+    threshold: str = "li"
+    name: str = "region3d"
+
+    def predict(self, image: np.ndarray, fov: np.ndarray | None = None) -> np.ndarray:
+        """Probability-like field in [0, 1] (float32), zero outside ``fov``.
+
+        Examples
+        --------
+        >>> zz, yy, xx = np.mgrid[:24, :40, :40]
+        >>> vol = 100 + 900.0 * (((yy - 20) ** 2 + (xx - 14) ** 2) <= 36)   # a tube 13 voxels wide
+        >>> bb = VolumeBackbone(polarity="bright")
+        >>> p = bb.predict(vol)
+        >>> bool(p[12, 20, 14] > 0.5 > p[12, 20, 30]), 5.5 < bb.last_radius < 7.5   # filled, radius 6
+        (True, True)
+        """
+        polarity = self.polarity or "auto"
+        if polarity not in POLARITIES:
+            raise ValueError(f"polarity must be one of {', '.join(POLARITIES)}, got {polarity!r}")
+        g = to_grey(image, channel=None)
+        if g.ndim != 3:
+            raise ValueError(f"the region3d backbone takes grey volumes (D, H, W), got shape {np.shape(image)}")
+        sp = parse_spacing(self.spacing, 3)
+        if self.threshold not in THRESHOLDS:
+            raise ValueError(f"threshold must be one of {', '.join(THRESHOLDS)}, got {self.threshold!r}")
+        if not (np.isfinite(self.smooth) and self.smooth >= 0):
+            raise ValueError(f"smooth must be a number of voxels >= 0, got {self.smooth!r}")
+        if fov is not None and np.shape(fov) != g.shape:
+            raise ValueError(f"field of view {np.shape(fov)} does not match the volume {g.shape}")
+        if polarity == "auto":
+            polarity = vessel_polarity(g, fov, channel=None)
+        self.last_polarity = polarity
+        if polarity == "dark":
+            g = 1.0 - g
+        fov = np.ones(g.shape, bool) if fov is None else np.asarray(fov, bool)
+        g = _fill_outside(g, fov)
+        # the same physical width along every axis: fewer voxels along the coarse (z) axis
+        s = ndi.gaussian_filter(g, [self.smooth * min(sp) / d for d in sp]).astype(np.float32)
+        inside = s[fov]
+        b = float(np.median(inside)) if inside.size else 0.0
+        t = float(THRESHOLDS[self.threshold](inside)) if inside.size and np.ptp(inside) > 0 else b
+        self.last_threshold = t
+        if not t > b:  # no contrast: nothing above the background
+            self.last_radius = self.radius
+            return np.zeros(g.shape, np.float32)
+        p = np.clip((s - b) / (2.0 * (t - b)), 0.0, 1.0).astype(np.float32)
+        p[~fov] = 0.0
+        mask = p >= 0.5
+        self.last_radius = (float(self.radius) if self.radius is not None
+                            else vessel_radius(mask, sp) if mask.any() else None)
+        return p

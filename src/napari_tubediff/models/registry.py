@@ -12,6 +12,12 @@ def _vesselness(**kwargs):
     return VesselnessBackbone(**kwargs)
 
 
+def _region3d(**kwargs):
+    from .classical import VolumeBackbone
+
+    return VolumeBackbone(**kwargs)
+
+
 def _unet(**kwargs):
     from .backbones import UNetBackbone
 
@@ -47,7 +53,8 @@ def _exported(path=None, polarity="auto", **kwargs):
 
 
 _REGISTRY: dict[str, Callable[..., object]] = {
-    "vesselness": _vesselness, "unet": _unet, "unet3d": _unet3d, "exported": _exported,
+    "vesselness": _vesselness, "region3d": _region3d, "unet": _unet, "unet3d": _unet3d,
+    "exported": _exported,
     "torchscript": _torchscript}
 
 #: One line per backbone, for ``--help`` and the docs.
@@ -55,6 +62,7 @@ DESCRIPTIONS: dict[str, str] = {
     "unet": "2D U-Net, shipped DRIVE weights (or --weights)",
     "unet3d": "3D U-Net for grey volumes, shipped weights from synthetic volumes (or --weights)",
     "vesselness": "training-free multi-scale Sato vesselness, 2D and 3D",
+    "region3d": "training-free 3D default: smoothed intensity above Li's threshold, vessel radius measured",
     "exported": "your torch.export program (.pt2, torch.export.save) given by --backbone-file",
     "torchscript": "your TorchScript model (.pt, torch.jit.save; deprecated) given by --backbone-file",
 }
@@ -63,7 +71,8 @@ DESCRIPTIONS: dict[str, str] = {
 NEEDS_FILE = ("exported", "torchscript")
 
 #: The numbers of spatial axes each backbone takes (a user's model: 2D is assumed).
-_NDIMS: dict[str, tuple[int, ...]] = {"vesselness": (2, 3), "unet": (2,), "unet3d": (3,), "torchscript": (2,),
+_NDIMS: dict[str, tuple[int, ...]] = {"vesselness": (2, 3), "region3d": (3,), "unet": (2,), "unet3d": (3,),
+                                      "torchscript": (2,),
                                       "exported": (2,)}
 
 
@@ -103,7 +112,8 @@ def get_backbone(name: str, **kwargs):
 
     ``"unet"`` (shipped fundus weights, or ``weights=PATH``), ``"unet3d"`` (grey volumes;
     shipped weights trained on synthetic volumes, or ``weights=PATH``), ``"vesselness"``
-    (training-free), ``"exported"`` (``path=PATH`` to a ``torch.export`` program, ``.pt2``),
+    (training-free), ``"region3d"`` (training-free, volumes: the 3D default; ``spacing=``),
+    ``"exported"`` (``path=PATH`` to a ``torch.export`` program, ``.pt2``),
     ``"torchscript"`` (``path=PATH`` to a TorchScript file). The U-Nets
     take ``device="auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
 
@@ -118,3 +128,9 @@ def get_backbone(name: str, **kwargs):
         names = ", ".join(available_backbones())
         raise ValueError(f"unknown backbone {name!r}; available: {names}") from None
     return factory(**kwargs)
+
+
+#: The backbone for volumes when none is named (``tubediff segment``, ``tubediff refine --input
+#: image``, the Segment panel): the training-free ``region3d`` (docs/results.md, "Real volumes":
+#: it beats the 3D U-Net and the classical baselines on both real volumes).
+DEFAULT_3D = "region3d"

@@ -1,0 +1,171 @@
+"""The 3D pipeline on the two real light-sheet volumes against their reference masks
+(docs/results.md, "Real volumes"), and the choice of the 3D backbone's settings on synthetic
+microscopy volumes (never on the volumes scored).
+
+Part 1 (``choose``): `VolumeBackbone` with every smoothing in {0.5, 1, 2} voxels and every
+threshold in {li, otsu, triangle} on 4 synthetic microscopy volumes
+(`training.synthetic3d.microscopy_volume`, seeds 5000..5003, spacing (3, 1, 1)); the best
+mean Dice is the default (`models.classical.SMOOTH_VOXELS`, threshold "li"). The same grid
+on the real volumes is printed too, as a leave-one-out check: the setting that wins on one
+volume, scored on the other.
+
+Part 2 (``score``): on each real volume, as a user would run them:
+* Otsu threshold of the image; scikit-image's Frangi and Sato vesselness (default scales,
+  ``black_ridges`` from the vessel polarity) thresholded by Otsu of the response;
+* the default 3D pipeline: ``tubediff refine --input image VOLUME`` (backbone region3d,
+  Hessian directions, the recommended method gated+dti, 10 steps, mask >= 0.5); its
+  backbone alone (``tubediff segment``, >= 0.5); DTI (0.5 / 0.3) of its probability;
+* the earlier 3D backbones: the shipped 3D U-Net (raw, DTI) and 3D vesselness (Otsu).
+Scored by `core.metrics.evaluate`: Dice, clDice (3D skeletons), Betti-0 error (|components
+of the mask - components of the reference|, 26-connected) and Betti-1 error (|tunnels -
+tunnels|, tunnels from the Euler characteristic: b1 = b0 + b2 - chi).
+
+    python scripts/volume_results.py --data data/volumes --json docs/results/volumes.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+VOLUMES = {
+    "VesselExpress_FrangiNet": ("images/000.tif", "labels_1st/Binary_000.tif"),
+    "VesselExpress_napari_liver": ("images/Raw_liver_1.tiff", "labels_1st/Binary_liver_1.tiff"),
+}
+SMOOTHS = (0.5, 1.0, 2.0)
+THRESHOLDS = ("li", "otsu", "triangle")
+SYNTH_SEEDS = range(5000, 5004)
+METRICS = ("dice", "cldice", "betti0_error", "betti1_error")
+
+
+def _grid(volumes) -> dict[str, list[float]]:
+    """Dice of `VolumeBackbone` (>= 0.5) per setting, one value per volume."""
+    from napari_tubediff.core.metrics import dice
+    from napari_tubediff.models.classical import VolumeBackbone
+
+    out = {}
+    for sm in SMOOTHS:
+        for th in THRESHOLDS:
+            bb = VolumeBackbone(smooth=sm, threshold=th)
+            out[f"smooth {sm:g}, {th}"] = [
+                dice(replace(bb, spacing=sp).predict(img) >= 0.5, truth) for img, truth, sp in volumes]
+    return out
+
+
+def choose(real) -> dict:
+    from napari_tubediff.training.synthetic3d import microscopy_volume
+
+    synth = _grid([microscopy_volume(s) for s in SYNTH_SEEDS])
+    best = max(synth, key=lambda k: np.mean(synth[k]))
+    print(f"synthetic microscopy volumes (seeds {SYNTH_SEEDS.start}..{SYNTH_SEEDS.stop - 1}): mean Dice of "
+          f"the backbone alone (>= 0.5)")
+    for k, v in synth.items():
+        print(f"  {k:22s} {np.mean(v):.3f}" + ("   <- chosen" if k == best else ""))
+    names = list(real)
+    grid = _grid([(real[n][0], real[n][1], None) for n in names])
+    print("the same grid on the real volumes (not used for the choice; leave-one-out check)")
+    print(f"  {'':22s} " + " ".join(f"{n[:26]:>26s}" for n in names))
+    for k, v in grid.items():
+        print(f"  {k:22s} " + " ".join(f"{x:26.3f}" for x in v))
+    loo = {}
+    for i, n in enumerate(names):
+        other = max(grid, key=lambda k: grid[k][1 - i])
+        loo[n] = {"setting": other, "dice": grid[other][i]}
+        print(f"  leave-one-out: best on the other volume ({other}) scores {grid[other][i]:.3f} on {n}")
+    return {"synthetic": synth, "chosen": best, "real_grid": grid, "leave_one_out": loo}
+
+
+def _otsu_mask(response: np.ndarray) -> np.ndarray:
+    from skimage.filters import threshold_otsu
+
+    return response > threshold_otsu(response)
+
+
+def score(name: str, image: np.ndarray, truth: np.ndarray) -> dict:
+    from skimage.filters import frangi, sato
+
+    from napari_tubediff.core.dti import dti
+    from napari_tubediff.core.metrics import evaluate
+    from napari_tubediff.core.refine import RECOMMENDED_METHOD, RefineSettings, refine
+    from napari_tubediff.models import get_backbone
+    from napari_tubediff.models.backbones import segment_image
+    from napari_tubediff.models.classical import to_grey, vessel_polarity
+
+    g = to_grey(image, channel=None)
+    polarity = vessel_polarity(g, channel=None)
+    dark = polarity == "dark"
+    rows, info = {}, {"polarity": polarity, "shape": list(image.shape)}
+
+    def add(label, fn):
+        t = time.perf_counter()
+        mask = fn()
+        rows[label] = {k: float(v) for k, v in evaluate(mask, truth).items() if k in METRICS}
+        rows[label]["seconds"] = round(time.perf_counter() - t, 1)
+        rows[label]["fraction"] = float(np.mean(mask))
+
+    add("Otsu of the image", lambda: _otsu_mask(1 - g if dark else g))
+    add("Frangi + Otsu", lambda: _otsu_mask(frangi(g, black_ridges=dark)))
+    add("Sato + Otsu", lambda: _otsu_mask(sato(g, black_ridges=dark)))
+    backbone = get_backbone("region3d")
+    seg = segment_image(backbone, image)
+    info["radius"] = backbone.last_radius
+    info["threshold"] = backbone.last_threshold
+    settings = RefineSettings(steps=10, method=RECOMMENDED_METHOD)
+    add("default: region3d + refine (gated+dti, 10 steps)",
+        lambda: refine(seg.prob, settings=settings, device="cpu") >= 0.5)
+    add("region3d alone (>= 0.5)", lambda: seg.prob >= 0.5)
+    add("region3d + DTI (0.5 / 0.3)", lambda: dti(seg.prob))
+    unet = segment_image(get_backbone("unet3d", device="cpu"), image).prob
+    add("3D U-Net (>= 0.5)", lambda: unet >= 0.5)
+    add("3D U-Net + DTI", lambda: dti(unet))
+    add("3D vesselness, Otsu (>= 0.5)", lambda: segment_image(get_backbone("vesselness"), image).prob >= 0.5)
+    print(f"\n{name} {image.shape}, vessels {polarity}, reference {truth.mean():.1%} of voxels, "
+          f"measured vessel radius {info['radius']:.2f} voxels")
+    print(f"  {'method':50s} {'Dice':>6s} {'clDice':>7s} {'Betti-0 err':>11s} {'Betti-1 err':>11s} "
+          f"{'fraction':>8s}")
+    for k, r in rows.items():
+        print(f"  {k:50s} {r['dice']:6.3f} {r['cldice']:7.3f} {r['betti0_error']:11.0f} "
+              f"{r['betti1_error']:11.0f} {r['fraction']:8.1%}")
+    base = ("Otsu of the image", "Frangi + Otsu", "Sato + Otsu")
+    best = max(base, key=lambda k: rows[k]["dice"])
+    d = rows["default: region3d + refine (gated+dti, 10 steps)"]
+    info["goal"] = {"best_baseline": best, "dice_margin": d["dice"] - rows[best]["dice"],
+                    "betti0_lower": d["betti0_error"] < min(rows[k]["betti0_error"] for k in base)}
+    print(f"  goal: default - best baseline ({best}) = {info['goal']['dice_margin']:+.3f} Dice; "
+          f"lower Betti-0 error than every baseline: {info['goal']['betti0_lower']}")
+    return {"rows": rows, **info}
+
+
+def main(argv=None) -> int:
+    import tifffile
+    import torch
+
+    torch.set_num_threads(1)
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="data/volumes", help="folder with the two VesselExpress volumes")
+    ap.add_argument("--json", help="write the figures here")
+    ap.add_argument("--skip-choose", action="store_true", help="only the scores on the real volumes")
+    args = ap.parse_args(argv)
+    real = {}
+    for name, (img, lab) in VOLUMES.items():
+        root = Path(args.data) / name
+        real[name] = (tifffile.imread(root / img), tifffile.imread(root / lab) > 0)
+    out = {"date": time.strftime("%Y-%m-%d"), "command": "python scripts/volume_results.py"}
+    if not args.skip_choose:
+        out["choose"] = choose(real)
+    out["volumes"] = {n: score(n, *real[n]) for n in real}
+    if args.json:
+        from napari_tubediff.data.io import atomic_write_text
+
+        atomic_write_text(args.json, json.dumps(out, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
