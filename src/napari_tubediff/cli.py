@@ -348,31 +348,39 @@ def _segment(args) -> int:
     from .data.outputs import Output, make_record, output_path, plan_outputs
     from .models import get_backbone
     from .models.backbones import segment_image
+    from .models.registry import DEFAULT_3D
 
     name, kwargs = _backbone_choice(args)
+    auto_3d = not (args.backbone or args.backbone_file or args.weights)
     out = Path(args.out)
     paths = _existing_files(args.images)
     model = kwargs.get("weights") or kwargs.get("path")
     scale, fov = parse_scale(args.scale), _fov_option(args.fov)
     settings = {"backbone": name, "weights": str(Path(model).resolve()) if model else None,
                 "polarity": args.polarity, "scale": args.scale, "fov": args.fov}
-    records = {p: make_record("segment", p, settings) for p in paths}
     suffixes = {p: _prob_suffixes(p) for p in paths}
+    # no backbone named: volumes go to the 3D default (the 2D U-Net takes 2D images only)
+    names = {p: DEFAULT_3D if auto_3d and ".png" not in suffixes[p] else name for p in paths}
+    records = {p: make_record("segment", p, {**settings, "backbone": names[p]}) for p in paths}
     fov_file = [] if args.fov.lower() in ("auto", "none") else [args.fov]
     plan = plan_outputs([Output(output_path(p, out, "prob", sfx), p, records[p])
                          for p in paths for sfx in suffixes[p]],
                         [*paths, *([model] if model else []), *fov_file], overwrite=args.overwrite)
-    backbone = get_backbone(name, polarity=args.polarity, **kwargs)
-    print(f"backbone {name}; RGB images use their green channel; vessel polarity {args.polarity}; "
-          f"scale {args.scale}; field of view {args.fov}")
+    backbones = {n: get_backbone(n, polarity=args.polarity, **kwargs if n == name else {})
+                 for n in dict.fromkeys(names.values())}
+    print(f"backbone {' / '.join(backbones)}; RGB images use their green channel; vessel polarity "
+          f"{args.polarity}; scale {args.scale}; field of view {args.fov}")
     plan.make_folders()
     chosen = []
     for path in tqdm(paths, desc="segment", unit="image", file=sys.stderr):
+        backbone = backbones[names[path]]
         seg = segment_image(backbone, read_image(path), scale=scale, fov=fov)
         chosen.append(getattr(backbone, "last_polarity", args.polarity))
         found = ("given" if isinstance(fov, np.ndarray) else "none" if fov == "none"
                  else "found" if seg.fov is not None else "none found (not a fundus photograph)")
-        tqdm.write(f"{path.name}: scale {seg.factor:.3g} ({seg.how}); field of view {found}", file=sys.stderr)
+        size = (f"scale {seg.factor:.3g} ({seg.how})" if seg.radius is None else
+                f"{names[path]}, vessel radius {seg.radius:.3g} voxels ({seg.how}; --scale R to set it)")
+        tqdm.write(f"{path.name}: {size}; field of view {found}", file=sys.stderr)
         for sfx in suffixes[path]:
             if sfx == ".png" and seg.prob.ndim != 2:
                 continue  # the header promised a 2D image; a PNG cannot hold a volume
@@ -634,7 +642,8 @@ def _scale_fov_options(parser, when: str = "") -> None:
     parser.add_argument("--scale", default="auto", metavar="auto|FACTOR",
                         help="resample images by FACTOR to the U-Net's working scale" + when + "; auto "
                              "(default): from the field of view's diameter (fundus photographs) or the "
-                             "vessel width")
+                             "vessel width. Volumes (region3d): the vessel radius in voxels (auto: "
+                             "measured)")
     parser.add_argument("--fov", default="auto", metavar="auto|none|FILE",
                         help="field of view" + when + ": auto (default: found in fundus photographs), "
                              "none, or a mask file (> 127 inside)")
@@ -766,7 +775,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="folder for NAME_prob.tif and NAME_prob.png (required; created if needed). NAME is "
                          "the image's name less a trailing _prob, _refined or _mask")
     sg.add_argument("--backbone", choices=available_backbones(), metavar="NAME",
-                    help="default: unet, or the kind of --backbone-file. " + _backbone_help())
+                    help="default: unet for images, region3d for volumes, or the kind of --backbone-file. "
+                         + _backbone_help())
     sg.add_argument("--backbone-file", metavar="PATH",
                     help="your own model: a torch.export program (.pt2, read with torch.export.load) or a "
                          "TorchScript file (.pt); takes (1, 1, H, W) float32, returns probabilities or "
@@ -810,7 +820,7 @@ def build_parser() -> argparse.ArgumentParser:
     rb.add_argument("--chunk", type=int, default=256, metavar="N",
                     help="refine images with more than N^3 voxels in blocks of about N^3 with exact "
                          "halos (0: never)")
-    rb.add_argument("--volume-backbone", default="vesselness",
+    rb.add_argument("--volume-backbone", default="region3d",
                     choices=[n for n in available_backbones()
                              if 3 in backbone_ndims(n) and n not in NEEDS_FILE],
                     help="with --input image: backbone for 3D volumes (the U-Net is 2D)")

@@ -73,9 +73,9 @@ class BatchOptions:
         2D images with ``input="image"``: learned refiner weights, ``"shipped"``,
         ``"auto"`` or ``"hessian"`` (as ``tubediff refine``).
     volume_backbone : str
-        Backbone for 3D images with ``input="image"``. The shipped U-Net is 2D only,
-        so the default is the training-free ``"vesselness"``; a 3D model registered
-        in ``models.registry`` can be named here.
+        Backbone for 3D images with ``input="image"``: by default the training-free
+        ``"region3d"`` (`models.registry.DEFAULT_3D`; docs/results.md, "Real volumes"); any
+        3D backbone registered in ``models.registry`` can be named here.
     chunk : int or None
         Block edge: images with more than ``chunk**3`` voxels are refined in blocks of
         about that many voxels; None refines every image whole.
@@ -90,7 +90,7 @@ class BatchOptions:
     input: str = "prob"
     steps: int = 10
     refiner: str = "auto"
-    volume_backbone: str = "vesselness"
+    volume_backbone: str = "region3d"
     chunk: int | None = 256
     device: str = "auto"
     method: str = RefineSettings().method

@@ -269,7 +269,12 @@ class Segmentation:
         The resampling factor applied (1.0: none).
     how : str
         How the factor was found: ``"fov"``, ``"vessel width"``, ``"given"`` or
-        ``"native"`` (a backbone without a working scale, or a volume).
+        ``"native"`` (a backbone without a working scale, or a volume). Volumes with a
+        backbone that measures the vessel radius (``region3d``): ``"vessel width"``
+        (measured) or ``"given"`` (``scale`` was the radius).
+    radius : float or None
+        Volumes: the vessel radius (voxels, or the units of the backbone's ``spacing``)
+        the backbone measured or was given; None for images and other backbones.
     """
 
     prob: np.ndarray
@@ -277,6 +282,25 @@ class Segmentation:
     fov: np.ndarray | None
     factor: float
     how: str
+    radius: float | None = None
+
+
+def _segment_volume(backbone, volume: np.ndarray, scale, mask) -> Segmentation:
+    # volumes are segmented at their own size; a backbone that measures the vessel radius
+    # (region3d) takes a given one instead of measuring it
+    sizes = hasattr(backbone, "radius")
+    if sizes:
+        backbone.radius = None if scale == "auto" else float(scale)
+    if hasattr(backbone, "predict_with_features"):
+        p, feats = backbone.predict_with_features(volume, mask)
+    else:
+        p, feats = backbone.predict(volume, mask), None
+    prob = np.clip(p, 0.0, 1.0).astype(np.float32)
+    if mask is not None:
+        prob[~mask] = 0.0
+    radius = getattr(backbone, "last_radius", None) if sizes else None
+    how = "native" if radius is None else "given" if scale != "auto" else "vessel width"
+    return Segmentation(prob=prob, features=feats, fov=mask, factor=1.0, how=how, radius=radius)
 
 
 # within 2 % of the working scale the image is used as it is (resampling would only blur it)
@@ -298,7 +322,9 @@ def segment_image(backbone, image: np.ndarray, *, scale="auto", fov="auto") -> S
     scale : "auto" or float
         The factor to resample by. ``"auto"``: `core.scale.estimate_scale` (fundus
         photographs: from the FOV diameter; other images: from the dominant vessel
-        width); 1 keeps the image as it is.
+        width); 1 keeps the image as it is. Volumes are never resampled: for a backbone
+        with a ``radius`` (``region3d``) a number is the expected vessel radius in voxels
+        and ``"auto"`` measures it (`core.scale.vessel_radius`).
     fov : "auto", "none", None or mask
         ``"auto"``: `core.fov.fov_mask` (None for images that are not fundus
         photographs); ``"none"``/None: no FOV; a mask of the image's size. The
@@ -320,7 +346,7 @@ def segment_image(backbone, image: np.ndarray, *, scale="auto", fov="auto") -> S
     scale = parse_scale(scale)
     working = getattr(backbone, "working_fov", None)
     if len(spatial) != 2:
-        factor, how = 1.0, "native"
+        return _segment_volume(backbone, image, scale, mask)
     elif scale == "auto":
         if working is None:
             factor, how = 1.0, "native"
