@@ -51,8 +51,8 @@ def backbone_dims(name: str) -> tuple[int, ...]:
 def backbone_for(ndim: int, names, current: str | None = None) -> str | None:
     """``current`` if it takes ``ndim``-D images, else the best of ``names`` that does.
 
-    For volumes a learned 3D backbone comes first, then a training-free one; for 2D
-    images the U-Net first. None when no backbone takes ``ndim``-D images.
+    For volumes the 3D default (``region3d``: docs/results.md, "Real volumes") comes first,
+    then a learned 3D backbone, then a training-free one; for 2D images the U-Net first. None when no backbone takes ``ndim``-D images.
 
     Examples
     --------
@@ -64,7 +64,7 @@ def backbone_for(ndim: int, names, current: str | None = None) -> str | None:
     if current is not None and ndim in backbone_dims(current):
         return current
     able = [n for n in names if ndim in backbone_dims(n)]
-    first = "unet" if ndim == 2 else None
+    first = "unet" if ndim == 2 else registry.DEFAULT_3D
     able.sort(key=lambda n: (n != first, n in ND_BACKBONES, n))
     return able[0] if able else None
 
@@ -254,8 +254,12 @@ class SegmentWidget(Panel):
         layer.metadata["backbone"] = self.backbone.value
         layer.metadata["fov"] = seg.fov
         layer.metadata["scale"] = seg.factor
+        # volumes (region3d): the scale is the vessel radius in voxels, measured or given
+        value = seg.factor if seg.radius is None else min(seg.radius, self.scale.max)
         if self.auto_scale.value:
-            self.scale.value = round(seg.factor, 3)  # the factor it chose, to see and to change
+            self.scale.value = round(value, 3)  # the factor (or radius) it chose, to see and to change
         fov = "no FOV" if seg.fov is None else f"FOV {float(seg.fov.mean()):.0%} of the image"
-        self.done_text = (f"scale {seg.factor:.3g} ({seg.how}), {fov}; probability: "
+        size = (f"scale {seg.factor:.3g}" if seg.radius is None
+                else f"vessel radius {seg.radius:.3g} voxels (the scale field)")
+        self.done_text = (f"{size} ({seg.how}), {fov}; probability: "
                           f"{float((prob >= 0.5).mean()):.1%} of pixels >= 0.5; vessels taken as {polarity}")
