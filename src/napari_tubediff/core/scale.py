@@ -261,30 +261,29 @@ def parse_spacing(spacing, ndim: int) -> tuple[float, ...]:
 def vessel_radius(mask: np.ndarray, spacing=None) -> float:
     """The typical vessel radius of a binary vessel mask, in the units of ``spacing``.
 
-    The median, over the mask's centre lines (`skimage.morphology.skeletonize`), of the
-    distance to the background (`scipy.ndimage.distance_transform_edt` with ``sampling =
-    spacing``): a tube of radius r gives about r, whatever its direction. 2D or 3D. The
-    3D backbone (`models.classical.VolumeBackbone`) measures it on its own foreground to
-    choose its smoothing and vesselness scales.
+    The median, over the ridge of the distance map (mask voxels at least as far from the
+    background as each of their neighbours: the centre lines, found by
+    `scipy.ndimage.maximum_filter`), of the distance to the background
+    (`scipy.ndimage.distance_transform_edt` with ``sampling = spacing``): a tube of radius
+    r gives r to within half a voxel, whatever its direction. Not `skimage.morphology.
+    skeletonize`: in 3D it deletes tubes an even number of voxels wide entirely (scikit-image
+    0.26). A vessel cut by the border is measured against its sides, not the border. 2D or
+    3D. The 3D backbone (`models.classical.VolumeBackbone`) measures it on its own mask.
 
     Raises ValueError for an empty mask (nothing to measure: give the radius).
 
     Examples
     --------
-    >>> zz, yy, xx = np.mgrid[:20, :40, :40]
-    >>> tube = (yy - 20) ** 2 + (xx - 20) ** 2 <= 4 ** 2          # along z, radius 4 voxels
-    >>> round(vessel_radius(tube)), round(vessel_radius(tube, spacing=(1, 0.5, 0.5)))
+    >>> zz, yy, xx = np.mgrid[:21, :41, :40]
+    >>> tube = (zz - 10) ** 2 + (yy - 20) ** 2 <= 4 ** 2          # along x, radius 4 voxels
+    >>> round(vessel_radius(tube)), round(vessel_radius(tube, spacing=(0.5, 0.5, 0.5)))
     (4, 2)
     """
-    from skimage.morphology import skeletonize
-
     m = np.asarray(mask, bool)
     if not m.any():
         raise ValueError("no vessel voxels to measure the vessel radius on: give the radius (--scale)")
     sp = parse_spacing(spacing, m.ndim)
-    # pad: a vessel cut by the border is measured against its sides, not the border
-    pm = np.pad(m, 1, mode="edge")
-    dist = ndi.distance_transform_edt(pm, sampling=sp)[(slice(1, -1),) * m.ndim]
-    line = skeletonize(m)
-    values = dist[line] if line.any() else dist[m]
-    return float(np.median(values))
+    k = 3  # the border: the mask extended by a few voxels (edge padding)
+    dist = ndi.distance_transform_edt(np.pad(m, k, mode="edge"), sampling=sp)[(slice(k, -k),) * m.ndim]
+    ridge = m & (dist >= ndi.maximum_filter(dist, size=3) - 1e-6)
+    return float(np.median(dist[ridge]))

@@ -300,7 +300,8 @@ class VolumeBackbone:
             raise ValueError(f"polarity must be one of {', '.join(POLARITIES)}, got {polarity!r}")
         g = to_grey(image, channel=None)
         if g.ndim != 3:
-            raise ValueError(f"the region3d backbone takes grey volumes (D, H, W), got shape {np.shape(image)}")
+            raise ValueError(f"the region3d backbone takes grey volumes (D, H, W), got shape "
+                             f"{np.shape(image)}")
         sp = parse_spacing(self.spacing, 3)
         if self.threshold not in THRESHOLDS:
             raise ValueError(f"threshold must be one of {', '.join(THRESHOLDS)}, got {self.threshold!r}")

@@ -52,7 +52,8 @@ def backbone_for(ndim: int, names, current: str | None = None) -> str | None:
     """``current`` if it takes ``ndim``-D images, else the best of ``names`` that does.
 
     For volumes the 3D default (``region3d``: docs/results.md, "Real volumes") comes first,
-    then a learned 3D backbone, then a training-free one; for 2D images the U-Net first. None when no backbone takes ``ndim``-D images.
+    then a learned 3D backbone, then a training-free one; for 2D images the U-Net first.
+    None when no backbone takes ``ndim``-D images.
 
     Examples
     --------
