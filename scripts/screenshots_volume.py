@@ -16,9 +16,16 @@ from pathlib import Path
 
 import napari
 import tifffile
+from qtpy.QtCore import Qt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from screenshots import Shooter, wait  # noqa: E402
+from screenshots import Shooter, settle, wait  # noqa: E402
+
+
+def narrow(viewer, s: Shooter, name: str, width: int = 440) -> None:
+    """Keep the panel ``name`` at ``width`` pixels, so that the canvas shows the volume."""
+    viewer.window._qt_window.resizeDocks([s.docks[name][0]], [width], Qt.Horizontal)
+    settle()
 
 
 def main(argv=None) -> None:
@@ -30,26 +37,38 @@ def main(argv=None) -> None:
     out.mkdir(parents=True, exist_ok=True)
     volume = tifffile.imread(Path(args.folder) / "images" / "Raw_liver_1.tiff")
 
-    viewer = napari.Viewer(title="napari-tubediff", ndisplay=3)
+    viewer = napari.Viewer(title="napari-tubediff")
     viewer.window._qt_window.resize(1280, 800)
     s = Shooter(viewer, out)
-    layer = viewer.add_image(volume, name="liver (light-sheet)", colormap="gray", rendering="mip")
+    layer = viewer.add_image(volume, name="liver (light-sheet)", colormap="gray")
     seg = s.panel("Segment")
+    seg.status.native.setWordWrap(True)  # the status line is long: wrap it, keep the canvas wide
+    narrow(viewer, s, "Segment")
     seg.image.value = layer
     seg.run_button.native.click()
     wait(seg)
-    layer.visible = False
-    cam = viewer.camera
+    narrow(viewer, s, "Segment")
+    # one plane: the image under the probability (magma, additive), vessels filled
+    viewer.dims.set_current_step(0, volume.shape[0] // 2)
+    viewer.layers["probability"].opacity = 0.6
     viewer.reset_view()
-    cam.angles = (-15, 25, 100)
     s.shot("11_real_volume_segment")
     diff = s.panel("Diffusion")
+    diff.status.native.setWordWrap(True)
+    narrow(viewer, s, "Diffusion")
     diff.layer.value = viewer.layers["probability"]
     diff.steps.value = 10
     diff.run_button.native.click()
     wait(diff)
-    viewer.layers["probability"].opacity = 0.5
-    cam.angles = (-15, 25, 100)
+    narrow(viewer, s, "Diffusion")
+    # the refined field's 0.5 surface in the 3D view, seen from above and tilted
+    layer.visible = False
+    viewer.layers["probability"].visible = False
+    refined = viewer.layers["refined history"]
+    refined.rendering, refined.iso_threshold = "iso", 0.5
+    diff.view3d.value = True                    # the panel's "3D view" box
+    viewer.reset_view()
+    viewer.camera.angles = (0, 25, 80)
     s.shot("12_real_volume_diffusion")
     viewer.close()
 
