@@ -149,7 +149,9 @@ def score(name: str, image: np.ndarray, truth: np.ndarray) -> dict:
     add("Frangi + Otsu", lambda: _otsu_mask(frangi(g, black_ridges=dark)))
     add("Sato + Otsu", lambda: _otsu_mask(sato(g, black_ridges=dark)))
     backbone = get_backbone("region3d")
+    t0 = time.perf_counter()
     seg = segment_image(backbone, image)
+    info["segment_seconds"] = round(time.perf_counter() - t0, 1)
     info["radius"] = backbone.last_radius
     info["threshold"] = backbone.last_threshold
     settings = RefineSettings(steps=10, method=RECOMMENDED_METHOD)
@@ -162,7 +164,7 @@ def score(name: str, image: np.ndarray, truth: np.ndarray) -> dict:
     add("3D U-Net + DTI", lambda: dti(unet))
     add("3D vesselness, Otsu (>= 0.5)", lambda: segment_image(get_backbone("vesselness"), image).prob >= 0.5)
     print(f"\n{name} {image.shape}, vessels {polarity}, reference {truth.mean():.1%} of voxels, "
-          f"measured vessel radius {info['radius']:.2f} voxels")
+          f"measured vessel radius {info['radius']:.2f} voxels; region3d took {info['segment_seconds']} s")
     print(f"  {'method':50s} {'Dice':>6s} {'clDice':>7s} {'Betti-0 err':>11s} {'Betti-1 err':>11s} "
           f"{'fraction':>8s}")
     for k, r in rows.items():

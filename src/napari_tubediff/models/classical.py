@@ -239,7 +239,8 @@ class VesselnessBackbone:
 #: volumes").
 SMOOTH_VOXELS = 1.0
 #: The histogram thresholds `VolumeBackbone` offers (scikit-image's); Li's is the default,
-#: chosen with `SMOOTH_VOXELS`.
+#: chosen leave-one-out on the two real volumes (each volume's figure uses the threshold that
+#: won on the other; scripts/volume_results.py).
 THRESHOLDS = {"li": threshold_li, "otsu": threshold_otsu, "triangle": threshold_triangle}
 
 
@@ -259,7 +260,7 @@ class VolumeBackbone:
     volume (the background): 0 on the background, 0.5 at the threshold, 1 at twice its
     height above the background. The vessel radius (`core.scale.vessel_radius` of the
     thresholded volume, in the units of ``spacing``) is kept in ``last_radius``, for the
-    directions' scale and for the user to see. Not trained.
+    user to see (the CLI and the Segment panel show it). Not trained.
 
     Parameters
     ----------
