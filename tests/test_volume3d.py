@@ -131,3 +131,39 @@ def test_cli_segment_chooses_the_3d_backbone_for_a_volume(tmp_path, capsys):
     np.testing.assert_array_equal(prob, VolumeBackbone().predict(vol))
     assert main(["segment", str(tmp_path / "v.tif"), "--out", str(tmp_path / "o2"), "--scale", "6"]) == 0
     assert "vessel radius 6 voxels (given" in capsys.readouterr().err
+
+
+def test_vesselness_3d_threshold_follows_the_volume_not_a_fixed_fraction():
+    # the old 3D default marked the strongest 1 % of every volume; with Otsu's threshold of
+    # the response, one thin tube and three of them are marked at about their own fraction
+    shape = (24, 60, 32)
+    one = _tube(shape, 1.5, (12, 30))
+    three = one | _tube(shape, 1.5, (12, 10)) | _tube(shape, 1.5, (12, 50))
+    fractions = []
+    for truth in (one, three):
+        mask = VesselnessBackbone().predict(_noisy(truth, seed=5)) >= 0.5
+        assert dice(mask, truth) > 0.6
+        fractions.append(mask.mean())
+    assert 2.0 < fractions[1] / fractions[0] < 4.0  # the truth: 3 x
+
+
+def test_cli_refine_input_image_takes_region3d_for_volumes(tmp_path):
+    import tifffile
+
+    from napari_tubediff.cli import main
+    from napari_tubediff.core.refine import RECOMMENDED_METHOD, RefineSettings, refine
+    from napari_tubediff.data.io import write_image
+    from napari_tubediff.data.outputs import read_record
+
+    truth = _tube((16, 32, 32), 3.0)
+    vol = _noisy(truth, seed=6)
+    write_image(tmp_path / "v.tif", vol)
+    assert main(["refine", str(tmp_path / "v.tif"), "--input", "image", "--out", str(tmp_path / "o"),
+                 "--device", "cpu", "--steps", "2"]) == 0
+    mask = tifffile.imread(tmp_path / "o" / "v_mask.tif") > 0
+    record = read_record(tmp_path / "o" / "v_mask.tif")
+    # the library's path: region3d, then the recommended refinement
+    want = refine(VolumeBackbone().predict(vol), settings=RefineSettings(steps=2, method=RECOMMENDED_METHOD),
+                  device="cpu") >= 0.5
+    np.testing.assert_array_equal(mask, want)
+    assert dice(mask, truth) > 0.7 and record["settings"]["volume_backbone"] == "region3d"
