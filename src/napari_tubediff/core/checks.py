@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 __all__ = ["check_field", "check_directions", "check_lambda", "check_positive", "check_steps",
-           "available_memory", "check_memory", "BLOCKWISE_HINT"]
+           "check_spacing", "relative_spacing", "available_memory", "check_memory", "BLOCKWISE_HINT"]
 
 #: Direction vectors whose length is within this of 1 count as unit vectors.
 UNIT_TOL = 1e-3
@@ -123,6 +123,61 @@ def check_steps(value, name: str = "steps", minimum: int = 0) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be a whole number >= {minimum}, got {value!r}")
     return int(value)
+
+
+def check_spacing(spacing, ndim: int) -> tuple[float, ...] | None:
+    """Voxel spacing ``(dz, dy, dx)`` (2D: ``(dy, dx)``) as a tuple of floats, or None.
+
+    None means isotropic unit spacing. A single number is the same spacing on every axis.
+    Each entry must be a finite number > 0 (any length unit: the lengths that go with it,
+    such as a Hessian ``sigma``, are then in the same unit).
+
+    Examples
+    --------
+    >>> check_spacing((3, 1, 1), 3)
+    (3.0, 1.0, 1.0)
+    >>> check_spacing(None, 2) is None
+    True
+    >>> check_spacing((1, 1), 3)
+    Traceback (most recent call last):
+    ...
+    ValueError: spacing must give one positive length per axis (3 for a 3D array, e.g. (dz, dy, dx)), got (1, 1)
+    """
+    if spacing is None:
+        return None
+    if isinstance(spacing, numbers.Real) and not isinstance(spacing, bool):
+        spacing = (spacing,) * ndim
+    try:
+        vals = tuple(float(x) for x in spacing)
+    except (TypeError, ValueError):
+        vals = ()
+    axes = "(dz, dy, dx)" if ndim == 3 else "(dy, dx)"
+    if len(vals) != ndim or not all(np.isfinite(x) and x > 0 for x in vals):
+        raise ValueError(f"spacing must give one positive length per axis ({ndim} for a {ndim}D "
+                         f"array, e.g. {axes}), got {tuple(spacing) if np.iterable(spacing) else spacing!r}")
+    return vals
+
+
+def relative_spacing(spacing, ndim: int) -> tuple[float, ...] | None:
+    """`check_spacing`, divided by its smallest entry (None when every axis is alike).
+
+    The pipeline's lengths (``RefineSettings.sigma``, ``dt`` with the lambdas) are in
+    pixels of the finest axis, so a layer scaled in micrometres refines as one in pixels
+    and only the anisotropy changes the result.
+
+    Examples
+    --------
+    >>> relative_spacing((5.0, 0.625, 0.625), 3)
+    (8.0, 1.0, 1.0)
+    >>> relative_spacing((0.5, 0.5), 2) is None
+    True
+    """
+    vals = check_spacing(spacing, ndim)
+    if vals is None:
+        return None
+    lo = min(vals)
+    rel = tuple(x / lo for x in vals)
+    return None if all(x == 1.0 for x in rel) else rel
 
 
 #: Assumed free memory when neither psutil, /proc/meminfo nor sysconf can say (bytes).
