@@ -186,3 +186,49 @@ def test_bad_spacing():
         diffuse(ANI, along(ANI.shape), dt=0.1, steps=1, spacing=(1, 1))
     with pytest.raises(ValueError, match="2 entries but the field is 3D"):
         refine(ANI, settings=RefineSettings(spacing=(1, 1)))
+
+
+def test_read_spacing_from_tiff_metadata(tmp_path):
+    import tifffile
+
+    from napari_tubediff.data.io import choose_spacing, read_spacing
+
+    vol = np.zeros((4, 8, 8), np.uint16)
+    tifffile.imwrite(tmp_path / "ij.tif", vol, imagej=True, resolution=(1 / 0.625, 1 / 0.625),
+                     metadata={"spacing": 5.0, "unit": "um"})
+    assert read_spacing(tmp_path / "ij.tif", 3) == pytest.approx((5.0, 0.625, 0.625))
+    tifffile.imwrite(tmp_path / "nm.tif", vol, imagej=True, resolution=(1 / 625, 1 / 625),
+                     metadata={"spacing": 5000.0, "unit": "nm"})
+    assert read_spacing(tmp_path / "nm.tif", 3) == pytest.approx((5.0, 0.625, 0.625))  # micrometres
+    tifffile.imwrite(tmp_path / "ome.ome.tif", vol, ome=True,
+                     metadata={"axes": "ZYX", "PhysicalSizeZ": 2.0, "PhysicalSizeY": 0.5,
+                               "PhysicalSizeX": 0.25})
+    assert read_spacing(tmp_path / "ome.ome.tif", 3) == pytest.approx((2.0, 0.5, 0.25))
+    tifffile.imwrite(tmp_path / "plain.tif", vol)  # no z spacing anywhere: isotropic
+    assert read_spacing(tmp_path / "plain.tif", 3) is None
+    assert choose_spacing(tmp_path / "plain.tif", 3) == (None, "none in the file; --spacing sets one")
+    assert choose_spacing(tmp_path / "ij.tif", 3, (1.0, 1.0, 1.0))[0] == (1.0, 1.0, 1.0)  # the user's wins
+
+
+def test_cli_refine_takes_the_spacing_from_the_file(tmp_path, capsys):
+    import tifffile
+
+    from napari_tubediff.cli import main
+
+    u = (ANI * 255).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "meta.tif", u, imagej=True, resolution=(1.0, 1.0),
+                     metadata={"spacing": 3.0, "unit": "um"})
+    tifffile.imwrite(tmp_path / "bare.tif", u)
+    args = ["--steps", "2", "--method", "faithful"]
+    assert main(["refine", str(tmp_path / "meta.tif"), "--out", str(tmp_path / "a"), *args]) == 0
+    assert "voxel spacing 3 x 1 x 1 (from the file's metadata)" in capsys.readouterr().err
+    assert main(["refine", str(tmp_path / "bare.tif"), "--out", str(tmp_path / "b"), "--spacing", "6,2,2",
+                 *args]) == 0
+    assert "voxel spacing 6 x 2 x 2 (given)" in capsys.readouterr().err
+    a = tifffile.imread(tmp_path / "a" / "meta_refined.tif")
+    b = tifffile.imread(tmp_path / "b" / "bare_refined.tif")
+    np.testing.assert_array_equal(a, b)  # the same ratios: the same refinement
+    expected = refine(u / np.float32(255), settings=RefineSettings(steps=2, spacing=(3, 1, 1)))
+    np.testing.assert_allclose(a, expected, atol=1e-6)
+    assert main(["refine", str(tmp_path / "bare.tif"), "--out", str(tmp_path / "c"), "--spacing", "3,0"]) == 2
+    assert "--spacing takes positive lengths" in capsys.readouterr().err

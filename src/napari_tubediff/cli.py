@@ -396,10 +396,11 @@ def _fov_option(value: str):
 def _batch_options(args):
     from .batch.run import BatchOptions
     from .core.scale import parse_scale
+    from .data.io import parse_spacing
 
     return BatchOptions(input=args.input, steps=args.steps, refiner=args.refiner, method=args.method,
                         volume_backbone=args.volume_backbone, chunk=args.chunk or None, device=args.device,
-                        scale=parse_scale(args.scale), fov=args.fov)
+                        scale=parse_scale(args.scale), fov=args.fov, spacing=parse_spacing(args.spacing))
 
 
 def _refine_folder(args) -> int:
@@ -435,7 +436,14 @@ def _refine(args) -> int:
     paths = _existing_files(args.paths)
     plan = plan_refine(paths, args.out, opts, overwrite=args.overwrite, blocks=False)  # before any work
     plan.check.make_folders()
+    from .data.io import choose_spacing, spacing_text
+    from .data.outputs import image_shape
+
     for path in tqdm(paths, desc="refine", unit="image", file=sys.stderr):
+        shape = image_shape(path)
+        if shape is not None and len(shape) == 3 and shape[-1] not in (3, 4):
+            sp, found = choose_spacing(path, 3, opts.spacing)  # the spacing process_image takes
+            tqdm.write(f"{path.name}: voxel spacing {spacing_text(sp)} ({found})", file=sys.stderr)
         process_image(path, args.out, opts, plan.records[path], plan.outputs[path])
     how = ("a backbone + " + ("the learned refiner" if args.refiner != "hessian" else "Hessian directions")
            if args.input == "image" else "Hessian directions of the probability maps")
@@ -801,6 +809,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --input image: learned refiner weights, 'shipped', 'hessian' or 'auto' "
                          "(Hessian directions with the default --method; the shipped learned refiner "
                          "with --method faithful)")
+    rf.add_argument("--spacing", metavar="DZ,DY,DX",
+                    help="voxel spacing of volumes (any length unit; only the ratios count: sigma and dt "
+                         "stay in in-plane voxels); default: the TIFF's ImageJ/OME/resolution metadata, "
+                         "else isotropic")
     rf.add_argument("--device", default="auto",
                     help="auto (CUDA when torch sees a GPU, else CPU), cpu, cuda or cuda:N")
     rb = rf.add_argument_group("folders (dask.distributed)")
