@@ -120,7 +120,7 @@ class BatchOptions:
         return "hessian" if self.refiner == "auto" and self.method != "faithful" else self.refiner
 
     def settings(self, spacing=None) -> RefineSettings:
-        """The refinement settings; ``spacing`` (one file's, `data.io.choose_spacing`) over ``self.spacing``."""
+        """The refinement settings; ``spacing`` (one file's: `data.io.choose_spacing`) first."""
         return RefineSettings(steps=self.steps, method=self.method, spacing=spacing or self.spacing)
 
     def recorded(self) -> dict:

@@ -138,10 +138,10 @@ def check_spacing(spacing, ndim: int) -> tuple[float, ...] | None:
     (3.0, 1.0, 1.0)
     >>> check_spacing(None, 2) is None
     True
-    >>> check_spacing((1, 1), 3)
+    >>> check_spacing((1, 1), 3)  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: spacing must give one positive length per axis (3 for a 3D array, e.g. (dz, dy, dx)), got (1, 1)
+    ValueError: spacing must give one positive length per axis (3 for a 3D array, ...), got (1, 1)
     """
     if spacing is None:
         return None

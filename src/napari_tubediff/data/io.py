@@ -363,10 +363,10 @@ def parse_spacing(text: str | None, ndim: int | None = None) -> tuple[float, ...
     (5.0, 0.6, 0.6)
     >>> parse_spacing("2", 3)
     (2.0, 2.0, 2.0)
-    >>> parse_spacing("5,x,1")
+    >>> parse_spacing("5,x,1")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ValueError: --spacing takes positive lengths DZ,DY,DX (a volume) or DY,DX (an image), e.g. 5,0.6,0.6; got '5,x,1'
+    ValueError: --spacing takes positive lengths DZ,DY,DX (a volume) or DY,DX (an image), ...; got '5,x,1'
     """
     if text is None or str(text).strip().lower() in ("", "auto"):
         return None
