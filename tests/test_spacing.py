@@ -233,3 +233,19 @@ def test_cli_refine_takes_the_spacing_from_the_file(tmp_path, capsys):
     np.testing.assert_allclose(a, expected, atol=1e-6)
     assert main(["refine", str(tmp_path / "bare.tif"), "--out", str(tmp_path / "c"), "--spacing", "3,0"]) == 2
     assert "--spacing takes positive lengths" in capsys.readouterr().err
+
+
+def test_snapshot_budget_that_does_not_fit_is_refused(monkeypatch):
+    from napari_tubediff.core import checks
+    from napari_tubediff.core.diffusion import DIFFUSE_BYTES
+
+    shape = (128, 512, 512)  # 128 MiB per float32 snapshot, 1.4 GiB for the 3D diffusion
+    monkeypatch.setattr(checks, "available_memory", lambda: 2 * 2**30)
+    run = 128 * 512 * 512 * DIFFUSE_BYTES[3]
+    assert checks.check_snapshot_memory(shape, 2, DIFFUSE_BYTES[3]) == run + 2 * 2**27
+    with pytest.raises(ValueError, match=r"10 snapshots of 128x512x512 \(128 MiB each\) and the diffusion "
+                       r"\(1.4 GiB\) need 2.7 GiB, more than the 2.0 GiB available; at most 4 snapshot"):
+        checks.check_snapshot_memory(shape, 10, DIFFUSE_BYTES[3])
+    monkeypatch.setattr(checks, "available_memory", lambda: 2**30)
+    with pytest.raises(ValueError, match="not even the diffusion and 2 snapshots fit; refine it in blocks"):
+        checks.check_snapshot_memory(shape, 2, DIFFUSE_BYTES[3])

@@ -9,7 +9,8 @@ import os
 import numpy as np
 
 __all__ = ["check_field", "check_directions", "check_lambda", "check_positive", "check_steps",
-           "check_spacing", "relative_spacing", "available_memory", "check_memory", "BLOCKWISE_HINT"]
+           "check_spacing", "relative_spacing", "available_memory", "check_memory", "check_snapshot_memory",
+           "BLOCKWISE_HINT"]
 
 #: Direction vectors whose length is within this of 1 count as unit vectors.
 UNIT_TOL = 1e-3
@@ -244,4 +245,35 @@ def check_memory(shape: tuple[int, ...], bytes_per_voxel: float, what: str,
         raise ValueError(f"{what} {'x'.join(map(str, shape))} needs about {_size(need)} "
                          f"({bytes_per_voxel:g} bytes per {unit}), more than the {_size(avail)} "
                          f"available; {hint}")
+    return need
+
+
+def check_snapshot_memory(shape: tuple[int, ...], snapshots: int, run_bytes_per_voxel: float,
+                          itemsize: int = 4) -> int:
+    """Peak bytes of a step-by-step run that keeps ``snapshots`` fields of ``shape``: the run
+    itself (``run_bytes_per_voxel``, e.g. `napari_tubediff.core.diffusion.DIFFUSE_BYTES`) plus
+    the snapshots. ValueError with the figures, and how many snapshots would fit, when that
+    exceeds `available_memory`.
+
+    Examples
+    --------
+    >>> check_snapshot_memory((64, 64, 64), 10, 46)  # 12 MiB run + 10 MiB of snapshots
+    22544384
+    >>> check_snapshot_memory((10**5, 10**5, 100), 50, 46)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: 50 snapshots of 100000x100000x100 (3725.3 GiB each) and the diffusion (42840.8 GiB) need ...
+    """
+    n = float(np.prod([float(x) for x in shape]))
+    each = int(n * itemsize)
+    run = int(n * run_bytes_per_voxel)
+    need = run + int(snapshots) * each
+    avail = available_memory()
+    if need > avail:
+        fit = (avail - run) // max(each, 1)
+        what = (f"at most {fit} snapshot(s) fit: lower 'snapshots kept'" if fit >= 2 else
+                f"not even the diffusion and 2 snapshots fit; {BLOCKWISE_HINT}")
+        raise ValueError(f"{snapshots} snapshots of {'x'.join(map(str, shape))} ({_size(each)} each) and "
+                         f"the diffusion ({_size(run)}) need {_size(need)}, more than the {_size(avail)} "
+                         f"available; {what}")
     return need

@@ -211,7 +211,7 @@ def estimate_directions(u, sigma: float = 2.0, *, method: str = "hessian",
 
 
 def sample_vectors(directions, mask, step: int = 4, length: float = 3.0, *,
-                   inside: bool = False, weights=None) -> np.ndarray:
+                   inside: bool = False, weights=None, spacing=None) -> np.ndarray:
     """Direction vectors on a regular grid of ``mask`` pixels, as a napari Vectors array.
 
     Parameters
@@ -235,6 +235,11 @@ def sample_vectors(directions, mask, step: int = 4, length: float = 3.0, *,
         pixel of largest weight (e.g. the probability) among those in ``mask`` with a
         direction. A vessel one or two pixels wide rarely crosses a grid pixel; it
         crosses cells, so thin vessels get vectors too, centred on their ridge.
+    spacing : sequence of float, optional
+        The voxel spacing the (physical) ``directions`` were computed with. The vectors
+        are returned in voxel coordinates (``v_i / h_i``, scaled to ``length`` in
+        physical units divided by the finest spacing), so that a layer with ``scale =
+        spacing`` draws them along the vessels.
 
     Returns
     -------
@@ -279,6 +284,10 @@ def sample_vectors(directions, mask, step: int = 4, length: float = 3.0, *,
         keep = _cell_maxima(np.asarray(weights, np.float32), valid, step)
     pos = np.argwhere(keep).astype(np.float32)
     vec = v[(slice(None), *keep.nonzero())].T * np.float32(length)
+    spacing = check_spacing(spacing, m.ndim)
+    if spacing is not None:
+        h = np.asarray(spacing, np.float32)
+        vec = vec * (h.min() / h)  # physical length `length` (in finest voxels), in voxel units
     if inside and len(pos):
         half = np.abs(vec) / 2
         room = np.minimum(pos, np.asarray(m.shape, np.float32) - 1 - pos)

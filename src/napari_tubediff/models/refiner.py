@@ -274,7 +274,7 @@ def refiner_for(choice: str | None, backbone: str | None) -> LearnedRefiner | No
 
 
 def vessel_directions(prob: np.ndarray, features: np.ndarray | None = None, *, sigma: float = 3.0,
-                      refiner="active") -> tuple[np.ndarray, str]:
+                      refiner="active", spacing=None) -> tuple[np.ndarray, str]:
     """Directions for the diffusion and where they came from (``"learned"`` or ``"hessian"``).
 
     The learned direction head is used when backbone ``features`` of shape
@@ -283,7 +283,8 @@ def vessel_directions(prob: np.ndarray, features: np.ndarray | None = None, *, s
     directions of ``prob`` at scale ``sigma``. By default (``"active"``) 2D data use the
     session's refiner; 3D data use Hessian directions unless the user loaded or
     fine-tuned a 3D refiner (`LEARNED_BY_DEFAULT`); ``"shipped"`` or a path asks for a
-    learned head explicitly.
+    learned head explicitly. ``spacing``: the voxel spacing of the Hessian directions
+    (`estimate_directions`; ``sigma`` in the spacing's unit).
 
     Examples
     --------
@@ -308,4 +309,4 @@ def vessel_directions(prob: np.ndarray, features: np.ndarray | None = None, *, s
             v = r.head(np.asarray(features, np.float32))[0]
             v = from_working(v, np.shape(prob), order=0).astype(np.float64)
             return normalize_directions(v), "learned"
-    return estimate_directions(prob, sigma), "hessian"
+    return estimate_directions(prob, sigma, spacing=spacing), "hessian"
