@@ -261,3 +261,22 @@ def test_blockwise_refinement_with_spacing_equals_the_whole():
     np.testing.assert_allclose(refine_chunked(ANI, s, chunks=(8, 12, 24)).compute(), whole, rtol=1e-5,
                                atol=1e-7)
     assert np.abs(whole - refine(ANI, steps=3)).max() > 0.01  # and the spacing did change it
+
+
+def test_cli_measure_takes_the_spacing_from_the_file(tmp_path, capsys):
+    import tifffile
+
+    from napari_tubediff.cli import main
+
+    m = np.zeros((12, 9, 9), np.uint8)
+    m[1:11, 3:6, 3:6] = 255  # a vessel along z
+    tifffile.imwrite(tmp_path / "m.tif", m, imagej=True, resolution=(1.0, 1.0),
+                     metadata={"spacing": 5.0, "unit": "um"})
+    tifffile.imwrite(tmp_path / "bare.tif", m)
+    assert main(["measure", str(tmp_path / "m.tif"), "--out", str(tmp_path / "a.csv")]) == 0
+    assert "spacing 5 x 1 x 1, from the file's metadata" in capsys.readouterr().out
+    assert main(["measure", str(tmp_path / "bare.tif"), "--out", str(tmp_path / "b.csv"),
+                 "--spacing", "5", "1", "1"]) == 0
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+    assert main(["measure", str(tmp_path / "bare.tif"), "--out", str(tmp_path / "c.csv")]) == 0
+    assert (tmp_path / "a.csv").read_text() != (tmp_path / "c.csv").read_text()  # 1-voxel lengths

@@ -564,11 +564,15 @@ def _measure(args) -> int:
                          f"got {len(args.spacing)}")
     plan_outputs([Output(Path(args.out), src, None)], [src], overwrite=args.overwrite)
     mask = to_probability(a, src.name) >= args.threshold
-    res = measure_vessels(mask, spacing=args.spacing)
+    from .data.io import choose_spacing, spacing_text
+
+    spacing, found = choose_spacing(src, a.ndim, args.spacing)  # lengths in the file's unit (um) if known
+    res = measure_vessels(mask, spacing=spacing)
     atomic_write_text(args.out, res.branches.to_csv(index=False))
     s = res.summary()
     print(f"{src.name}: {s['branches']} branches, {s['branch_points']} branch points, {s['end_points']} "
-          f"end points, total length {s['total_length']:g} -> {args.out}")
+          f"end points, total length {s['total_length']:g} (spacing {spacing_text(spacing)}, {found}) "
+          f"-> {args.out}")
     return 0
 
 
@@ -883,7 +887,7 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--out", required=True, help="the CSV file to write")
     ms.add_argument("--spacing", type=float, nargs="+", default=None,
                     help="pixel (voxel) size per axis, or one for all; lengths and diameters are in its "
-                         "units (default: 1 pixel)")
+                         "units (default: the TIFF's ImageJ/OME metadata in micrometres, else 1 pixel)")
     ms.add_argument("--threshold", type=float, default=0.5,
                     help="vessel where the mask, read as a probability (0/255 and 0/1 masks as 0/1), "
                          "is >= this")
