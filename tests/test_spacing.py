@@ -280,3 +280,13 @@ def test_cli_measure_takes_the_spacing_from_the_file(tmp_path, capsys):
     assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
     assert main(["measure", str(tmp_path / "bare.tif"), "--out", str(tmp_path / "c.csv")]) == 0
     assert (tmp_path / "a.csv").read_text() != (tmp_path / "c.csv").read_text()  # 1-voxel lengths
+
+
+def test_vectors_are_drawn_in_voxel_coordinates():
+    from napari_tubediff.core.directions import sample_vectors
+
+    v = along((6, 6, 6)).astype(np.float32)  # physical unit vectors at 45 degrees in (z, x)
+    vec = sample_vectors(v, np.ones((6, 6, 6), bool), step=3, length=3.0, spacing=(3, 1, 1))[:, 1]
+    # a layer with scale (3, 1, 1) draws vec * scale: along the tube, 3 (finest) units long
+    drawn = vec * np.array([3.0, 1.0, 1.0])
+    np.testing.assert_allclose(drawn, np.tile(3.0 * AXIS, (len(vec), 1)), atol=1e-6)
