@@ -283,8 +283,9 @@ def vessel_directions(prob: np.ndarray, features: np.ndarray | None = None, *, s
     directions of ``prob`` at scale ``sigma``. By default (``"active"``) 2D data use the
     session's refiner; 3D data use Hessian directions unless the user loaded or
     fine-tuned a 3D refiner (`LEARNED_BY_DEFAULT`); ``"shipped"`` or a path asks for a
-    learned head explicitly. ``spacing``: the voxel spacing of the Hessian directions
-    (`estimate_directions`; ``sigma`` in the spacing's unit).
+    learned head explicitly. ``spacing``: the voxel spacing; the Hessian directions take it
+    (`estimate_directions`; ``sigma`` in the spacing's unit) and the learned head's
+    voxel-grid vectors are mapped to physical ones (``h * v``, normalised).
 
     Examples
     --------
@@ -301,7 +302,10 @@ def vessel_directions(prob: np.ndarray, features: np.ndarray | None = None, *, s
     if features is not None and refiner is not None and ndim in SHIPPED_REFINERS:
         r = resolve_refiner(refiner, ndim)
         if r.fits(prob, features):
-            return r.head(np.asarray(features, np.float32))[0], "learned"
+            v = r.head(np.asarray(features, np.float32))[0]
+            if spacing is not None:  # the head works on the voxel grid: physical vectors are h * v
+                v = normalize_directions(v * np.asarray(spacing, np.float32).reshape(-1, *(1,) * ndim))
+            return v, "learned"
         f = np.shape(features)
         if ndim == 2 and r.ndim == 2 and len(f) == 3 and f[0] == r.config["feature_channels"]:
             # features at the backbone's working scale: the head's directions there, brought to
