@@ -290,3 +290,17 @@ def test_vectors_are_drawn_in_voxel_coordinates():
     # a layer with scale (3, 1, 1) draws vec * scale: along the tube, 3 (finest) units long
     drawn = vec * np.array([3.0, 1.0, 1.0])
     np.testing.assert_allclose(drawn, np.tile(3.0 * AXIS, (len(vec), 1)), atol=1e-6)
+
+
+def test_doctests_of_the_spacing_code():
+    import doctest
+
+    from napari_tubediff.core import checks, diffusion, directions, stencils
+    from napari_tubediff.data import io
+
+    for mod in (checks, stencils, diffusion, directions):
+        assert doctest.testmod(mod, optionflags=doctest.ELLIPSIS).failed == 0, mod.__name__
+    finder, runner = doctest.DocTestFinder(), doctest.DocTestRunner(optionflags=doctest.ELLIPSIS)
+    for f in (io.read_spacing, io.parse_spacing, io.choose_spacing):
+        for t in finder.find(f, globs=dict(vars(io))):
+            assert runner.run(t).failed == 0, f.__name__
