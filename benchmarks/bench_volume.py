@@ -5,6 +5,8 @@ Run from the repository root (after installing the package):
     python benchmarks/bench_volume.py                    # 128^3 and 256^3
     python benchmarks/bench_volume.py --sizes 64 128     # other cube sizes
     python benchmarks/bench_volume.py --json out.json
+    python benchmarks/bench_volume.py --stack 128 512 512    # a microscopy-sized uint16 stack
+    python benchmarks/bench_volume.py --stack 128 512 512 --spacing 3 1 1 --backbone vesselness
 
 Each size runs in a fresh process, so one size's memory cannot inflate the next's.
 The input is a synthetic vessel volume (`synthetic_vessels`, its broken probability
@@ -16,6 +18,13 @@ field). Reported per size:
   (numpy reports its buffers to it), and the process's peak resident size;
 - bytes per voxel, whose constancy across sizes is the check that memory grows
   linearly with the voxel count.
+
+``--stack P H W`` times the whole path a user's stack takes instead (issue 16): a
+synthetic vessel tree drawn as a uint16 image of that shape (``synthetic_vessels``, 6
+roots, scaled to 0..65535), segmented by ``--backbone`` (`segment_image`, as ``tubediff
+segment``), Hessian directions with ``--spacing``, 30 RK4 steps and the mask (>= 0.5),
+each stage timed (wall clock and the process's CPU time), with the traced and the resident
+peak of the whole run.
 """
 
 from __future__ import annotations
@@ -55,11 +64,89 @@ print(json.dumps({"size": n, "voxels": n ** 3, "directions_s": t1 - t0, "diffusi
 """
 
 
+STACK_CHILD = r"""
+import json, resource, sys, time, tracemalloc
+import numpy as np
+from napari_tubediff.core.directions import estimate_directions
+from napari_tubediff.core.diffusion import diffuse
+from napari_tubediff.core.refine import RefineSettings
+from napari_tubediff.data.synthetic import synthetic_vessels
+from napari_tubediff.models import get_backbone
+from napari_tubediff.models.backbones import segment_image
+
+shape = tuple(int(x) for x in sys.argv[1:4])
+spacing = tuple(float(x) for x in sys.argv[4:7])
+name = sys.argv[7]
+s = RefineSettings(spacing=spacing)
+rel = s.relative_spacing(3)
+t = time.perf_counter()
+img = (synthetic_vessels(shape, seed=0, n_roots=6, width=(1.0, 3.0)).image * 65535).astype(np.uint16)
+make_s = time.perf_counter() - t
+backbone = get_backbone(name)
+small = np.zeros((16, 16, 16), np.float32)  # compile the kernels first: steady-state timing
+diffuse(small, estimate_directions(small, s.sigma), dt=s.dt, steps=1, device="cpu")
+rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+tracemalloc.start()
+t0, c0 = time.perf_counter(), time.process_time()
+prob = segment_image(backbone, img, scale=1.0, fov="none").prob
+t1, c1 = time.perf_counter(), time.process_time()
+v = estimate_directions(prob, s.sigma, spacing=rel)
+t2, c2 = time.perf_counter(), time.process_time()
+out = diffuse(prob, v, dt=s.dt, steps=s.steps, lambda_par=s.lambda_par, lambda_perp=s.lambda_perp,
+              order=s.order, device="cpu", spacing=rel)
+t3, c3 = time.perf_counter(), time.process_time()
+mask = out >= 0.5
+t4, c4 = time.perf_counter(), time.process_time()
+_, peak = tracemalloc.get_traced_memory()
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"shape": shape, "voxels": int(np.prod(shape)), "spacing": spacing, "backbone": name,
+                  "make_s": make_s, "segment_s": t1 - t0, "directions_s": t2 - t1, "diffusion_s": t3 - t2,
+                  "mask_s": t4 - t3, "total_s": t4 - t0, "traced_peak": peak, "rss_peak": rss,
+                  "cpu_s": {"segment": c1 - c0, "directions": c2 - c1, "diffusion": c3 - c2, "mask": c4 - c3,
+                            "total": c4 - c0},
+                  "rss_before": rss0, "mask_fraction": float(mask.mean())}))
+"""
+
+
+def stack(args) -> int:
+    cmd = [sys.executable, "-c", STACK_CHILD, *map(str, args.stack), *map(str, args.spacing), args.backbone]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    if out.returncode:
+        print(out.stderr, file=sys.stderr)
+        return 1
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    gib = 2 ** 30
+    print(f"stack {' x '.join(map(str, r['shape']))} uint16, spacing {r['spacing']}, "
+          f"backbone {r['backbone']}")
+    print("| segment s | directions s | diffusion s (30 steps) | mask s | total s | traced peak GiB "
+          "| bytes/voxel | process peak GiB |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| {r['segment_s']:.1f} | {r['directions_s']:.1f} | {r['diffusion_s']:.1f} | {r['mask_s']:.2f} "
+          f"| {r['total_s']:.1f} | {r['traced_peak'] / gib:.2f} | {r['traced_peak'] / r['voxels']:.0f} "
+          f"| {r['rss_peak'] / gib:.2f} |")
+    c = r["cpu_s"]
+    print(f"CPU seconds of the process (all its threads; on a loaded host closer to the work than the "
+          f"wall clock): segment {c['segment']:.1f}, directions {c['directions']:.1f}, diffusion "
+          f"{c['diffusion']:.1f}, mask {c['mask']:.2f}, total {c['total']:.1f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(r, f, indent=1)
+    return 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--stack", type=int, nargs=3, metavar=("P", "H", "W"),
+                    help="time segment + directions + 30 steps + mask on a uint16 stack of this shape")
+    ap.add_argument("--spacing", type=float, nargs=3, default=(1.0, 1.0, 1.0), metavar=("DZ", "DY", "DX"),
+                    help="with --stack: the voxel spacing (default isotropic)")
+    ap.add_argument("--backbone", default="vesselness",
+                    help="with --stack: the backbone (default vesselness)")
     args = ap.parse_args(argv)
+    if args.stack:
+        return stack(args)
     rows = []
     for n in args.sizes:
         out = subprocess.run([sys.executable, "-c", CHILD, str(n)], capture_output=True, text=True)

@@ -404,10 +404,11 @@ def _fov_option(value: str):
 def _batch_options(args):
     from .batch.run import BatchOptions
     from .core.scale import parse_scale
+    from .data.io import parse_spacing
 
     return BatchOptions(input=args.input, steps=args.steps, refiner=args.refiner, method=args.method,
                         volume_backbone=args.volume_backbone, chunk=args.chunk or None, device=args.device,
-                        scale=parse_scale(args.scale), fov=args.fov)
+                        scale=parse_scale(args.scale), fov=args.fov, spacing=parse_spacing(args.spacing))
 
 
 def _refine_folder(args) -> int:
@@ -443,7 +444,14 @@ def _refine(args) -> int:
     paths = _existing_files(args.paths)
     plan = plan_refine(paths, args.out, opts, overwrite=args.overwrite, blocks=False)  # before any work
     plan.check.make_folders()
+    from .data.io import choose_spacing, spacing_text
+    from .data.outputs import image_shape
+
     for path in tqdm(paths, desc="refine", unit="image", file=sys.stderr):
+        shape = image_shape(path)
+        if shape is not None and len(shape) == 3 and shape[-1] not in (3, 4):
+            sp, found = choose_spacing(path, 3, opts.spacing)  # the spacing process_image takes
+            tqdm.write(f"{path.name}: voxel spacing {spacing_text(sp)} ({found})", file=sys.stderr)
         process_image(path, args.out, opts, plan.records[path], plan.outputs[path])
     how = ("a backbone + " + ("the learned refiner" if args.refiner != "hessian" else "Hessian directions")
            if args.input == "image" else "Hessian directions of the probability maps")
@@ -564,11 +572,15 @@ def _measure(args) -> int:
                          f"got {len(args.spacing)}")
     plan_outputs([Output(Path(args.out), src, None)], [src], overwrite=args.overwrite)
     mask = to_probability(a, src.name) >= args.threshold
-    res = measure_vessels(mask, spacing=args.spacing)
+    from .data.io import choose_spacing, spacing_text
+
+    spacing, found = choose_spacing(src, a.ndim, args.spacing)  # lengths in the file's unit (um) if known
+    res = measure_vessels(mask, spacing=spacing)
     atomic_write_text(args.out, res.branches.to_csv(index=False))
     s = res.summary()
     print(f"{src.name}: {s['branches']} branches, {s['branch_points']} branch points, {s['end_points']} "
-          f"end points, total length {s['total_length']:g} -> {args.out}")
+          f"end points, total length {s['total_length']:g} (spacing {spacing_text(spacing)}, {found}) "
+          f"-> {args.out}")
     return 0
 
 
@@ -811,6 +823,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with --input image: learned refiner weights, 'shipped', 'hessian' or 'auto' "
                          "(Hessian directions with the default --method; the shipped learned refiner "
                          "with --method faithful)")
+    rf.add_argument("--spacing", metavar="DZ,DY,DX",
+                    help="voxel spacing of volumes (any length unit; only the ratios count: sigma and dt "
+                         "stay in in-plane voxels); default: the TIFF's ImageJ/OME/resolution metadata, "
+                         "else isotropic")
     rf.add_argument("--device", default="auto",
                     help="auto (CUDA when torch sees a GPU, else CPU), cpu, cuda or cuda:N")
     rb = rf.add_argument_group("folders (dask.distributed)")
@@ -881,7 +897,7 @@ def build_parser() -> argparse.ArgumentParser:
     ms.add_argument("--out", required=True, help="the CSV file to write")
     ms.add_argument("--spacing", type=float, nargs="+", default=None,
                     help="pixel (voxel) size per axis, or one for all; lengths and diameters are in its "
-                         "units (default: 1 pixel)")
+                         "units (default: the TIFF's ImageJ/OME metadata in micrometres, else 1 pixel)")
     ms.add_argument("--threshold", type=float, default=0.5,
                     help="vessel where the mask, read as a probability (0/255 and 0/1 masks as 0/1), "
                          "is >= this")

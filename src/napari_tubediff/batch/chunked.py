@@ -54,7 +54,8 @@ def diffusion_reach(settings: RefineSettings, ndim: int, steps: int = 1) -> int:
     >>> diffusion_reach(RefineSettings(dt=2.0), ndim=3, steps=2)  # dt 2.0 needs 7 sub-steps in 3D
     448
     """
-    s = plan_substeps(settings.dt, settings.lambda_par, settings.lambda_perp, settings.order, ndim)
+    s = plan_substeps(settings.dt, settings.lambda_par, settings.lambda_perp, settings.order, ndim,
+                      settings.relative_spacing(ndim))
     return 4 * 2 * (settings.order // 2) * s * int(steps)
 
 
@@ -94,11 +95,11 @@ def _as_dask(x, chunks):
     return da.from_array(np.asarray(x), chunks=chunks if chunks is not None else "auto")
 
 
-def _block_directions(block, sigma, scale):
-    return estimate_directions(block, sigma, scale=scale)
+def _block_directions(block, sigma, scale, spacing=None):
+    return estimate_directions(block, sigma, scale=scale, spacing=spacing)
 
 
-def chunked_directions(prob, sigma: float, *, chunks=None):
+def chunked_directions(prob, sigma: float, *, chunks=None, spacing=None):
     """`estimate_directions` of a (dask) array, block by block, equal to the whole-array result.
 
     Parameters
@@ -109,6 +110,8 @@ def chunked_directions(prob, sigma: float, *, chunks=None):
         Hessian scale.
     chunks : optional
         Rechunk ``prob`` to this first (dask's chunk specification).
+    spacing : sequence of float, optional
+        Voxel spacing, as in `estimate_directions`.
 
     Returns
     -------
@@ -129,17 +132,17 @@ def chunked_directions(prob, sigma: float, *, chunks=None):
     ndim = u.ndim
     # a halo beyond the array makes dask refuse ("depth larger than your array"); the
     # whole axis is all the context there is, so clamping keeps the result exact
-    depth = {i: min(directions_reach(sigma), max(u.shape[i] - 1, 0)) for i in range(ndim)}
+    depth = {i: min(directions_reach(sigma, spacing), max(u.shape[i] - 1, 0)) for i in range(ndim)}
     boundary = {i: "none" for i in range(ndim)}
     # pass 1: the global threshold scale, the maximum of the per-voxel spread. Only the
     # trimmed interiors are exact, so the spread is trimmed before the (streaming) reduction.
     spread_max = da.map_overlap(eigenvalue_spread, u, depth=depth, boundary=boundary,
-                                dtype=np.float64, sigma=sigma).max()
+                                dtype=np.float64, sigma=sigma, spacing=spacing).max()
     # pass 2: overlap, directions with a new leading component axis, trim the halo again.
     # (map_overlap cannot be told the chunks of a new axis before the overlap's own rechunk,
     # so its three steps are spelled out.)
     g = overlap(u, depth=depth, boundary=boundary)
-    v = da.map_blocks(_block_directions, g, sigma, spread_max, new_axis=0,
+    v = da.map_blocks(_block_directions, g, sigma, spread_max, spacing, new_axis=0,
                       chunks=((ndim,), *g.chunks), dtype=np.float32)
     return trim_internal(v, {0: 0, **{i + 1: d for i, d in depth.items()}},
                          boundary={0: "none", **{i + 1: b for i, b in boundary.items()}})
@@ -148,7 +151,7 @@ def chunked_directions(prob, sigma: float, *, chunks=None):
 def _block_diffuse(u, *v, settings, steps, device):
     s = settings
     return diffuse(u, np.stack(v), lambda_par=s.lambda_par, lambda_perp=s.lambda_perp, dt=s.dt,
-                   steps=steps, order=s.order, device=device)
+                   steps=steps, order=s.order, device=device, spacing=s.relative_spacing(u.ndim))
 
 
 def refine_chunked(prob, settings: RefineSettings | None = None, *, chunks: int | Sequence | None = 128,
@@ -215,12 +218,12 @@ def refine_chunked(prob, settings: RefineSettings | None = None, *, chunks: int 
     u = u.astype(np.float32)
     # the whole run's sub-step plan, before any graph is built (a dt of 1e9 would hang)
     check_plan(check_positive(s.dt, "dt"), steps, check_lambda(s.lambda_par, (), "lambda_par"),
-               check_lambda(s.lambda_perp, (), "lambda_perp"), s.order, u.ndim)
+               check_lambda(s.lambda_perp, (), "lambda_perp"), s.order, u.ndim, s.relative_spacing(u.ndim))
     if steps == 0:
         # block by block, the checks a real run makes (NaN, range) when computed
         return u.map_blocks(check_field, dtype=np.float32)
     if directions is None:
-        v = chunked_directions(u, s.sigma)
+        v = chunked_directions(u, s.sigma, spacing=s.relative_spacing(u.ndim))
     else:
         v = _as_dask(directions, None)
         if v.shape != (u.ndim, *u.shape):

@@ -32,7 +32,15 @@ import numpy as np
 
 from ..core.refine import RefineSettings, refine
 from ..data.drive import binary_mask
-from ..data.io import _to_uint8, atomic_path, read_image, tiff_metadata, to_probability, write_image
+from ..data.io import (
+    _to_uint8,
+    atomic_path,
+    choose_spacing,
+    read_image,
+    tiff_metadata,
+    to_probability,
+    write_image,
+)
 from ..data.outputs import (
     Output,
     OutputPlan,
@@ -96,6 +104,7 @@ class BatchOptions:
     method: str = RefineSettings().method
     scale: float | str = "auto"
     fov: str = "auto"
+    spacing: tuple[float, ...] | None = None
 
     def refiner_choice(self) -> str:
         """The ``refiner`` to use: "auto" with a method other than faithful is Hessian
@@ -110,8 +119,9 @@ class BatchOptions:
         """
         return "hessian" if self.refiner == "auto" and self.method != "faithful" else self.refiner
 
-    def settings(self) -> RefineSettings:
-        return RefineSettings(steps=self.steps, method=self.method)
+    def settings(self, spacing=None) -> RefineSettings:
+        """The refinement settings; ``spacing`` (one file's: `data.io.choose_spacing`) first."""
+        return RefineSettings(steps=self.steps, method=self.method, spacing=spacing or self.spacing)
 
     def recorded(self) -> dict:
         """The options that shape the result, as recorded with each output. Left out: where
@@ -292,16 +302,16 @@ def _segment(img: np.ndarray, opts: BatchOptions):
                       else None), seg.fov
 
 
-def _refine_image(img: np.ndarray, name: str, opts: BatchOptions) -> np.ndarray:
+def _refine_image(img: np.ndarray, name: str, opts: BatchOptions, spacing=None) -> np.ndarray:
     """The refined field of one image held in memory (the same calls as ``tubediff refine FILE``)."""
     if opts.input == "image":
         # the learned refiner runs at the backbone's working scale (its features' grid)
         prob, learned, fov = _segment(img, opts)
         if learned is not None and learned[0] is not None:
             return learned[0].refine(prob, learned[1], steps=opts.steps, fov=fov)
-        out = refine(prob, settings=opts.settings(), device=opts.device)
+        out = refine(prob, settings=opts.settings(spacing), device=opts.device)
         return out if fov is None else np.where(fov, out, 0).astype(np.float32)
-    return refine(to_probability(img, name), settings=opts.settings(), device=opts.device)
+    return refine(to_probability(img, name), settings=opts.settings(spacing), device=opts.device)
 
 
 def process_image(path, out_dir, opts: BatchOptions, record: dict | None = None,
@@ -316,7 +326,8 @@ def process_image(path, out_dir, opts: BatchOptions, record: dict | None = None,
     if record is None:
         record = make_record("refine", path, opts.recorded())
     img = read_image(path)
-    field = _refine_image(img, path.name, opts)
+    spacing = choose_spacing(path, _spatial_ndim(img.shape, opts), opts.spacing)[0]
+    field = _refine_image(img, path.name, opts, spacing)
     refined, mask = outputs_for(path, out_dir, field.ndim)
     if planned is not None and not {refined, mask} <= set(map(Path, planned)):
         raise ValueError(f"its outputs {refined.name}, {mask.name} differ from those checked before the run")
@@ -433,7 +444,8 @@ def refine_in_blocks(path, out_dir, opts: BatchOptions, client, record: dict | N
     blocks = opts.block_shape(reader.ndim)
     raw = da.from_array(reader, chunks=blocks, asarray=False, fancy=False, name=False)
     prob = raw.map_blocks(partial(to_probability, name=src.name), dtype=np.float32)
-    field = refine_chunked(prob, opts.settings(), chunks=blocks, device=opts.device)
+    spacing = choose_spacing(path, reader.ndim, opts.spacing)[0]
+    field = refine_chunked(prob, opts.settings(spacing), chunks=blocks, device=opts.device)
     refined, mask = outputs_for(path, out_dir, reader.ndim)
     store = Path(out_dir) / f".{path.stem}_refined.{os.getpid()}.zarr"
     try:

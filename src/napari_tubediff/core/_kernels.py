@@ -494,8 +494,8 @@ class KernelStepper:
     """
 
     def __init__(self, u: np.ndarray, v: np.ndarray, lambda_par, lambda_perp, order: int,
-                 relu: bool = True):
-        from .diffusion import _tensor
+                 relu: bool = True, spacing=None):
+        from .diffusion import _tensor, index_tensor
         from .stencils import fd_weights
 
         self.ndim = u.ndim
@@ -507,8 +507,10 @@ class KernelStepper:
         pad = [(0, 0)] * (self.ndim - 1) + [(r, r)]  # only the last axis is padded
         self.up = np.pad(self.u0, pad, mode="edge")
         scalar = np.ndim(lambda_par) == 0 and np.ndim(lambda_perp) == 0
-        # 2D order 8 with scalar lambdas builds D from v inside the kernel
-        self.from_v = self.ndim == 2 and r == 4 and scalar
+        # 2D order 8 with scalar lambdas builds D from v inside the kernel; with a voxel
+        # spacing the kernel runs the unit-grid operator on the index-space tensor
+        # (diffusion.index_tensor), which is not of that form
+        self.from_v = self.ndim == 2 and r == 4 and scalar and spacing is None
         self.lperp = np.float32(lambda_perp if scalar else 0.0)
         self.diff = np.float32(lambda_par - lambda_perp if scalar else 0.0)
         def clean(a, tiny):
@@ -521,7 +523,7 @@ class KernelStepper:
             self.d = [clean(v[0], np.sqrt(TENSOR_TINY)), clean(v[1], np.sqrt(TENSOR_TINY))]
             self.d.append(self.d[1])  # unused third slot keeps one kernel signature
         else:
-            D = _tensor(v, lambda_par, lambda_perp)
+            D = index_tensor(_tensor(v, lambda_par, lambda_perp), spacing)
             idx = [(i, j) for i in range(self.ndim) for j in range(i, self.ndim)]
             self.d = [clean(D[i, j], TENSOR_TINY) for i, j in idx]
         # Bands of rows (2D) or planes (3D), two per thread: fewer bands recompute fewer

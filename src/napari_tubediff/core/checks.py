@@ -9,7 +9,8 @@ import os
 import numpy as np
 
 __all__ = ["check_field", "check_directions", "check_lambda", "check_positive", "check_steps",
-           "available_memory", "check_memory", "BLOCKWISE_HINT"]
+           "check_spacing", "relative_spacing", "available_memory", "check_memory", "check_snapshot_memory",
+           "BLOCKWISE_HINT"]
 
 #: Direction vectors whose length is within this of 1 count as unit vectors.
 UNIT_TOL = 1e-3
@@ -125,6 +126,61 @@ def check_steps(value, name: str = "steps", minimum: int = 0) -> int:
     return int(value)
 
 
+def check_spacing(spacing, ndim: int) -> tuple[float, ...] | None:
+    """Voxel spacing ``(dz, dy, dx)`` (2D: ``(dy, dx)``) as a tuple of floats, or None.
+
+    None means isotropic unit spacing. A single number is the same spacing on every axis.
+    Each entry must be a finite number > 0 (any length unit: the lengths that go with it,
+    such as a Hessian ``sigma``, are then in the same unit).
+
+    Examples
+    --------
+    >>> check_spacing((3, 1, 1), 3)
+    (3.0, 1.0, 1.0)
+    >>> check_spacing(None, 2) is None
+    True
+    >>> check_spacing((1, 1), 3)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: spacing must give one positive length per axis (3 for a 3D array, ...), got (1, 1)
+    """
+    if spacing is None:
+        return None
+    if isinstance(spacing, numbers.Real) and not isinstance(spacing, bool):
+        spacing = (spacing,) * ndim
+    try:
+        vals = tuple(float(x) for x in spacing)
+    except (TypeError, ValueError):
+        vals = ()
+    axes = "(dz, dy, dx)" if ndim == 3 else "(dy, dx)"
+    if len(vals) != ndim or not all(np.isfinite(x) and x > 0 for x in vals):
+        raise ValueError(f"spacing must give one positive length per axis ({ndim} for a {ndim}D "
+                         f"array, e.g. {axes}), got {tuple(spacing) if np.iterable(spacing) else spacing!r}")
+    return vals
+
+
+def relative_spacing(spacing, ndim: int) -> tuple[float, ...] | None:
+    """`check_spacing`, divided by its smallest entry (None when every axis is alike).
+
+    The pipeline's lengths (``RefineSettings.sigma``, ``dt`` with the lambdas) are in
+    pixels of the finest axis, so a layer scaled in micrometres refines as one in pixels
+    and only the anisotropy changes the result.
+
+    Examples
+    --------
+    >>> relative_spacing((5.0, 0.625, 0.625), 3)
+    (8.0, 1.0, 1.0)
+    >>> relative_spacing((0.5, 0.5), 2) is None
+    True
+    """
+    vals = check_spacing(spacing, ndim)
+    if vals is None:
+        return None
+    lo = min(vals)
+    rel = tuple(x / lo for x in vals)
+    return None if all(x == 1.0 for x in rel) else rel
+
+
 #: Assumed free memory when neither psutil, /proc/meminfo nor sysconf can say (bytes).
 FALLBACK_AVAILABLE = 8 << 30
 #: What to do with an image too large for memory (the folder path refines in blocks).
@@ -189,4 +245,35 @@ def check_memory(shape: tuple[int, ...], bytes_per_voxel: float, what: str,
         raise ValueError(f"{what} {'x'.join(map(str, shape))} needs about {_size(need)} "
                          f"({bytes_per_voxel:g} bytes per {unit}), more than the {_size(avail)} "
                          f"available; {hint}")
+    return need
+
+
+def check_snapshot_memory(shape: tuple[int, ...], snapshots: int, run_bytes_per_voxel: float,
+                          itemsize: int = 4) -> int:
+    """Peak bytes of a step-by-step run that keeps ``snapshots`` fields of ``shape``: the run
+    itself (``run_bytes_per_voxel``, e.g. `napari_tubediff.core.diffusion.DIFFUSE_BYTES`) plus
+    the snapshots. ValueError with the figures, and how many snapshots would fit, when that
+    exceeds `available_memory`.
+
+    Examples
+    --------
+    >>> check_snapshot_memory((64, 64, 64), 10, 46)  # 12 MiB run + 10 MiB of snapshots
+    22544384
+    >>> check_snapshot_memory((10**5, 10**5, 100), 50, 46)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: 50 snapshots of 100000x100000x100 (3725.3 GiB each) and the diffusion (42840.8 GiB) need ...
+    """
+    n = float(np.prod([float(x) for x in shape]))
+    each = int(n * itemsize)
+    run = int(n * run_bytes_per_voxel)
+    need = run + int(snapshots) * each
+    avail = available_memory()
+    if need > avail:
+        fit = (avail - run) // max(each, 1)
+        what = (f"at most {fit} snapshot(s) fit: lower 'snapshots kept'" if fit >= 2 else
+                f"not even the diffusion and 2 snapshots fit; {BLOCKWISE_HINT}")
+        raise ValueError(f"{snapshots} snapshots of {'x'.join(map(str, shape))} ({_size(each)} each) and "
+                         f"the diffusion ({_size(run)}) need {_size(need)}, more than the {_size(avail)} "
+                         f"available; {what}")
     return need

@@ -20,6 +20,16 @@ step that is too large into the smallest number of equal sub-steps that are
 stable (automatic sub-stepping): the field after step ``n`` is always the field
 at time ``n * dt``. ``substeps`` in the returned info (see `plan_substeps`) says
 how many sub-steps one step costs.
+
+Voxel spacing: ``spacing=(dz, dy, dx)`` (2D ``(dy, dx)``; None is 1 on every axis) makes
+grad and div physical derivatives (`napari_tubediff.core.stencils`), and the directions unit
+vectors in physical space, so a tube sampled with spacing (3, 1, 1) diffuses like the same
+tube sampled isotropically. ``dt`` and the lambdas are then in the spacing's length unit
+squared. Since ``div(D grad u) = sum_ij (1/h_i) d_i (D_ij (1/h_j) d_j u)`` with unit-spacing
+stencils ``d_i``, the fast paths run the unit-spacing operator on the index-space tensor
+``D'_ij = D_ij / (h_i h_j)`` (`index_tensor`); the numpy reference differentiates in
+physical units instead, so the two check each other. The stable limit shrinks with the
+finest spacing (`max_stable_dt`).
 """
 
 from __future__ import annotations
@@ -30,11 +40,20 @@ from functools import cache
 
 import numpy as np
 
-from .checks import check_directions, check_field, check_lambda, check_memory, check_positive, check_steps
+from .checks import (
+    check_directions,
+    check_field,
+    check_lambda,
+    check_memory,
+    check_positive,
+    check_spacing,
+    check_steps,
+)
 from .stencils import derivative, fd_weights
 
 __all__ = [
     "diffusion_tensor",
+    "index_tensor",
     "diffusion_rhs",
     "rk4_step",
     "max_stable_dt",
@@ -104,6 +123,29 @@ def diffusion_tensor(directions: np.ndarray, lambda_par=1.0, lambda_perp=0.1) ->
     return _tensor(v, lpar, lperp)
 
 
+def index_tensor(D: np.ndarray, spacing=None) -> np.ndarray:
+    """The tensor ``D'_ij = D_ij / (h_i h_j)`` that gives, with unit-spacing stencils, the
+    physical ``div(D grad u)`` on a grid of spacing ``h`` (see the module docstring).
+
+    Examples
+    --------
+    >>> D = np.eye(2, dtype=np.float32)[:, :, None, None] * np.ones((1, 1, 1, 1), np.float32)
+    >>> index_tensor(D, (2.0, 1.0))[:, :, 0, 0]
+    array([[0.25, 0.  ],
+           [0.  , 1.  ]], dtype=float32)
+    """
+    D = np.asarray(D, dtype=np.float32)
+    spacing = check_spacing(spacing, D.shape[0])
+    if spacing is None:
+        return D
+    inv = [np.float32(1.0 / h) for h in spacing]
+    out = np.empty_like(D)
+    for i in range(D.shape[0]):
+        for j in range(D.shape[0]):
+            out[i, j] = D[i, j] * (inv[i] * inv[j])
+    return out
+
+
 def _tensor(v: np.ndarray, lpar, lperp) -> np.ndarray:
     ndim = v.shape[0]
     spatial = v.shape[1:]
@@ -119,7 +161,8 @@ def _tensor(v: np.ndarray, lpar, lperp) -> np.ndarray:
     return D
 
 
-def diffusion_rhs(u: np.ndarray, D: np.ndarray, order: int = 8, relu: bool = True) -> np.ndarray:
+def diffusion_rhs(u: np.ndarray, D: np.ndarray, order: int = 8, relu: bool = True,
+                  spacing=None) -> np.ndarray:
     """``f(D, u) = ReLU(div(D grad u))``, the plain numpy reference.
 
     Parameters
@@ -133,6 +176,8 @@ def diffusion_rhs(u: np.ndarray, D: np.ndarray, order: int = 8, relu: bool = Tru
     relu : bool
         Apply the ReLU (True for the method; False gives the linear operator,
         which the tests use to check the time integrator's order).
+    spacing : sequence of float, optional
+        Grid spacing per axis; grad and div in physical units (None: 1).
 
     Examples
     --------
@@ -143,13 +188,14 @@ def diffusion_rhs(u: np.ndarray, D: np.ndarray, order: int = 8, relu: bool = Tru
     """
     u = np.asarray(u)
     ndim = u.ndim
-    g = [derivative(u, i, order) for i in range(ndim)]
+    spacing = check_spacing(spacing, ndim)
+    g = [derivative(u, i, order, spacing) for i in range(ndim)]
     out = None
     for i in range(ndim):
         q = D[i, 0] * g[0]
         for j in range(1, ndim):
             q = q + D[i, j] * g[j]
-        d = derivative(q, i, order)
+        d = derivative(q, i, order, spacing)
         out = d if out is None else out + d
     if relu:
         np.maximum(out, 0, out=out)
@@ -195,7 +241,14 @@ def _max_symbol(order: int) -> float:
     return float(np.abs(s).max())
 
 
-def max_stable_dt(lambda_par=1.0, lambda_perp=0.1, order: int = 8, ndim: int = 2) -> float:
+def _inverse_squares(ndim: int, spacing) -> float:
+    # sum_i 1 / h_i^2: ndim on a unit grid
+    spacing = check_spacing(spacing, ndim)
+    return float(ndim) if spacing is None else sum(1.0 / h**2 for h in spacing)
+
+
+def max_stable_dt(lambda_par=1.0, lambda_perp=0.1, order: int = 8, ndim: int = 2,
+                  spacing=None) -> float:
     """Largest stable RK4 time step for the explicit scheme.
 
     Von Neumann analysis of the linear operator ``div(D grad u)`` with the
@@ -203,6 +256,8 @@ def max_stable_dt(lambda_par=1.0, lambda_perp=0.1, order: int = 8, ndim: int = 2
     ``[-ndim * S_max^2 * lambda_max, 0]`` where ``S_max`` is the largest value of
     the first-derivative stencil's symbol, and RK4 is stable on the negative real
     axis up to ``|z| = 2.785``. So ``dt_max = 2.785 / (ndim S_max^2 lambda_max)``.
+    With spacing ``h`` the symbol is ``-(S h^-1)^T D (S h^-1)``, at most
+    ``lambda_max S_max^2 sum_i h_i^-2`` in size, which replaces ``ndim S_max^2 lambda_max``.
     The ReLU and the clipping only remove growth, so the bound holds for ``f``.
 
     Parameters
@@ -213,20 +268,25 @@ def max_stable_dt(lambda_par=1.0, lambda_perp=0.1, order: int = 8, ndim: int = 2
         Stencil order.
     ndim : int
         Number of spatial dimensions.
+    spacing : sequence of float, optional
+        Grid spacing per axis (None: 1).
 
     Examples
     --------
     >>> round(max_stable_dt(1.0, 0.1, order=2, ndim=1), 3)  # 2.785 / (1 * 1^2 * 1)
     2.785
+    >>> round(max_stable_dt(1.0, 0.1, order=2, ndim=2, spacing=(2.0, 0.5)), 3)  # 2.785 / (1/4 + 4)
+    0.655
     """
     fd_weights(order)  # validates order
     lmax = max(float(np.max(lambda_par)), float(np.max(lambda_perp)))
     if lmax <= 0:
         return math.inf
-    return _rk4_real_stability_bound() / (ndim * _max_symbol(order) ** 2 * lmax)
+    return _rk4_real_stability_bound() / (_inverse_squares(ndim, spacing) * _max_symbol(order) ** 2 * lmax)
 
 
-def plan_substeps(dt: float, lambda_par=1.0, lambda_perp=0.1, order: int = 8, ndim: int = 2) -> int:
+def plan_substeps(dt: float, lambda_par=1.0, lambda_perp=0.1, order: int = 8, ndim: int = 2,
+                  spacing=None) -> int:
     """How many equal RK4 sub-steps one step of size ``dt`` needs to be stable.
 
     Examples
@@ -236,7 +296,7 @@ def plan_substeps(dt: float, lambda_par=1.0, lambda_perp=0.1, order: int = 8, nd
     >>> plan_substeps(1.0, 1.0, 0.1, order=8, ndim=2)
     3
     """
-    limit = max_stable_dt(lambda_par, lambda_perp, order, ndim)
+    limit = max_stable_dt(lambda_par, lambda_perp, order, ndim, spacing)
     if not math.isfinite(limit):
         return 1
     return max(1, math.ceil(dt / limit - 1e-12))
@@ -256,7 +316,7 @@ MAX_SUBSTEPS = 1_000_000
 
 
 def check_plan(dt: float, steps: int, lambda_par=1.0, lambda_perp=0.1, order: int = 8,
-               ndim: int = 2) -> int:
+               ndim: int = 2, spacing=None) -> int:
     """Sub-steps per step (`plan_substeps`) after checking that the whole run stays within
     `MAX_SUBSTEPS`; ValueError naming the largest sensible ``dt`` otherwise.
 
@@ -269,11 +329,11 @@ def check_plan(dt: float, steps: int, lambda_par=1.0, lambda_perp=0.1, order: in
     ...
     ValueError: dt=1e+09 with lambda_par up to 1 would need 2...
     """
-    n_sub = plan_substeps(dt, lambda_par, lambda_perp, order, ndim)
+    n_sub = plan_substeps(dt, lambda_par, lambda_perp, order, ndim, spacing)
     total = n_sub * steps
     if total <= MAX_SUBSTEPS:
         return n_sub
-    limit = max_stable_dt(lambda_par, lambda_perp, order, ndim)
+    limit = max_stable_dt(lambda_par, lambda_perp, order, ndim, spacing)
     lmax = max(float(np.max(lambda_par)), float(np.max(lambda_perp)))
     if steps > MAX_SUBSTEPS:
         raise ValueError(f"steps={steps} is more than the {MAX_SUBSTEPS:,} RK4 steps one run may take; "
@@ -286,7 +346,8 @@ def check_plan(dt: float, steps: int, lambda_par=1.0, lambda_perp=0.1, order: in
         "lambda_par 1, dt 0.25)")
 
 
-def _prepare(u, directions, lambda_par, lambda_perp, dt, steps, order, backend, device="auto"):
+def _prepare(u, directions, lambda_par, lambda_perp, dt, steps, order, backend, device="auto",
+             spacing=None):
     steps = check_steps(steps, "steps")
     u = check_field(u, "u")
     directions = check_directions(directions, u.shape)
@@ -294,12 +355,13 @@ def _prepare(u, directions, lambda_par, lambda_perp, dt, steps, order, backend, 
     lperp = check_lambda(lambda_perp, u.shape, "lambda_perp")
     dt = check_positive(dt, "dt")
     fd_weights(order)
-    check_plan(dt, steps, lpar, lperp, int(order), u.ndim)
+    spacing = check_spacing(spacing, u.ndim)
+    check_plan(dt, steps, lpar, lperp, int(order), u.ndim, spacing)
     check_memory(u.shape, DIFFUSE_BYTES[u.ndim], "the diffusion of")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     device = _resolve_device(backend, device)
-    return u, directions, lpar, lperp, dt, steps, int(order), device
+    return u, directions, lpar, lperp, dt, steps, int(order), device, spacing
 
 
 def _resolve_device(backend: str, device) -> str:
@@ -331,25 +393,27 @@ def _resolve_backend(backend: str, device: str = "cpu") -> str:
 class _Stepper:
     """Advances a field by whole steps with one backend; holds its buffers."""
 
-    def __init__(self, u, v, lpar, lperp, order, backend, relu=True, device="cpu"):
+    def __init__(self, u, v, lpar, lperp, order, backend, relu=True, device="cpu", spacing=None):
         self.order = order
         self.relu = relu
+        self.spacing = spacing
         if backend == "numba":
             from ._kernels import KernelStepper
-            self._impl = KernelStepper(u, v, lpar, lperp, order, relu)
+            self._impl = KernelStepper(u, v, lpar, lperp, order, relu, spacing)
         elif backend == "torch":
             from .torch_diffusion import NumpyTorchStepper
-            self._impl = NumpyTorchStepper(u, _tensor(v, lpar, lperp), order, relu, device)
+            self._impl = NumpyTorchStepper(u, index_tensor(_tensor(v, lpar, lperp), spacing), order, relu,
+                                           device)
         else:
             self._impl = None
-            self.D = _tensor(v, lpar, lperp)
+            self.D = _tensor(v, lpar, lperp)  # physical: diffusion_rhs differentiates with the spacing
             self.u = u.copy()
 
     def advance(self, n: int, dt: float) -> None:
         if self._impl is not None:
             self._impl.advance(n, dt)
             return
-        f = lambda x: diffusion_rhs(x, self.D, self.order, self.relu)  # noqa: E731
+        f = lambda x: diffusion_rhs(x, self.D, self.order, self.relu, self.spacing)  # noqa: E731
         for _ in range(n):
             self.u = np.clip(rk4_step(f, self.u, np.float32(dt)), 0, 1).astype(np.float32, copy=False)
 
@@ -360,7 +424,7 @@ class _Stepper:
 
 
 def iter_diffusion(u, directions, *, lambda_par=1.0, lambda_perp=0.1, dt, steps, order=8,
-                   every=1, backend="auto", device="auto") -> Iterator[tuple[int, np.ndarray]]:
+                   every=1, backend="auto", device="auto", spacing=None) -> Iterator[tuple[int, np.ndarray]]:
     """Run the diffusion and yield ``(step, field)`` every ``every`` steps.
 
     Same arguments as `diffuse`, plus ``every``. The last step is always yielded,
@@ -376,18 +440,19 @@ def iter_diffusion(u, directions, *, lambda_par=1.0, lambda_perp=0.1, dt, steps,
     >>> [s for s, _ in iter_diffusion(u, v, dt=0.2, steps=5, every=2)]
     [2, 4, 5]
     """
-    u, v, lpar, lperp, dt, steps, order, device = _prepare(u, directions, lambda_par, lambda_perp,
-                                                          dt, steps, order, backend, device)
+    u, v, lpar, lperp, dt, steps, order, device, spacing = _prepare(
+        u, directions, lambda_par, lambda_perp, dt, steps, order, backend, device, spacing)
     every = check_steps(every, "every", minimum=1)
-    yield from _iterate(u, v, lpar, lperp, dt, steps, order, every, backend, device=device)
+    yield from _iterate(u, v, lpar, lperp, dt, steps, order, every, backend, device=device,
+                        spacing=spacing)
 
 
-def _iterate(u, v, lpar, lperp, dt, steps, order, every, backend, relu=True, device="cpu"):
+def _iterate(u, v, lpar, lperp, dt, steps, order, every, backend, relu=True, device="cpu", spacing=None):
     if steps == 0:
         return
     backend = _resolve_backend(backend, device)
-    n_sub = plan_substeps(dt, lpar, lperp, order, u.ndim)
-    stepper = _Stepper(u, v, lpar, lperp, order, backend, relu, device)
+    n_sub = plan_substeps(dt, lpar, lperp, order, u.ndim, spacing)
+    stepper = _Stepper(u, v, lpar, lperp, order, backend, relu, device, spacing)
     done = 0
     while done < steps:
         n = min(every, steps - done)
@@ -397,7 +462,7 @@ def _iterate(u, v, lpar, lperp, dt, steps, order, every, backend, relu=True, dev
 
 
 def diffuse(u, directions, *, lambda_par=1.0, lambda_perp=0.1, dt, steps, order=8,
-            backend="auto", device="auto") -> np.ndarray:
+            backend="auto", device="auto", spacing=None) -> np.ndarray:
     """Refine a probability field by anisotropic diffusion along ``directions``.
 
     Parameters
@@ -423,6 +488,10 @@ def diffuse(u, directions, *, lambda_par=1.0, lambda_perp=0.1, dt, steps, order=
         Where the steps run (`napari_tubediff.core.device.resolve_device`): "auto"
         takes CUDA when torch sees a GPU, else the CPU. On CUDA the torch backend
         runs; numba and numpy are CPU-only.
+    spacing : sequence of float, optional
+        Voxel spacing ``(dz, dy, dx)`` (2D ``(dy, dx)``); None is 1 on every axis. The
+        derivatives are physical, ``directions`` unit vectors in physical space, ``dt`` and
+        the lambdas in the spacing's length unit squared (module docstring).
 
     Returns
     -------
@@ -437,9 +506,9 @@ def diffuse(u, directions, *, lambda_par=1.0, lambda_perp=0.1, dt, steps, order=
     >>> bool(r[16, 14:18].min() > u[16, 14:18].max()), bool(r[10, 16] < 0.01)
     (True, True)
     """
-    u, v, lpar, lperp, dt, steps, order, device = _prepare(u, directions, lambda_par, lambda_perp,
-                                                          dt, steps, order, backend, device)
+    u, v, lpar, lperp, dt, steps, order, device, spacing = _prepare(
+        u, directions, lambda_par, lambda_perp, dt, steps, order, backend, device, spacing)
     # with every >= steps the iterator yields once, the final field (nothing for steps == 0)
     final = [field for _, field in _iterate(u, v, lpar, lperp, dt, steps, order, max(steps, 1), backend,
-                                            device=device)]
+                                            device=device, spacing=spacing)]
     return final[-1] if final else u.copy()

@@ -27,7 +27,7 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage.morphology import skeletonize
 
-from .checks import check_directions, check_field, check_steps
+from .checks import check_directions, check_field, check_spacing, check_steps, relative_spacing
 from .diffusion import iter_diffusion
 from .directions import estimate_directions
 from .dti import dti
@@ -42,7 +42,7 @@ REFINE_METHODS = ("faithful", "gated", "hysteresis", "gated+hysteresis", "gated+
 #: PDE as its default, because the step-by-step Diffusion panel and the block-wise batch
 #: refinement (`batch.chunked`) run that PDE itself.
 RECOMMENDED_METHOD = "gated+dti"
-_NOT_DIFFUSION = ("sigma", "method", "gate_center", "gate_width", "low")
+_NOT_DIFFUSION = ("sigma", "method", "gate_center", "gate_width", "low", "spacing")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,12 @@ class RefineSettings:
     evidence gate of ``"gated"``; ``low`` the growth threshold of ``"hysteresis"``
     (seeds at 0.5). The others are `napari_tubediff.diffuse`'s. The defaults suit 1 to
     4 pixel wide vessels.
+
+    ``spacing`` is the voxel spacing ``(dz, dy, dx)`` (2D ``(dy, dx)``, any length unit, e.g.
+    a napari layer's ``scale``); None is isotropic. It is used relative to its smallest
+    entry (`core.checks.relative_spacing`): ``sigma``, ``dt`` and the lambdas stay in pixels
+    of the finest axis, so a layer scaled in micrometres refines as one in pixels and only
+    the anisotropy (z voxels 3 times longer, say) changes the directions and the diffusion.
     """
 
     sigma: float = 3.0
@@ -66,18 +72,31 @@ class RefineSettings:
     gate_center: float = 0.2
     gate_width: float = 0.05
     low: float = 0.3
+    spacing: tuple[float, ...] | None = None
 
     def __post_init__(self):
+        if self.spacing is not None:
+            object.__setattr__(self, "spacing", check_spacing(self.spacing, len(tuple(self.spacing))))
         if self.method not in REFINE_METHODS:
             raise ValueError(f"unknown refinement method {self.method!r}; "
                              f"choose from {', '.join(REFINE_METHODS)}")
         if not self.gate_width > 0:
             raise ValueError(f"gate_width must be > 0, got {self.gate_width!r}")
 
-    def diffusion_kwargs(self) -> dict:
+    def relative_spacing(self, ndim: int) -> tuple[float, ...] | None:
+        """The spacing the core functions get for an ``ndim``-D field (None: isotropic)."""
+        if self.spacing is not None and len(self.spacing) != ndim:
+            raise ValueError(f"spacing {self.spacing} has {len(self.spacing)} entries but the field is "
+                             f"{ndim}D; give one length per axis")
+        return relative_spacing(self.spacing, ndim)
+
+    def diffusion_kwargs(self, ndim: int | None = None) -> dict:
+        """`napari_tubediff.diffuse`'s keyword arguments; with ``ndim``, ``spacing`` too."""
         d = asdict(self)
         for k in _NOT_DIFFUSION:
             d.pop(k)
+        if ndim is not None:
+            d["spacing"] = self.relative_spacing(ndim)
         return d
 
 
@@ -104,13 +123,15 @@ def iter_refine(u, directions=None, settings: RefineSettings | None = None, *, e
     s = replace(settings or RefineSettings(), **overrides)
     check_steps(s.steps, "steps")
     u = check_field(u, "u")  # a field outside [0, 1] is refused before the Hessian, not after
+    spacing = s.relative_spacing(u.ndim)
     if directions is None:
-        directions = estimate_directions(u, s.sigma)
+        directions = estimate_directions(u, s.sigma, spacing=spacing)
     if s.method == "hysteresis":
         yield s.steps, _hysteresis_field(u, u, s, directions)
         return
     gate = _gate(u, s) if s.method != "faithful" else None
-    for step, field in iter_diffusion(u, directions, every=every, device=device, **s.diffusion_kwargs()):
+    for step, field in iter_diffusion(u, directions, every=every, device=device,
+                                      **s.diffusion_kwargs(u.ndim)):
         if gate is not None:
             # u only rises in the diffusion, so u + g (field - u) stays in [u, field]
             field = u + gate * (field - u)

@@ -4,6 +4,9 @@ The weights come from Fornberg's recursion (B. Fornberg, "Generation of finite
 difference formulas on arbitrarily spaced grids", Math. Comp. 51, 1988), so any
 even order is available without a table. Derivatives pad their input by
 replicating the edge value (numpy's ``mode='edge'``), as the method prescribes.
+
+``spacing`` (``(dz, dy, dx)``, or ``(dy, dx)`` in 2D; None is unit spacing) gives the
+derivatives in physical units: the unit-spacing stencil divided by the axis' spacing.
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from __future__ import annotations
 from functools import cache
 
 import numpy as np
+
+from .checks import check_spacing
 
 __all__ = ["fornberg_weights", "fd_weights", "derivative", "gradient", "divergence"]
 
@@ -108,11 +113,19 @@ def fd_weights(order: int = 8) -> np.ndarray:
     return _fd_weights_cached(order)
 
 
-def derivative(u: np.ndarray, axis: int, order: int = 8) -> np.ndarray:
+def _axis_step(spacing, ndim: int, axis: int) -> float:
+    if spacing is None:
+        return 1.0
+    if np.ndim(spacing) == 0:  # the one axis' spacing
+        return check_spacing((spacing,), 1)[0]
+    return check_spacing(spacing, ndim)[axis]
+
+
+def derivative(u: np.ndarray, axis: int, order: int = 8, spacing=None) -> np.ndarray:
     """First derivative of ``u`` along ``axis`` by central differences.
 
     The array is padded by replicating its edge values (numpy ``'edge'``), so the
-    output has the shape of the input. Unit grid spacing.
+    output has the shape of the input.
 
     Parameters
     ----------
@@ -122,6 +135,8 @@ def derivative(u: np.ndarray, axis: int, order: int = 8) -> np.ndarray:
         Axis to differentiate along.
     order : int
         Even accuracy order of the stencil.
+    spacing : float or sequence of float, optional
+        Grid spacing: the spacing of ``axis``, or one per axis of ``u``. None is 1.
 
     Returns
     -------
@@ -132,10 +147,13 @@ def derivative(u: np.ndarray, axis: int, order: int = 8) -> np.ndarray:
     --------
     >>> derivative(np.arange(10.0) ** 2, axis=0, order=4)[3:7]
     array([ 6.,  8., 10., 12.])
+    >>> derivative(np.arange(10.0) ** 2, axis=0, order=4, spacing=2.0)[3:7]  # d/dx with x = 2 i
+    array([3., 4., 5., 6.])
     """
     u = np.asarray(u)
     dtype = np.float32 if u.dtype == np.float32 else np.float64
-    w = fd_weights(order).astype(dtype)
+    h = _axis_step(spacing, u.ndim, axis % max(u.ndim, 1))
+    w = (fd_weights(order) / h).astype(dtype)
     r = order // 2
     axis = axis % u.ndim
     pad = [(0, 0)] * u.ndim
@@ -152,10 +170,11 @@ def derivative(u: np.ndarray, axis: int, order: int = 8) -> np.ndarray:
     return out
 
 
-def gradient(u: np.ndarray, order: int = 8) -> np.ndarray:
+def gradient(u: np.ndarray, order: int = 8, spacing=None) -> np.ndarray:
     """Gradient of ``u`` as an array of shape ``(u.ndim, *u.shape)``.
 
-    Component ``i`` is the derivative along array axis ``i`` (see `derivative`).
+    Component ``i`` is the derivative along array axis ``i`` (see `derivative`),
+    in physical units with ``spacing`` (one length per axis; None is 1).
 
     Examples
     --------
@@ -164,13 +183,15 @@ def gradient(u: np.ndarray, order: int = 8) -> np.ndarray:
     ((2, 5, 6), 1.0, 2.0)
     """
     u = np.asarray(u)
-    return np.stack([derivative(u, i, order) for i in range(u.ndim)])
+    spacing = check_spacing(spacing, u.ndim)
+    return np.stack([derivative(u, i, order, spacing) for i in range(u.ndim)])
 
 
-def divergence(q: np.ndarray, order: int = 8) -> np.ndarray:
+def divergence(q: np.ndarray, order: int = 8, spacing=None) -> np.ndarray:
     """Divergence of a vector field ``q`` of shape ``(ndim, *spatial)``.
 
-    ``sum_i d q[i] / d x_i``, each derivative as in `derivative`.
+    ``sum_i d q[i] / d x_i``, each derivative as in `derivative` (``spacing``: one
+    length per spatial axis; None is 1).
 
     Examples
     --------
@@ -184,7 +205,8 @@ def divergence(q: np.ndarray, order: int = 8) -> np.ndarray:
     if q.ndim != ndim + 1:
         raise ValueError(f"a vector field of {ndim} components needs shape ({ndim}, *spatial) "
                          f"with {ndim} spatial axes, got shape {q.shape}")
-    out = derivative(q[0], 0, order)
+    spacing = check_spacing(spacing, ndim)
+    out = derivative(q[0], 0, order, spacing)
     for i in range(1, ndim):
-        out += derivative(q[i], i, order)
+        out += derivative(q[i], i, order, spacing)
     return out

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .checks import check_spacing
 from .stencils import fd_weights
 
 __all__ = ["tensor_components", "derivative_t", "rhs_t", "rk4_step_t", "diffuse_t"]
@@ -40,9 +41,15 @@ def derivative_t(u: torch.Tensor, dim: int, weights: torch.Tensor) -> torch.Tens
     return out
 
 
-def tensor_components(v: torch.Tensor, lambda_par, lambda_perp) -> list[list[torch.Tensor]]:
-    """``D[i][j]`` as (N, 1, *spatial) tensors for directions ``v`` (N, ndim, *spatial)."""
+def tensor_components(v: torch.Tensor, lambda_par, lambda_perp, spacing=None) -> list[list[torch.Tensor]]:
+    """``D[i][j]`` as (N, 1, *spatial) tensors for directions ``v`` (N, ndim, *spatial).
+
+    With ``spacing`` (one length per spatial axis) the index-space tensor
+    ``D_ij / (h_i h_j)`` of `napari_tubediff.core.diffusion.index_tensor`, for the
+    unit-spacing stencils of `rhs_t`.
+    """
     ndim = v.shape[1]
+    spacing = check_spacing(spacing, ndim)
     diff = lambda_par - lambda_perp
     D = [[None] * ndim for _ in range(ndim)]
     for i in range(ndim):
@@ -50,6 +57,8 @@ def tensor_components(v: torch.Tensor, lambda_par, lambda_perp) -> list[list[tor
             d = diff * v[:, i:i + 1] * v[:, j:j + 1]
             if i == j:
                 d = d + lambda_perp
+            if spacing is not None:
+                d = d * (1.0 / (spacing[i] * spacing[j]))
             D[i][j] = D[j][i] = d
     return D
 
@@ -81,7 +90,7 @@ def rk4_step_t(u: torch.Tensor, D, weights: torch.Tensor, dt: float, relu: bool 
 
 def diffuse_t(u: torch.Tensor, directions: torch.Tensor, lambda_par=1.0, lambda_perp=0.1, *,
               dt: float, steps: int, order: int = 8, substeps: int | None = None,
-              relu: bool = True) -> torch.Tensor:
+              relu: bool = True, spacing=None) -> torch.Tensor:
     """``steps`` differentiable RK4 steps on a batch.
 
     Parameters
@@ -97,6 +106,8 @@ def diffuse_t(u: torch.Tensor, directions: torch.Tensor, lambda_par=1.0, lambda_
     substeps : int, optional
         Sub-steps per step; by default the same automatic choice as `diffuse`
         (from the lambdas' current values).
+    spacing : sequence of float, optional
+        Voxel spacing per spatial axis, as in `napari_tubediff.diffuse` (None: 1).
 
     Examples
     --------
@@ -117,9 +128,9 @@ def diffuse_t(u: torch.Tensor, directions: torch.Tensor, lambda_par=1.0, lambda_
     if substeps is None:
         lp = float(torch.as_tensor(lambda_par).detach().max())
         lq = float(torch.as_tensor(lambda_perp).detach().max())
-        substeps = plan_substeps(dt, lp, lq, order, ndim)
+        substeps = plan_substeps(dt, lp, lq, order, ndim, spacing)
     w = torch.tensor(np.array(fd_weights(order)), dtype=u.dtype, device=u.device)
-    D = tensor_components(directions.to(u.dtype), lambda_par, lambda_perp)
+    D = tensor_components(directions.to(u.dtype), lambda_par, lambda_perp, spacing)
     h = dt / substeps
     for _ in range(steps * substeps):
         u = rk4_step_t(u, D, w, h, relu)

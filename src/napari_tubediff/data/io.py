@@ -20,7 +20,8 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
 __all__ = ["atomic_path", "atomic_write_text", "write_image", "read_image", "looks_like_labels",
-           "to_probability", "IMAGE_SUFFIXES", "DiskFullError"]
+           "to_probability", "read_spacing", "parse_spacing", "choose_spacing", "IMAGE_SUFFIXES",
+           "DiskFullError"]
 
 
 class DiskFullError(OSError):
@@ -256,3 +257,158 @@ def to_probability(a: np.ndarray, name: str = "map") -> np.ndarray:
     if note:
         warnings.warn(f"{name}: {note}", AssumptionWarning, stacklevel=2)
     return prob
+
+
+#: Length units of OME ``PhysicalSize*Unit`` and ImageJ's ``unit``, in micrometres.
+_UNITS_UM = {"m": 1e6, "cm": 1e4, "mm": 1e3, "um": 1.0, "micron": 1.0, "microns": 1.0,
+             "micrometer": 1.0, "nm": 1e-3, "pm": 1e-6, "a": 1e-4}
+
+
+def _unit_um(unit, default: float = 1.0) -> float:
+    # micro as the micro sign (U+00B5) or the Greek mu (U+03BC); Angstrom as U+00C5 or U+212B
+    u = str(unit or "").strip().lower()
+    for ch, ascii_ in (("\u00b5", "u"), ("\u03bc", "u"), ("\u00e5", "a"), ("\u212b", "a")):
+        u = u.replace(ch, ascii_)
+    return _UNITS_UM.get(u, default)
+
+
+def _resolution(page, tag: str) -> float | None:
+    # a TIFF resolution tag holds pixels per unit as a rational: the spacing is its inverse
+    t = page.tags.get(tag)
+    if t is None:
+        return None
+    try:
+        num, den = t.value
+        return den / num if num > 0 and den > 0 else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _ome_spacing(xml: str, ndim: int) -> tuple[float, ...] | None:
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    pixels = next((e for e in root.iter() if e.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None:
+        return None
+    sizes = []
+    for ax in "ZYX"[3 - ndim:]:
+        v = pixels.get(f"PhysicalSize{ax}")
+        if v is None:
+            return None
+        sizes.append(float(v) * _unit_um(pixels.get(f"PhysicalSize{ax}Unit", "um")))
+    return tuple(sizes)
+
+
+def read_spacing(path, ndim: int) -> tuple[float, ...] | None:
+    """The voxel spacing a TIFF file records, ``(dz, dy, dx)`` (2D ``(dy, dx)``), or None.
+
+    Read, in this order, from OME-XML (``PhysicalSizeZ/Y/X`` with their units, in
+    micrometres), ImageJ's metadata (``spacing`` for z, the ``XResolution`` and
+    ``YResolution`` tags for the plane, in ImageJ's ``unit``), or, for 2D images, the
+    plain resolution tags. None when an axis is missing (a volume without a z spacing),
+    when a value is not a positive number, and for any other format: the caller then
+    takes isotropic voxels or the user's ``--spacing``.
+
+    Examples
+    --------
+    >>> import tempfile, os, tifffile
+    >>> p = os.path.join(tempfile.mkdtemp(), "v.tif")
+    >>> tifffile.imwrite(p, np.zeros((4, 8, 8), np.uint16), imagej=True, resolution=(2.0, 2.0),
+    ...                  metadata={"spacing": 1.5, "unit": "um"})
+    >>> read_spacing(p, 3)
+    (1.5, 0.5, 0.5)
+    """
+    path = Path(path)
+    if path.suffix.lower() not in (".tif", ".tiff") or ndim not in (2, 3):
+        return None
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            page = tf.pages[0]
+            if tf.is_ome and tf.ome_metadata:
+                found = _ome_spacing(tf.ome_metadata, ndim)
+                if found is not None:
+                    return _positive(found)
+            dy, dx = _resolution(page, "YResolution"), _resolution(page, "XResolution")
+            ij = tf.imagej_metadata or {}
+            if dy is None or dx is None:
+                return None
+            if ij:
+                dz = ij.get("spacing") if ndim == 3 else 1.0
+                if dz is None:
+                    return None
+                scale = _unit_um(ij.get("unit"))
+                return _positive((float(dz) * scale, dy * scale, dx * scale)[3 - ndim:])
+            return _positive((dy, dx)) if ndim == 2 else None
+    except (OSError, ValueError, TypeError, KeyError, IndexError):
+        return None
+
+
+def _positive(vals) -> tuple[float, ...] | None:
+    vals = tuple(float(v) for v in vals)
+    return vals if all(np.isfinite(v) and v > 0 for v in vals) else None
+
+
+def parse_spacing(text: str | None, ndim: int | None = None) -> tuple[float, ...] | None:
+    """``--spacing DZ,DY,DX`` (or ``DY,DX``; one number: every axis) as a tuple, or None.
+
+    Examples
+    --------
+    >>> parse_spacing("5,0.6,0.6")
+    (5.0, 0.6, 0.6)
+    >>> parse_spacing("2", 3)
+    (2.0, 2.0, 2.0)
+    >>> parse_spacing("5,x,1")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: --spacing takes positive lengths DZ,DY,DX (a volume) or DY,DX (an image), ...; got '5,x,1'
+    """
+    if text is None or str(text).strip().lower() in ("", "auto"):
+        return None
+    msg = ("--spacing takes positive lengths DZ,DY,DX (a volume) or DY,DX (an image), e.g. 5,0.6,0.6; "
+           f"got {text!r}")
+    try:
+        vals = tuple(float(x) for x in str(text).split(","))
+    except ValueError:
+        raise ValueError(msg) from None
+    if not vals or not all(np.isfinite(v) and v > 0 for v in vals):
+        raise ValueError(msg)
+    if len(vals) == 1 and ndim is not None:
+        vals = vals * ndim
+    if ndim is not None and len(vals) != ndim:
+        raise ValueError(f"--spacing {text} gives {len(vals)} lengths for a {ndim}D image; give {ndim}")
+    return vals
+
+
+def choose_spacing(path, ndim: int, given=None) -> tuple[tuple[float, ...] | None, str]:
+    """The spacing to use for one file and how it was found: the user's (``given``, e.g.
+    ``--spacing``), else the file's metadata (`read_spacing`), else isotropic (None).
+
+    Examples
+    --------
+    >>> choose_spacing("a.png", 2)
+    (None, 'none in the file; --spacing sets one')
+    >>> choose_spacing("a.png", 3, (5.0, 1.0, 1.0))
+    ((5.0, 1.0, 1.0), 'given')
+    """
+    if given is not None:
+        if len(given) == 1:
+            given = tuple(given) * ndim
+        if len(given) != ndim:
+            raise ValueError(f"--spacing gives {len(given)} lengths but {Path(path).name} is {ndim}D; "
+                             f"give {ndim}")
+        return tuple(float(x) for x in given), "given"
+    found = read_spacing(path, ndim)
+    if found is not None:
+        return found, "from the file's metadata"
+    return None, "none in the file; --spacing sets one"
+
+
+def spacing_text(spacing) -> str:
+    """``(5, 0.6, 0.6)`` as ``5 x 0.6 x 0.6``; None as ``1 (isotropic)``."""
+    return "1 (isotropic)" if spacing is None else " x ".join(f"{x:g}" for x in spacing)

@@ -274,7 +274,7 @@ def refiner_for(choice: str | None, backbone: str | None) -> LearnedRefiner | No
 
 
 def vessel_directions(prob: np.ndarray, features: np.ndarray | None = None, *, sigma: float = 3.0,
-                      refiner="active") -> tuple[np.ndarray, str]:
+                      refiner="active", spacing=None) -> tuple[np.ndarray, str]:
     """Directions for the diffusion and where they came from (``"learned"`` or ``"hessian"``).
 
     The learned direction head is used when backbone ``features`` of shape
@@ -283,7 +283,9 @@ def vessel_directions(prob: np.ndarray, features: np.ndarray | None = None, *, s
     directions of ``prob`` at scale ``sigma``. By default (``"active"``) 2D data use the
     session's refiner; 3D data use Hessian directions unless the user loaded or
     fine-tuned a 3D refiner (`LEARNED_BY_DEFAULT`); ``"shipped"`` or a path asks for a
-    learned head explicitly.
+    learned head explicitly. ``spacing``: the voxel spacing; the Hessian directions take it
+    (`estimate_directions`; ``sigma`` in the spacing's unit) and the learned head's
+    voxel-grid vectors are mapped to physical ones (``h * v``, normalised).
 
     Examples
     --------
@@ -300,7 +302,10 @@ def vessel_directions(prob: np.ndarray, features: np.ndarray | None = None, *, s
     if features is not None and refiner is not None and ndim in SHIPPED_REFINERS:
         r = resolve_refiner(refiner, ndim)
         if r.fits(prob, features):
-            return r.head(np.asarray(features, np.float32))[0], "learned"
+            v = r.head(np.asarray(features, np.float32))[0]
+            if spacing is not None:  # the head works on the voxel grid: physical vectors are h * v
+                v = normalize_directions(v * np.asarray(spacing, np.float32).reshape(-1, *(1,) * ndim))
+            return v, "learned"
         f = np.shape(features)
         if ndim == 2 and r.ndim == 2 and len(f) == 3 and f[0] == r.config["feature_channels"]:
             # features at the backbone's working scale: the head's directions there, brought to
@@ -308,4 +313,4 @@ def vessel_directions(prob: np.ndarray, features: np.ndarray | None = None, *, s
             v = r.head(np.asarray(features, np.float32))[0]
             v = from_working(v, np.shape(prob), order=0).astype(np.float64)
             return normalize_directions(v), "learned"
-    return estimate_directions(prob, sigma), "hessian"
+    return estimate_directions(prob, sigma, spacing=spacing), "hessian"

@@ -600,6 +600,15 @@ def spatial_ndim(layer) -> int:
     return int(np.ndim(layer.data)) - (1 if getattr(layer, "rgb", False) else 0)
 
 
+def layer_spacing(layer) -> tuple[float, ...] | None:
+    """The voxel spacing of a layer's spatial axes from its ``scale`` (None: isotropic)."""
+    nd = spatial_ndim(layer)
+    scale = tuple(float(x) for x in np.asarray(getattr(layer, "scale", ()), float)[-nd:]) if nd else ()
+    if len(scale) != nd or len(set(scale)) <= 1 or not all(np.isfinite(x) and x > 0 for x in scale):
+        return None
+    return scale
+
+
 def view_toggle(viewer, combo: ComboBox) -> CheckBox:
     """A "3D view" check box bound to ``viewer.dims.ndisplay``, for a panel's layer choice.
 

@@ -34,7 +34,8 @@ from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton
 from napari.utils.colormaps import Colormap
 from napari.utils.notifications import show_error, show_info
 
-from ..core.diffusion import iter_diffusion, plan_substeps
+from ..core.checks import check_snapshot_memory
+from ..core.diffusion import DIFFUSE_BYTES, iter_diffusion, plan_substeps
 from ..core.history import SnapshotHistory, capacity_for
 from ..core.refine import RefineSettings
 from ..models import session
@@ -46,6 +47,7 @@ from ._common import (
     SHORTCUTS,
     Panel,
     follow_layers,
+    layer_spacing,
     layers_of,
     probability_data,
     put_image,
@@ -101,9 +103,10 @@ def _diffusion_job(u, directions, settings: RefineSettings, *, start: int = 0, s
     """
     if directions is None:
         # the learned head when the probability layer carries backbone features, else Hessian
-        directions, _ = vessel_directions(u, features, sigma=settings.sigma)
+        directions, _ = vessel_directions(u, features, sigma=settings.sigma,
+                                          spacing=settings.relative_spacing(u.ndim))
         yield Frame(start, None, directions)
-    kw = settings.diffusion_kwargs()
+    kw = settings.diffusion_kwargs(u.ndim)
     kw["steps"] = settings.steps if steps is None else steps
     for step, field in iter_diffusion(u, directions, every=every, **kw):
         yield Frame(start + step, field)
@@ -173,14 +176,15 @@ class DiffusionWidget(Panel):
     def _settings(self) -> RefineSettings:
         return RefineSettings(sigma=self.sigma.value, lambda_par=self.lambda_par.value,
                               lambda_perp=self.lambda_perp.value, dt=self.dt.value,
-                              steps=self.steps.value, order=self.order.value)
+                              steps=self.steps.value, order=self.order.value,
+                              spacing=layer_spacing(self.layer.value))  # the layer's scale
 
     def _show_substeps(self, *_):
         # the limit depends on the number of spatial axes: 3 for a volume
         layer = self.layer.value
         ndim = 3 if layer is not None and not layer.rgb and np.ndim(layer.data) == 3 else 2
         n = plan_substeps(self.dt.value, self.lambda_par.value, self.lambda_perp.value,
-                          self.order.value, ndim)
+                          self.order.value, ndim, self._settings().relative_spacing(ndim) if layer else None)
         self.say("" if n == 1 else f"dt above the stability limit: {n} sub-steps per step")
 
     def _input(self) -> np.ndarray | None:
@@ -191,9 +195,15 @@ class DiffusionWidget(Panel):
         u = self._input()
         if u is None:
             return False
+        try:  # refused with the figures, not an out-of-memory crash half-way
+            check_snapshot_memory(u.shape, capacity_for(u.shape, self.max_snapshots.value, SNAPSHOT_BYTES),
+                                  DIFFUSE_BYTES[u.ndim])
+        except ValueError as e:
+            show_error(str(e))
+            return False
         layer = self.layer.value
         # the session version changes when fine-tuning or loading replaces the refiner
-        key = (id(layer), id(layer.data), self.sigma.value, session.version())
+        key = (id(layer), id(layer.data), self.sigma.value, session.version(), layer_spacing(layer))
         if key != self._key or self._field is None:
             if key != self._key:
                 self._directions = None

@@ -22,10 +22,20 @@ import numpy as np
 from magicgui.widgets import ComboBox, FloatSpinBox, Label, PushButton, SpinBox
 from napari.utils.notifications import show_error
 
+from ..core.checks import relative_spacing
 from ..core.directions import orientation_colors, sample_vectors, vector_angles, vector_elevations
 from ..models import session
 from ..models.refiner import vessel_directions
-from ._common import Panel, follow_layers, layers_of, probability_data, put_layer, spatial_ndim, view_toggle
+from ._common import (
+    Panel,
+    follow_layers,
+    layer_spacing,
+    layers_of,
+    probability_data,
+    put_layer,
+    spatial_ndim,
+    view_toggle,
+)
 
 DIRECTIONS = "directions"
 #: Default grid step for 2D images and for volumes: a volume's regular grid meets a thin
@@ -33,10 +43,11 @@ DIRECTIONS = "directions"
 GRID_STEP = {2: 6, 3: 3}
 
 
-def _directions_job(u: np.ndarray, sigma: float, features=None):
+def _directions_job(u: np.ndarray, sigma: float, features=None, spacing=None):
     """``(directions, source)``: the learned head on the backbone's features when the
-    probability layer carries them, Hessian directions otherwise."""
-    return vessel_directions(u, features, sigma=sigma)
+    probability layer carries them, Hessian directions otherwise (``spacing``: the layer's
+    scale relative to its finest axis, so ``sigma`` stays in pixels)."""
+    return vessel_directions(u, features, sigma=sigma, spacing=spacing)
 
 
 class DirectionsWidget(Panel):
@@ -82,10 +93,11 @@ class DirectionsWidget(Panel):
         u = self._input()
         if u is None:
             return
-        key = (id(self.layer.value), self.sigma.value, session.version())
+        self._spacing = relative_spacing(layer_spacing(self.layer.value), u.ndim)
+        key = (id(self.layer.value), self.sigma.value, session.version(), self._spacing)
         self._source = self.layer.value
         feats = self.layer.value.metadata.get("features")
-        self.start(_directions_job, u, self.sigma.value, feats, desc="estimating directions",
+        self.start(_directions_job, u, self.sigma.value, feats, self._spacing, desc="estimating directions",
                    note="estimating directions...", on_result=lambda _job, v: self._on_result(key, u, v),
                    on_error=lambda _job, e: show_error(f"Directions failed: {e}"))
 
@@ -102,7 +114,7 @@ class DirectionsWidget(Panel):
             return
         _, u, v = self._cache
         vectors = sample_vectors(v, u >= self.threshold.value, self.step.value, self.length.value,
-                                 inside=True, weights=u)
+                                 inside=True, weights=u, spacing=getattr(self, "_spacing", None))
         angles = vector_angles(vectors) if len(vectors) else np.zeros(0, np.float32)
         if u.ndim == 3:
             # colour by 3D orientation; the angles stay in the features for a colour map by hand

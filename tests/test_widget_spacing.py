@@ -1,0 +1,57 @@
+"""The panels take the voxel spacing from the layer's ``scale`` (issue 16) and the Diffusion
+panel refuses a run that does not fit in memory."""
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+
+from napari_tubediff.core.refine import RefineSettings, refine  # noqa: E402
+from napari_tubediff.data.synthetic import synthetic_vessels  # noqa: E402
+from napari_tubediff.widgets.diffusion import REFINED  # noqa: E402
+
+
+@pytest.fixture
+def viewer_and_widget(make_napari_viewer):
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-tubediff", "Diffusion")
+    return viewer, widget
+
+
+def test_diffusion_panel_refines_with_the_layers_scale(viewer_and_widget, qtbot):
+    viewer, w = viewer_and_widget
+    u = synthetic_vessels((12, 32, 32), seed=1, width=(1.0, 2.0)).probability
+    viewer.add_image(u, name="probability", scale=(6.0, 2.0, 2.0))  # micrometres, z 3 times longer
+    w.layer.value = viewer.layers["probability"]
+    w.steps.value = 3
+    w.run()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60000)
+    got = viewer.layers[REFINED].data
+    np.testing.assert_allclose(got, refine(u, settings=RefineSettings(steps=3, spacing=(3, 1, 1))), atol=1e-6)
+    assert np.abs(got - refine(u, steps=3)).max() > 1e-3  # the scale did change it
+
+
+def test_stability_notice_follows_the_scale(viewer_and_widget):
+    viewer, w = viewer_and_widget
+    w.lambda_par.value, w.lambda_perp.value, w.order.value = 1.0, 0.02, 8
+    # dt = 0.4 is above the 3D limit on isotropic voxels (0.31) and below it at spacing
+    # (3, 1, 1) (0.31 * 3 / (2 + 1/9) = 0.44)
+    viewer.add_image(np.zeros((8, 16, 16), np.float32), name="isotropic")
+    viewer.add_image(np.zeros((8, 16, 16), np.float32), name="anisotropic", scale=(3, 1, 1))
+    w.layer.value = viewer.layers["isotropic"]
+    w.dt.value = 0.4
+    assert "2 sub-steps" in w.status.value
+    w.layer.value = viewer.layers["anisotropic"]
+    assert w.status.value == ""
+
+
+def test_a_run_that_does_not_fit_in_memory_is_refused(viewer_and_widget, monkeypatch):
+    viewer, w = viewer_and_widget
+    messages = []
+    monkeypatch.setattr("napari_tubediff.widgets.diffusion.show_error", messages.append)
+    monkeypatch.setattr("napari_tubediff.core.checks.available_memory", lambda: 2**20)
+    viewer.add_image(np.zeros((16, 32, 32), np.float32), name="probability")
+    w.layer.value = viewer.layers["probability"]
+    w.run()
+    assert w._worker is None and REFINED not in viewer.layers
+    assert len(messages) == 1 and "more than the 1 MiB available" in messages[0]
