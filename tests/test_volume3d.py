@@ -167,3 +167,29 @@ def test_cli_refine_input_image_takes_region3d_for_volumes(tmp_path):
                   device="cpu") >= 0.5
     np.testing.assert_array_equal(mask, want)
     assert dice(mask, truth) > 0.7 and record["settings"]["volume_backbone"] == "region3d"
+
+
+def test_cli_segment_takes_the_volume_spacing_from_the_option_or_the_file(tmp_path, capsys):
+    import tifffile
+
+    from napari_tubediff.cli import main
+    from napari_tubediff.data.io import read_image
+
+    # a tube 4 um in radius in voxels 2 um deep: 2 planes, 4 rows in radius
+    sp = (2.0, 1.0, 1.0)
+    vol = _noisy(_tube((24, 40, 30), 4.0, spacing=sp), seed=7)
+    tifffile.imwrite(tmp_path / "v.tif", vol, imagej=True, resolution=(1.0, 1.0),
+                     metadata={"spacing": 2.0, "unit": "um", "axes": "ZYX"})
+    assert main(["segment", str(tmp_path / "v.tif"), "--out", str(tmp_path / "a")]) == 0
+    err = capsys.readouterr().err
+    assert "voxel spacing 2 x 1 x 1 (from the file's metadata)" in err
+    prob = read_image(tmp_path / "a" / "v_prob.tif")
+    np.testing.assert_array_equal(prob, VolumeBackbone(spacing=sp).predict(vol))
+    # the option wins over the file; the radius is in its units
+    assert main(["segment", str(tmp_path / "v.tif"), "--out", str(tmp_path / "b"),
+                 "--spacing", "4,2,2"]) == 0
+    err = capsys.readouterr().err
+    assert "voxel spacing 4 x 2 x 2 (given)" in err and "vessel radius 8" in err
+    assert main(["segment", str(tmp_path / "v.tif"), "--out", str(tmp_path / "c"),
+                 "--spacing", "1,x,1"]) == 2
+    assert "--spacing takes positive lengths" in capsys.readouterr().err

@@ -344,7 +344,7 @@ def _segment(args) -> int:
     from tqdm import tqdm
 
     from .core.scale import parse_scale
-    from .data.io import read_image, write_image
+    from .data.io import choose_spacing, parse_spacing, read_image, spacing_text, write_image
     from .data.outputs import Output, make_record, output_path, plan_outputs
     from .models import get_backbone
     from .models.backbones import segment_image
@@ -356,8 +356,9 @@ def _segment(args) -> int:
     paths = _existing_files(args.images)
     model = kwargs.get("weights") or kwargs.get("path")
     scale, fov = parse_scale(args.scale), _fov_option(args.fov)
+    given_spacing = parse_spacing(args.spacing)
     settings = {"backbone": name, "weights": str(Path(model).resolve()) if model else None,
-                "polarity": args.polarity, "scale": args.scale, "fov": args.fov}
+                "polarity": args.polarity, "scale": args.scale, "fov": args.fov, "spacing": args.spacing}
     suffixes = {p: _prob_suffixes(p) for p in paths}
     # no backbone named: volumes go to the 3D default (the 2D U-Net takes 2D images only)
     names = {p: DEFAULT_3D if auto_3d and ".png" not in suffixes[p] else name for p in paths}
@@ -374,12 +375,18 @@ def _segment(args) -> int:
     chosen = []
     for path in tqdm(paths, desc="segment", unit="image", file=sys.stderr):
         backbone = backbones[names[path]]
-        seg = segment_image(backbone, read_image(path), scale=scale, fov=fov)
+        image = read_image(path)
+        # a volume (no PNG planned for it: `_prob_suffixes`) gets its spacing; 2D images need none
+        spacing, how = choose_spacing(path, 3, given_spacing) if ".png" not in suffixes[path] else (None, "")
+        seg = segment_image(backbone, image, scale=scale, fov=fov, spacing=spacing)
         chosen.append(getattr(backbone, "last_polarity", args.polarity))
         found = ("given" if isinstance(fov, np.ndarray) else "none" if fov == "none"
                  else "found" if seg.fov is not None else "none found (not a fundus photograph)")
         size = (f"scale {seg.factor:.3g} ({seg.how})" if seg.radius is None else
-                f"{names[path]}, vessel radius {seg.radius:.3g} voxels ({seg.how}; --scale R to set it)")
+                f"{names[path]}, vessel radius {seg.radius:.3g} "
+                f"{'voxels' if spacing is None else 'units of the spacing'} "
+                f"({seg.how}; --scale R to set it); "
+                f"voxel spacing {spacing_text(spacing)} ({how})")
         tqdm.write(f"{path.name}: {size}; field of view {found}", file=sys.stderr)
         for sfx in suffixes[path]:
             if sfx == ".png" and seg.prob.ndim != 2:
@@ -800,6 +807,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "than the background; auto decides per image: colour photographs dark, grey "
                          "images measured (default auto)")
     _scale_fov_options(sg)
+    sg.add_argument("--spacing", metavar="DZ,DY,DX",
+                    help="voxel spacing of volumes (default: read from the TIFF's ImageJ or OME metadata, "
+                         "else isotropic); region3d smooths by the same physical width along every axis "
+                         "and reports the vessel radius in these units")
     sg.set_defaults(func=_segment)
 
     rf = sub.add_parser("refine", help="refine probability maps (or images) by the diffusion",

@@ -282,7 +282,7 @@ def _models(backbone: str, refiner: str, device: str):
     return get_backbone(backbone, **kw), refiner_for(refiner, backbone)
 
 
-def _segment(img: np.ndarray, opts: BatchOptions):
+def _segment(img: np.ndarray, opts: BatchOptions, spacing=None):
     """Probability, and the learned refiner with the backbone's features (or None).
 
     2D and RGB images go through the U-Net; volumes through ``opts.volume_backbone``
@@ -297,7 +297,7 @@ def _segment(img: np.ndarray, opts: BatchOptions):
     from ..models.backbones import segment_image
 
     fov = opts.fov if opts.fov in ("auto", "none") else binary_mask(read_image(opts.fov))
-    seg = segment_image(backbone, img, scale=opts.scale, fov=fov)
+    seg = segment_image(backbone, img, scale=opts.scale, fov=fov, spacing=spacing)
     return seg.prob, ((learned, seg.features) if learned is not None and seg.features is not None
                       else None), seg.fov
 
@@ -306,7 +306,9 @@ def _refine_image(img: np.ndarray, name: str, opts: BatchOptions, spacing=None) 
     """The refined field of one image held in memory (the same calls as ``tubediff refine FILE``)."""
     if opts.input == "image":
         # the learned refiner runs at the backbone's working scale (its features' grid)
-        prob, learned, fov = _segment(img, opts)
+        # a volume's spacing (`_spatial_ndim`: 3 axes) reaches the 3D backbone; images have none
+        volume_spacing = spacing if spacing is not None and len(spacing) == 3 else None
+        prob, learned, fov = _segment(img, opts, volume_spacing)
         if learned is not None and learned[0] is not None:
             return learned[0].refine(prob, learned[1], steps=opts.steps, fov=fov)
         out = refine(prob, settings=opts.settings(spacing), device=opts.device)

@@ -285,12 +285,14 @@ class Segmentation:
     radius: float | None = None
 
 
-def _segment_volume(backbone, volume: np.ndarray, scale, mask) -> Segmentation:
+def _segment_volume(backbone, volume: np.ndarray, scale, mask, spacing=None) -> Segmentation:
     # volumes are segmented at their own size; a backbone that measures the vessel radius
     # (region3d) takes a given one instead of measuring it
     sizes = hasattr(backbone, "radius")
     if sizes:
         backbone.radius = None if scale == "auto" else float(scale)
+    if hasattr(backbone, "spacing"):  # a backbone that works in physical units (region3d)
+        backbone.spacing = spacing
     if hasattr(backbone, "predict_with_features"):
         p, feats = backbone.predict_with_features(volume, mask)
     else:
@@ -307,7 +309,7 @@ def _segment_volume(backbone, volume: np.ndarray, scale, mask) -> Segmentation:
 _SCALE_TOLERANCE = 0.02
 
 
-def segment_image(backbone, image: np.ndarray, *, scale="auto", fov="auto") -> Segmentation:
+def segment_image(backbone, image: np.ndarray, *, scale="auto", fov="auto", spacing=None) -> Segmentation:
     """Segment ``image`` at ``backbone``'s working scale; the probability comes back at the
     image's size.
 
@@ -329,6 +331,10 @@ def segment_image(backbone, image: np.ndarray, *, scale="auto", fov="auto") -> S
         ``"auto"``: `core.fov.fov_mask` (None for images that are not fundus
         photographs); ``"none"``/None: no FOV; a mask of the image's size. The
         backbone standardises inside it, and the probability is zero outside it.
+    spacing : (dz, dy, dx) or None
+        A volume's voxel spacing (None: isotropic), handed to backbones that work in
+        physical units (``region3d``: its smoothing has the same physical width along
+        every axis, and the vessel radius is in these units). 2D images ignore it.
 
     Examples
     --------
@@ -346,7 +352,7 @@ def segment_image(backbone, image: np.ndarray, *, scale="auto", fov="auto") -> S
     scale = parse_scale(scale)
     working = getattr(backbone, "working_fov", None)
     if len(spatial) != 2:
-        return _segment_volume(backbone, image, scale, mask)
+        return _segment_volume(backbone, image, scale, mask, spacing)
     elif scale == "auto":
         if working is None:
             factor, how = 1.0, "native"
