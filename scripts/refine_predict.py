@@ -21,6 +21,28 @@ from napari_tubediff.data.io import write_image
 from napari_tubediff.models import get_backbone
 from napari_tubediff.models.backbones import segment_image
 
+#: The held-out images of STARE and HRF (issue 12's splits): never used to choose anything.
+HELD_OUT = {"STARE": "im0255,im0291,im0319,im0324",
+            "HRF": ",".join(f"{i}_{g}" for g in ("dr", "g", "h") for i in range(11, 16))}
+#: The training splits the refinement's choices (and the gap confidence) are made on, as
+#: arguments of `items_of` relative to a data root: DRIVE training, STARE and HRF but the held-out.
+TRAINING = {"drive": dict(data="DRIVE", split="training"),
+            "stare": dict(images="STARE/images", labels="STARE/labels_1st", fov="auto",
+                          skip=HELD_OUT["STARE"]),
+            "hrf": dict(images="HRF/images", labels="HRF/labels_1st", fov="HRF/mask", skip=HELD_OUT["HRF"])}
+
+
+def training_items(root, name: str) -> list:
+    """The images of training split ``name`` (`TRAINING`) under the data folder ``root``."""
+    spec = dict(TRAINING[name])
+    for k in ("data", "images", "labels"):
+        if k in spec:
+            spec[k] = str(Path(root) / spec[k])
+    if spec.get("fov") not in (None, "auto"):
+        spec["fov"] = str(Path(root) / spec["fov"])
+    return items_of(argparse.Namespace(**{"data": None, "split": "training", "images": None, "labels": None,
+                                          "fov": None, "only": None, "skip": None, **spec}))
+
 
 def items_of(args) -> list:
     """The images a refine_* script works on: a DRIVE split or paired folders, cut by --only / --skip."""

@@ -53,6 +53,7 @@ def test_the_annotators_loop(make_napari_viewer, qtbot, tmp_path):
 
     # 3. diffusion: run 12 steps live, then one more Step
     diff.layer.value = prob
+    diff.method.value = "faithful"  # the PDE alone: Step runs past the last step
     diff.steps.value = 12
     diff.run_button.native.click()
     assert not diff.run_button.enabled and diff.pause_button.enabled
@@ -169,6 +170,7 @@ def test_back_to_a_snapshot_and_bounded_history(make_napari_viewer, qtbot):
     viewer.add_image(synthetic_vessels((64, 64), seed=4).probability, name="probability")
     diff = dock(viewer, "Diffusion")
     diff.max_snapshots.value = 4
+    diff.method.value = "faithful"
     diff.steps.value = 3
     for _ in range(3):                                       # three Steps: snapshots 0, 1, 2, 3
         diff.step()
