@@ -33,10 +33,14 @@ from napari_tubediff.core.refine import RECOMMENDED_METHOD, RefineSettings, refi
 from napari_tubediff.evaluation import gap_correct, read_prediction  # noqa: E402
 
 
-def collect(root, pred_root, sets, settings) -> list[dict]:
+def collect(root, pred_root, sets, settings, cache=None) -> list[dict]:
     rows = []
     for name in sets:
         for it in training_items(root, name):
+            kept = Path(cache) / f"{name}_{it.name}.json" if cache else None
+            if kept is not None and kept.exists():
+                rows += json.loads(kept.read_text())
+                continue
             prob = read_prediction(Path(pred_root) / f"pred_{name}_training", it)
             truth = it.truth()
             fov = it.fov()
@@ -45,8 +49,12 @@ def collect(root, pred_root, sets, settings) -> list[dict]:
             field = refine(prob, settings=settings) * fov
             labels, gaps = bridges(p, field.astype(np.float32))
             ok = gap_correct(p, labels, gaps, truth)
-            rows += [{"set": name, "image": it.name, "features": list(g.features), "correct": bool(o)}
-                     for g, o in zip(gaps, ok, strict=True)]
+            mine = [{"set": name, "image": it.name, "features": list(g.features), "correct": bool(o)}
+                    for g, o in zip(gaps, ok, strict=True)]
+            if kept is not None:
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                kept.write_text(json.dumps(mine))
+            rows += mine
             print(name, it.name, len(gaps), f"{np.mean(ok) if ok else float('nan'):.2f}", flush=True)
     return rows
 
@@ -87,15 +95,12 @@ def main() -> None:
     ap.add_argument("--data", default="data", help="the data folder (DRIVE, STARE, HRF in it)")
     ap.add_argument("--pred", required=True, help="folder of pred_{drive,stare,hrf}_training/")
     ap.add_argument("--sets", default=",".join(TRAINING))
-    ap.add_argument("--rows", help="a JSON file of rows from an earlier run (skips the refinement)")
+    ap.add_argument("--cache", help="a folder for each image's rows: a rerun (e.g. another fit) skips them")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(1)
     settings = RefineSettings(method=RECOMMENDED_METHOD)
-    if args.rows:
-        rows = json.loads(Path(args.rows).read_text())["rows"]
-    else:
-        rows = collect(args.data, args.pred, args.sets.split(","), settings)
+    rows = collect(args.data, args.pred, args.sets.split(","), settings, args.cache)
     x = np.array([r["features"] for r in rows], float)
     y = np.array([r["correct"] for r in rows], float)
     model = fit(x, y)

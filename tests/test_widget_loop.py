@@ -74,14 +74,14 @@ def test_the_annotators_loop(make_napari_viewer, qtbot, tmp_path):
     assert diff.scrub.value.endswith("= step 0")
     np.testing.assert_array_equal(viewer.layers[HISTORY].data[0], prob.data)
 
-    # 4. bridged gaps: find, go to the largest, reject it
+    # 4. bridged gaps: find, go to the most confident, reject it
     gaps.probability.value = prob
     assert gaps.refined.value is viewer.layers[REFINED]
     gaps.run_button.native.click()
     idle(qtbot, gaps)
     found = gaps._gaps
     assert len(found) >= 2 and gaps.list.count() == len(found)
-    assert [g.size for g in found] == sorted((g.size for g in found), reverse=True)
+    assert [g.confidence for g in found] == sorted((g.confidence for g in found), reverse=True)
     bridged = viewer.layers["bridged"].data
     assert bridged.max() == len(found)
     gaps.list.setCurrentRow(1)
@@ -273,7 +273,6 @@ def test_a_3d_volume_goes_through_the_panels(make_napari_viewer, qtbot):
     idle(qtbot, diff)
     assert viewer.layers[REFINED].data.shape == vol.shape
     assert viewer.layers[HISTORY].data.shape[1:] == vol.shape
-    gaps.min_size.value = 1
     gaps.run_button.native.click()
     idle(qtbot, gaps)
     assert gaps._gaps and viewer.layers["bridged"].data.shape == vol.shape

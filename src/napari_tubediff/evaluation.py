@@ -223,14 +223,21 @@ def gap_correct(probability, labels, gaps, truth, threshold: float = 0.5) -> lis
     pieces, _ = ndi.label(before, structure=full)
     tl, _ = ndi.label(truth, structure=full)
     near = ndi.grey_dilation(tl, footprint=full)  # truth labels with one pixel of tolerance
+    labels = np.asarray(labels)
+    # each gap's and each piece's bounding box: a large image has hundreds of gaps
+    gap_box = ndi.find_objects(labels)
+    piece_box = ndi.find_objects(pieces)
     ok = []
     for g in gaps:
-        t = near[labels == g.label]
+        box = gap_box[g.label - 1] if 0 < g.label <= len(gap_box) else None
+        t = near[box][labels[box] == g.label] if box is not None else np.zeros(0, int)
         if not len(t) or (t > 0).mean() < 0.5:
             ok.append(False)
             continue
         home = np.bincount(t[t > 0]).argmax()
-        ok.append(all(((pieces == k) & (near == home)).any() for k in g.joins))
+        ok.append(all(piece_box[k - 1] is not None
+                      and ((pieces[piece_box[k - 1]] == k) & (near[piece_box[k - 1]] == home)).any()
+                      for k in g.joins))
     return ok
 
 

@@ -47,7 +47,7 @@ RECOMMENDED_METHOD = "gated+dti"
 _GATED = ("gated", "gated+hysteresis", "gated+dti")
 #: The methods whose last step is a completion (DTI or directional hysteresis) after the diffusion.
 COMPLETED_METHODS = ("hysteresis", "gated+hysteresis", "gated+dti")
-_NOT_DIFFUSION = ("sigma", "method", "gate_center", "gate_width", "low")
+_NOT_DIFFUSION = ("sigma", "method", "gate_center", "gate_width", "low", "line_width")
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,10 @@ class RefineSettings:
 
     ``sigma`` is the Hessian scale of the directions (pixels); ``method`` one of
     `REFINE_METHODS` (module docstring); ``gate_center`` and ``gate_width`` the
-    evidence gate of ``"gated"``; ``low`` the growth threshold of ``"hysteresis"``
-    (seeds at 0.5). The others are `napari_tubediff.diffuse`'s. The defaults suit 1 to
-    4 pixel wide vessels.
+    evidence gate of ``"gated"``; ``low`` the growth threshold of ``"hysteresis"`` and
+    of DTI (seeds at 0.5); ``line_width`` how many pixels of DTI's additions
+    ``"gated+dti"`` keeps on each side of the centre line. The others are
+    `napari_tubediff.diffuse`'s. The defaults suit 1 to 4 pixel wide vessels.
     """
 
     sigma: float = 3.0
@@ -71,6 +72,7 @@ class RefineSettings:
     gate_center: float = 0.2
     gate_width: float = 0.05
     low: float = 0.3
+    line_width: int = 1
 
     def __post_init__(self):
         if self.method not in REFINE_METHODS:
@@ -88,7 +90,8 @@ class RefineSettings:
 
 def _thin_dti_field(u: np.ndarray, s: RefineSettings) -> np.ndarray:
     grown = dti(u, 0.5, s.low)
-    near_line = ndi.binary_dilation(skeletonize(grown), structure=np.ones((3,) * u.ndim, bool))
+    near_line = ndi.binary_dilation(skeletonize(grown), structure=np.ones((3,) * u.ndim, bool),
+                                    iterations=int(s.line_width)) if s.line_width > 0 else skeletonize(grown)
     keep = grown & near_line & (u < 0.5)
     return np.where(keep, np.float32(0.5), u).astype(np.float32)
 
