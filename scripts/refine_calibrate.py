@@ -33,10 +33,10 @@ from napari_tubediff.core.refine import RECOMMENDED_METHOD, RefineSettings, refi
 from napari_tubediff.evaluation import gap_correct, read_prediction  # noqa: E402
 
 
-def collect(root, pred_root, sets, settings, cache=None) -> list[dict]:
+def collect(root, pred_root, sets, settings, cache=None, most=None) -> list[dict]:
     rows = []
     for name in sets:
-        for it in training_items(root, name):
+        for it in training_items(root, name)[: (most or {}).get(name)]:
             kept = Path(cache) / f"{name}_{it.name}.json" if cache else None
             if kept is not None and kept.exists():
                 rows += json.loads(kept.read_text())
@@ -96,11 +96,14 @@ def main() -> None:
     ap.add_argument("--pred", required=True, help="folder of pred_{drive,stare,hrf}_training/")
     ap.add_argument("--sets", default=",".join(TRAINING))
     ap.add_argument("--cache", help="a folder for each image's rows: a rerun (e.g. another fit) skips them")
+    ap.add_argument("--most", help="at most this many images of a set, in name order: e.g. hrf=12 "
+                                   "(HRF 01 to 04 of each group; its images are 15 times DRIVE's)")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(1)
     settings = RefineSettings(method=RECOMMENDED_METHOD)
-    rows = collect(args.data, args.pred, args.sets.split(","), settings, args.cache)
+    most = {k: int(v) for k, v in (x.split("=") for x in args.most.split(","))} if args.most else None
+    rows = collect(args.data, args.pred, args.sets.split(","), settings, args.cache, most)
     x = np.array([r["features"] for r in rows], float)
     y = np.array([r["correct"] for r in rows], float)
     model = fit(x, y)

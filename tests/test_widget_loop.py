@@ -135,6 +135,7 @@ def test_pause_resume_and_step_while_paused(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(synthetic_vessels((96, 96), seed=3).probability, name="probability")
     diff = dock(viewer, "Diffusion")
+    diff.method.value = "faithful"  # the PDE alone: N steps, no completion step
     diff.steps.value = 100000
     diff.run_button.native.click()
     job = diff.job
@@ -252,11 +253,10 @@ def test_bad_choices_give_readable_messages(make_napari_viewer, monkeypatch, qtb
 
 
 def test_a_3d_volume_goes_through_the_panels(make_napari_viewer, qtbot):
-    from napari_tubediff.data.synthetic import synthetic_vessels
-
     viewer = make_napari_viewer()
-    plane = synthetic_vessels((48, 48), seed=6, n_breaks=4).probability
-    vol = np.stack([plane] * 6)                      # (planes, rows, cols)
+    vol = np.zeros((6, 48, 48), np.float32)         # (planes, rows, cols): a tube with a faint break
+    vol[2:5, 22:25, 3:20] = vol[2:5, 22:25, 26:45] = 0.9
+    vol[2:5, 22:25, 20:26] = 0.35
     viewer.add_image(vol, name="probability")
     seg, dirs, diff = dock(viewer, "Segment"), dock(viewer, "Directions"), dock(viewer, "Diffusion")
     gaps, acc = dock(viewer, "Bridged gaps"), dock(viewer, "Accept")

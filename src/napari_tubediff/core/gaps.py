@@ -136,7 +136,7 @@ def _leaves(d: np.ndarray, end: tuple, min_cos: float) -> bool:
     return _cos(d, axis) >= min_cos
 
 
-def bridges(probability, refined, threshold: float = 0.5, *, max_contact: int = 8,
+def bridges(probability, refined, threshold: float = 0.5, *, max_contact: int | None = None,
             min_extension: int = 5, min_cos: float = 0.7,
             radius: int = 5, min_piece: int = 10) -> tuple[np.ndarray, list[Gap]]:
     """The gaps a refinement really bridged: joins of components and vessel-end extensions.
@@ -147,9 +147,10 @@ def bridges(probability, refined, threshold: float = 0.5, *, max_contact: int = 
         The field before and after refinement, values in [0, 1], same shape.
     threshold : float
         Where a pixel counts as vessel.
-    max_contact : int
+    max_contact : int, optional
         A candidate leaves a component over at most this many of the component's pixels
         (a vessel end); a longer contact is a vessel side (widening, parallel fills).
+        Default 8 in 2D, 64 in 3D (the end face of a vessel up to 8 pixels wide).
     min_extension : int
         Centre-line pixels an extension (touching one component) needs.
     min_cos : float
@@ -181,6 +182,8 @@ def bridges(probability, refined, threshold: float = 0.5, *, max_contact: int = 
     0.3
     """
     added = bridged_mask(probability, refined, threshold)
+    if max_contact is None:
+        max_contact = 8 ** (added.ndim - 1)
     p = np.asarray(probability, np.float32)
     before = p >= threshold
     full = ndi.generate_binary_structure(before.ndim, before.ndim)
