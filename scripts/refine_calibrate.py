@@ -59,19 +59,20 @@ def collect(root, pred_root, sets, settings, cache=None, most=None) -> list[dict
     return rows
 
 
-def fit(x: np.ndarray, y: np.ndarray, l2: float = 1e-2) -> dict:
-    """Logistic regression of y on x; returns the model on the raw (unstandardised) features."""
+def fit(x: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None, l2: float = 1e-2) -> dict:
+    """Weighted logistic regression of y on x; the model on the raw (unstandardised) features."""
     mu, sd = x.mean(0), x.std(0)
     sd[sd == 0] = 1.0
     z = (x - mu) / sd
+    wt = np.ones(len(y)) if weight is None else weight / weight.mean()
 
     def loss(w):
         t = w[0] + z @ w[1:]
         nll = np.logaddexp(0, t) - y * t
-        q = 1 / (1 + np.exp(-t))
-        grad = np.concatenate([[np.sum(q - y)], z.T @ (q - y)]) / len(y)
+        q = wt * (1 / (1 + np.exp(-t)) - y)
+        grad = np.concatenate([[np.sum(q)], z.T @ q]) / len(y)
         grad[1:] += l2 * w[1:]
-        return nll.mean() + 0.5 * l2 * w[1:] @ w[1:], grad
+        return (wt * nll).mean() + 0.5 * l2 * w[1:] @ w[1:], grad
 
     w = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B").x
     coef = w[1:] / sd
@@ -106,14 +107,17 @@ def main() -> None:
     rows = collect(args.data, args.pred, args.sets.split(","), settings, args.cache, most)
     x = np.array([r["features"] for r in rows], float)
     y = np.array([r["correct"] for r in rows], float)
-    model = fit(x, y)
+    # each set weighs the same: HRF's large images would otherwise give most of the bridges
+    sets = np.array([r["set"] for r in rows])
+    weight = 1.0 / np.array([np.sum(sets == t) for t in sets], float)
+    model = fit(x, y, weight)
     conf = confidence(x, model)
     for r, c in zip(rows, conf, strict=True):
         r["confidence"] = float(c)
     print(f"\n{len(rows)} bridges, {y.mean():.3f} correct; the model ({', '.join(FEATURES)}):")
     print(f'CONFIDENCE_MODEL = {{"intercept": {model["intercept"]:.4f}, "coef": '
           f'({", ".join(f"{c:.4f}" for c in model["coef"])})}}')
-    bins = np.linspace(0, 1, 6)
+    bins = np.linspace(0, 1, 11)
     print(f"\n{'confidence':>12s} {'bridges':>8s} {'predicted':>10s} {'observed':>9s}")
     table = []
     for lo, hi in zip(bins[:-1], bins[1:], strict=True):
@@ -122,6 +126,15 @@ def main() -> None:
             table.append({"bin": [float(lo), float(hi)], "n": int(m.sum()),
                           "predicted": float(conf[m].mean()), "observed": float(y[m].mean())})
             print(f"{lo:5.1f} - {hi:3.1f} {m.sum():8d} {conf[m].mean():10.3f} {y[m].mean():9.3f}")
+    for name in dict.fromkeys(sets):
+        on = sets == name
+        cells = []
+        for lo, hi in zip(bins[:-1], bins[1:], strict=True):
+            m = on & (conf >= lo) & ((conf < hi) if hi < 1 else (conf <= hi))
+            if m.any():
+                cells.append(f"{lo:.1f}-{hi:.1f}: {m.sum()} at {conf[m].mean():.2f}, "
+                             f"observed {y[m].mean():.2f}")
+        print(f"  {name}: " + "; ".join(cells))
     print(f"\n{'set':6s} {'bridges':>8s} {'precision':>9s} {'top-20, mean probability':>25s} "
           f"{'top-20, confidence':>19s}")
     per_set = {}
@@ -135,7 +148,7 @@ def main() -> None:
               f"{s['top20_confidence']:19.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"model": model, "features": FEATURES, "reliability": table,
-                                               "per_set": per_set, "rows": rows}, indent=1))
+                                               "per_set": per_set}, indent=1))
 
 
 if __name__ == "__main__":
