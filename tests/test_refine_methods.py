@@ -150,3 +150,15 @@ def test_gated_steps_show_the_gated_field():
     np.testing.assert_allclose(shown[2].field, u + g * (plain[2].field - u), atol=1e-6)
     assert shown[2].field[7, 19] > u[7, 19] and shown[3].field[7, 18:22].min() == pytest.approx(0.5)
     assert RECOMMENDED_METHOD == "gated+dti"
+
+
+def test_cli_refine_steps_default_is_what_was_measured(tmp_path, monkeypatch):
+    import napari_tubediff.batch.run as run
+
+    seen = []
+    monkeypatch.setattr(run, "process_image", lambda path, out, opts, *a: seen.append(opts))
+    write_image(tmp_path / "p.tif", _faint_gap())
+    assert main(["refine", str(tmp_path / "p.tif"), "--out", str(tmp_path / "o")]) == 0
+    assert seen[-1].steps == RefineSettings().steps == 30 and seen[-1].method == RECOMMENDED_METHOD
+    assert main(["refine", str(tmp_path / "p.tif"), "--out", str(tmp_path / "o2"), "--steps", "7"]) == 0
+    assert seen[-1].steps == 7
