@@ -28,13 +28,13 @@ predict "$OUT/pred_stare_test" "${STARE[@]}" --only "$STARE_TEST"
 predict "$OUT/pred_hrf_training" "${HRF[@]}" --skip "$HRF_TEST"
 predict "$OUT/pred_hrf_test" "${HRF[@]}" --only "$HRF_TEST"
 
-# choices: training splits only (HRF: 01 and 02 of each group, its images are 15 times DRIVE's)
+# choices: training splits only (HRF: one image, 05_dr; its images are 15 times DRIVE's)
 run "${DRIVE[@]}" --split training --pred "$OUT/pred_drive_training" --json "$OUT/drive_training.json" \
     --set steps=10 --set low=0.35 | tee "$OUT/drive_training.txt"
 run "${STARE[@]}" --skip "$STARE_TEST" --pred "$OUT/pred_stare_training" --methods raw,dti,gated+dti \
     --set steps=10 --set low=0.35 --json "$OUT/stare_training.json" | tee "$OUT/stare_training.txt"
-run "${HRF[@]}" --only 01_dr,02_dr,01_g,02_g,01_h,02_h --pred "$OUT/pred_hrf_training" \
-    --methods raw,dti,gated+dti --set steps=10 --json "$OUT/hrf_training.json" | tee "$OUT/hrf_training.txt"
+run "${HRF[@]}" --only 05_dr --pred "$OUT/pred_hrf_training" --methods raw,dti,gated+dti \
+    --set line_width=3 --set line_width=5 --set steps=10 --json "$OUT/hrf_training.json" | tee "$OUT/hrf_training.txt"
 # the gap list's calibrated confidence (core.gaps.CONFIDENCE_MODEL) and its reliability
 python "$here/refine_calibrate.py" --data "$DATA" --pred "$OUT" --most hrf=12 --cache "$OUT/calibration_rows" \
     --json "$OUT/calibration.json" | tee "$OUT/calibration.txt"
