@@ -111,7 +111,7 @@ def main() -> None:
         mean = {k: float(np.mean([r[k] for r in per[m]])) for k in per[m][0]}
         gs = gap_summary(gaps[m]) if m in gaps else {}
         out[m] = {"mean": mean, "gaps": gs, "images": [it.name for it in items]}
-        g = (f"{gs['median_gaps']:5.0f} {gs['precision']:5.2f} {gs['precision_top20']:5.2f} "
+        g = (f"{gs['median_gaps']:5.1f} {gs['precision']:5.2f} {gs['precision_top20']:5.2f} "
              f"{gs['recall']:6.2f}"
              if gs else "")
         print(f"{m:30s} {mean['dice']:7.4f} {mean['cldice']:7.4f} {mean['vca']:6.2f} "
