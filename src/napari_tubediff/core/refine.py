@@ -39,10 +39,10 @@ __all__ = ["RefineSettings", "refine", "iter_refine", "refine_steps", "RefineSte
 
 #: The refinement methods `RefineSettings.method` accepts.
 REFINE_METHODS = ("faithful", "gated", "hysteresis", "gated+hysteresis", "gated+dti")
-#: The method that won on the DRIVE training split (docs/results.md, "Refinement against DTI"):
-#: the default of `tubediff refine` and of batch refinement. `RefineSettings` keeps the faithful
-#: PDE as its default, because the step-by-step Diffusion panel and the block-wise batch
-#: refinement (`batch.chunked`) run that PDE itself.
+#: The method chosen on the training splits (docs/results.md, "Refinement against DTI"): the
+#: default of `tubediff refine`, of batch refinement and of the Diffusion panel (which steps
+#: through it with `refine_steps`). `RefineSettings` keeps the faithful PDE as its default,
+#: because the block-wise batch refinement (`batch.chunked`) runs that PDE itself.
 RECOMMENDED_METHOD = "gated+dti"
 _GATED = ("gated", "gated+hysteresis", "gated+dti")
 #: The methods whose last step is a completion (DTI or directional hysteresis) after the diffusion.

@@ -1,7 +1,7 @@
 """Diffusion panel: refine a probability layer by anisotropic diffusion, live, and scrub back.
 
 Thin by design: it gathers a layer and parameters, runs `models.refiner.vessel_directions`
-(learned head or Hessian) and `core.iter_diffusion` in a worker thread, and puts each
+(learned head or Hessian) and `core.refine.refine_steps` in a worker thread, and puts each
 yielded field into two layers:
 
 * ``refined`` (Image, same shape as the probability): the current field, the one the
