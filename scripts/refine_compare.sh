@@ -29,10 +29,15 @@ predict "$OUT/pred_hrf_training" "${HRF[@]}" --skip "$HRF_TEST"
 predict "$OUT/pred_hrf_test" "${HRF[@]}" --only "$HRF_TEST"
 
 # choices: training splits only (HRF's training images are in the confidence fit below)
-run "${DRIVE[@]}" --split training --pred "$OUT/pred_drive_training" --json "$OUT/drive_training.json" \
-    --set steps=10 --set low=0.35 | tee "$OUT/drive_training.txt"
+run "${DRIVE[@]}" --split training --pred "$OUT/pred_drive_training" --methods raw,dti,gated+dti \
+    --set steps=10 --set low=0.35 --set low=0.35,steps=10 --set low=0.4,steps=10 \
+    --json "$OUT/drive_training.json" | tee "$OUT/drive_training.txt"
 run "${STARE[@]}" --skip "$STARE_TEST" --pred "$OUT/pred_stare_training" --methods raw,dti,gated+dti \
-    --set steps=10 --set low=0.35 --json "$OUT/stare_training.json" | tee "$OUT/stare_training.txt"
+    --set line_width=0 --set line_width=2 --set line_width=3 --set low=0.25 --set low=0.35 \
+    --set gate_center=0.15 --set gate_center=0.25 --json "$OUT/stare_training.json" | tee "$OUT/stare_training.txt"
+run "${STARE[@]}" --skip "$STARE_TEST" --pred "$OUT/pred_stare_training" --methods gated+dti \
+    --set steps=10 --set steps=1 --set low=0.35,steps=10 --set low=0.4 --set low=0.35,line_width=2 \
+    --json "$OUT/stare_training_2.json" | tee -a "$OUT/stare_training.txt"
 # the gap list's calibrated confidence (core.gaps.CONFIDENCE_MODEL) and its reliability
 python "$here/refine_calibrate.py" --data "$DATA" --pred "$OUT" --most hrf=12 --cache "$OUT/calibration_rows" \
     --json "$OUT/calibration.json" | tee "$OUT/calibration.txt"
