@@ -34,6 +34,7 @@ def main() -> None:
     ap.add_argument("--labels")
     ap.add_argument("--fov", help="with --images: a folder of FOV masks named like the images, or auto")
     ap.add_argument("--only", help="comma list of image names to keep (e.g. a held-out split)")
+    ap.add_argument("--skip", help="comma list of image names to leave out (e.g. the held-out images)")
     ap.add_argument("--split", default="training")
     ap.add_argument("--backbone", default="unet")
     ap.add_argument("--backbone-weights")
@@ -53,6 +54,9 @@ def main() -> None:
     if args.only:
         keep = set(args.only.split(","))
         items = [it for it in items if it.name in keep]
+    if args.skip:
+        drop = set(args.skip.split(","))
+        items = [it for it in items if it.name not in drop]
     items = items[: args.limit]
     if args.pred is None:
         from napari_tubediff.models import get_backbone
@@ -66,7 +70,7 @@ def main() -> None:
         if m not in ("raw", "dti"):
             for extra in args.set:
                 kv = dict(x.split("=") for x in extra.split(","))
-                kv = {k: (int(v) if k == "steps" else v if k == "method" else float(v))
+                kv = {k: (int(v) if k in ("steps", "line_width") else v if k == "method" else float(v))
                       for k, v in kv.items()}
                 runs[f"{m}[{extra}]"] = (m, {**over, **kv})
     names = list(runs)
@@ -107,7 +111,7 @@ def main() -> None:
         mean = {k: float(np.mean([r[k] for r in per[m]])) for k in per[m][0]}
         gs = gap_summary(gaps[m]) if m in gaps else {}
         out[m] = {"mean": mean, "gaps": gs, "images": [it.name for it in items]}
-        g = (f"{gs['median_gaps']:5.0f} {gs['precision']:5.2f} {gs['precision_top20']:5.2f} "
+        g = (f"{gs['median_gaps']:5.1f} {gs['precision']:5.2f} {gs['precision_top20']:5.2f} "
              f"{gs['recall']:6.2f}"
              if gs else "")
         print(f"{m:30s} {mean['dice']:7.4f} {mean['cldice']:7.4f} {mean['vca']:6.2f} "

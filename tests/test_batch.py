@@ -314,7 +314,7 @@ def test_volumes_with_the_3d_unet_hessian_by_default_learned_on_request(tmp_path
 
 def test_refine_image_default_is_the_recommended_method_with_hessian_directions(tmp_path):
     """`tubediff refine IMAGE --input image` with its defaults: `segment_image` as `tubediff
-    segment` does, then the recommended method (Hessian directions, 10 steps) inside the FOV."""
+    segment` does, then the recommended method (Hessian directions, the settings' 30 steps) inside the FOV."""
     from napari_tubediff.cli import main
     from napari_tubediff.core.refine import RECOMMENDED_METHOD, RefineSettings, refine
     from napari_tubediff.data.fundus import synthetic_fundus
@@ -326,6 +326,6 @@ def test_refine_image_default_is_the_recommended_method_with_hessian_directions(
     assert main(["refine", str(tmp_path / "eye.png"), "--input", "image", "--out", str(tmp_path / "o")]) == 0
     got = read_image(tmp_path / "o/eye_refined.tif")
     seg = segment_image(UNetBackbone(device="cpu"), read_image(tmp_path / "eye.png"))
-    want = refine(seg.prob, settings=RefineSettings(steps=10, method=RECOMMENDED_METHOD), device="cpu")
+    want = refine(seg.prob, settings=RefineSettings(method=RECOMMENDED_METHOD), device="cpu")
     want = np.where(seg.fov, want, 0)
     np.testing.assert_allclose(got, want, atol=1e-6)

@@ -446,7 +446,7 @@ def test_ctrl_c_in_refine_folder_prints_one_line_and_cleans_up(tmp_path, capsys,
     # the planted temporary is gone; whatever the worker finished before the interrupt is whole
     assert not [p for p in out.iterdir() if p.name.startswith(".")]
     for p in out.iterdir():
-        assert read_record(p)["settings"]["steps"] == 10
+        assert read_record(p)["settings"]["steps"] == 30  # the default with Hessian directions
 
 
 # ------------------------------------------------------------------- --help, backbones from files
@@ -480,7 +480,7 @@ def test_help_documents_every_option_with_its_default():
     for b in available_backbones():
         assert f"{b}:" in seg
     assert "--backbone-file" in seg and ".pt2" in seg
-    assert "(default: 10)" in _subparsers()["refine"].format_help()  # --steps
+    assert "(default: 30 with Hessian directions" in " ".join(_subparsers()["refine"].format_help().split())
 
 
 def _tiny_net():

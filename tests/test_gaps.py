@@ -1,55 +1,15 @@
 import numpy as np
 import pytest
 
-from napari_tubediff.core.gaps import bridged_gaps, bridged_mask
+from napari_tubediff.core.gaps import bridged_mask
 
 
-def test_ranked_by_size_with_centroid_and_confidence():
-    p = np.zeros((5, 10), np.float32)
+def test_bridged_mask_is_what_crossed_the_threshold():
+    p = np.zeros((3, 4), np.float32)
     r = p.copy()
-    r[1, 0] = 0.6                      # 1 pixel
-    r[1, 3:6] = 0.8                    # 3 pixels in a row
-    r[3, 7:9] = [0.5, 0.7]             # 2 pixels (0.5 counts: >= threshold)
-    p[3, 2] = r[3, 2] = 0.9            # above threshold before: not bridged
-    labels, gaps = bridged_gaps(p, r)
-    assert [g.size for g in gaps] == [3, 2, 1]
-    assert [g.label for g in gaps] == [1, 2, 3]
-    assert gaps[0].centroid == (1.0, 4.0)
-    assert gaps[1].centroid == (3.0, 7.5)
-    assert gaps[1].confidence == pytest.approx(0.6)
-    expected = np.zeros((5, 10), np.int32)
-    expected[1, 3:6] = 1
-    expected[3, 7:9] = 2
-    expected[1, 0] = 3
-    np.testing.assert_array_equal(labels, expected)
-
-
-def test_diagonal_pixels_are_one_gap_and_ties_keep_row_major_order():
-    p = np.zeros((4, 4), np.float32)
-    r = p.copy()
-    r[0, 3] = r[1, 2] = 0.9            # diagonal neighbours: one gap of 2
-    r[3, 0] = r[3, 1] = 0.9            # another gap of 2, first pixel later
-    labels, gaps = bridged_gaps(p, r)
-    assert [g.size for g in gaps] == [2, 2]
-    assert labels[0, 3] == labels[1, 2] == 1 and labels[3, 0] == 2
-
-
-def test_min_size_and_empty():
-    p = np.zeros((3, 3), np.float32)
-    r = p.copy()
-    r[1, 1] = 0.9
-    labels, gaps = bridged_gaps(p, r, min_size=2)
-    assert gaps == [] and not labels.any()
-    labels, gaps = bridged_gaps(p, p)
-    assert gaps == [] and labels.dtype == np.int32
-
-
-def test_3d_gap():
-    p = np.zeros((5, 6, 6), np.float32)   # (a last axis of 3 or 4 would read as colour channels)
-    r = p.copy()
-    r[0, 0, 0] = r[1, 1, 1] = 0.7          # 26-connected
-    labels, gaps = bridged_gaps(p, r)
-    assert len(gaps) == 1 and gaps[0].centroid == (0.5, 0.5, 0.5)
+    r[1, :3] = [0.5, 0.7, 0.4]          # 0.5 counts (>= threshold); 0.4 does not
+    p[1, 1] = 0.6                       # already vessel before: not bridged
+    np.testing.assert_array_equal(bridged_mask(p, r)[1], [True, False, False, False])
 
 
 def test_bad_input_raises():
@@ -63,7 +23,7 @@ def test_bad_input_raises():
 
 # --- bridges(): only gaps that join components (or extend a vessel end) ---------------------
 
-from napari_tubediff.core.gaps import bridges  # noqa: E402
+from napari_tubediff.core.gaps import FEATURES, bridges, confidence  # noqa: E402
 from napari_tubediff.evaluation import score_gaps  # noqa: E402
 
 
@@ -83,7 +43,8 @@ def test_collinear_segments_with_a_gap_give_one_bridge():
     assert g.joins == (1, 2) and g.label == 1
     assert g.size == 6                          # the centre line across the gap, row 7
     assert (labels[7, 17:23] == 1).all() and labels[:, :17].max() == 0 and labels[:, 23:].max() == 0
-    assert g.confidence == pytest.approx(0.0)   # the backbone saw nothing there
+    assert g.features[:2] == (0.0, 0.0)         # the backbone saw nothing there
+    assert g.confidence == pytest.approx(confidence([g.features])[0])
 
 
 def test_parallel_segments_widened_into_each_other_give_none():
@@ -92,7 +53,7 @@ def test_parallel_segments_widened_into_each_other_give_none():
     r[8:11, 3:37] = 0.6                          # the fill between two parallel vessels
     labels, gaps = bridges(p, r)
     assert gaps == [] and not labels.any()
-    assert len(bridged_gaps(p, r)[1]) == 1       # the pixel-level list does list it
+    assert bridged_mask(p, r).any()              # the pixels did cross the threshold
 
 
 def test_thickened_vessel_gives_none():
@@ -124,7 +85,8 @@ def test_specks_do_not_make_bridges_and_rank_by_confidence():
     r[7, 12:16] = r[7, 30:34] = 0.7
     r[2, 52:55] = 0.7                            # extends the speck: not listed
     labels, gaps = bridges(p, r)
-    assert [round(g.confidence, 2) for g in gaps] == [0.4, 0.2]
+    assert [round(g.features[0], 2) for g in gaps] == [0.4, 0.2]   # mean probability along each
+    assert gaps[0].confidence > gaps[1].confidence
     assert labels[7, 31] == 1 and labels[7, 13] == 2
 
 
@@ -167,3 +129,25 @@ def test_evaluate_dataset_scores_each_methods_gap_list():
                                           "recall": 1.0}
     assert res["closes"]["gap_summary"]["median_gaps"] == 1.0
     assert "gap list" in format_table(res)
+
+
+def test_bridge_features_and_calibrated_ranking():
+    # two collinear breaks: a faint one (0.4) and an empty one (0.0) of the same length
+    p = _bar((30, 40), slice(6, 9), slice(2, 17)) + _bar((30, 40), slice(6, 9), slice(23, 38))
+    p += _bar((30, 40), slice(20, 23), slice(2, 17)) + _bar((30, 40), slice(20, 23), slice(23, 38))
+    p[6:9, 17:23] = 0.4
+    r = p.copy()
+    r[6:9, 17:23] = r[20:23, 17:23] = 0.6
+    labels, gaps = bridges(p, r)
+    f = [dict(zip(FEATURES, g.features, strict=True)) for g in gaps]
+    assert [round(g.centroid[0]) for g in gaps] == [7, 21]       # the faint one first
+    assert f[0]["mean_probability"] == pytest.approx(0.4) and f[1]["mean_probability"] == 0
+    assert f[0]["log_length"] == pytest.approx(np.log(6)) and f[0]["joins_two"] == 1
+    assert f[0]["direction"] == pytest.approx(1.0)                 # straight along both axes
+    assert f[0]["log_piece"] == pytest.approx(np.log(45))          # 3 x 15 pixels each side
+    assert 0 < gaps[1].confidence < gaps[0].confidence < 1
+
+
+def test_confidence_needs_every_feature():
+    with pytest.raises(ValueError, match="features need 6 columns"):
+        confidence([[0.5, 0.2]])

@@ -98,3 +98,67 @@ def test_cli_refine_method(tmp_path):
     assert main(["refine", str(tmp_path / "p.tif"), "--out", out, "--method", "hysteresis"]) == 0
     mask = read_image(tmp_path / "o" / "p_mask.png") > 0
     assert mask[15, 2:30].all() and mask.sum() == 28
+
+
+# --- refine_steps: the refinement as the Diffusion panel steps through it -------------------
+
+from napari_tubediff.core.refine import (  # noqa: E402
+    RECOMMENDED_METHOD,
+    refine_steps,
+    total_steps,
+    ungated_state,
+)
+
+
+def _faint_gap():
+    u = np.zeros((15, 40), np.float32)
+    u[6:9, 2:18] = u[6:9, 22:38] = 0.9
+    u[7, 18:22] = 0.35                   # a faint one-pixel link
+    return u
+
+
+@pytest.mark.parametrize("method", REFINE_METHODS)
+def test_refine_steps_ends_at_refine_and_resumes_from_any_step(method):
+    u = _faint_gap()
+    s = RefineSettings(method=method, steps=6)
+    v = estimate_directions(u, s.sigma)
+    whole = refine(u, v, s)
+    frames = list(refine_steps(u, v, s, every=4))
+    n = total_steps(s)
+    assert frames[-1].step == n and np.array_equal(frames[-1].field, whole)
+    if method == "hysteresis":
+        assert n == 1 and [f.step for f in frames] == [1]
+        return
+    # the completion (DTI, hysteresis) is one more step, after the last diffusion step
+    assert [f.step for f in frames] == ([4, 6, 7] if n == 7 else [4, 6])
+    assert (frames[-1].state is None) == (n == 7)
+    # stop after 2 steps, continue from the shown field (as Back to snapshot does): the same end
+    two = list(refine_steps(u, v, s, steps=2))[-1]
+    rest = list(refine_steps(u, v, s, state=ungated_state(u, two.field, s), start=2))
+    assert [f.step for f in rest] == list(range(3, n + 1))
+    np.testing.assert_allclose(rest[-1].field, whole, atol=1e-5)
+
+
+def test_gated_steps_show_the_gated_field():
+    u = _faint_gap()
+    s = RefineSettings(method="gated+dti", steps=3)
+    v = _along_rows(u.shape)
+    shown = list(refine_steps(u, v, s))
+    plain = list(refine_steps(u, v, RefineSettings(method="faithful", steps=3)))
+    # step 3: u0 + g (diffused - u0); g(0) ~ 0.018 keeps the background almost where it was
+    g = 0.5 * (1 + np.tanh((u - 0.2) / 0.1))
+    np.testing.assert_allclose(shown[2].field, u + g * (plain[2].field - u), atol=1e-6)
+    assert shown[2].field[7, 19] > u[7, 19] and shown[3].field[7, 18:22].min() == pytest.approx(0.5)
+    assert RECOMMENDED_METHOD == "gated+dti"
+
+
+def test_cli_refine_steps_default_is_what_was_measured(tmp_path, monkeypatch):
+    import napari_tubediff.batch.run as run
+
+    seen = []
+    monkeypatch.setattr(run, "process_image", lambda path, out, opts, *a: seen.append(opts))
+    write_image(tmp_path / "p.tif", _faint_gap())
+    assert main(["refine", str(tmp_path / "p.tif"), "--out", str(tmp_path / "o")]) == 0
+    assert seen[-1].steps == RefineSettings().steps == 30 and seen[-1].method == RECOMMENDED_METHOD
+    assert main(["refine", str(tmp_path / "p.tif"), "--out", str(tmp_path / "o2"), "--steps", "7"]) == 0
+    assert seen[-1].steps == 7

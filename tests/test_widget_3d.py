@@ -88,6 +88,7 @@ def test_a_volume_through_the_loop_in_3d(make_napari_viewer, qtbot):
     diff.view3d.value = True
     assert viewer.dims.ndisplay == 3 and dirs.view3d.value          # one viewer, both boxes follow
     diff.layer.value = prob
+    diff.method.value = "faithful"  # the PDE alone, compared with the core engine below
     diff.steps.value = 10
     diff.run_button.native.click()
     idle(qtbot, diff)
@@ -113,7 +114,6 @@ def test_a_volume_through_the_loop_in_3d(make_napari_viewer, qtbot):
 
     # 4. Bridged gaps in the 3D view: the camera centres on the gap in all three axes
     gaps.probability.value = prob
-    gaps.min_size.value = 1
     gaps.run_button.native.click()
     idle(qtbot, gaps)
     assert gaps._gaps and viewer.layers["bridged"].data.shape == SHAPE

@@ -46,6 +46,7 @@ def test_one_dock_has_the_loop_in_order_and_fits_a_1080_pixel_screen(make_napari
     assert tabs.currentWidget().widget() is dock.panels["diffusion"].native
     d = dock.panels["diffusion"]
     d.layer.value = viewer.layers["synthetic probability"]
+    d.method.value = "faithful"  # the PDE alone: 5 steps, no completion step
     d.steps.value = 5
     d.run_button.native.click()
     qtbot.waitUntil(lambda: not d.busy, timeout=60000)

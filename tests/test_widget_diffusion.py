@@ -26,6 +26,7 @@ def test_sample_and_run_updates_the_refined_layer_live(viewer_and_widget, qtbot)
     viewer, w = viewer_and_widget
     viewer.open_sample("napari-tubediff", "synthetic")
     assert w.layer.value.name == "synthetic probability"  # chosen for the user
+    w.method.value = "faithful"  # the PDE alone (the default gated+dti: tests/test_widget_gaps.py)
     w.steps.value = 12
     w.every.value = 3
     seen = []

@@ -53,6 +53,7 @@ def test_the_annotators_loop(make_napari_viewer, qtbot, tmp_path):
 
     # 3. diffusion: run 12 steps live, then one more Step
     diff.layer.value = prob
+    diff.method.value = "faithful"  # the PDE alone: Step runs past the last step
     diff.steps.value = 12
     diff.run_button.native.click()
     assert not diff.run_button.enabled and diff.pause_button.enabled
@@ -73,14 +74,14 @@ def test_the_annotators_loop(make_napari_viewer, qtbot, tmp_path):
     assert diff.scrub.value.endswith("= step 0")
     np.testing.assert_array_equal(viewer.layers[HISTORY].data[0], prob.data)
 
-    # 4. bridged gaps: find, go to the largest, reject it
+    # 4. bridged gaps: find, go to the most confident, reject it
     gaps.probability.value = prob
     assert gaps.refined.value is viewer.layers[REFINED]
     gaps.run_button.native.click()
     idle(qtbot, gaps)
     found = gaps._gaps
     assert len(found) >= 2 and gaps.list.count() == len(found)
-    assert [g.size for g in found] == sorted((g.size for g in found), reverse=True)
+    assert [g.confidence for g in found] == sorted((g.confidence for g in found), reverse=True)
     bridged = viewer.layers["bridged"].data
     assert bridged.max() == len(found)
     gaps.list.setCurrentRow(1)
@@ -134,6 +135,7 @@ def test_pause_resume_and_step_while_paused(make_napari_viewer, qtbot):
     viewer = make_napari_viewer()
     viewer.add_image(synthetic_vessels((96, 96), seed=3).probability, name="probability")
     diff = dock(viewer, "Diffusion")
+    diff.method.value = "faithful"  # the PDE alone: N steps, no completion step
     diff.steps.value = 100000
     diff.run_button.native.click()
     job = diff.job
@@ -169,6 +171,7 @@ def test_back_to_a_snapshot_and_bounded_history(make_napari_viewer, qtbot):
     viewer.add_image(synthetic_vessels((64, 64), seed=4).probability, name="probability")
     diff = dock(viewer, "Diffusion")
     diff.max_snapshots.value = 4
+    diff.method.value = "faithful"
     diff.steps.value = 3
     for _ in range(3):                                       # three Steps: snapshots 0, 1, 2, 3
         diff.step()
@@ -250,11 +253,10 @@ def test_bad_choices_give_readable_messages(make_napari_viewer, monkeypatch, qtb
 
 
 def test_a_3d_volume_goes_through_the_panels(make_napari_viewer, qtbot):
-    from napari_tubediff.data.synthetic import synthetic_vessels
-
     viewer = make_napari_viewer()
-    plane = synthetic_vessels((48, 48), seed=6, n_breaks=4).probability
-    vol = np.stack([plane] * 6)                      # (planes, rows, cols)
+    vol = np.zeros((6, 48, 48), np.float32)         # (planes, rows, cols): a tube with a faint break
+    vol[2:5, 22:25, 3:20] = vol[2:5, 22:25, 26:45] = 0.9
+    vol[2:5, 22:25, 20:26] = 0.35
     viewer.add_image(vol, name="probability")
     seg, dirs, diff = dock(viewer, "Segment"), dock(viewer, "Directions"), dock(viewer, "Diffusion")
     gaps, acc = dock(viewer, "Bridged gaps"), dock(viewer, "Accept")
@@ -271,7 +273,6 @@ def test_a_3d_volume_goes_through_the_panels(make_napari_viewer, qtbot):
     idle(qtbot, diff)
     assert viewer.layers[REFINED].data.shape == vol.shape
     assert viewer.layers[HISTORY].data.shape[1:] == vol.shape
-    gaps.min_size.value = 1
     gaps.run_button.native.click()
     idle(qtbot, gaps)
     assert gaps._gaps and viewer.layers["bridged"].data.shape == vol.shape

@@ -19,10 +19,10 @@ napari = pytest.importorskip("napari")
 from qtpy.QtCore import QThreadPool, QTimer  # noqa: E402
 from qtpy.QtWidgets import QApplication  # noqa: E402
 
+from napari_tubediff.core import refine  # noqa: E402
 from napari_tubediff.data.fundus import synthetic_fundus  # noqa: E402
 from napari_tubediff.data.synthetic import synthetic_vessels  # noqa: E402
 from napari_tubediff.models import session  # noqa: E402
-from napari_tubediff.widgets import diffusion  # noqa: E402
 from napari_tubediff.widgets._common import CANCELLED, CANCELLING, DONE, PAUSED  # noqa: E402
 from napari_tubediff.widgets.diffusion import REFINED  # noqa: E402
 
@@ -40,7 +40,7 @@ def panel(make_napari_viewer, monkeypatch):
     viewer = make_napari_viewer()
     viewer.add_image(synthetic_vessels((64, 64), seed=3).probability, name="probability")
     computed = [0]
-    real = diffusion.iter_diffusion
+    real = refine.iter_diffusion  # the panel's steps come from core.refine.refine_steps
     busy, lock = [0, 0], threading.Lock()  # runs computing now, the most at once
 
     def counting(*args, **kwargs):
@@ -60,8 +60,9 @@ def panel(make_napari_viewer, monkeypatch):
             computed.append(step)
             yield step, field
 
-    monkeypatch.setattr(diffusion, "iter_diffusion", counting)
+    monkeypatch.setattr(refine, "iter_diffusion", counting)
     w = dock(viewer, "Diffusion")
+    w.method.value = "faithful"  # the PDE alone: step counts without the completion step
     w.steps.value = LONG
     w.most_at_once = lambda: busy[1]
     w.step_seconds = 0.0

@@ -27,8 +27,11 @@ def test_diffusion_panel_refines_with_the_layers_scale(viewer_and_widget, qtbot)
     w.run()
     qtbot.waitUntil(lambda: w._worker is None, timeout=60000)
     got = viewer.layers[REFINED].data
-    np.testing.assert_allclose(got, refine(u, settings=RefineSettings(steps=3, spacing=(3, 1, 1))), atol=1e-6)
-    assert np.abs(got - refine(u, steps=3)).max() > 1e-3  # the scale did change it
+    method = w.method.value  # the panel's default method (gated+dti)
+    expected = refine(u, settings=RefineSettings(steps=3, method=method, spacing=(3, 1, 1)))
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    isotropic = refine(u, settings=RefineSettings(steps=3, method=method))
+    assert np.abs(got - isotropic).max() > 1e-3  # the scale did change it
 
 
 def test_stability_notice_follows_the_scale(viewer_and_widget):

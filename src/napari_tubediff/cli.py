@@ -410,10 +410,16 @@ def _fov_option(value: str):
 
 def _batch_options(args):
     from .batch.run import BatchOptions
+    from .core.refine import RefineSettings
     from .core.scale import parse_scale
     from .data.io import parse_spacing
 
-    return BatchOptions(input=args.input, steps=args.steps, refiner=args.refiner, method=args.method,
+    steps = args.steps
+    if steps is None:  # what was measured: the settings' steps with Hessian directions, 10 for the refiner
+        learned = args.input == "image" and BatchOptions(method=args.method,
+                                                         refiner=args.refiner).refiner_choice() != "hessian"
+        steps = 10 if learned else RefineSettings().steps
+    return BatchOptions(input=args.input, steps=steps, refiner=args.refiner, method=args.method,
                         volume_backbone=args.volume_backbone, chunk=args.chunk or None, device=args.device,
                         scale=parse_scale(args.scale), fov=args.fov, spacing=parse_spacing(args.spacing))
 
@@ -462,7 +468,7 @@ def _refine(args) -> int:
         process_image(path, args.out, opts, plan.records[path], plan.outputs[path])
     how = ("a backbone + " + ("the learned refiner" if args.refiner != "hessian" else "Hessian directions")
            if args.input == "image" else "Hessian directions of the probability maps")
-    print(f"refined {len(paths)} file(s) with {how}, {args.steps} steps; wrote NAME_refined.tif "
+    print(f"refined {len(paths)} file(s) with {how}, {opts.steps} steps; wrote NAME_refined.tif "
           f"(float32) and NAME_mask.png (2D) or NAME_mask.tif (3D), >= 0.5, to {args.out}")
     return 0
 
@@ -825,7 +831,9 @@ def build_parser() -> argparse.ArgumentParser:
                          "NAME is the input's name less a trailing _prob, _refined or _mask")
     rf.add_argument("--input", choices=["prob", "image"], default="prob",
                     help="prob: the files are probability maps; image: segment them first (2D: the U-Net)")
-    rf.add_argument("--steps", type=int, default=10, help="RK4 steps of the diffusion")
+    rf.add_argument("--steps", type=int, default=None,
+                    help="RK4 steps of the diffusion (default: 30 with Hessian directions, as measured in "
+                         "docs/results.md; 10 with the learned refiner, as it was trained)")
     rf.add_argument("--method", choices=REFINE_METHODS, default=RECOMMENDED_METHOD,
                     help="refinement without the learned refiner (docs/results.md, 'Refinement against "
                          "DTI'): faithful (the thesis's PDE), gated (growth only where the backbone saw "

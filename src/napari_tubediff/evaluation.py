@@ -21,7 +21,7 @@ from .data.drive import DriveImage, index_folder
 from .data.io import read_image, to_probability, write_image
 
 __all__ = ["METHODS", "make_methods", "read_prediction", "evaluate_dataset", "format_table", "score_gaps",
-           "gap_summary"]
+           "gap_correct", "gap_summary"]
 
 METHODS = ("raw", "dti", "refine", "hessian", *REFINE_METHODS)
 TABLE_METRICS = ("dice", "cldice", "vca", "betti0_error", "betti1_error")
@@ -204,6 +204,43 @@ def _breaks(mask: np.ndarray, truth_labels: np.ndarray, structure: np.ndarray, m
     return int(pairs.shape[1] - len(np.unique(pairs[0]))) if pairs.size else 0
 
 
+def gap_correct(probability, labels, gaps, truth, threshold: float = 0.5) -> list[bool]:
+    """Whether each gap of a list is correct, as `score_gaps` counts it (its rule there).
+
+    Examples
+    --------
+    >>> p = np.zeros((5, 24), np.float32); p[2, :10] = p[2, 14:] = 0.9
+    >>> truth = p > 0; truth[2, 10:14] = True
+    >>> from napari_tubediff.core.gaps import Gap
+    >>> labels = np.zeros((5, 24), np.int32); labels[2, 10:14] = 1; labels[0, 10:14] = 2
+    >>> gaps = [Gap(1, 4, (2.0, 11.5), 0.3, (1, 2)), Gap(2, 4, (0.0, 11.5), 0.3, (1, 2))]
+    >>> gap_correct(p, labels, gaps, truth)
+    [True, False]
+    """
+    truth = np.asarray(truth, bool)
+    before = np.asarray(probability) >= threshold
+    full = ndi.generate_binary_structure(truth.ndim, truth.ndim)
+    pieces, _ = ndi.label(before, structure=full)
+    tl, _ = ndi.label(truth, structure=full)
+    near = ndi.grey_dilation(tl, footprint=full)  # truth labels with one pixel of tolerance
+    labels = np.asarray(labels)
+    # each gap's and each piece's bounding box: a large image has hundreds of gaps
+    gap_box = ndi.find_objects(labels)
+    piece_box = ndi.find_objects(pieces)
+    ok = []
+    for g in gaps:
+        box = gap_box[g.label - 1] if 0 < g.label <= len(gap_box) else None
+        t = near[box][labels[box] == g.label] if box is not None else np.zeros(0, int)
+        if not len(t) or (t > 0).mean() < 0.5:
+            ok.append(False)
+            continue
+        home = np.bincount(t[t > 0]).argmax()
+        ok.append(all(piece_box[k - 1] is not None
+                      and ((pieces[piece_box[k - 1]] == k) & (near[piece_box[k - 1]] == home)).any()
+                      for k in g.joins))
+    return ok
+
+
 def score_gaps(probability, labels, gaps, truth, threshold: float = 0.5, top: int = 20,
                min_piece: int = 10) -> dict:
     """Score a gap list (`core.gaps.bridges`) against the ground truth.
@@ -235,18 +272,8 @@ def score_gaps(probability, labels, gaps, truth, threshold: float = 0.5, top: in
     truth = np.asarray(truth, bool)
     before = np.asarray(probability) >= threshold
     full = ndi.generate_binary_structure(truth.ndim, truth.ndim)
-    pieces, _ = ndi.label(before, structure=full)
     tl, _ = ndi.label(truth, structure=full)
-    near = ndi.grey_dilation(tl, footprint=full)  # truth labels with one pixel of tolerance
-    ok = []
-    for g in gaps:
-        on = labels == g.label
-        t = near[on]
-        if (t > 0).mean() < 0.5:
-            ok.append(False)
-            continue
-        home = np.bincount(t[t > 0]).argmax()
-        ok.append(all(((pieces == k) & (near == home)).any() for k in g.joins))
+    ok = gap_correct(probability, labels, gaps, truth, threshold)
     ok_arr = np.array(ok, bool)
     breaks = _breaks(before, tl, full, min_piece)
     good = np.isin(labels, [g.label for g, o in zip(gaps, ok, strict=True) if o])

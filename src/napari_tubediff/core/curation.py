@@ -21,7 +21,7 @@ def accept_mask(field, threshold: float = 0.5, gaps=None, rejected: Iterable[int
     threshold : float
         In (0, 1].
     gaps : array_like of int, optional
-        Gap label image of the same shape (see `bridged_gaps`).
+        Gap label image of the same shape (see `core.gaps.bridges`).
     rejected : iterable of int
         Labels in ``gaps`` whose pixels are not accepted.
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, replace
+from typing import NamedTuple
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -33,16 +34,20 @@ from .directions import estimate_directions
 from .dti import dti
 from .hysteresis import directional_hysteresis
 
-__all__ = ["RefineSettings", "refine", "iter_refine", "REFINE_METHODS", "RECOMMENDED_METHOD"]
+__all__ = ["RefineSettings", "refine", "iter_refine", "refine_steps", "RefineStep", "total_steps", "gate",
+           "ungated_state", "REFINE_METHODS", "COMPLETED_METHODS", "RECOMMENDED_METHOD"]
 
 #: The refinement methods `RefineSettings.method` accepts.
 REFINE_METHODS = ("faithful", "gated", "hysteresis", "gated+hysteresis", "gated+dti")
-#: The method that won on the DRIVE training split (docs/results.md, "Refinement against DTI"):
-#: the default of `tubediff refine` and of batch refinement. `RefineSettings` keeps the faithful
-#: PDE as its default, because the step-by-step Diffusion panel and the block-wise batch
-#: refinement (`batch.chunked`) run that PDE itself.
+#: The method chosen on the training splits (docs/results.md, "Refinement against DTI"): the
+#: default of `tubediff refine`, of batch refinement and of the Diffusion panel (which steps
+#: through it with `refine_steps`). `RefineSettings` keeps the faithful PDE as its default,
+#: because the block-wise batch refinement (`batch.chunked`) runs that PDE itself.
 RECOMMENDED_METHOD = "gated+dti"
-_NOT_DIFFUSION = ("sigma", "method", "gate_center", "gate_width", "low", "spacing")
+_GATED = ("gated", "gated+hysteresis", "gated+dti")
+#: The methods whose last step is a completion (DTI or directional hysteresis) after the diffusion.
+COMPLETED_METHODS = ("hysteresis", "gated+hysteresis", "gated+dti")
+_NOT_DIFFUSION = ("sigma", "method", "gate_center", "gate_width", "low", "line_width", "spacing")
 
 
 @dataclass(frozen=True)
@@ -51,9 +56,10 @@ class RefineSettings:
 
     ``sigma`` is the Hessian scale of the directions (pixels); ``method`` one of
     `REFINE_METHODS` (module docstring); ``gate_center`` and ``gate_width`` the
-    evidence gate of ``"gated"``; ``low`` the growth threshold of ``"hysteresis"``
-    (seeds at 0.5). The others are `napari_tubediff.diffuse`'s. The defaults suit 1 to
-    4 pixel wide vessels.
+    evidence gate of ``"gated"``; ``low`` the growth threshold of ``"hysteresis"`` and
+    of DTI (seeds at 0.5); ``line_width`` how many pixels of DTI's additions
+    ``"gated+dti"`` keeps on each side of the centre line. The others are
+    `napari_tubediff.diffuse`'s. The defaults suit 1 to 4 pixel wide vessels.
 
     ``spacing`` is the voxel spacing ``(dz, dy, dx)`` (2D ``(dy, dx)``, any length unit, e.g.
     a napari layer's ``scale``); None is isotropic. It is used relative to its smallest
@@ -72,6 +78,7 @@ class RefineSettings:
     gate_center: float = 0.2
     gate_width: float = 0.05
     low: float = 0.3
+    line_width: int = 1
     spacing: tuple[float, ...] | None = None
 
     def __post_init__(self):
@@ -100,14 +107,10 @@ class RefineSettings:
         return d
 
 
-def _gate(u0: np.ndarray, s: RefineSettings) -> np.ndarray:
-    # the backbone's evidence: ~1 on faint vessels (u0 >= 0.3), ~0 on background (u0 <= 0.1)
-    return (0.5 * (1.0 + np.tanh((u0 - s.gate_center) / (2.0 * s.gate_width)))).astype(np.float32)
-
-
 def _thin_dti_field(u: np.ndarray, s: RefineSettings) -> np.ndarray:
     grown = dti(u, 0.5, s.low)
-    near_line = ndi.binary_dilation(skeletonize(grown), structure=np.ones((3,) * u.ndim, bool))
+    near_line = ndi.binary_dilation(skeletonize(grown), structure=np.ones((3,) * u.ndim, bool),
+                                    iterations=int(s.line_width)) if s.line_width > 0 else skeletonize(grown)
     keep = grown & near_line & (u < 0.5)
     return np.where(keep, np.float32(0.5), u).astype(np.float32)
 
@@ -117,29 +120,118 @@ def _hysteresis_field(u: np.ndarray, u0: np.ndarray, s: RefineSettings, directio
     return np.where(grown & (u < 0.5), np.float32(0.5), np.maximum(u, u0)).astype(np.float32)
 
 
+class RefineStep(NamedTuple):
+    """One step of a refinement as `refine_steps` yields it.
+
+    ``field`` is what the step shows (the refined field so far); ``state`` the diffusion's
+    own field, from which the next step continues (``None`` after the completion, the last
+    step of a method with one: nothing continues from there).
+    """
+
+    step: int
+    field: np.ndarray
+    state: np.ndarray | None
+
+
+def total_steps(settings: RefineSettings) -> int:
+    """Steps `refine_steps` takes to the end: the diffusion's, plus one for the completion
+    (DTI or directional hysteresis) of the methods that have one.
+
+    Examples
+    --------
+    >>> total_steps(RefineSettings(method="faithful", steps=30))
+    30
+    >>> total_steps(RefineSettings(method="gated+dti", steps=30))
+    31
+    """
+    if settings.method == "hysteresis":
+        return 1
+    return settings.steps + int(settings.method in COMPLETED_METHODS)
+
+
+def gate(u0, settings: RefineSettings) -> np.ndarray | None:
+    """The evidence gate of the gated methods (None for the others): ~1 on faint vessels
+    (``u0 >= gate_center + 2 gate_width``), ~0 on background."""
+    if settings.method not in _GATED:
+        return None
+    u0 = np.asarray(u0, np.float32)
+    return (0.5 * (1.0 + np.tanh((u0 - settings.gate_center) / (2.0 * settings.gate_width)))
+            ).astype(np.float32)
+
+
+def ungated_state(u0, field, settings: RefineSettings) -> np.ndarray:
+    """The diffusion state that a diffusion step's shown ``field`` came from (the inverse of
+    the gate, ``u0 + (field - u0) / g``): to continue a gated run from a stored snapshot."""
+    g = gate(u0, settings)
+    if g is None:
+        return np.asarray(field, np.float32).copy()
+    u0 = np.asarray(u0, np.float32)
+    return np.clip(u0 + (np.asarray(field, np.float32) - u0) / g, 0.0, 1.0).astype(np.float32)
+
+
+def refine_steps(u0, directions, settings: RefineSettings, *, state=None, start: int = 0,
+                 steps: int | None = None, every: int = 1, device: str = "auto") -> Iterator[RefineStep]:
+    """The refinement of ``u0`` as the steps a person watches (the Diffusion panel).
+
+    Runs from ``state`` (the diffusion's field at step ``start``; ``u0`` itself by
+    default) for ``steps`` more steps (default: to `total_steps`; past it only for the
+    methods without a completion), yielding every ``every`` steps and the last. The
+    diffusion steps show ``u0 + g (state - u0)`` for the gated methods (``g`` = `gate`),
+    the state itself for ``"faithful"``; the methods with a completion show it as one
+    more step, ``settings.steps + 1``. Run in one go, the last field equals `refine`'s.
+
+    Examples
+    --------
+    >>> u = np.zeros((32, 32), np.float32); u[15:17, 2:14] = u[15:17, 18:30] = 1
+    >>> u[15:17, 14:18] = 0.35                                 # a faint stretch the backbone saw
+    >>> s = RefineSettings(method="gated+dti", steps=4)
+    >>> [(r.step, r.state is None) for r in refine_steps(u, None, s, every=2)]
+    [(2, False), (4, False), (5, True)]
+    """
+    u0 = check_field(u0, "u")
+    s = settings
+    check_steps(s.steps, "steps")
+    every = check_steps(every, "every", minimum=1)
+    completed = s.method in COMPLETED_METHODS
+    end = total_steps(s) if steps is None else start + check_steps(steps, "steps")
+    if completed:  # nothing follows the completion; the other methods may run on past ``steps``
+        end = min(end, total_steps(s))
+    if directions is None:
+        directions = estimate_directions(u0, s.sigma, spacing=s.relative_spacing(u0.ndim))
+    g = gate(u0, s)
+    state = u0 if state is None else check_field(state, "state")
+    last_diffusion = 0 if s.method == "hysteresis" else s.steps if completed else end
+    shown = state if g is None else u0 + g * (state - u0)
+    diffusion_end = min(end, last_diffusion)
+    if diffusion_end > start:
+        kw = {**s.diffusion_kwargs(u0.ndim), "steps": diffusion_end - start}
+        for k, field in iter_diffusion(state, directions, every=every, device=device, **kw):
+            # u only rises in the diffusion, so u0 + g (field - u0) stays in [u0, field]
+            state, shown = field, (field if g is None else u0 + g * (field - u0))
+            yield RefineStep(start + k, shown, state)
+    if end > max(start, last_diffusion):  # only the methods with a completion have a step after it
+        yield RefineStep(end, _complete(shown, u0, s, directions), None)
+
+
+def _complete(field: np.ndarray, u0: np.ndarray, s: RefineSettings, directions) -> np.ndarray:
+    if s.method in ("hysteresis", "gated+hysteresis"):
+        return _hysteresis_field(field, u0, s, directions)
+    return _thin_dti_field(field, s)
+
+
 def iter_refine(u, directions=None, settings: RefineSettings | None = None, *, every: int = 1,
                 device: str = "auto", **overrides) -> Iterator[tuple[int, np.ndarray]]:
-    """`refine` step by step: yields ``(step, field)`` like `iter_diffusion`."""
+    """`refine` step by step: yields ``(step, field)`` like `iter_diffusion`; the
+    completion of a method that has one is merged into its last diffusion step."""
     s = replace(settings or RefineSettings(), **overrides)
     check_steps(s.steps, "steps")
     u = check_field(u, "u")  # a field outside [0, 1] is refused before the Hessian, not after
-    spacing = s.relative_spacing(u.ndim)
-    if directions is None:
-        directions = estimate_directions(u, s.sigma, spacing=spacing)
-    if s.method == "hysteresis":
-        yield s.steps, _hysteresis_field(u, u, s, directions)
-        return
-    gate = _gate(u, s) if s.method != "faithful" else None
-    for step, field in iter_diffusion(u, directions, every=every, device=device,
-                                      **s.diffusion_kwargs(u.ndim)):
-        if gate is not None:
-            # u only rises in the diffusion, so u + g (field - u) stays in [u, field]
-            field = u + gate * (field - u)
-        if s.method == "gated+hysteresis" and step == s.steps:
-            field = _hysteresis_field(field, u, s, directions)
-        if s.method == "gated+dti" and step == s.steps:
-            field = _thin_dti_field(field, s)
-        yield step, field
+    completed = s.method in COMPLETED_METHODS
+    for r in refine_steps(u, directions, s, every=every, device=device):
+        if r.state is None:  # the completion: shown as the diffusion's last step
+            yield s.steps, r.field
+        elif not (completed and r.step == s.steps):
+            yield r.step, r.field
 
 
 def refine(u, directions=None, settings: RefineSettings | None = None, *, device: str = "auto",

@@ -1,7 +1,7 @@
 """Diffusion panel: refine a probability layer by anisotropic diffusion, live, and scrub back.
 
 Thin by design: it gathers a layer and parameters, runs `models.refiner.vessel_directions`
-(learned head or Hessian) and `core.iter_diffusion` in a worker thread, and puts each
+(learned head or Hessian) and `core.refine.refine_steps` in a worker thread, and puts each
 yielded field into two layers:
 
 * ``refined`` (Image, same shape as the probability): the current field, the one the
@@ -18,8 +18,14 @@ same field as the newest snapshot, starts hidden). A 128^3 volume takes 8 MiB pe
 snapshot, so the memory cap, not the count, bounds its history (32 snapshots); the panel
 shows the budget, and says when the cap cuts the number of snapshots.
 
-Run continues the current state up to ``steps`` (and starts over from the probability
-once it is there); Pause/Resume holds the worker; Step advances exactly one step from
+The method (``method``, default `core.refine.RECOMMENDED_METHOD`) is one of
+`core.refine.REFINE_METHODS`, run by `core.refine.refine_steps`, so the last step equals
+``tubediff refine``'s result: the gated methods show each step of the gated PDE, and the
+methods with a completion (DTI or directional hysteresis) show it as one more step,
+``steps + 1``, labelled on the time slider.
+
+Run continues the current state up to the method's last step (and starts over from the
+probability once it is there); Pause/Resume holds the worker; Step advances exactly one step from
 the current state; Back to snapshot makes the snapshot under the slider the current
 state; Reset goes back to the probability; Cancel stops and keeps the last step shown.
 """
@@ -35,9 +41,17 @@ from napari.utils.colormaps import Colormap
 from napari.utils.notifications import show_error, show_info
 
 from ..core.checks import check_snapshot_memory
-from ..core.diffusion import DIFFUSE_BYTES, iter_diffusion, plan_substeps
+from ..core.diffusion import DIFFUSE_BYTES, plan_substeps
 from ..core.history import SnapshotHistory, capacity_for
-from ..core.refine import RefineSettings
+from ..core.refine import (
+    COMPLETED_METHODS,
+    RECOMMENDED_METHOD,
+    REFINE_METHODS,
+    RefineSettings,
+    refine_steps,
+    total_steps,
+    ungated_state,
+)
 from ..models import session
 from ..models.refiner import vessel_directions
 from ._common import (
@@ -59,11 +73,13 @@ HISTORY = "refined history"
 
 
 class Frame(NamedTuple):
-    """What the worker yields: the field at ``step`` (or, once and first, only the directions)."""
+    """What the worker yields: the field shown at ``step`` and the diffusion's state there
+    (`core.refine.RefineStep`), or, once and first, only the directions."""
 
     step: int
     field: np.ndarray | None
     directions: np.ndarray | None = None
+    state: np.ndarray | None = None
 
 
 #: The snapshot history's memory cap (`core.history.capacity_for`).
@@ -93,23 +109,23 @@ def _mib(n: float) -> str:
 
 
 def _diffusion_job(u, directions, settings: RefineSettings, *, start: int = 0, steps: int | None = None,
-                   every: int = 1, features=None):
-    """Worker body: directions if not given, then the diffusion's steps (a generator).
+                   every: int = 1, features=None, u0=None):
+    """Worker body: directions if not given, then the refinement's steps (a generator).
 
-    ``u`` is the field to start from (at step ``start``); ``steps`` (default
-    ``settings.steps``) more steps are run, one frame every ``every`` steps and the last.
+    ``u`` is the diffusion's state to start from (at step ``start``), ``u0`` the
+    probability (default ``u``); ``steps`` (default: to the method's last step,
+    `core.refine.total_steps`) more steps are run, one frame every ``every`` steps and the last.
     The panel runs it in a `SteppedWorker`, which computes the next frame only once the
     panel has taken in this one, so the run never races ahead of the screen.
     """
     if directions is None:
         # the learned head when the probability layer carries backbone features, else Hessian
-        directions, _ = vessel_directions(u, features, sigma=settings.sigma,
+        directions, _ = vessel_directions(u if u0 is None else u0, features, sigma=settings.sigma,
                                           spacing=settings.relative_spacing(u.ndim))
         yield Frame(start, None, directions)
-    kw = settings.diffusion_kwargs(u.ndim)
-    kw["steps"] = settings.steps if steps is None else steps
-    for step, field in iter_diffusion(u, directions, every=every, **kw):
-        yield Frame(start + step, field)
+    for r in refine_steps(u if u0 is None else u0, directions, settings, state=u, start=start, steps=steps,
+                          every=every):
+        yield Frame(r.step, r.field, state=r.state)
 
 
 class DiffusionWidget(Panel):
@@ -125,6 +141,10 @@ class DiffusionWidget(Panel):
         self._history = None
         self._fresh = False        # a frame taken in and not drawn yet
         self.layer = ComboBox(label="probability", choices=lambda _w: layers_of(viewer, napari.layers.Image))
+        self.method = ComboBox(choices=REFINE_METHODS, value=RECOMMENDED_METHOD, label="method",
+                               tooltip="gated+dti (the default of tubediff refine): the PDE where the "
+                                       "backbone saw a faint vessel, then DTI's centre-line reconnections "
+                                       "as one last step; faithful: the method description's PDE")
         self.sigma = FloatSpinBox(value=d.sigma, min=0.5, max=50.0, step=0.5, label="direction scale",
                                   tooltip="Hessian scale (pixels) for the vessel directions")
         self.lambda_par = FloatSpinBox(value=d.lambda_par, min=0.0, max=100.0, step=0.1, label="lambda along")
@@ -155,10 +175,11 @@ class DiffusionWidget(Panel):
                                       "off, the probability before it")
         follow_layers(viewer, self.layer, prefer="probab")
         self.view3d = view_toggle(viewer, self.layer)
-        self.extend([self.layer, self.sigma, self.lambda_par, self.lambda_perp, self.dt, self.steps,
-                     self.every, self.order, self.max_snapshots, self.run_button, self.pause_button,
-                     self.step_button, self.restore_button, self.reset_button, self.cancel_button,
-                     self.view3d, self.after, self.status, self.scrub, self.memory, self.keys])
+        self.extend([self.layer, self.method, self.sigma, self.lambda_par, self.lambda_perp, self.dt,
+                     self.steps, self.every, self.order, self.max_snapshots, self.run_button,
+                     self.pause_button, self.step_button, self.restore_button, self.reset_button,
+                     self.cancel_button, self.view3d, self.after, self.status, self.scrub, self.memory,
+                     self.keys])
         self.run_button.changed.connect(self.run)
         self.pause_button.changed.connect(self.toggle_pause)
         self.step_button.changed.connect(self.step)
@@ -169,6 +190,7 @@ class DiffusionWidget(Panel):
         for w in (self.dt, self.lambda_par, self.lambda_perp, self.order):
             w.changed.connect(self._show_substeps)
         self.layer.changed.connect(self._show_substeps)
+        self.method.changed.connect(self._forget_state)
         self.listen(viewer.dims.events.current_step, self._show_scrub)
         viewer.bind_key(SHORTCUTS["step"], self._key_step, overwrite=True)
 
@@ -176,8 +198,14 @@ class DiffusionWidget(Panel):
     def _settings(self) -> RefineSettings:
         return RefineSettings(sigma=self.sigma.value, lambda_par=self.lambda_par.value,
                               lambda_perp=self.lambda_perp.value, dt=self.dt.value,
-                              steps=self.steps.value, order=self.order.value,
+                              steps=self.steps.value, order=self.order.value, method=self.method.value,
                               spacing=layer_spacing(self.layer.value))  # the layer's scale
+
+    def _forget_state(self, *_):
+        """Another method: the next Run or Step starts over from the probability (the directions stay)."""
+        if self.busy:
+            self.job.detach()
+        self._field = None
 
     def _show_substeps(self, *_):
         # the limit depends on the number of spatial axes: 3 for a volume
@@ -214,6 +242,7 @@ class DiffusionWidget(Panel):
     def _reset_state(self, u: np.ndarray) -> None:
         self._u0 = u
         self._field = u.copy()
+        self._state = self._field  # the diffusion's own field (the shown one before a gate)
         self._step = 0
         wanted = self.max_snapshots.value
         cap = capacity_for(u.shape, wanted, SNAPSHOT_BYTES)
@@ -233,9 +262,10 @@ class DiffusionWidget(Panel):
         """Run (or continue) to ``steps`` steps; starts over once the state is there."""
         if self.busy or not self._prepare():
             return
-        if self._step >= self.steps.value:
+        end = total_steps(self._settings())
+        if self._step >= end or self._state is None:
             self._reset_state(self._u0)
-        self._start(self.steps.value - self._step, self.every.value)
+        self._start(end - self._step, self.every.value)
 
     def step(self, *_):
         """Advance exactly one step from the current state (a running job is paused first)."""
@@ -247,6 +277,8 @@ class DiffusionWidget(Panel):
                 job.step_once()
             return
         if self._prepare():
+            if self._state is None:  # after the completion: nothing continues from there
+                self._reset_state(self._u0)
             self._start(1, 1)
 
     def toggle_pause(self, *_):
@@ -279,6 +311,9 @@ class DiffusionWidget(Panel):
         step, field = self._history.snapshot(i)
         self._history.truncate(i + 1)
         self._field, self._step = field, step
+        s = self._settings()
+        done = s.method in COMPLETED_METHODS and step >= total_steps(s)  # nothing continues from there
+        self._state = None if done else ungated_state(self._u0, field, s)
         self._show_field()
         self.say(f"back at step {step}")
 
@@ -289,8 +324,9 @@ class DiffusionWidget(Panel):
         feats = self._source.metadata.get("features") if self._directions is None else None
         target = self._step + steps
         note = "estimating directions..." if self._directions is None else ""
-        self.start(_diffusion_job, self._field, self._directions, self._settings(), start=self._step,
-                   steps=steps, every=every, features=feats, step=self._step, total=target, desc="diffusion",
+        self.start(_diffusion_job, self._state, self._directions, self._settings(), start=self._step,
+                   steps=steps, every=every, features=feats, u0=self._u0, step=self._step, total=target,
+                   desc="diffusion",
                    note=note, on_frame=self._on_frame, on_error=self._on_error, on_end=self._on_end)
 
     # -- showing the state (GUI thread) -------------------------------------------
@@ -331,8 +367,10 @@ class DiffusionWidget(Panel):
             self.scrub.value = ""
             return
         i = min(int(self._viewer.dims.current_step[0]), len(self._history) - 1)
-        self.scrub.value = (f"time slider: snapshot {i + 1} of {len(self._history)} = step "
-                            f"{self._history.steps[i]}")
+        step = self._history.steps[i]
+        s = self._settings()
+        done = " (the completion)" if step == total_steps(s) and s.method in COMPLETED_METHODS else ""
+        self.scrub.value = f"time slider: snapshot {i + 1} of {len(self._history)} = step {step}{done}"
 
     # -- the job's events (GUI thread, one at a time) -----------------------------
     def _on_frame(self, job, frame: Frame):
@@ -341,7 +379,7 @@ class DiffusionWidget(Panel):
             self._directions = frame.directions
             return
         self._history.add(frame.step, frame.field)
-        self._field, self._step = frame.field, frame.step
+        self._field, self._state, self._step = frame.field, frame.state, frame.step
         job.step = frame.step
         self._fresh = True
 

@@ -1,26 +1,42 @@
-"""Bridged gaps panel: what the refinement added, ranked by size, to review one by one.
+"""Bridged gaps panel: the gaps a refinement really bridged, most confident first, to review one by one.
 
-`core.gaps.bridged_gaps` groups the pixels that crossed the threshold (``refined >= t``
-and ``probability < t``) into connected gaps; they become the ``bridged`` Labels layer
-(gap ``k`` = label ``k``, 1 the largest) and a list. Choosing an entry centres and zooms
-the view on the gap; Accept gap / Reject gap mark it. The marks live in the layer's
-``features`` table (column ``status``), where the Accept panel reads which gaps to leave out.
+`core.gaps.bridges` lists the pieces of the refined mask's centre line that were added and
+join two or more components of the mask before refinement (or extend a vessel end along
+its direction); widening is not listed. Each has a calibrated confidence
+(`core.gaps.confidence`: the probability, fitted on the training splits of DRIVE, STARE
+and HRF, that such a bridge lies in the truth and joins pieces the truth joins), and the
+list is ranked by it. They become the ``bridged`` Labels layer (gap ``k`` = label ``k``,
+1 the most confident, drawn on its centre line and the crossed pixels beside it) and a
+list. Choosing an entry centres and zooms the view on the gap; Accept gap / Reject gap
+mark it, "Accept all above" marks every unreviewed gap at or above a confidence. The
+canvas colours each gap by its mark (`STATUS_COLOURS`: unreviewed yellow, accepted cyan,
+rejected magenta). The marks live in the layer's ``features`` table (column ``status``),
+where the Accept panel reads which gaps to leave out.
+
+Keys (`GAP_KEYS`, viewer key bindings, so they work whichever layer is selected): Shift-Right
+next gap, Shift-Left previous gap, Shift-G accept the gap shown, Shift-X reject it.
 """
 
 from __future__ import annotations
 
 import napari
 import numpy as np
-from magicgui.widgets import ComboBox, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import ComboBox, FloatSpinBox, Label, PushButton
+from napari.utils.colormaps import DirectLabelColormap
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QListWidget
 
 from ..core.checks import check_field
-from ..core.gaps import bridged_gaps
+from ..core.gaps import bridges
 from ._common import Panel, camera, canvas_size, follow_layers, layers_of, put_layer, steady_cursor
 
 BRIDGED = "bridged"
 UNREVIEWED, ACCEPTED, REJECTED = "unreviewed", "accepted", "rejected"
+#: How a gap is drawn on the canvas by its mark (RGBA).
+STATUS_COLOURS = {UNREVIEWED: (1.0, 0.9, 0.0, 1.0), ACCEPTED: (0.0, 0.9, 1.0, 1.0),
+                  REJECTED: (1.0, 0.0, 1.0, 1.0)}
+#: The panel's keys (viewer key bindings).
+GAP_KEYS = {"next": "Shift-Right", "previous": "Shift-Left", "accept": "Shift-G", "reject": "Shift-X"}
 
 
 def rejected_labels(layer) -> list[int]:
@@ -31,8 +47,15 @@ def rejected_labels(layer) -> list[int]:
     return [int(i) for i in f.loc[f["status"] == REJECTED, "index"]]
 
 
+def status_colormap(status: list[str]) -> DirectLabelColormap:
+    """Labels colours for gaps 1..n by their marks (`STATUS_COLOURS`); the background is clear."""
+    colours = {None: (0.0, 0.0, 0.0, 0.0), 0: (0.0, 0.0, 0.0, 0.0)}
+    colours.update({k: STATUS_COLOURS[s] for k, s in enumerate(status, start=1)})
+    return DirectLabelColormap(color_dict=colours)
+
+
 class GapsWidget(Panel):
-    """Dock widget: find the bridged gaps, walk through them, accept or reject each."""
+    """Dock widget: find the bridges, walk through them, accept or reject each."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(viewer)
@@ -42,24 +65,39 @@ class GapsWidget(Panel):
         self.probability = ComboBox(label="before (probability)", choices=images)
         self.refined = ComboBox(label="after (refined)", choices=images)
         self.threshold = FloatSpinBox(value=0.5, min=0.01, max=1.0, step=0.05, label="threshold")
-        self.min_size = SpinBox(value=4, min=1, max=100000, label="smallest gap (px)",
-                                tooltip="smaller gaps (often single pixels on a vessel's rim) are not listed")
         self.run_button = PushButton(text="Find bridged gaps")
         self.list = QListWidget()
         self.list.setMinimumHeight(160)
+        self.previous_button = PushButton(text="Previous gap")
+        self.next_button = PushButton(text="Next gap")
         self.accept_button = PushButton(text="Accept gap")
         self.reject_button = PushButton(text="Reject gap")
+        self.above = FloatSpinBox(value=0.9, min=0.0, max=1.0, step=0.05, label="confidence at least",
+                                  tooltip="Accept all above: marks every unreviewed gap with at least this "
+                                          "confidence accepted (the marks already made are kept)")
+        self.accept_above_button = PushButton(text="Accept all above")
         self.status = Label(value="")
-        self.extend([self.probability, self.refined, self.threshold, self.min_size, self.run_button])
+        k = GAP_KEYS
+        self.keys = Label(value=f"Keys: {k['next']} next, {k['previous']} previous, {k['accept']} accept, "
+                                f"{k['reject']} reject")
+        self.extend([self.probability, self.refined, self.threshold, self.run_button])
         self.native.layout().addWidget(self.list)
-        self.extend([self.accept_button, self.reject_button, self.status])
+        self.extend([self.previous_button, self.next_button, self.accept_button, self.reject_button,
+                     self.above, self.accept_above_button, self.status, self.keys])
         follow_layers(viewer, self.probability, prefer="probab")
         follow_layers(viewer, self.refined, prefer="refined")
         self.listen(viewer.dims.events.ndisplay, lambda _e: steady_cursor(viewer))  # see steady_cursor
         self.run_button.changed.connect(self.run)
         self.list.currentRowChanged.connect(self.go_to)
+        self.previous_button.changed.connect(lambda *_: self.move(-1))
+        self.next_button.changed.connect(lambda *_: self.move(1))
         self.accept_button.changed.connect(lambda *_: self.mark(ACCEPTED))
         self.reject_button.changed.connect(lambda *_: self.mark(REJECTED))
+        self.accept_above_button.changed.connect(lambda *_: self.accept_above())
+        viewer.bind_key(k["next"], lambda _v: self.move(1), overwrite=True)
+        viewer.bind_key(k["previous"], lambda _v: self.move(-1), overwrite=True)
+        viewer.bind_key(k["accept"], lambda _v: self.mark(ACCEPTED), overwrite=True)
+        viewer.bind_key(k["reject"], lambda _v: self.mark(REJECTED), overwrite=True)
 
     def _inputs(self):
         p, r = self.probability.value, self.refined.value
@@ -89,7 +127,7 @@ class GapsWidget(Panel):
         if inputs is None:
             return
         self._source = self.refined.value
-        self.start(bridged_gaps, *inputs, self.threshold.value, self.min_size.value,
+        self.start(bridges, *inputs, self.threshold.value,
                    desc="finding bridged gaps", note="finding bridged gaps...", on_result=self._on_result,
                    on_error=lambda _job, e: show_error(f"Finding gaps failed: {e}"))
 
@@ -101,12 +139,14 @@ class GapsWidget(Panel):
         self._gaps = gaps
         self._status = [UNREVIEWED] * len(gaps)
         put_layer(self._viewer, BRIDGED, "labels", labels, like=self._source, opacity=0.8,
-                  features=self._features())
+                  features=self._features(), colormap=status_colormap(self._status))
         self.list.clear()
         for k in range(len(gaps)):
             self.list.addItem(self._item_text(k))
-        self.done_text = (f"{len(gaps)} bridged gap(s), {sum(g.size for g in gaps)} px"
-                          if gaps else "no bridged gaps: nothing crossed the threshold")
+        if gaps:
+            self.list.setCurrentRow(0)  # the most confident gap, shown at once
+        self.done_text = (f"{len(gaps)} bridged gap(s), most confident first" if gaps
+                          else "no bridged gaps: nothing the refinement added joins two pieces")
 
     def _features(self) -> dict:
         return {"index": np.arange(len(self._gaps) + 1),
@@ -117,11 +157,13 @@ class GapsWidget(Panel):
     def _item_text(self, k: int) -> str:
         g = self._gaps[k]
         where = ", ".join(f"{c:.0f}" for c in g.centroid)
-        return f"#{g.label}: {g.size} px, confidence {g.confidence:.2f}, at ({where}) - {self._status[k]}"
+        kind = "join" if len(g.joins) > 1 else "extension"
+        return (f"#{g.label}: {kind}, {g.size} px, confidence {g.confidence:.2f}, at ({where}) - "
+                f"{self._status[k]}")
 
     # -- review -------------------------------------------------------------------
     def go_to(self, row: int):
-        """Centre and zoom the view on gap ``row`` (0 = the largest)."""
+        """Centre and zoom the view on gap ``row`` (0 = the most confident)."""
         if not (0 <= row < len(self._gaps)) or BRIDGED not in self._viewer.layers:
             return
         layer = self._viewer.layers[BRIDGED]
@@ -137,7 +179,26 @@ class GapsWidget(Panel):
         cam.center = tuple(point[list(viewer.dims.displayed)])
         size = 12.0 * max(np.sqrt(g.size), 4.0) * float(np.max(layer.scale))
         cam.zoom = 0.8 * min(canvas_size(viewer)) / size
-        self.say(f"gap #{g.label} of {len(self._gaps)}")
+        self.say(f"gap #{g.label} of {len(self._gaps)}, confidence {g.confidence:.2f}")
+
+    def move(self, by: int):
+        """Show the next (``by = 1``) or previous (``-1``) gap of the list."""
+        if not self._gaps:
+            return
+        row = self.list.currentRow()
+        self.list.setCurrentRow(int(np.clip(0 if row < 0 else row + by, 0, len(self._gaps) - 1)))
+
+    def _layer(self):
+        if BRIDGED not in self._viewer.layers:
+            show_error(f"The '{BRIDGED}' layer was removed: press Find bridged gaps again.")
+            return None
+        return self._viewer.layers[BRIDGED]
+
+    def _show_marks(self, layer, rows):
+        layer.features = self._features()
+        layer.colormap = status_colormap(self._status)
+        for row in rows:
+            self.list.item(row).setText(self._item_text(row))
 
     def mark(self, status: str):
         """Mark the chosen gap accepted or rejected (rejected gaps are left out by the Accept panel)."""
@@ -145,11 +206,23 @@ class GapsWidget(Panel):
         if not (0 <= row < len(self._gaps)):
             show_error("Choose a gap in the list first.")
             return
-        if BRIDGED not in self._viewer.layers:
-            show_error(f"The '{BRIDGED}' layer was removed: press Find bridged gaps again.")
+        layer = self._layer()
+        if layer is None:
             return
         self._status[row] = status
-        self._viewer.layers[BRIDGED].features = self._features()
-        self.list.item(row).setText(self._item_text(row))
+        self._show_marks(layer, [row])
         if row + 1 < len(self._gaps):
             self.list.setCurrentRow(row + 1)  # on to the next gap
+
+    def accept_above(self, threshold: float | None = None) -> int:
+        """Mark every unreviewed gap with confidence >= ``threshold`` (the panel's value) accepted."""
+        x = self.above.value if threshold is None else threshold
+        rows = [k for k, g in enumerate(self._gaps) if g.confidence >= x and self._status[k] == UNREVIEWED]
+        layer = self._layer() if self._gaps else None
+        if layer is None:
+            return 0
+        for k in rows:
+            self._status[k] = ACCEPTED
+        self._show_marks(layer, rows)
+        self.say(f"accepted {len(rows)} gap(s) with confidence >= {x:.2f}")
+        return len(rows)
