@@ -110,6 +110,8 @@ def main(argv=None) -> int:
                     choices=["segment", "directions", "diffusion", "fine-tune"],
                     help="print where the GUI thread spends its time during STAGE (cProfile, by own "
                          "time; repeatable)")
+    ap.add_argument("--profile-dump", metavar="DIR",
+                    help="also write each profiled stage's cProfile stats to DIR/STAGE.prof (for pstats)")
     args = ap.parse_args(argv)
 
     import napari
@@ -146,6 +148,9 @@ def main(argv=None) -> int:
             import pstats
 
             prof.disable()
+            if args.profile_dump:
+                Path(args.profile_dump).mkdir(parents=True, exist_ok=True)
+                prof.dump_stats(str(Path(args.profile_dump) / f"{step}.prof"))
             pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
         rows[label] = figures(intervals, wall)
         rows[label]["intervals_ms"] = [round(x, 1) for x in intervals]  # for a closer look (--json)

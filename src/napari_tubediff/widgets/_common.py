@@ -19,7 +19,14 @@ update). Three rules make the controls act on what is on screen:
   shown (`Panel.refresh`), so it always says the state that holds.
 * **Display throttled by time.** Taking a frame in is cheap (store it, count the step);
   drawing it into layers is done at most every `DRAW_INTERVAL` seconds, and once more at
-  the end of a burst (`Panel.request_draw`), however fast the steps come.
+  the end of a burst (`Panel.request_draw`), however fast the steps come. A drawing's cost
+  (its own work and the canvas repaint it causes) is measured, and the next one waits
+  long enough that drawing takes at most `DRAW_SHARE` of the GUI thread's time; napari's
+  progress bar, which repaints the window inside its ``setValue``, is brought up to date
+  at most every `PROGRESS_INTERVAL` seconds.
+* **A core for the GUI.** While a job runs, torch and numba use all cores but one in its
+  worker thread (`leave_a_core`), so the event loop is never starved of a core by the
+  panel's own work (on two cores torch's two threads left the GUI thread waiting).
 
 Closing the viewer cancels every job quietly: napari's close cancels its registered
 workers (``worker.quit`` cancels the gate too), and a panel whose widget is gone ignores
@@ -29,12 +36,14 @@ whatever its jobs still deliver and stops listening to the viewer's events
 
 from __future__ import annotations
 
+import inspect
+import os
 import threading
 import time
 import warnings
 from collections import deque
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import napari
 import numpy as np
@@ -52,15 +61,87 @@ SHORTCUTS = {
     "undo": "Shift-U",
 }
 
-#: Seconds between two redraws of a running job's layers: about what a screen shows. A
-#: drawing that takes long (a large image, a slow repaint of the canvas) waits twice its
-#: own time before the next, so the GUI thread stays free at least two thirds of the
-#: time, for the annotator and for taking the next frame in.
-DRAW_INTERVAL = 0.05
+#: Seconds between two redraws of a running job's layers at most: 15 a second, more than
+#: an annotator follows of a run and less than a screen shows.
+DRAW_INTERVAL = 1 / 15
+
+#: The most of the GUI thread's time that redrawing a running job may take. A drawing
+#: that cost ``c`` seconds (its own work and the canvas repaint after it) is followed by
+#: ``c * (1 - DRAW_SHARE) / DRAW_SHARE`` seconds without one, so the event loop is free
+#: the rest of the time, for the annotator's clicks and for taking the next frame in: a
+#: fast (GPU) canvas redraws at `DRAW_INTERVAL`, a slow one (software OpenGL on a busy
+#: machine, 100 to 250 ms a repaint) about once a second or two.
+DRAW_SHARE = 0.1
+
+#: Seconds between two updates of napari's progress bar of a running job at most (its
+#: ``setValue`` calls ``QApplication.processEvents()``: every update repaints the window).
+PROGRESS_INTERVAL = 1.0
+
+#: Milliseconds after a drawing when its cost is read: the canvas repaint it asked for
+#: (``QWindow.requestUpdate``, a few ms later) has run by then.
+_SETTLE_MS = 20
 
 #: A job's states (`Job.state`): while its worker runs, and at the end.
 RUNNING, PAUSED, CANCELLING = "running", "paused", "cancelling"
 DONE, CANCELLED, FAILED = "done", "cancelled", "failed"
+
+
+def worker_threads() -> int:
+    """Threads a panel's worker may compute with: all cores but one, which is the GUI thread's."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+_threads_lock = threading.Lock()
+_threads_users = [0, None]  # jobs inside `leave_a_core` now, torch's thread count before the first
+
+
+@contextmanager
+def leave_a_core():
+    """In a worker thread: torch and numba compute with `worker_threads` threads until the end.
+
+    numba's count is the calling thread's own; torch's is the process's, so it is put
+    back once the last job that lowered it has ended.
+    """
+    import torch
+
+    n = worker_threads()
+    with _threads_lock:
+        if _threads_users[0] == 0:
+            _threads_users[1] = torch.get_num_threads()
+        _threads_users[0] += 1
+    # torch's OpenMP threads follow the count of the thread that calls them: set it here
+    torch.set_num_threads(min(n, _threads_users[1]))
+    numba_before = None
+    try:
+        import numba
+
+        numba_before = numba.get_num_threads()
+        numba.set_num_threads(min(n, numba_before))
+    except ImportError:  # pragma: no cover - numba is a declared dependency
+        pass
+    try:
+        yield
+    finally:
+        if numba_before is not None:
+            numba.set_num_threads(numba_before)
+        with _threads_lock:
+            _threads_users[0] -= 1
+            if _threads_users[0] == 0:
+                torch.set_num_threads(_threads_users[1])
+
+
+def _leaving_a_core(func: Callable) -> Callable:
+    """``func`` (a generator function or not) run inside `leave_a_core`."""
+    if inspect.isgeneratorfunction(func):
+        def gen(*args, **kwargs):
+            with leave_a_core():
+                return (yield from func(*args, **kwargs))
+        return gen
+
+    def call(*args, **kwargs):
+        with leave_a_core():
+            return func(*args, **kwargs)
+    return call
 
 
 class _Relay(QObject):
@@ -185,8 +266,6 @@ class Job:
 
     def __init__(self, panel: Panel, func: Callable, *args, step: int = 0, total: int = 0, desc: str = "",
                  note: str = "", on_frame=None, on_result=None, on_error=None, on_end=None, **kwargs):
-        import inspect
-
         self.panel = panel
         self.state = RUNNING
         self.step = int(step)
@@ -196,6 +275,7 @@ class Job:
         self.error = ""
         self._desc = desc
         self._progress = None
+        self._progress_at = 0.0  # when the progress bar was last brought up to date
         self._held = False       # a frame is shown and its worker waits for the gate
         self._one_more = False   # Step while paused: let one frame through
         self._detached = False
@@ -206,7 +286,8 @@ class Job:
             cls = SteppedWorker
         else:
             cls = GatedFunctionWorker if on_frame is not None else FunctionWorker
-        self.worker = create_worker(func, *args, _worker_class=cls, _ignore_errors=True, **kwargs)
+        self.worker = create_worker(_leaving_a_core(func), *args, _worker_class=cls, _ignore_errors=True,
+                                    **kwargs)
         gate = getattr(self.worker, "gate", None)
         if gate is not None:
             self.worker.serial = panel._serial
@@ -329,10 +410,16 @@ class Job:
             gate.release()
 
     def show_progress(self) -> None:
-        """Bring napari's progress bar to ``step`` (called when the panel draws, not per frame)."""
+        """Bring napari's progress bar to ``step`` (when the panel draws; while running, at most
+        every `PROGRESS_INTERVAL` seconds: each update repaints the whole window)."""
         p = self._progress
-        if p is not None and self.total and self.step != p.n:
-            p.update(self.step - p.n)
+        if p is None or not self.total or self.step == p.n:
+            return
+        now = time.monotonic()
+        if self.state == RUNNING and now - self._progress_at < PROGRESS_INTERVAL:
+            return
+        self._progress_at = now
+        p.update(self.step - p.n)
 
     def _close_progress(self) -> None:
         p, self._progress = self._progress, None
@@ -380,6 +467,7 @@ class Panel(Container):
         self._serial = threading.Lock()  # held by a stepped job's worker while it computes
         self._listening: list = []
         self._next_draw = 0.0      # when the layers may be drawn again (time.monotonic)
+        self.last_draw_cost = 0.0  # seconds the last drawing took, with its repaint (see _settled)
         self._settling = False     # a drawing is being painted (see _settled)
         self._pending = False      # ... and another was asked for meanwhile
         self._drawing = False
@@ -497,19 +585,23 @@ class Panel(Container):
                 again = self._draw_again
         finally:
             self._drawing = False
-        if not self._settling:
-            # the canvas repaints in the event loop after this: a zero timer fires once it has
-            self._settling, self._began = True, began
-            QTimer.singleShot(0, self._settled)
         self.refresh()
+        if not self._settling:
+            # the canvas repaints in the event loop after this: a short timer fires once it
+            # has (late by as long as the repaint took)
+            self._settling, self._began = True, began
+            QTimer.singleShot(_SETTLE_MS, self._settled)
 
     def _settled(self) -> None:
-        """The event loop is back after a drawing: the next one waits twice what this one cost."""
+        """After a drawing and its repaint: the next drawing waits so that drawing takes at most
+        `DRAW_SHARE` of the GUI thread's time."""
         self._settling = False
         if not self.alive:
             return
         end = time.monotonic()
-        self._next_draw = end + max(DRAW_INTERVAL, 2 * (end - self._began))
+        cost = max(0.0, end - self._began - _SETTLE_MS / 1000)
+        self.last_draw_cost = cost
+        self._next_draw = end + max(DRAW_INTERVAL - _SETTLE_MS / 1000, cost * (1 - DRAW_SHARE) / DRAW_SHARE)
         if self._pending:
             self._pending = False
             self.request_draw()

@@ -26,6 +26,7 @@ state; Reset goes back to the probability; Cancel stops and keeps the last step 
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 import napari
@@ -63,6 +64,10 @@ class Frame(NamedTuple):
     field: np.ndarray | None
     directions: np.ndarray | None = None
 
+
+#: Seconds between two updates of the hidden ``refined`` layer while a run is drawn at most
+#: (the other panels read it; the history layer shows the run).
+REFINED_INTERVAL = 1.0
 
 #: The snapshot history's memory cap (`core.history.capacity_for`).
 SNAPSHOT_BYTES = 256 * 2**20
@@ -121,6 +126,7 @@ class DiffusionWidget(Panel):
         self._step = 0
         self._history = None
         self._fresh = False        # a frame taken in and not drawn yet
+        self._refined_at = 0.0     # when the refined layer was last brought up to date
         self.layer = ComboBox(label="probability", choices=lambda _w: layers_of(viewer, napari.layers.Image))
         self.sigma = FloatSpinBox(value=d.sigma, min=0.5, max=50.0, step=0.5, label="direction scale",
                                   tooltip="Hessian scale (pixels) for the vessel directions")
@@ -294,14 +300,23 @@ class DiffusionWidget(Panel):
     def show_frame(self):
         if self._fresh:
             self._fresh = False
-            self._show_field()
+            # while running, the (hidden) refined layer follows the history at most every
+            # REFINED_INTERVAL: one layer update per drawing, not two; paused or ended, at once
+            # (and at once when the annotator made it visible)
+            live = self.job is not None and self.job.state == RUNNING
+            layers = self._viewer.layers
+            shown = REFINED in layers and layers[REFINED].visible
+            self._show_field(refined=not live or shown
+                             or time.monotonic() - self._refined_at >= REFINED_INTERVAL)
 
-    def _show_field(self, follow: bool = True):
+    def _show_field(self, follow: bool = True, refined: bool = True):
         src = self._source
         # (the looks apply when a layer is made; the annotator's later changes are kept)
         look, history_look = (VOLUME_LOOK, VOLUME_HISTORY_LOOK) if self._field.ndim == 3 else (
             PLANE_LOOK, PLANE_HISTORY_LOOK)
-        put_image(self._viewer, REFINED, self._field, like=src, contrast_limits=(0, 1), **look)
+        if refined or REFINED not in self._viewer.layers:
+            self._refined_at = time.monotonic()
+            put_image(self._viewer, REFINED, self._field, like=src, contrast_limits=(0, 1), **look)
         put_image(self._viewer, HISTORY, self._history.stack(), like=src, contrast_limits=(0, 1),
                   **{**history_look, "visible": self.after.value})
         labels = list(self._viewer.dims.axis_labels)
