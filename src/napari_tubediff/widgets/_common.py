@@ -24,9 +24,10 @@ update). Three rules make the controls act on what is on screen:
   long enough that drawing takes at most `DRAW_SHARE` of the GUI thread's time; napari's
   progress bar, which repaints the window inside its ``setValue``, is brought up to date
   at most every `PROGRESS_INTERVAL` seconds.
-* **A core for the GUI.** While a job runs, torch and numba use all cores but one in its
-  worker thread (`leave_a_core`), so the event loop is never starved of a core by the
-  panel's own work (on two cores torch's two threads left the GUI thread waiting).
+* **The GUI first.** While a job runs, torch and numba use all cores but one in its worker
+  thread, and (on Linux) that thread runs at a lower priority (`WORKER_NICE`), so the
+  panel's own work never keeps the event loop from a core (`leave_a_core`): on a busy
+  machine the worker slows down, not the GUI.
 
 Closing the viewer cancels every job quietly: napari's close cancels its registered
 workers (``worker.quit`` cancels the gate too), and a panel whose widget is gone ignores
@@ -38,6 +39,7 @@ from __future__ import annotations
 
 import inspect
 import os
+import sys
 import threading
 import time
 import warnings
@@ -86,6 +88,11 @@ RUNNING, PAUSED, CANCELLING = "running", "paused", "cancelling"
 DONE, CANCELLED, FAILED = "done", "cancelled", "failed"
 
 
+#: The nice value (Linux) a panel's worker thread computes at, above the GUI thread's 0: when
+#: both want a core, the scheduler gives the GUI thread about nine tenths of it.
+WORKER_NICE = 10
+
+
 def worker_threads() -> int:
     """Threads a panel's worker may compute with: all cores but one, which is the GUI thread's."""
     return max(1, (os.cpu_count() or 1) - 1)
@@ -105,6 +112,7 @@ def leave_a_core():
     import torch
 
     n = worker_threads()
+    nice = _nice_thread(WORKER_NICE)
     with _threads_lock:
         if _threads_users[0] == 0:
             _threads_users[1] = torch.get_num_threads()
@@ -128,6 +136,27 @@ def leave_a_core():
             _threads_users[0] -= 1
             if _threads_users[0] == 0:
                 torch.set_num_threads(_threads_users[1])
+        if nice is not None:
+            _nice_thread(nice)
+
+
+def _nice_thread(value: int) -> int | None:
+    """Set the calling thread's nice value (Linux); its value before, or None where it cannot.
+
+    The worker threads are napari's pool threads: the value is put back after a job where
+    the system lets a process lower a nice value again (otherwise the pool thread stays
+    at the lower priority, which suits background work).
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    tid = threading.get_native_id()
+    try:
+        before = os.getpriority(os.PRIO_PROCESS, tid)
+        if before != value:
+            os.setpriority(os.PRIO_PROCESS, tid, value)
+        return before
+    except OSError:  # not permitted (putting a lower value back): keep the thread as it is
+        return None
 
 
 def _leaving_a_core(func: Callable) -> Callable:
