@@ -24,10 +24,16 @@ update). Three rules make the controls act on what is on screen:
   long enough that drawing takes at most `DRAW_SHARE` of the GUI thread's time; napari's
   progress bar, which repaints the window inside its ``setValue``, is brought up to date
   at most every `PROGRESS_INTERVAL` seconds.
-* **The GUI first.** While a job runs, torch and numba use all cores but one in its worker
-  thread, and (on Linux) that thread runs at a lower priority (`WORKER_NICE`), so the
-  panel's own work never keeps the event loop from a core (`leave_a_core`): on a busy
-  machine the worker slows down, not the GUI.
+* **A core for the GUI.** While a job runs, torch and numba use all cores but one in its
+  worker thread (`leave_a_core`), so the panel's own work leaves the event loop a core
+  (on two cores, torch's two threads left the GUI thread waiting). The worker thread is not
+  given a lower priority: it holds Python's GIL at times, and the GUI thread, waiting for
+  the GIL, would then wait for a thread the scheduler puts last (measured: ticks of 25 to
+  55 ms instead of 10 while the Directions panel worked, at nice 10).
+* **New layers in two turns.** A layer the panels add is added hidden and shown on the
+  next turn of the event loop (`put_image`, `put_layer`), so napari's adding it (its
+  visual, controls and list row) and its first slice, thumbnail and upload are two
+  shorter stalls instead of one long one.
 
 Closing the viewer cancels every job quietly: napari's close cancels its registered
 workers (``worker.quit`` cancels the gate too), and a panel whose widget is gone ignores
@@ -39,7 +45,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import sys
 import threading
 import time
 import warnings
@@ -88,11 +93,6 @@ RUNNING, PAUSED, CANCELLING = "running", "paused", "cancelling"
 DONE, CANCELLED, FAILED = "done", "cancelled", "failed"
 
 
-#: The nice value (Linux) a panel's worker thread computes at, above the GUI thread's 0: when
-#: both want a core, the scheduler gives the GUI thread about nine tenths of it.
-WORKER_NICE = 10
-
-
 def worker_threads() -> int:
     """Threads a panel's worker may compute with: all cores but one, which is the GUI thread's."""
     return max(1, (os.cpu_count() or 1) - 1)
@@ -112,7 +112,6 @@ def leave_a_core():
     import torch
 
     n = worker_threads()
-    nice = _nice_thread(WORKER_NICE)
     with _threads_lock:
         if _threads_users[0] == 0:
             _threads_users[1] = torch.get_num_threads()
@@ -136,27 +135,6 @@ def leave_a_core():
             _threads_users[0] -= 1
             if _threads_users[0] == 0:
                 torch.set_num_threads(_threads_users[1])
-        if nice is not None:
-            _nice_thread(nice)
-
-
-def _nice_thread(value: int) -> int | None:
-    """Set the calling thread's nice value (Linux); its value before, or None where it cannot.
-
-    The worker threads are napari's pool threads: the value is put back after a job where
-    the system lets a process lower a nice value again (otherwise the pool thread stays
-    at the lower priority, which suits background work).
-    """
-    if not sys.platform.startswith("linux"):
-        return None
-    tid = threading.get_native_id()
-    try:
-        before = os.getpriority(os.PRIO_PROCESS, tid)
-        if before != value:
-            os.setpriority(os.PRIO_PROCESS, tid, value)
-        return before
-    except OSError:  # not permitted (putting a lower value back): keep the thread as it is
-        return None
 
 
 def _leaving_a_core(func: Callable) -> Callable:
@@ -806,7 +784,19 @@ def put_image(viewer, name: str, data: np.ndarray, like=None, **kwargs):
         nd = data.ndim
         kwargs.setdefault("scale", _pad(like.scale, nd, 1.0))
         kwargs.setdefault("translate", _pad(like.translate, nd, 0.0))
-    return viewer.add_image(data, name=name, **kwargs)
+    return _add_in_two_turns(viewer.add_image, data, name=name, **kwargs)
+
+
+def _add_in_two_turns(add, data, visible: bool = True, **kwargs):
+    """``add(data, **kwargs)`` hidden, then shown (if ``visible``) on the event loop's next turn.
+
+    napari neither slices, nor makes a thumbnail of, nor uploads a hidden layer: adding it
+    costs the layer's visual, controls and list row; showing it, in another event, the rest.
+    """
+    layer = add(data, visible=False, **kwargs)
+    if visible:
+        QTimer.singleShot(0, lambda: setattr(layer, "visible", True))
+    return layer
 
 
 def put_layer(viewer, name: str, kind: str, data, like=None, **kwargs):
@@ -820,7 +810,11 @@ def put_layer(viewer, name: str, kind: str, data, like=None, **kwargs):
         nd = np.asarray(like.data).ndim - (1 if getattr(like, "rgb", False) else 0)
         kwargs.setdefault("scale", _pad(like.scale, nd, 1.0))
         kwargs.setdefault("translate", _pad(like.translate, nd, 0.0))
-    layer = getattr(viewer, f"add_{kind}")(data, name=name, **kwargs)
+    add = getattr(viewer, f"add_{kind}")
+    # (not a Labels layer: napari 0.9.2's data_setitem fails on one never sliced, as a
+    # hidden one is, and the Accept panel paints into its new layer at once)
+    layer = add(data, name=name, **kwargs) if kind == "labels" else _add_in_two_turns(add, data, name=name,
+                                                                                       **kwargs)
     if index is not None:
         viewer.layers.move(viewer.layers.index(layer), index)
     return layer

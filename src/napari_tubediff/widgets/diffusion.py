@@ -192,8 +192,10 @@ class DiffusionWidget(Panel):
     def _input(self) -> np.ndarray | None:
         return probability_data(self.layer.value, show_error)
 
-    def _prepare(self) -> bool:
-        """Check the input; start from the probability when it (or the direction scale) changed."""
+    def _prepare(self, refined: bool = True) -> bool:
+        """Check the input; start from the probability when it (or the direction scale) changed.
+
+        ``refined=False``: a run follows, which brings the refined layer up to date itself."""
         u = self._input()
         if u is None:
             return False
@@ -204,10 +206,10 @@ class DiffusionWidget(Panel):
             if key != self._key:
                 self._directions = None
             self._key, self._source, self._data_ref = key, layer, layer.data
-            self._reset_state(u)
+            self._reset_state(u, refined)
         return True
 
-    def _reset_state(self, u: np.ndarray) -> None:
+    def _reset_state(self, u: np.ndarray, refined: bool = True) -> None:
         self._u0 = u
         self._field = u.copy()
         self._step = 0
@@ -222,15 +224,16 @@ class DiffusionWidget(Panel):
             self._told = told
             show_info(f"Each snapshot of '{self._source.name}' {u.shape} takes {_mib(each)}: at most "
                       f"{cap} are kept ({_mib(cap * each)}), thinned over the run, not {wanted}.")
-        self._show_field()
+        self._show_field(refined=refined)
 
     # -- actions ------------------------------------------------------------------
     def run(self, *_):
         """Run (or continue) to ``steps`` steps; starts over once the state is there."""
-        if self.busy or not self._prepare():
+        # the run updates the refined layer (adding it is a stall of its own: not at the click)
+        if self.busy or not self._prepare(refined=False):
             return
         if self._step >= self.steps.value:
-            self._reset_state(self._u0)
+            self._reset_state(self._u0, refined=False)
         self._start(self.steps.value - self._step, self.every.value)
 
     def step(self, *_):
@@ -314,7 +317,7 @@ class DiffusionWidget(Panel):
         # (the looks apply when a layer is made; the annotator's later changes are kept)
         look, history_look = (VOLUME_LOOK, VOLUME_HISTORY_LOOK) if self._field.ndim == 3 else (
             PLANE_LOOK, PLANE_HISTORY_LOOK)
-        if refined or REFINED not in self._viewer.layers:
+        if refined:
             self._refined_at = time.monotonic()
             put_image(self._viewer, REFINED, self._field, like=src, contrast_limits=(0, 1), **look)
         put_image(self._viewer, HISTORY, self._history.stack(), like=src, contrast_limits=(0, 1),
