@@ -89,6 +89,36 @@ class Probe:
         return list(np.diff(self.ticks) * 1000.0), wall
 
 
+class SlowEvents:
+    """An application event filter that names the Qt events after which the GUI thread was busy long.
+
+    The filter sees when each event starts: a gap of more than ``ms`` between two starts
+    is the first event's handling (with the probe ticking every 10 ms, idle gaps are short).
+    An event handled inside another (``processEvents``) starts a new gap.
+    """
+
+    def __new__(cls, ms: float):
+        from qtpy.QtCore import QEvent, QObject
+
+        class _Filter(QObject):
+            def __init__(self):
+                super().__init__()
+                self.limit = ms / 1000
+                self.t0 = self.last = time.perf_counter()
+                self.what = ""
+
+            def eventFilter(self, obj, ev):  # noqa: N802 (Qt's name)
+                now = time.perf_counter()
+                if now - self.last > self.limit:
+                    print(f"  {now - self.t0:8.2f}s {1000 * (now - self.last):6.0f} ms after {self.what}",
+                          file=sys.stderr, flush=True)
+                kind = QEvent.Type(ev.type())
+                self.last, self.what = now, f"{type(obj).__name__} {getattr(kind, 'name', kind)}"
+                return False
+
+        return _Filter()
+
+
 def figures(intervals: list[float], wall: float) -> dict:
     a = np.asarray(intervals)
     return {"wall_s": round(wall, 1), "ticks": int(a.size), "median_ms": round(float(np.median(a)), 1),
@@ -112,6 +142,9 @@ def main(argv=None) -> int:
                          "time; repeatable)")
     ap.add_argument("--profile-dump", metavar="DIR",
                     help="also write each profiled stage's cProfile stats to DIR/STAGE.prof (for pstats)")
+    ap.add_argument("--slow-events", type=float, metavar="MS",
+                    help="print every Qt event the GUI thread took longer than MS ms to handle (what "
+                         "received it, the event type, the Python function at the top of its work)")
     args = ap.parse_args(argv)
 
     import napari
@@ -128,6 +161,9 @@ def main(argv=None) -> int:
     for _ in range(20):
         QApplication.processEvents()
     probe = Probe()
+    if args.slow_events:
+        watch = SlowEvents(args.slow_events)
+        QApplication.instance().installEventFilter(watch)
     rows = {}
 
     stages = set(args.stages.split(",")) | {"segment"}

@@ -13,7 +13,7 @@ update). Three rules make the controls act on what is on screen:
   Pause, Step, Cancel and Reset act within one step of the screen.
 * **One event at a time, state not order.** A job's events (frame, result, error, end) are
   queued and handled one after the other (`Job._push`), never one inside another, even when
-  a Qt call in a handler (napari's progress bar calls ``processEvents``) delivers the next
+  a Qt call in a handler (anything that calls ``processEvents``) delivers the next
   one early. The status line is derived from the job's single state variable
   (`Job.state`: running, paused, cancelling, cancelled, failed, done) each time it is
   shown (`Panel.refresh`), so it always says the state that holds.
@@ -21,9 +21,10 @@ update). Three rules make the controls act on what is on screen:
   drawing it into layers is done at most every `DRAW_INTERVAL` seconds, and once more at
   the end of a burst (`Panel.request_draw`), however fast the steps come. A drawing's cost
   (its own work and the canvas repaint it causes) is measured, and the next one waits
-  long enough that drawing takes at most `DRAW_SHARE` of the GUI thread's time; napari's
-  progress bar, which repaints the window inside its ``setValue``, is brought up to date
-  at most every `PROGRESS_INTERVAL` seconds.
+  long enough that drawing takes at most `DRAW_SHARE` of the GUI thread's time. The
+  count is the panel's status line: napari's progress bar (activity dock) is not used,
+  as making one cost 0.3 to 0.5 s of the GUI thread and each update repainted the whole
+  window inside its ``setValue`` (``processEvents``), measured on the 2-core machine.
 * **A core for the GUI.** While a job runs, torch and numba use all cores but one in its
   worker thread (`leave_a_core`), so the panel's own work leaves the event loop a core
   (on two cores, torch's two threads left the GUI thread waiting). The worker thread is not
@@ -56,7 +57,6 @@ import napari
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container
 from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
-from napari.utils import progress
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from ..core.checks import check_field
@@ -79,10 +79,6 @@ DRAW_INTERVAL = 1 / 15
 #: fast (GPU) canvas redraws at `DRAW_INTERVAL`, a slow one (software OpenGL on a busy
 #: machine, 100 to 250 ms a repaint) about once a second or two.
 DRAW_SHARE = 0.1
-
-#: Seconds between two updates of napari's progress bar of a running job at most (its
-#: ``setValue`` calls ``QApplication.processEvents()``: every update repaints the window).
-PROGRESS_INTERVAL = 1.0
 
 #: Milliseconds after a drawing when its cost is read: the canvas repaint it asked for
 #: (``QWindow.requestUpdate``, a few ms later) has run by then.
@@ -280,9 +276,7 @@ class Job:
         self.frames = 0
         self.note = note
         self.error = ""
-        self._desc = desc
-        self._progress = None
-        self._progress_at = 0.0  # when the progress bar was last brought up to date
+        self.desc = desc  # what the job does, in words
         self._held = False       # a frame is shown and its worker waits for the gate
         self._one_more = False   # Step while paused: let one frame through
         self._detached = False
@@ -310,8 +304,6 @@ class Job:
         return self.state in (RUNNING, PAUSED, CANCELLING)
 
     def start(self) -> None:
-        # napari's progress bar (activity dock); it may process events as it appears
-        self._progress = progress(total=self.total, desc=self._desc)
         self.worker.start()
 
     def pause(self) -> None:
@@ -348,7 +340,6 @@ class Job:
         if self.active:
             self.state = CANCELLED
         self.worker.quit()
-        self._close_progress()
 
     # -- events (GUI thread, one at a time) --------------------------------------------
     def _push(self, kind: str, value) -> None:
@@ -373,7 +364,6 @@ class Job:
         if self._detached or not panel.alive:
             if kind == "end":
                 panel._jobs.discard(self)
-                self._close_progress()
             return
         callback = self._on[kind]
         if kind == "frame":
@@ -405,7 +395,6 @@ class Job:
                 self.state = DONE
             panel._jobs.discard(self)
             panel.request_draw(now=True)
-            self._close_progress()
             if callback is not None:
                 callback(self)
         panel.refresh()
@@ -415,23 +404,6 @@ class Job:
         gate = getattr(self.worker, "gate", None)
         if gate is not None:
             gate.release()
-
-    def show_progress(self) -> None:
-        """Bring napari's progress bar to ``step`` (when the panel draws; while running, at most
-        every `PROGRESS_INTERVAL` seconds: each update repaints the whole window)."""
-        p = self._progress
-        if p is None or not self.total or self.step == p.n:
-            return
-        now = time.monotonic()
-        if self.state == RUNNING and now - self._progress_at < PROGRESS_INTERVAL:
-            return
-        self._progress_at = now
-        p.update(self.step - p.n)
-
-    def _close_progress(self) -> None:
-        p, self._progress = self._progress, None
-        if p is not None:
-            p.close()
 
 
 def status_line(job: Job, unit: str = "step", done: str | None = None) -> str:
@@ -587,8 +559,6 @@ class Panel(Container):
             while again:
                 self._draw_again = False
                 self.show_frame()
-                if self.job is not None:
-                    self.job.show_progress()
                 again = self._draw_again
         finally:
             self._drawing = False

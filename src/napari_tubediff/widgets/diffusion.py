@@ -34,6 +34,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton, SpinBox
 from napari.utils.colormaps import Colormap
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
 
 from ..core.diffusion import iter_diffusion, plan_substeps
 from ..core.history import SnapshotHistory, capacity_for
@@ -309,17 +310,26 @@ class DiffusionWidget(Panel):
             live = self.job is not None and self.job.state == RUNNING
             layers = self._viewer.layers
             shown = REFINED in layers and layers[REFINED].visible
-            self._show_field(refined=not live or shown
-                             or time.monotonic() - self._refined_at >= REFINED_INTERVAL)
+            due = not live or shown or time.monotonic() - self._refined_at >= REFINED_INTERVAL
+            if due and live and REFINED not in layers:
+                # adding a layer is a stall of its own: on the next turn of the event loop
+                self._refined_at = time.monotonic()
+                QTimer.singleShot(0, lambda: self.alive and REFINED not in layers and self._put_refined())
+                due = False
+            self._show_field(refined=due)
+
+    def _put_refined(self) -> None:
+        """The refined layer: the current field (hidden: the history layer shows it)."""
+        self._refined_at = time.monotonic()
+        # (the look applies when the layer is made; the annotator's later changes are kept)
+        look = VOLUME_LOOK if self._field.ndim == 3 else PLANE_LOOK
+        put_image(self._viewer, REFINED, self._field, like=self._source, contrast_limits=(0, 1), **look)
 
     def _show_field(self, follow: bool = True, refined: bool = True):
         src = self._source
-        # (the looks apply when a layer is made; the annotator's later changes are kept)
-        look, history_look = (VOLUME_LOOK, VOLUME_HISTORY_LOOK) if self._field.ndim == 3 else (
-            PLANE_LOOK, PLANE_HISTORY_LOOK)
+        history_look = VOLUME_HISTORY_LOOK if self._field.ndim == 3 else PLANE_HISTORY_LOOK
         if refined:
-            self._refined_at = time.monotonic()
-            put_image(self._viewer, REFINED, self._field, like=src, contrast_limits=(0, 1), **look)
+            self._put_refined()
         put_image(self._viewer, HISTORY, self._history.stack(), like=src, contrast_limits=(0, 1),
                   **{**history_look, "visible": self.after.value})
         labels = list(self._viewer.dims.axis_labels)
