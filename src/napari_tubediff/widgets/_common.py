@@ -80,6 +80,10 @@ DRAW_INTERVAL = 1 / 15
 #: machine, 100 to 250 ms a repaint) about once a second or two.
 DRAW_SHARE = 0.1
 
+#: Milliseconds between adding a layer hidden and showing it (`put_image`, `put_layer`): room
+#: for the event loop to answer the annotator in between.
+_SHOW_AFTER_MS = 25
+
 #: Milliseconds after a drawing when its cost is read: the canvas repaint it asked for
 #: (``QWindow.requestUpdate``, a few ms later) has run by then.
 _SETTLE_MS = 20
@@ -765,7 +769,9 @@ def _add_in_two_turns(add, data, visible: bool = True, **kwargs):
     """
     layer = add(data, visible=False, **kwargs)
     if visible:
-        QTimer.singleShot(0, lambda: setattr(layer, "visible", True))
+        # not a zero timer: Qt runs those before the input that waits, so the two halves
+        # would still be one stall for a click
+        QTimer.singleShot(_SHOW_AFTER_MS, lambda: setattr(layer, "visible", True))
     return layer
 
 

@@ -312,9 +312,11 @@ class DiffusionWidget(Panel):
             shown = REFINED in layers and layers[REFINED].visible
             due = not live or shown or time.monotonic() - self._refined_at >= REFINED_INTERVAL
             if due and live and REFINED not in layers:
-                # adding a layer is a stall of its own: on the next turn of the event loop
+                # adding a layer is a stall of its own: not with the first frame's (whose
+                # layer's first repaint is long), a while later or at the end of the run
                 self._refined_at = time.monotonic()
-                QTimer.singleShot(0, lambda: self.alive and REFINED not in layers and self._put_refined())
+                QTimer.singleShot(int(REFINED_INTERVAL * 1000),
+                                  lambda: self.alive and REFINED not in layers and self._put_refined())
                 due = False
             self._show_field(refined=due)
 
