@@ -139,7 +139,7 @@ class DiffusionWidget(Panel):
         self.steps = SpinBox(value=d.steps, min=1, max=100000, label="steps")
         self.every = SpinBox(value=1, min=1, max=100000, label="snapshot every",
                              tooltip="take a snapshot every this many steps (the screen is redrawn at "
-                                     "most 20 times a second whatever this is)")
+                                     "most 15 times a second whatever this is)")
         self.order = ComboBox(choices=[2, 4, 6, 8, 10, 12], value=d.order, label="stencil order")
         self.max_snapshots = SpinBox(value=50, min=2, max=10000, label="snapshots kept",
                                      tooltip="most snapshots on the time axis (older ones are thinned)")
