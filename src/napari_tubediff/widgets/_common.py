@@ -31,10 +31,10 @@ update). Three rules make the controls act on what is on screen:
   given a lower priority: it holds Python's GIL at times, and the GUI thread, waiting for
   the GIL, would then wait for a thread the scheduler puts last (measured: ticks of 25 to
   55 ms instead of 10 while the Directions panel worked, at nice 10).
-* **New layers in two turns.** A layer the panels add is added hidden and shown on the
-  next turn of the event loop (`put_image`, `put_layer`), so napari's adding it (its
-  visual, controls and list row) and its first slice, thumbnail and upload are two
-  shorter stalls instead of one long one.
+* **New layers in two turns.** A layer the panels add (not a Labels layer) is added hidden
+  and shown a moment later, on another turn of the event loop (`put_image`, `put_layer`),
+  so napari's adding it (its visual, controls and list row) and its first slice,
+  thumbnail and upload are two shorter stalls instead of one long one.
 
 Closing the viewer cancels every job quietly: napari's close cancels its registered
 workers (``worker.quit`` cancels the gate too), and a panel whose widget is gone ignores
@@ -77,7 +77,7 @@ DRAW_INTERVAL = 1 / 15
 #: ``c * (1 - DRAW_SHARE) / DRAW_SHARE`` seconds without one, so the event loop is free
 #: the rest of the time, for the annotator's clicks and for taking the next frame in: a
 #: fast (GPU) canvas redraws at `DRAW_INTERVAL`, a slow one (software OpenGL on a busy
-#: machine, 100 to 250 ms a repaint) about once a second or two.
+#: machine, 150 to 300 ms a drawing with its repaint) about once every 1.5 to 3 seconds.
 DRAW_SHARE = 0.1
 
 #: Milliseconds between adding a layer hidden and showing it (`put_image`, `put_layer`): room
@@ -758,20 +758,22 @@ def put_image(viewer, name: str, data: np.ndarray, like=None, **kwargs):
         nd = data.ndim
         kwargs.setdefault("scale", _pad(like.scale, nd, 1.0))
         kwargs.setdefault("translate", _pad(like.translate, nd, 0.0))
-    return _add_in_two_turns(viewer.add_image, data, name=name, **kwargs)
+    return _add_in_two_turns(viewer, "image", data, name=name, **kwargs)
 
 
-def _add_in_two_turns(add, data, visible: bool = True, **kwargs):
-    """``add(data, **kwargs)`` hidden, then shown (if ``visible``) on the event loop's next turn.
+def _add_in_two_turns(viewer, kind: str, data, visible: bool = True, **kwargs):
+    """``viewer.add_KIND(data, **kwargs)`` hidden, then shown (if ``visible``) `_SHOW_AFTER_MS` later.
 
     napari neither slices, nor makes a thumbnail of, nor uploads a hidden layer: adding it
     costs the layer's visual, controls and list row; showing it, in another event, the rest.
     """
-    layer = add(data, visible=False, **kwargs)
+    layer = getattr(viewer, f"add_{kind}")(data, visible=False, **kwargs)
     if visible:
         # not a zero timer: Qt runs those before the input that waits, so the two halves
         # would still be one stall for a click
-        QTimer.singleShot(_SHOW_AFTER_MS, lambda: setattr(layer, "visible", True))
+        viewer_layers = viewer.layers  # (a closed viewer has none left)
+        QTimer.singleShot(_SHOW_AFTER_MS,
+                          lambda: layer in viewer_layers and setattr(layer, "visible", True))
     return layer
 
 
@@ -786,11 +788,12 @@ def put_layer(viewer, name: str, kind: str, data, like=None, **kwargs):
         nd = np.asarray(like.data).ndim - (1 if getattr(like, "rgb", False) else 0)
         kwargs.setdefault("scale", _pad(like.scale, nd, 1.0))
         kwargs.setdefault("translate", _pad(like.translate, nd, 0.0))
-    add = getattr(viewer, f"add_{kind}")
-    # (not a Labels layer: napari 0.9.2's data_setitem fails on one never sliced, as a
-    # hidden one is, and the Accept panel paints into its new layer at once)
-    layer = add(data, name=name, **kwargs) if kind == "labels" else _add_in_two_turns(add, data, name=name,
-                                                                                       **kwargs)
+    if kind == "labels":
+        # at once: napari 0.9.2's data_setitem fails on a Labels layer never sliced, as a
+        # hidden one is, and the Accept panel paints into its new layer right away
+        layer = viewer.add_labels(data, name=name, **kwargs)
+    else:
+        layer = _add_in_two_turns(viewer, kind, data, name=name, **kwargs)
     if index is not None:
         viewer.layers.move(viewer.layers.index(layer), index)
     return layer
