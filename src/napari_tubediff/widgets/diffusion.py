@@ -128,6 +128,7 @@ class DiffusionWidget(Panel):
         self._history = None
         self._fresh = False        # a frame taken in and not drawn yet
         self._refined_at = 0.0     # when the refined layer was last brought up to date
+        self._refined_step = -1    # ... to the field at this step
         self.layer = ComboBox(label="probability", choices=lambda _w: layers_of(viewer, napari.layers.Image))
         self.sigma = FloatSpinBox(value=d.sigma, min=0.5, max=50.0, step=0.5, label="direction scale",
                                   tooltip="Hessian scale (pixels) for the vessel directions")
@@ -225,7 +226,11 @@ class DiffusionWidget(Panel):
             self._told = told
             show_info(f"Each snapshot of '{self._source.name}' {u.shape} takes {_mib(each)}: at most "
                       f"{cap} are kept ({_mib(cap * each)}), thinned over the run, not {wanted}.")
-        self._show_field(refined=refined)
+        if refined or HISTORY in self._viewer.layers:
+            self._show_field(refined=refined)
+        # else a run follows and its first drawing adds the history layer: adding it here
+        # (a new dims slider: 0.5 s at load 10) and again growing its time axis would be two
+        # stalls, not one
 
     # -- actions ------------------------------------------------------------------
     def run(self, *_):
@@ -302,12 +307,14 @@ class DiffusionWidget(Panel):
         self.pause_button.text = "Resume" if live and job.state == PAUSED else "Pause"
 
     def show_frame(self):
+        live = self.job is not None and self.job.state == RUNNING
+        if not self._fresh and not live and self._field is not None and self._refined_step != self._step:
+            self._put_refined()  # paused or ended on a frame already drawn: the refined layer too
         if self._fresh:
             self._fresh = False
             # while running, the (hidden) refined layer follows the history at most every
             # REFINED_INTERVAL: one layer update per drawing, not two; paused or ended, at once
             # (and at once when the annotator made it visible)
-            live = self.job is not None and self.job.state == RUNNING
             layers = self._viewer.layers
             shown = REFINED in layers and layers[REFINED].visible
             due = not live or shown or time.monotonic() - self._refined_at >= REFINED_INTERVAL
@@ -322,7 +329,7 @@ class DiffusionWidget(Panel):
 
     def _put_refined(self) -> None:
         """The refined layer: the current field (hidden: the history layer shows it)."""
-        self._refined_at = time.monotonic()
+        self._refined_at, self._refined_step = time.monotonic(), self._step
         # (the look applies when the layer is made; the annotator's later changes are kept)
         look = VOLUME_LOOK if self._field.ndim == 3 else PLANE_LOOK
         put_image(self._viewer, REFINED, self._field, like=self._source, contrast_limits=(0, 1), **look)
