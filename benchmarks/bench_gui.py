@@ -5,12 +5,14 @@ Run from the repository root, under a display (a real one, or Xvfb):
     xvfb-run -a python benchmarks/bench_gui.py                 # DRIVE 21_training if present
     xvfb-run -a python benchmarks/bench_gui.py --steps 200 --updates 5 --json out.json
     xvfb-run -a python benchmarks/bench_gui.py --stages diffusion --profile diffusion
+    xvfb-run -a python benchmarks/bench_gui.py --slow-events 120     # name the long events
 
 A QTimer fires every 10 ms in napari's event loop and records when it actually fires. While
 a stage runs, its work is in a worker thread and the event loop only takes its frames in
 and draws them; an interval far over 10 ms is a stall the annotator feels (a click or a
 pan answered late). Each stage is driven through the "Curate vessels" dock's panels as a
-person would (choose layers, click the button) on a DRIVE-sized image:
+person would (choose layers, click the button) on a DRIVE-sized image; the click is made
+inside the probed event loop, so what its handler does (adding layers) counts too:
 
     Segment     the shipped U-Net on the photograph (FOV: the DRIVE mask)
     Directions  on the probability, default grid
@@ -67,8 +69,9 @@ class Probe:
         self.timer.setInterval(interval_ms)
         self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
 
-    def run_until(self, done, timeout: float) -> tuple[list[float], float]:
-        """Run the event loop until ``done()``; the tick intervals (ms) and the wall time (s)."""
+    def run_until(self, start, done, timeout: float) -> tuple[list[float], float]:
+        """Run the event loop, call ``start()`` in it (a click: its handler's time is measured
+        too), then run until ``done()``; the tick intervals (ms) and the wall time (s)."""
         from qtpy.QtCore import QEventLoop, QTimer
 
         self.ticks = []
@@ -76,10 +79,17 @@ class Probe:
         check = QTimer()
         check.setInterval(20)
         end = time.monotonic() + timeout
-        check.timeout.connect(lambda: (done() or time.monotonic() > end) and loop.quit())
+        started = []
+        check.timeout.connect(lambda: ((started and done()) or time.monotonic() > end) and loop.quit())
+
+        def press():
+            started.append(True)
+            start()
+
         began = time.perf_counter()
         self.timer.start()
         check.start()
+        QTimer.singleShot(50, press)  # once the probe ticks
         loop.exec()
         check.stop()
         self.timer.stop()
@@ -87,6 +97,36 @@ class Probe:
         if time.monotonic() > end:
             raise TimeoutError(f"the stage did not finish in {timeout:.0f} s")
         return list(np.diff(self.ticks) * 1000.0), wall
+
+
+class SlowEvents:
+    """An application event filter that names the Qt events after which the GUI thread was busy long.
+
+    The filter sees when each event starts: a gap of more than ``ms`` between two starts
+    is the first event's handling (with the probe ticking every 10 ms, idle gaps are short).
+    An event handled inside another (``processEvents``) starts a new gap.
+    """
+
+    def __new__(cls, ms: float):
+        from qtpy.QtCore import QEvent, QObject
+
+        class _Filter(QObject):
+            def __init__(self):
+                super().__init__()
+                self.limit = ms / 1000
+                self.t0 = self.last = time.perf_counter()
+                self.what = ""
+
+            def eventFilter(self, obj, ev):  # noqa: N802 (Qt's name)
+                now = time.perf_counter()
+                if now - self.last > self.limit:
+                    print(f"  {now - self.t0:8.2f}s {1000 * (now - self.last):6.0f} ms after {self.what}",
+                          file=sys.stderr, flush=True)
+                kind = QEvent.Type(ev.type())
+                self.last, self.what = now, f"{type(obj).__name__} {getattr(kind, 'name', kind)}"
+                return False
+
+        return _Filter()
 
 
 def figures(intervals: list[float], wall: float) -> dict:
@@ -110,6 +150,11 @@ def main(argv=None) -> int:
                     choices=["segment", "directions", "diffusion", "fine-tune"],
                     help="print where the GUI thread spends its time during STAGE (cProfile, by own "
                          "time; repeatable)")
+    ap.add_argument("--profile-dump", metavar="DIR",
+                    help="also write each profiled stage's cProfile stats to DIR/STAGE.prof (for pstats)")
+    ap.add_argument("--slow-events", type=float, metavar="MS",
+                    help="print every Qt event the GUI thread took longer than MS ms to handle (what "
+                         "received it, the event type, the Python function at the top of its work)")
     args = ap.parse_args(argv)
 
     import napari
@@ -126,6 +171,9 @@ def main(argv=None) -> int:
     for _ in range(20):
         QApplication.processEvents()
     probe = Probe()
+    if args.slow_events:
+        watch = SlowEvents(args.slow_events)
+        QApplication.instance().installEventFilter(watch)
     rows = {}
 
     stages = set(args.stages.split(",")) | {"segment"}
@@ -140,12 +188,14 @@ def main(argv=None) -> int:
 
             prof = cProfile.Profile()  # the GUI thread only: the worker thread is not profiled
             prof.enable()
-        press()
-        intervals, wall = probe.run_until(lambda: not panel.busy, args.timeout)
+        intervals, wall = probe.run_until(press, lambda: not panel.busy, args.timeout)
         if prof is not None:
             import pstats
 
             prof.disable()
+            if args.profile_dump:
+                Path(args.profile_dump).mkdir(parents=True, exist_ok=True)
+                prof.dump_stats(str(Path(args.profile_dump) / f"{step}.prof"))
             pstats.Stats(prof, stream=sys.stderr).sort_stats("tottime").print_stats(25)
         rows[label] = figures(intervals, wall)
         rows[label]["intervals_ms"] = [round(x, 1) for x in intervals]  # for a closer look (--json)

@@ -203,7 +203,7 @@ def test_back_to_a_snapshot_while_paused_drops_the_run(panel, qtbot, monkeypatch
 
 
 def test_events_are_handled_one_at_a_time(panel, qtbot):
-    """napari's progress bar processes Qt events while it draws: the end of the run is
+    """A Qt call may process events while the panel draws: the end of the run is
     delivered inside a drawing, and the status still ends right."""
     _, w, _ = panel
     w.steps.value = 8

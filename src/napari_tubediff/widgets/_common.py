@@ -13,13 +13,28 @@ update). Three rules make the controls act on what is on screen:
   Pause, Step, Cancel and Reset act within one step of the screen.
 * **One event at a time, state not order.** A job's events (frame, result, error, end) are
   queued and handled one after the other (`Job._push`), never one inside another, even when
-  a Qt call in a handler (napari's progress bar calls ``processEvents``) delivers the next
+  a Qt call in a handler (anything that calls ``processEvents``) delivers the next
   one early. The status line is derived from the job's single state variable
   (`Job.state`: running, paused, cancelling, cancelled, failed, done) each time it is
   shown (`Panel.refresh`), so it always says the state that holds.
 * **Display throttled by time.** Taking a frame in is cheap (store it, count the step);
   drawing it into layers is done at most every `DRAW_INTERVAL` seconds, and once more at
-  the end of a burst (`Panel.request_draw`), however fast the steps come.
+  the end of a burst (`Panel.request_draw`), however fast the steps come. A drawing's cost
+  (its own work and the canvas repaint it causes) is measured, and the next one waits
+  long enough that drawing takes at most `DRAW_SHARE` of the GUI thread's time. The
+  count is the panel's status line: napari's progress bar (activity dock) is not used,
+  as making one cost 0.3 to 0.5 s of the GUI thread and each update repainted the whole
+  window inside its ``setValue`` (``processEvents``), measured on the 2-core machine.
+* **A core for the GUI.** While a job runs, torch and numba use all cores but one in its
+  worker thread (`leave_a_core`), so the panel's own work leaves the event loop a core
+  (on two cores, torch's two threads left the GUI thread waiting). The worker thread is not
+  given a lower priority: it holds Python's GIL at times, and the GUI thread, waiting for
+  the GIL, would then wait for a thread the scheduler puts last (measured: ticks of 25 to
+  55 ms instead of 10 while the Directions panel worked, at nice 10).
+* **New layers in two turns.** A layer the panels add (not a Labels layer) is added hidden
+  and shown a moment later, on another turn of the event loop (`put_image`, `put_layer`),
+  so napari's adding it (its visual, controls and list row) and its first slice,
+  thumbnail and upload are two shorter stalls instead of one long one.
 
 Closing the viewer cancels every job quietly: napari's close cancels its registered
 workers (``worker.quit`` cancels the gate too), and a panel whose widget is gone ignores
@@ -29,18 +44,19 @@ whatever its jobs still deliver and stops listening to the viewer's events
 
 from __future__ import annotations
 
+import inspect
+import os
 import threading
 import time
 import warnings
 from collections import deque
 from collections.abc import Callable
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import napari
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, Container
 from napari.qt.threading import FunctionWorker, GeneratorWorker, create_worker
-from napari.utils import progress
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from ..core.checks import check_field
@@ -52,15 +68,87 @@ SHORTCUTS = {
     "undo": "Shift-U",
 }
 
-#: Seconds between two redraws of a running job's layers: about what a screen shows. A
-#: drawing that takes long (a large image, a slow repaint of the canvas) waits twice its
-#: own time before the next, so the GUI thread stays free at least two thirds of the
-#: time, for the annotator and for taking the next frame in.
-DRAW_INTERVAL = 0.05
+#: Seconds between two redraws of a running job's layers at most: 15 a second, more than
+#: an annotator follows of a run and less than a screen shows.
+DRAW_INTERVAL = 1 / 15
+
+#: The most of the GUI thread's time that redrawing a running job may take. A drawing
+#: that cost ``c`` seconds (its own work and the canvas repaint after it) is followed by
+#: ``c * (1 - DRAW_SHARE) / DRAW_SHARE`` seconds without one, so the event loop is free
+#: the rest of the time, for the annotator's clicks and for taking the next frame in: a
+#: fast (GPU) canvas redraws at `DRAW_INTERVAL`, a slow one (software OpenGL on a busy
+#: machine, 150 to 300 ms a drawing with its repaint) about once every 1.5 to 3 seconds.
+DRAW_SHARE = 0.1
+
+#: Milliseconds between adding a layer hidden and showing it (`put_image`, `put_layer`): room
+#: for the event loop to answer the annotator in between.
+_SHOW_AFTER_MS = 25
+
+#: Milliseconds after a drawing when its cost is read: the canvas repaint it asked for
+#: (``QWindow.requestUpdate``, a few ms later) has run by then.
+_SETTLE_MS = 20
 
 #: A job's states (`Job.state`): while its worker runs, and at the end.
 RUNNING, PAUSED, CANCELLING = "running", "paused", "cancelling"
 DONE, CANCELLED, FAILED = "done", "cancelled", "failed"
+
+
+def worker_threads() -> int:
+    """Threads a panel's worker may compute with: all cores but one, which is the GUI thread's."""
+    return max(1, (os.cpu_count() or 1) - 1)
+
+
+_threads_lock = threading.Lock()
+_threads_users = [0, None]  # jobs inside `leave_a_core` now, torch's thread count before the first
+
+
+@contextmanager
+def leave_a_core():
+    """In a worker thread: torch and numba compute with `worker_threads` threads until the end.
+
+    numba's count is the calling thread's own; torch's is the process's, so it is put
+    back once the last job that lowered it has ended.
+    """
+    import torch
+
+    n = worker_threads()
+    with _threads_lock:
+        if _threads_users[0] == 0:
+            _threads_users[1] = torch.get_num_threads()
+        _threads_users[0] += 1
+    # torch's OpenMP threads follow the count of the thread that calls them: set it here
+    torch.set_num_threads(min(n, _threads_users[1]))
+    numba_before = None
+    try:
+        import numba
+
+        numba_before = numba.get_num_threads()
+        numba.set_num_threads(min(n, numba_before))
+    except ImportError:  # pragma: no cover - numba is a declared dependency
+        pass
+    try:
+        yield
+    finally:
+        if numba_before is not None:
+            numba.set_num_threads(numba_before)
+        with _threads_lock:
+            _threads_users[0] -= 1
+            if _threads_users[0] == 0:
+                torch.set_num_threads(_threads_users[1])
+
+
+def _leaving_a_core(func: Callable) -> Callable:
+    """``func`` (a generator function or not) run inside `leave_a_core`."""
+    if inspect.isgeneratorfunction(func):
+        def gen(*args, **kwargs):
+            with leave_a_core():
+                return (yield from func(*args, **kwargs))
+        return gen
+
+    def call(*args, **kwargs):
+        with leave_a_core():
+            return func(*args, **kwargs)
+    return call
 
 
 class _Relay(QObject):
@@ -185,8 +273,6 @@ class Job:
 
     def __init__(self, panel: Panel, func: Callable, *args, step: int = 0, total: int = 0, desc: str = "",
                  note: str = "", on_frame=None, on_result=None, on_error=None, on_end=None, **kwargs):
-        import inspect
-
         self.panel = panel
         self.state = RUNNING
         self.step = int(step)
@@ -194,8 +280,7 @@ class Job:
         self.frames = 0
         self.note = note
         self.error = ""
-        self._desc = desc
-        self._progress = None
+        self.desc = desc  # what the job does, in words
         self._held = False       # a frame is shown and its worker waits for the gate
         self._one_more = False   # Step while paused: let one frame through
         self._detached = False
@@ -206,7 +291,8 @@ class Job:
             cls = SteppedWorker
         else:
             cls = GatedFunctionWorker if on_frame is not None else FunctionWorker
-        self.worker = create_worker(func, *args, _worker_class=cls, _ignore_errors=True, **kwargs)
+        self.worker = create_worker(_leaving_a_core(func), *args, _worker_class=cls, _ignore_errors=True,
+                                    **kwargs)
         gate = getattr(self.worker, "gate", None)
         if gate is not None:
             self.worker.serial = panel._serial
@@ -222,8 +308,6 @@ class Job:
         return self.state in (RUNNING, PAUSED, CANCELLING)
 
     def start(self) -> None:
-        # napari's progress bar (activity dock); it may process events as it appears
-        self._progress = progress(total=self.total, desc=self._desc)
         self.worker.start()
 
     def pause(self) -> None:
@@ -260,7 +344,6 @@ class Job:
         if self.active:
             self.state = CANCELLED
         self.worker.quit()
-        self._close_progress()
 
     # -- events (GUI thread, one at a time) --------------------------------------------
     def _push(self, kind: str, value) -> None:
@@ -285,7 +368,6 @@ class Job:
         if self._detached or not panel.alive:
             if kind == "end":
                 panel._jobs.discard(self)
-                self._close_progress()
             return
         callback = self._on[kind]
         if kind == "frame":
@@ -317,7 +399,6 @@ class Job:
                 self.state = DONE
             panel._jobs.discard(self)
             panel.request_draw(now=True)
-            self._close_progress()
             if callback is not None:
                 callback(self)
         panel.refresh()
@@ -327,17 +408,6 @@ class Job:
         gate = getattr(self.worker, "gate", None)
         if gate is not None:
             gate.release()
-
-    def show_progress(self) -> None:
-        """Bring napari's progress bar to ``step`` (called when the panel draws, not per frame)."""
-        p = self._progress
-        if p is not None and self.total and self.step != p.n:
-            p.update(self.step - p.n)
-
-    def _close_progress(self) -> None:
-        p, self._progress = self._progress, None
-        if p is not None:
-            p.close()
 
 
 def status_line(job: Job, unit: str = "step", done: str | None = None) -> str:
@@ -380,6 +450,7 @@ class Panel(Container):
         self._serial = threading.Lock()  # held by a stepped job's worker while it computes
         self._listening: list = []
         self._next_draw = 0.0      # when the layers may be drawn again (time.monotonic)
+        self.last_draw_cost = 0.0  # seconds the last drawing took, with its repaint (see _settled)
         self._settling = False     # a drawing is being painted (see _settled)
         self._pending = False      # ... and another was asked for meanwhile
         self._drawing = False
@@ -492,24 +563,26 @@ class Panel(Container):
             while again:
                 self._draw_again = False
                 self.show_frame()
-                if self.job is not None:
-                    self.job.show_progress()
                 again = self._draw_again
         finally:
             self._drawing = False
-        if not self._settling:
-            # the canvas repaints in the event loop after this: a zero timer fires once it has
-            self._settling, self._began = True, began
-            QTimer.singleShot(0, self._settled)
         self.refresh()
+        if not self._settling:
+            # the canvas repaints in the event loop after this: a short timer fires once it
+            # has (late by as long as the repaint took)
+            self._settling, self._began = True, began
+            QTimer.singleShot(_SETTLE_MS, self._settled)
 
     def _settled(self) -> None:
-        """The event loop is back after a drawing: the next one waits twice what this one cost."""
+        """After a drawing and its repaint: the next drawing waits so that drawing takes at most
+        `DRAW_SHARE` of the GUI thread's time."""
         self._settling = False
         if not self.alive:
             return
         end = time.monotonic()
-        self._next_draw = end + max(DRAW_INTERVAL, 2 * (end - self._began))
+        cost = max(0.0, end - self._began - _SETTLE_MS / 1000)
+        self.last_draw_cost = cost
+        self._next_draw = end + max(DRAW_INTERVAL - _SETTLE_MS / 1000, cost * (1 - DRAW_SHARE) / DRAW_SHARE)
         if self._pending:
             self._pending = False
             self.request_draw()
@@ -694,7 +767,23 @@ def put_image(viewer, name: str, data: np.ndarray, like=None, **kwargs):
         nd = data.ndim
         kwargs.setdefault("scale", _pad(like.scale, nd, 1.0))
         kwargs.setdefault("translate", _pad(like.translate, nd, 0.0))
-    return viewer.add_image(data, name=name, **kwargs)
+    return _add_in_two_turns(viewer, "image", data, name=name, **kwargs)
+
+
+def _add_in_two_turns(viewer, kind: str, data, visible: bool = True, **kwargs):
+    """``viewer.add_KIND(data, **kwargs)`` hidden, then shown (if ``visible``) `_SHOW_AFTER_MS` later.
+
+    napari neither slices, nor makes a thumbnail of, nor uploads a hidden layer: adding it
+    costs the layer's visual, controls and list row; showing it, in another event, the rest.
+    """
+    layer = getattr(viewer, f"add_{kind}")(data, visible=False, **kwargs)
+    if visible:
+        # not a zero timer: Qt runs those before the input that waits, so the two halves
+        # would still be one stall for a click
+        viewer_layers = viewer.layers  # (a closed viewer has none left)
+        QTimer.singleShot(_SHOW_AFTER_MS,
+                          lambda: layer in viewer_layers and setattr(layer, "visible", True))
+    return layer
 
 
 def put_layer(viewer, name: str, kind: str, data, like=None, **kwargs):
@@ -708,7 +797,12 @@ def put_layer(viewer, name: str, kind: str, data, like=None, **kwargs):
         nd = np.asarray(like.data).ndim - (1 if getattr(like, "rgb", False) else 0)
         kwargs.setdefault("scale", _pad(like.scale, nd, 1.0))
         kwargs.setdefault("translate", _pad(like.translate, nd, 0.0))
-    layer = getattr(viewer, f"add_{kind}")(data, name=name, **kwargs)
+    if kind == "labels":
+        # at once: napari 0.9.2's data_setitem fails on a Labels layer never sliced, as a
+        # hidden one is, and the Accept panel paints into its new layer right away
+        layer = viewer.add_labels(data, name=name, **kwargs)
+    else:
+        layer = _add_in_two_turns(viewer, kind, data, name=name, **kwargs)
     if index is not None:
         viewer.layers.move(viewer.layers.index(layer), index)
     return layer

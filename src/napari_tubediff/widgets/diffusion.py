@@ -32,6 +32,7 @@ state; Reset goes back to the probability; Cancel stops and keeps the last step 
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 import napari
@@ -39,6 +40,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton, SpinBox
 from napari.utils.colormaps import Colormap
 from napari.utils.notifications import show_error, show_info
+from qtpy.QtCore import QTimer
 
 from ..core.checks import check_snapshot_memory
 from ..core.diffusion import DIFFUSE_BYTES, plan_substeps
@@ -81,6 +83,10 @@ class Frame(NamedTuple):
     directions: np.ndarray | None = None
     state: np.ndarray | None = None
 
+
+#: Seconds between two updates of the hidden ``refined`` layer while a run is drawn at most
+#: (the other panels read it; the history layer shows the run).
+REFINED_INTERVAL = 1.0
 
 #: The snapshot history's memory cap (`core.history.capacity_for`).
 SNAPSHOT_BYTES = 256 * 2**20
@@ -140,6 +146,8 @@ class DiffusionWidget(Panel):
         self._step = 0
         self._history = None
         self._fresh = False        # a frame taken in and not drawn yet
+        self._refined_at = 0.0     # when the refined layer was last brought up to date
+        self._refined_step = -1    # ... to the field at this step
         self.layer = ComboBox(label="probability", choices=lambda _w: layers_of(viewer, napari.layers.Image))
         self.method = ComboBox(choices=REFINE_METHODS, value=RECOMMENDED_METHOD, label="method",
                                tooltip="gated+dti (the default of tubediff refine): the PDE where the "
@@ -155,7 +163,7 @@ class DiffusionWidget(Panel):
         self.steps = SpinBox(value=d.steps, min=1, max=100000, label="steps")
         self.every = SpinBox(value=1, min=1, max=100000, label="snapshot every",
                              tooltip="take a snapshot every this many steps (the screen is redrawn at "
-                                     "most 20 times a second whatever this is)")
+                                     "most 15 times a second whatever this is)")
         self.order = ComboBox(choices=[2, 4, 6, 8, 10, 12], value=d.order, label="stencil order")
         self.max_snapshots = SpinBox(value=50, min=2, max=10000, label="snapshots kept",
                                      tooltip="most snapshots on the time axis (older ones are thinned)")
@@ -218,8 +226,10 @@ class DiffusionWidget(Panel):
     def _input(self) -> np.ndarray | None:
         return probability_data(self.layer.value, show_error)
 
-    def _prepare(self) -> bool:
-        """Check the input; start from the probability when it (or the direction scale) changed."""
+    def _prepare(self, refined: bool = True) -> bool:
+        """Check the input; start from the probability when it (or the direction scale) changed.
+
+        ``refined=False``: a run follows, which brings the refined layer up to date itself."""
         u = self._input()
         if u is None:
             return False
@@ -236,10 +246,10 @@ class DiffusionWidget(Panel):
             if key != self._key:
                 self._directions = None
             self._key, self._source, self._data_ref = key, layer, layer.data
-            self._reset_state(u)
+            self._reset_state(u, refined)
         return True
 
-    def _reset_state(self, u: np.ndarray) -> None:
+    def _reset_state(self, u: np.ndarray, refined: bool = True) -> None:
         self._u0 = u
         self._field = u.copy()
         self._state = self._field  # the diffusion's own field (the shown one before a gate)
@@ -255,16 +265,21 @@ class DiffusionWidget(Panel):
             self._told = told
             show_info(f"Each snapshot of '{self._source.name}' {u.shape} takes {_mib(each)}: at most "
                       f"{cap} are kept ({_mib(cap * each)}), thinned over the run, not {wanted}.")
-        self._show_field()
+        if refined or HISTORY in self._viewer.layers:
+            self._show_field(refined=refined)
+        # else a run follows and its first drawing adds the history layer: adding it here
+        # (a new dims slider: 0.5 s at load 10) and again growing its time axis would be two
+        # stalls, not one
 
     # -- actions ------------------------------------------------------------------
     def run(self, *_):
         """Run (or continue) to ``steps`` steps; starts over once the state is there."""
-        if self.busy or not self._prepare():
+        # the run updates the refined layer (adding it is a stall of its own: not at the click)
+        if self.busy or not self._prepare(refined=False):
             return
         end = total_steps(self._settings())
         if self._step >= end or self._state is None:
-            self._reset_state(self._u0)
+            self._reset_state(self._u0, refined=False)
         self._start(end - self._step, self.every.value)
 
     def step(self, *_):
@@ -338,16 +353,38 @@ class DiffusionWidget(Panel):
         self.pause_button.text = "Resume" if live and job.state == PAUSED else "Pause"
 
     def show_frame(self):
+        live = self.job is not None and self.job.state == RUNNING
+        if not self._fresh and not live and self._field is not None and self._refined_step != self._step:
+            self._put_refined()  # paused or ended on a frame already drawn: the refined layer too
         if self._fresh:
             self._fresh = False
-            self._show_field()
+            # while running, the (hidden) refined layer follows the history at most every
+            # REFINED_INTERVAL: one layer update per drawing, not two; paused or ended, at once
+            # (and at once when the annotator made it visible)
+            layers = self._viewer.layers
+            shown = REFINED in layers and layers[REFINED].visible
+            due = not live or shown or time.monotonic() - self._refined_at >= REFINED_INTERVAL
+            if due and live and REFINED not in layers:
+                # adding a layer is a stall of its own: not with the first frame's (whose
+                # layer's first repaint is long), a while later or at the end of the run
+                self._refined_at = time.monotonic()
+                QTimer.singleShot(int(REFINED_INTERVAL * 1000),
+                                  lambda: self.alive and REFINED not in layers and self._put_refined())
+                due = False
+            self._show_field(refined=due)
 
-    def _show_field(self, follow: bool = True):
+    def _put_refined(self) -> None:
+        """The refined layer: the current field (hidden: the history layer shows it)."""
+        self._refined_at, self._refined_step = time.monotonic(), self._step
+        # (the look applies when the layer is made; the annotator's later changes are kept)
+        look = VOLUME_LOOK if self._field.ndim == 3 else PLANE_LOOK
+        put_image(self._viewer, REFINED, self._field, like=self._source, contrast_limits=(0, 1), **look)
+
+    def _show_field(self, follow: bool = True, refined: bool = True):
         src = self._source
-        # (the looks apply when a layer is made; the annotator's later changes are kept)
-        look, history_look = (VOLUME_LOOK, VOLUME_HISTORY_LOOK) if self._field.ndim == 3 else (
-            PLANE_LOOK, PLANE_HISTORY_LOOK)
-        put_image(self._viewer, REFINED, self._field, like=src, contrast_limits=(0, 1), **look)
+        history_look = VOLUME_HISTORY_LOOK if self._field.ndim == 3 else PLANE_HISTORY_LOOK
+        if refined:
+            self._put_refined()
         put_image(self._viewer, HISTORY, self._history.stack(), like=src, contrast_limits=(0, 1),
                   **{**history_look, "visible": self.after.value})
         labels = list(self._viewer.dims.axis_labels)

@@ -1,0 +1,83 @@
+"""What keeps the GUI thread free while the panels work (widgets/_common.py): a panel's
+worker computes with all cores but one, and a new layer is added hidden and shown on a
+later turn of the event loop. The assertions count threads and read layer states, never
+seconds."""
+
+import os
+import threading
+
+import numpy as np
+import pytest
+
+napari = pytest.importorskip("napari")
+torch = pytest.importorskip("torch")
+
+from napari_tubediff.widgets import _common  # noqa: E402
+from napari_tubediff.widgets._common import leave_a_core, put_image, put_layer, worker_threads  # noqa: E402
+
+
+def test_worker_threads_leave_one_core(monkeypatch):
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert worker_threads() == 7
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    assert worker_threads() == 1                      # never none
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert worker_threads() == 1
+
+
+def test_a_job_computes_with_one_core_less_and_puts_the_count_back(monkeypatch):
+    monkeypatch.setattr(_common, "worker_threads", lambda: 1)
+    before = torch.get_num_threads()
+    seen = {}
+
+    def job():
+        with leave_a_core():
+            seen["torch"] = torch.get_num_threads()
+            try:
+                import numba
+
+                seen["numba"] = numba.get_num_threads()
+            except ImportError:  # pragma: no cover - numba is a declared dependency
+                seen["numba"] = 1
+        seen["after"] = torch.get_num_threads()
+
+    t = threading.Thread(target=job)
+    t.start()
+    t.join()
+    assert seen == {"torch": 1, "numba": 1, "after": before}
+    assert torch.get_num_threads() == before
+
+
+def test_a_generator_job_keeps_the_limit_across_its_frames(monkeypatch):
+    monkeypatch.setattr(_common, "worker_threads", lambda: 1)
+    before = torch.get_num_threads()
+
+    def frames():
+        for _ in range(3):
+            yield torch.get_num_threads()
+        return "end"
+
+    gen = _common._leaving_a_core(frames)()
+    assert list(gen) == [1, 1, 1]
+    assert torch.get_num_threads() == before
+
+
+def test_a_new_layer_is_shown_a_turn_after_it_is_added(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    field = np.linspace(0, 1, 64 * 64, dtype=np.float32).reshape(64, 64)
+    image = put_image(viewer, "field", field)
+    vectors = put_layer(viewer, "arrows", "vectors", np.zeros((3, 2, 2), np.float32))
+    hidden = put_image(viewer, "kept hidden", field, visible=False)
+    assert not image.visible and not vectors.visible          # added hidden: no slice, no upload yet
+    qtbot.waitUntil(lambda: image.visible and vectors.visible, timeout=5000)
+    qtbot.wait(2 * _common._SHOW_AFTER_MS)
+    assert not hidden.visible                                 # asked hidden: stays hidden
+    np.testing.assert_array_equal(image.data, field)
+    # a Labels layer is added shown at once: the Accept panel paints into it right away
+    labels = put_layer(viewer, "curated", "labels", np.zeros((64, 64), np.uint8))
+    assert labels.visible
+    labels.data_setitem((np.array([1]), np.array([2])), 1)
+    assert labels.data[1, 2] == 1
+    # an existing layer takes the new data in place, keeping its place and visibility
+    again = put_image(viewer, "field", field * 0.5)
+    assert again is image and image.visible and float(image.data.max()) == 0.5
