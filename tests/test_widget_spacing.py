@@ -58,3 +58,23 @@ def test_a_run_that_does_not_fit_in_memory_is_refused(viewer_and_widget, monkeyp
     w.run()
     assert w._worker is None and REFINED not in viewer.layers
     assert len(messages) == 1 and "more than the 1 MiB available" in messages[0]
+
+
+def test_segment_panel_gives_region3d_the_layers_scale(make_napari_viewer, qtbot):
+    from napari_tubediff.models.classical import VolumeBackbone
+    from napari_tubediff.widgets.segment import PROBABILITY
+
+    viewer = make_napari_viewer()
+    _, w = viewer.window.add_plugin_dock_widget("napari-tubediff", "Segment")
+    # a tube 4 um in radius in voxels 2 um deep (2 planes) and 1 um across (4 rows)
+    zz, yy, _ = np.indices((16, 32, 24), dtype=float)
+    truth = ((zz - 7.5) * 2) ** 2 + (yy - 15.5) ** 2 <= 16
+    vol = (300 + 800 * truth + 40 * np.random.default_rng(0).standard_normal(truth.shape)).astype(np.float32)
+    viewer.add_image(vol, name="stack", scale=(2.0, 1.0, 1.0))
+    w.image.value = viewer.layers["stack"]
+    assert w.backbone.value == "region3d"
+    w.run()
+    qtbot.waitUntil(lambda: PROBABILITY in viewer.layers and not w.busy, timeout=60000)
+    expected = VolumeBackbone(spacing=(2.0, 1.0, 1.0)).predict(vol)
+    np.testing.assert_array_equal(viewer.layers[PROBABILITY].data, expected)
+    assert not np.array_equal(expected, VolumeBackbone().predict(vol))  # the spacing counted

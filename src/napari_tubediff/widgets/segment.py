@@ -29,7 +29,7 @@ from ..models import registry, session
 from ..models.backbones import segment_image
 from ..models.classical import POLARITIES, VESSEL_FRACTION
 from ..models.registry import available_backbones, get_backbone
-from ._common import Panel, follow_layers, layers_of, put_image, spatial_ndim
+from ._common import Panel, follow_layers, layer_spacing, layers_of, put_image, spatial_ndim
 
 PROBABILITY = "probability"
 
@@ -71,18 +71,19 @@ def backbone_for(ndim: int, names, current: str | None = None) -> str | None:
 
 
 def _segment_job(name: str, image: np.ndarray, fov="auto", scale="auto", polarity: str = "auto",
-                 **options):
+                 spacing=None, **options):
     """``(Segmentation, polarity used)``: `segment_image` with the panel's choices (the CLI's
     ``tubediff segment`` path); learned backbones also give their features, which the
-    Directions and Diffusion panels hand to the learned direction head. ``options`` go to
-    the backbone (e.g. ``vessel_fraction`` for vesselness)."""
+    Directions and Diffusion panels hand to the learned direction head. ``spacing`` is a
+    volume's voxel spacing (the layer's ``scale``). ``options`` go to the backbone (e.g.
+    ``vessel_fraction`` for vesselness)."""
     # "unet" is the session's U-Net: the shipped one, or one fine-tuned in this session
     if name == "unet":
         backbone = session.active_unet()
         backbone.polarity = polarity
     else:
         backbone = get_backbone(name, polarity=polarity, **options)
-    seg = segment_image(backbone, image, scale=scale, fov=fov)
+    seg = segment_image(backbone, image, scale=scale, fov=fov, spacing=spacing)
     return seg, getattr(backbone, "last_polarity", polarity)
 
 
@@ -236,7 +237,8 @@ class SegmentWidget(Panel):
         options = {"vessel_fraction": self.fraction.value} if name in ND_BACKBONES else {}
         self._source = layer
         scale = "auto" if self.auto_scale.value else float(self.scale.value)
-        self.start(_segment_job, name, image, fov, scale, self.polarity.value, **options,
+        spacing = layer_spacing(layer)  # the layer's scale; 2D images ignore it
+        self.start(_segment_job, name, image, fov, scale, self.polarity.value, spacing, **options,
                    desc=f"segmenting '{layer.name}' ({name})",
                    note=f"segmenting with {name}...", on_result=self._on_result,
                    on_error=lambda _job, e: show_error(f"Segmentation failed: {e}"))
