@@ -447,7 +447,8 @@ def _refine(args) -> int:
         process_image(path, args.out, opts, plan.records[path], plan.outputs[path])
     how = ("a backbone + " + ("the learned refiner" if args.refiner != "hessian" else "Hessian directions")
            if args.input == "image" else "Hessian directions of the probability maps")
-    print(f"refined {len(paths)} file(s) with {how}, {args.steps} steps; wrote NAME_refined.tif "
+    steps = "the default steps" if args.steps is None else f"{args.steps} steps"
+    print(f"refined {len(paths)} file(s) with {how}, {steps}; wrote NAME_refined.tif "
           f"(float32) and NAME_mask.png (2D) or NAME_mask.tif (3D), >= 0.5, to {args.out}")
     return 0
 
@@ -650,7 +651,7 @@ def _scale_fov_options(parser, when: str = "") -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .core.refine import RECOMMENDED_METHOD, REFINE_METHODS
+    from .core.refine import RECOMMENDED_METHOD, REFINE_METHODS, VOLUME_REFINE
     from .models.registry import NEEDS_FILE, available_backbones, backbone_ndims
 
     p = argparse.ArgumentParser(
@@ -802,9 +803,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "NAME is the input's name less a trailing _prob, _refined or _mask")
     rf.add_argument("--input", choices=["prob", "image"], default="prob",
                     help="prob: the files are probability maps; image: segment them first (2D: the U-Net)")
-    rf.add_argument("--steps", type=int, default=10, help="RK4 steps of the diffusion")
-    rf.add_argument("--method", choices=REFINE_METHODS, default=RECOMMENDED_METHOD,
-                    help="refinement without the learned refiner (docs/results.md, 'Refinement against "
+    rf.add_argument("--steps", type=int, default=None,
+                    help=f"RK4 steps of the diffusion (default: 10 for images; for volumes "
+                         f"{VOLUME_REFINE.steps}, chosen on synthetic microscopy volumes: docs/results.md, "
+                         "'Real volumes')")
+    rf.add_argument("--method", choices=REFINE_METHODS, default=None,
+                    help=f"default: {RECOMMENDED_METHOD}. "
+                         "Refinement without the learned refiner (docs/results.md, 'Refinement against "
                          "DTI'): faithful (the thesis's PDE), gated (growth only where the backbone saw "
                          "a faint vessel), hysteresis (DTI grown only along the vessels), gated+hysteresis")
     rf.add_argument("--refiner", default="auto",

@@ -24,13 +24,13 @@ import logging
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
 
-from ..core.refine import RefineSettings, refine
+from ..core.refine import RECOMMENDED_METHOD, VOLUME_REFINE, RefineSettings, refine
 from ..data.drive import binary_mask
 from ..data.io import _to_uint8, atomic_path, read_image, tiff_metadata, to_probability, write_image
 from ..data.outputs import (
@@ -88,12 +88,12 @@ class BatchOptions:
     """
 
     input: str = "prob"
-    steps: int = 10
+    steps: int | None = 10
     refiner: str = "auto"
     volume_backbone: str = "region3d"
     chunk: int | None = 256
     device: str = "auto"
-    method: str = RefineSettings().method
+    method: str | None = RefineSettings().method
     scale: float | str = "auto"
     fov: str = "auto"
 
@@ -110,8 +110,13 @@ class BatchOptions:
         """
         return "hessian" if self.refiner == "auto" and self.method != "faithful" else self.refiner
 
-    def settings(self) -> RefineSettings:
-        return RefineSettings(steps=self.steps, method=self.method)
+    def settings(self, ndim: int = 2) -> RefineSettings:
+        """The refinement of an ``ndim``-D input; a ``steps`` or ``method`` of None takes the
+        default of its dimension: 10 steps of the recommended method for images,
+        `core.refine.VOLUME_REFINE` for volumes (``tubediff refine`` passes None unless told)."""
+        default = VOLUME_REFINE if ndim == 3 else RefineSettings(steps=10, method=RECOMMENDED_METHOD)
+        return replace(default, **{k: v for k, v in (("steps", self.steps), ("method", self.method))
+                                   if v is not None})
 
     def recorded(self) -> dict:
         """The options that shape the result, as recorded with each output. Left out: where
@@ -299,9 +304,10 @@ def _refine_image(img: np.ndarray, name: str, opts: BatchOptions) -> np.ndarray:
         prob, learned, fov = _segment(img, opts)
         if learned is not None and learned[0] is not None:
             return learned[0].refine(prob, learned[1], steps=opts.steps, fov=fov)
-        out = refine(prob, settings=opts.settings(), device=opts.device)
+        out = refine(prob, settings=opts.settings(prob.ndim), device=opts.device)
         return out if fov is None else np.where(fov, out, 0).astype(np.float32)
-    return refine(to_probability(img, name), settings=opts.settings(), device=opts.device)
+    prob = to_probability(img, name)
+    return refine(prob, settings=opts.settings(prob.ndim), device=opts.device)
 
 
 def process_image(path, out_dir, opts: BatchOptions, record: dict | None = None,
@@ -433,7 +439,7 @@ def refine_in_blocks(path, out_dir, opts: BatchOptions, client, record: dict | N
     blocks = opts.block_shape(reader.ndim)
     raw = da.from_array(reader, chunks=blocks, asarray=False, fancy=False, name=False)
     prob = raw.map_blocks(partial(to_probability, name=src.name), dtype=np.float32)
-    field = refine_chunked(prob, opts.settings(), chunks=blocks, device=opts.device)
+    field = refine_chunked(prob, opts.settings(prob.ndim), chunks=blocks, device=opts.device)
     refined, mask = outputs_for(path, out_dir, reader.ndim)
     store = Path(out_dir) / f".{path.stem}_refined.{os.getpid()}.zarr"
     try:
