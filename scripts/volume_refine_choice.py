@@ -73,8 +73,9 @@ def main(argv=None) -> int:
     shipped = ("none" if VOLUME_REFINE.steps == 0 else
                f"{VOLUME_REFINE.method}, {VOLUME_REFINE.steps} steps")
     print(f"  eligible (Dice within {DICE_SLACK} of the best, {best_dice:.3f}): {', '.join(eligible)}")
+    verdict = "  = the choice" if shipped == chosen else "  (DIFFERS)"
     print(f"  chosen (lowest Betti-0 error, then highest Dice): {chosen}; shipped default "
-          f"(core.refine.VOLUME_REFINE): {shipped}" + ("  = the choice" if shipped == chosen else "  (DIFFERS)"))
+          f"(core.refine.VOLUME_REFINE): {shipped}{verdict}")
     print(f"  ({time.perf_counter() - t0:.0f} s)")
     return 0
 

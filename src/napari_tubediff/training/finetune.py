@@ -218,7 +218,8 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
         return None
     xs = network_inputs(backbone, images, fovs)
     train_set = (xs, [y.astype(np.float32)[None] for y in ys], rs)
-    rcfg = RefinerConfig(crop=cfg.crop if ndim == 2 else cfg.crop3d, batch=cfg.batch, updates=cfg.updates, lr=cfg.lr, loss=cfg.loss,
+    rcfg = RefinerConfig(crop=cfg.crop if ndim == 2 else cfg.crop3d, batch=cfg.batch, updates=cfg.updates,
+                         lr=cfg.lr, loss=cfg.loss,
                          alpha=cfg.alpha, restart=max(cfg.updates, 1), tune_backbone=cfg.tune_backbone,
                          seed=cfg.seed)
     rec = train_refiner(None, None, rcfg, unet=backbone.net, init=refiner.module,
