@@ -456,10 +456,11 @@ def _refine(args) -> int:
 def _finetune(args) -> int:
     from tqdm import tqdm
 
+    from .core.metrics import to_mask
     from .data.drive import binary_mask
     from .data.io import read_image
-    from .models.refiner import LearnedRefiner
-    from .training.finetune import FinetuneConfig, finetune
+    from .models.refiner import SHIPPED_REFINERS
+    from .training.finetune import FinetuneConfig, default_pair, finetune, spatial_ndim
 
     if len(args.labels) != len(args.images):
         raise ValueError(f"--labels must name one file per image ({len(args.images)} images, "
@@ -471,17 +472,21 @@ def _finetune(args) -> int:
                                   args.init], args.overwrite, companion=args.tune_backbone)
     images = [read_image(p) for p in args.images]
     labels = [read_image(p) for p in args.labels]  # 0/1, 0/255 or label ids: finetune decides
-    regions = [binary_mask(read_image(p)) for p in args.regions] if args.regions else None
-    fovs = [binary_mask(read_image(p)) for p in args.fovs] if args.fovs else None
-    from .models.backbones import UNetBackbone
+    # a volume's mask keeps its shape (binary_mask would read a (D, H, 3) volume as RGB)
+    ndim = spatial_ndim(images)
+    mask = binary_mask if ndim == 2 else to_mask
+    regions = [mask(read_image(p)) for p in args.regions] if args.regions else None
+    fovs = [mask(read_image(p)) for p in args.fovs] if args.fovs else None
     from .models.session import unet_path
 
-    refiner = LearnedRefiner(args.init)  # None: the shipped weights
+    # None: the shipped weights of the images' dimension (volumes: the 3D U-Net + 3D refiner);
     # a U-Net fine-tuned with the refiner lies beside it as NAME_unet.pt
     companion = unet_path(args.init) if args.init else None
-    backbone = UNetBackbone(companion if companion and companion.is_file() else None, device="auto")
+    refiner, backbone = default_pair(ndim, args.init or SHIPPED_REFINERS[ndim],
+                                     companion if companion and companion.is_file() else None)
+    crop = {"crop" if ndim == 2 else "crop3d": args.crop}
     cfg = FinetuneConfig(**_given(updates=args.updates, lr=args.lr, loss=args.loss, batch=args.batch,
-                                  crop=args.crop, seed=args.seed), tune_backbone=args.tune_backbone)
+                                  seed=args.seed, **crop), tune_backbone=args.tune_backbone)
     bar = tqdm(total=cfg.updates, desc="finetune", unit="update", file=sys.stderr, mininterval=1)
 
     def on_update(i, loss):
@@ -837,7 +842,9 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Fine-tune the refiner's direction head and lambdas on images and "
                                     "their corrected labels (optionally only inside region masks); prints "
                                     "Dice, clDice and VCA in the regions before and after.")
-    ft.add_argument("--images", nargs="+", required=True, help="2D images (grey or RGB; required)")
+    ft.add_argument("--images", nargs="+", required=True,
+                    help="2D images (grey or RGB) or 3D volumes (TIFF; the 3D U-Net + 3D refiner "
+                         "fine-tune on them); required")
     ft.add_argument("--labels", nargs="+", required=True,
                     help="one corrected mask per image (0/1, 0/255 or bool; non-zero is vessel; required)")
     ft.add_argument("--regions", nargs="+", help="one mask per image: where the labels are trusted")
@@ -851,7 +858,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--lr", type=float, default=None, help="learning rate (default: 0.003)")
     ft.add_argument("--loss", choices=["bce", "dice", "cldice"], default=None, help="default: cldice")
     ft.add_argument("--batch", type=int, default=None, help="crops per update (default: 4)")
-    ft.add_argument("--crop", type=int, default=None, help="crop edge in pixels (default: 128)")
+    ft.add_argument("--crop", type=int, default=None,
+                    help="crop edge in pixels (default: 128; volumes: 32, cubic crops)")
     ft.add_argument("--seed", type=int, default=None, help="random seed of the crops (default: 0)")
     ft.add_argument("--tune-backbone", action="store_true",
                     help="also train the U-Net's last layers; writes OUT_unet.pt beside OUT")
