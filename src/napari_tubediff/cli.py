@@ -809,9 +809,9 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("--input", choices=["prob", "image"], default="prob",
                     help="prob: the files are probability maps; image: segment them first (2D: the U-Net)")
     rf.add_argument("--steps", type=int, default=None,
-                    help=f"RK4 steps of the diffusion (default: 10 for images; for volumes "
-                         f"{VOLUME_REFINE.steps}, chosen on synthetic microscopy volumes: docs/results.md, "
-                         "'Real volumes')")
+                    help=f"RK4 steps of the diffusion; volumes take {VOLUME_REFINE.steps} unless told "
+                         "(chosen on synthetic microscopy volumes: docs/results.md, 'Real volumes') "
+                         "(default: 10)")
     rf.add_argument("--method", choices=REFINE_METHODS, default=None,
                     help=f"default: {RECOMMENDED_METHOD}. "
                          "Refinement without the learned refiner (docs/results.md, 'Refinement against "

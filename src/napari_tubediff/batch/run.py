@@ -132,6 +132,11 @@ class BatchOptions:
         from dataclasses import asdict
 
         rec = {k: v for k, v in asdict(self).items() if k not in ("device", "chunk")}
+        if self.steps is None or self.method is None:
+            # the dimension's defaults (`settings`): the images' in place, the volumes' beside them
+            images, volumes = self.settings(2), self.settings(3)
+            rec.update(steps=images.steps, method=images.method,
+                       volumes={"steps": volumes.steps, "method": volumes.method})
         if self.input == "prob":  # no segmentation: the models play no part
             rec.pop("refiner", None)
             rec.pop("volume_backbone", None)
