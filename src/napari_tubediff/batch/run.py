@@ -63,11 +63,13 @@ class BatchOptions:
     ----------
     input : {"prob", "image"}
         Files are probability maps, or images to segment first.
-    steps : int
-        RK4 steps (the other settings are `RefineSettings`' defaults).
-    method : str
-        Refinement method (`core.refine.REFINE_METHODS`; ``tubediff refine`` passes its own
-        default); blocks are only for
+    steps : int or None
+        RK4 steps (the other settings are `RefineSettings`' defaults). None (what
+        ``tubediff refine`` passes unless told): 10 for images, `core.refine.VOLUME_REFINE`'s
+        for volumes (`settings`).
+    method : str or None
+        Refinement method (`core.refine.REFINE_METHODS`; None: the recommended one for
+        images, `core.refine.VOLUME_REFINE`'s for volumes); blocks are only for
         ``"faithful"`` (the others are not local), so other methods refine whole images.
     refiner : str
         2D images with ``input="image"``: learned refiner weights, ``"shipped"``,
