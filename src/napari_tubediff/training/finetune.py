@@ -65,7 +65,13 @@ def _spatial(image: np.ndarray) -> tuple[int, ...]:
 
 
 def spatial_ndim(images: Sequence[np.ndarray]) -> int:
-    """2 for images (grey or RGB), 3 for volumes; ValueError for anything else or a mix."""
+    """2 for images (grey or RGB), 3 for volumes; ValueError for anything else or a mix.
+
+    Examples
+    --------
+    >>> spatial_ndim([np.zeros((32, 32, 3))]), spatial_ndim([np.zeros((8, 32, 32))])
+    (2, 3)
+    """
     dims = {len(_spatial(img)) for img in images}
     if len(dims) > 1:
         raise ValueError("fine-tune on images or on volumes, not both at once "
@@ -132,7 +138,15 @@ def predict_all(backbone: UNetBackbone, images, fovs=None) -> list[tuple[np.ndar
 def network_inputs(backbone: UNetBackbone, images, fovs) -> list[np.ndarray]:
     """The U-Net's input of every image, ``(1, *spatial)``, as `UNetBackbone` prepares it
     (grey or green channel, standardised, inverted when the polarity differs from the
-    weights'), so that training crops see what inference sees."""
+    weights'), so that training crops see what inference sees.
+
+    Examples
+    --------
+    >>> from napari_tubediff.models.backbones import UNet3DBackbone
+    >>> vol = np.random.default_rng(0).random((8, 16, 16)).astype(np.float32)
+    >>> network_inputs(UNet3DBackbone(device="cpu"), [vol], [None])[0].shape
+    (1, 8, 16, 16)
+    """
     out = []
     for img, fov in zip(images, fovs, strict=True):
         channel = 1 if backbone.ndim == 2 else None
