@@ -859,7 +859,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--loss", choices=["bce", "dice", "cldice"], default=None, help="default: cldice")
     ft.add_argument("--batch", type=int, default=None, help="crops per update (default: 4)")
     ft.add_argument("--crop", type=int, default=None,
-                    help="crop edge in pixels (default: 128; volumes: 32, cubic crops)")
+                    help="crop edge in pixels (default: 128; volumes: 16, cubic crops)")
     ft.add_argument("--seed", type=int, default=None, help="random seed of the crops (default: 0)")
     ft.add_argument("--tune-backbone", action="store_true",
                     help="also train the U-Net's last layers; writes OUT_unet.pt beside OUT")

@@ -41,8 +41,9 @@ class FinetuneConfig:
     alpha: float = 0.5
     tune_backbone: bool = False
     seed: int = 0
-    #: the crop edge for volumes: 32^3 voxels keep an update to a fraction of a second on a CPU
-    crop3d: int = 32
+    #: the crop edge for volumes: with 16^3 voxels an update of the 3D pair takes about a second
+    #: on the 2-core CPU (32^3: about 10 s; docs/results.md, "Fine-tuning on a volume")
+    crop3d: int = 16
 
     def __post_init__(self):
         check_numbers(self, {"updates": (int, 0, None), "batch": (int, 1, 4096), "crop": (int, 8, None),
