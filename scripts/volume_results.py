@@ -13,8 +13,9 @@ Part 2 (``score``): on each real volume, as a user would run them:
 * Otsu threshold of the image; scikit-image's Frangi and Sato vesselness (default scales,
   ``black_ridges`` from the vessel polarity) thresholded by Otsu of the response;
 * the default 3D pipeline: ``tubediff refine --input image VOLUME`` (backbone region3d,
-  Hessian directions, the recommended method gated+dti, 10 steps, mask >= 0.5); its
-  backbone alone (``tubediff segment``, >= 0.5); DTI (0.5 / 0.3) of its probability;
+  then `core.refine.VOLUME_REFINE`, chosen on synthetic microscopy volumes by
+  scripts/volume_refine_choice.py: no refinement, mask >= 0.5); the former default
+  (region3d + gated+dti, 10 steps); DTI (0.5 / 0.3) of its probability;
 * the earlier 3D backbones: the shipped 3D U-Net (raw, DTI) and 3D vesselness (Otsu).
 Scored by `core.metrics.evaluate`: Dice, clDice (3D skeletons), Betti-0 error (|components
 of the mask - components of the reference|, 26-connected) and Betti-1 error (|tunnels -
@@ -41,6 +42,8 @@ SMOOTHS = (0.5, 1.0, 2.0)
 THRESHOLDS = ("li", "otsu", "triangle")
 SYNTH_SEEDS = range(5000, 5004)
 METRICS = ("dice", "cldice", "betti0_error", "betti1_error")
+DEFAULT_ROW = "default: tubediff refine --input image"
+FORMER_ROW = "former default: region3d + gated+dti, 10 steps"
 
 
 def _grid(volumes) -> dict[str, list[float]]:
@@ -128,7 +131,7 @@ def score(name: str, image: np.ndarray, truth: np.ndarray) -> dict:
 
     from napari_tubediff.core.dti import dti
     from napari_tubediff.core.metrics import evaluate
-    from napari_tubediff.core.refine import RECOMMENDED_METHOD, RefineSettings, refine
+    from napari_tubediff.core.refine import RECOMMENDED_METHOD, VOLUME_REFINE, RefineSettings, refine
     from napari_tubediff.models import get_backbone
     from napari_tubediff.models.backbones import segment_image
     from napari_tubediff.models.classical import to_grey, vessel_polarity
@@ -155,15 +158,15 @@ def score(name: str, image: np.ndarray, truth: np.ndarray) -> dict:
     info["radius"] = backbone.last_radius
     info["threshold"] = backbone.last_threshold
     settings = RefineSettings(steps=10, method=RECOMMENDED_METHOD)
-    add("default: region3d + refine (gated+dti, 10 steps)",
-        lambda: refine(seg.prob, settings=settings, device="cpu") >= 0.5)
-    add("region3d alone (>= 0.5)", lambda: seg.prob >= 0.5)
+    add(DEFAULT_ROW, lambda: refine(seg.prob, settings=VOLUME_REFINE, device="cpu") >= 0.5)
+    add(FORMER_ROW, lambda: refine(seg.prob, settings=settings, device="cpu") >= 0.5)
     add("region3d + DTI (0.5 / 0.3)", lambda: dti(seg.prob))
     unet = segment_image(get_backbone("unet3d", device="cpu"), image).prob
     add("3D U-Net (>= 0.5)", lambda: unet >= 0.5)
     add("3D U-Net + DTI", lambda: dti(unet))
     add("3D vesselness, Otsu (>= 0.5)", lambda: segment_image(get_backbone("vesselness"), image).prob >= 0.5)
-    print(f"\n{name} {image.shape}, vessels {polarity}, reference {truth.mean():.1%} of voxels, "
+    print(f"\n{name} {image.shape}, default: region3d then {VOLUME_REFINE.steps} refinement steps, "
+          f"vessels {polarity}, reference {truth.mean():.1%} of voxels, "
           f"measured vessel radius {info['radius']:.2f} voxels; region3d took {info['segment_seconds']} s")
     print(f"  {'method':50s} {'Dice':>6s} {'clDice':>7s} {'Betti-0 err':>11s} {'Betti-1 err':>11s} "
           f"{'fraction':>8s}")
@@ -173,7 +176,7 @@ def score(name: str, image: np.ndarray, truth: np.ndarray) -> dict:
     base = ("Otsu of the image", "Frangi + Otsu", "Sato + Otsu")
     best = max(base, key=lambda k: rows[k]["dice"])
     info["goal"] = {"best_baseline": best}
-    for k in ("default: region3d + refine (gated+dti, 10 steps)", "region3d alone (>= 0.5)"):
+    for k in (DEFAULT_ROW, FORMER_ROW):
         d = rows[k]
         goal = {"dice_margin": d["dice"] - rows[best]["dice"],
                 "betti0_lower_than_best": d["betti0_error"] < rows[best]["betti0_error"],

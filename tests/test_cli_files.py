@@ -480,7 +480,8 @@ def test_help_documents_every_option_with_its_default():
     for b in available_backbones():
         assert f"{b}:" in seg
     assert "--backbone-file" in seg and ".pt2" in seg
-    assert "(default: 30 with Hessian directions" in " ".join(_subparsers()["refine"].format_help().split())
+    refine_help = " ".join(_subparsers()["refine"].format_help().split())
+    assert "(default: images 30 with Hessian directions" in refine_help
 
 
 def _tiny_net():

@@ -61,7 +61,7 @@ def test_cancelled_finetune_returns_nothing_and_changes_nothing(fundi):
 
 
 @pytest.mark.parametrize("case, match", [("shape", "differ in shape"), ("empty", "no vessel"),
-                                         ("region", "region is empty"), ("3d", "2D images"),
+                                         ("region", "region is empty"), ("4d", "2D images .* or 3D volumes"),
                                          ("count", "as many")])
 def test_bad_training_input(fundi, case, match):
     f = fundi[0]
@@ -72,8 +72,8 @@ def test_bad_training_input(fundi, case, match):
         labels = [np.zeros_like(f.truth)]
     elif case == "region":
         regions = [np.zeros_like(f.truth)]
-    elif case == "3d":
-        images, labels = [np.zeros((4, 32, 32), np.float32)], [np.zeros((4, 32, 32))]
+    elif case == "4d":  # volumes fine-tune (tests/test_finetune3d.py); four axes do not
+        images, labels = [np.zeros((2, 4, 32, 32), np.float32)], [np.zeros((2, 4, 32, 32))]
     elif case == "count":
         labels = []
     with pytest.raises(ValueError, match=match):

@@ -159,6 +159,8 @@ def test_cli_refine_steps_default_is_what_was_measured(tmp_path, monkeypatch):
     monkeypatch.setattr(run, "process_image", lambda path, out, opts, *a: seen.append(opts))
     write_image(tmp_path / "p.tif", _faint_gap())
     assert main(["refine", str(tmp_path / "p.tif"), "--out", str(tmp_path / "o")]) == 0
-    assert seen[-1].steps == RefineSettings().steps == 30 and seen[-1].method == RECOMMENDED_METHOD
+    # an image: 30 steps (what was measured) of the recommended method; a volume: its own default
+    s = seen[-1].settings(2)
+    assert s.steps == RefineSettings().steps == 30 and s.method == RECOMMENDED_METHOD
     assert main(["refine", str(tmp_path / "p.tif"), "--out", str(tmp_path / "o2"), "--steps", "7"]) == 0
-    assert seen[-1].steps == 7
+    assert seen[-1].settings(2).steps == 7 and seen[-1].settings(3).steps == 7

@@ -358,7 +358,9 @@ def _segment(args) -> int:
     scale, fov = parse_scale(args.scale), _fov_option(args.fov)
     given_spacing = parse_spacing(args.spacing)
     settings = {"backbone": name, "weights": str(Path(model).resolve()) if model else None,
-                "polarity": args.polarity, "scale": args.scale, "fov": args.fov, "spacing": args.spacing}
+                "polarity": args.polarity, "scale": args.scale, "fov": args.fov}
+    if args.spacing:  # recorded only when given (files made before --spacing existed stay current)
+        settings["spacing"] = args.spacing
     suffixes = {p: _prob_suffixes(p) for p in paths}
     # no backbone named: volumes go to the 3D default (the 2D U-Net takes 2D images only)
     names = {p: DEFAULT_3D if auto_3d and ".png" not in suffixes[p] else name for p in paths}
@@ -410,15 +412,10 @@ def _fov_option(value: str):
 
 def _batch_options(args):
     from .batch.run import BatchOptions
-    from .core.refine import RefineSettings
     from .core.scale import parse_scale
     from .data.io import parse_spacing
 
-    steps = args.steps
-    if steps is None:  # what was measured: the settings' steps with Hessian directions, 10 for the refiner
-        learned = args.input == "image" and BatchOptions(method=args.method,
-                                                         refiner=args.refiner).refiner_choice() != "hessian"
-        steps = 10 if learned else RefineSettings().steps
+    steps = args.steps  # None: the default of each file's dimension (`BatchOptions.settings`)
     return BatchOptions(input=args.input, steps=steps, refiner=args.refiner, method=args.method,
                         volume_backbone=args.volume_backbone, chunk=args.chunk or None, device=args.device,
                         scale=parse_scale(args.scale), fov=args.fov, spacing=parse_spacing(args.spacing))
@@ -468,7 +465,8 @@ def _refine(args) -> int:
         process_image(path, args.out, opts, plan.records[path], plan.outputs[path])
     how = ("a backbone + " + ("the learned refiner" if args.refiner != "hessian" else "Hessian directions")
            if args.input == "image" else "Hessian directions of the probability maps")
-    print(f"refined {len(paths)} file(s) with {how}, {opts.steps} steps; wrote NAME_refined.tif "
+    steps = "the default steps" if opts.steps is None else f"{opts.steps} steps"
+    print(f"refined {len(paths)} file(s) with {how}, {steps}; wrote NAME_refined.tif "
           f"(float32) and NAME_mask.png (2D) or NAME_mask.tif (3D), >= 0.5, to {args.out}")
     return 0
 
@@ -476,10 +474,11 @@ def _refine(args) -> int:
 def _finetune(args) -> int:
     from tqdm import tqdm
 
+    from .core.metrics import to_mask
     from .data.drive import binary_mask
     from .data.io import read_image
-    from .models.refiner import LearnedRefiner
-    from .training.finetune import FinetuneConfig, finetune
+    from .models.refiner import SHIPPED_REFINERS
+    from .training.finetune import FinetuneConfig, default_pair, finetune, spatial_ndim
 
     if len(args.labels) != len(args.images):
         raise ValueError(f"--labels must name one file per image ({len(args.images)} images, "
@@ -491,17 +490,21 @@ def _finetune(args) -> int:
                                   args.init], args.overwrite, companion=args.tune_backbone)
     images = [read_image(p) for p in args.images]
     labels = [read_image(p) for p in args.labels]  # 0/1, 0/255 or label ids: finetune decides
-    regions = [binary_mask(read_image(p)) for p in args.regions] if args.regions else None
-    fovs = [binary_mask(read_image(p)) for p in args.fovs] if args.fovs else None
-    from .models.backbones import UNetBackbone
+    # a volume's mask keeps its shape (binary_mask would read a (D, H, 3) volume as RGB)
+    ndim = spatial_ndim(images)
+    mask = binary_mask if ndim == 2 else to_mask
+    regions = [mask(read_image(p)) for p in args.regions] if args.regions else None
+    fovs = [mask(read_image(p)) for p in args.fovs] if args.fovs else None
     from .models.session import unet_path
 
-    refiner = LearnedRefiner(args.init)  # None: the shipped weights
+    # None: the shipped weights of the images' dimension (volumes: the 3D U-Net + 3D refiner);
     # a U-Net fine-tuned with the refiner lies beside it as NAME_unet.pt
     companion = unet_path(args.init) if args.init else None
-    backbone = UNetBackbone(companion if companion and companion.is_file() else None, device="auto")
+    refiner, backbone = default_pair(ndim, args.init or SHIPPED_REFINERS[ndim],
+                                     companion if companion and companion.is_file() else None)
+    crop = {"crop" if ndim == 2 else "crop3d": args.crop}
     cfg = FinetuneConfig(**_given(updates=args.updates, lr=args.lr, loss=args.loss, batch=args.batch,
-                                  crop=args.crop, seed=args.seed), tune_backbone=args.tune_backbone)
+                                  seed=args.seed, **crop), tune_backbone=args.tune_backbone)
     bar = tqdm(total=cfg.updates, desc="finetune", unit="update", file=sys.stderr, mininterval=1)
 
     def on_update(i, loss):
@@ -675,7 +678,7 @@ def _scale_fov_options(parser, when: str = "") -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .core.refine import RECOMMENDED_METHOD, REFINE_METHODS
+    from .core.refine import RECOMMENDED_METHOD, REFINE_METHODS, VOLUME_REFINE
     from .models.registry import NEEDS_FILE, available_backbones, backbone_ndims
 
     p = argparse.ArgumentParser(
@@ -832,10 +835,13 @@ def build_parser() -> argparse.ArgumentParser:
     rf.add_argument("--input", choices=["prob", "image"], default="prob",
                     help="prob: the files are probability maps; image: segment them first (2D: the U-Net)")
     rf.add_argument("--steps", type=int, default=None,
-                    help="RK4 steps of the diffusion (default: 30 with Hessian directions, as measured in "
-                         "docs/results.md; 10 with the learned refiner, as it was trained)")
-    rf.add_argument("--method", choices=REFINE_METHODS, default=RECOMMENDED_METHOD,
-                    help="refinement without the learned refiner (docs/results.md, 'Refinement against "
+                    help="RK4 steps of the diffusion (default: images 30 with Hessian directions, as "
+                         "measured in docs/results.md, 10 with the learned refiner, as it was trained; "
+                         f"volumes {VOLUME_REFINE.steps}, i.e. the backbone's probability as it is, as "
+                         "chosen on synthetic microscopy volumes: docs/results.md, 'Real volumes')")
+    rf.add_argument("--method", choices=REFINE_METHODS, default=None,
+                    help=f"default: {RECOMMENDED_METHOD}. "
+                         "Refinement without the learned refiner (docs/results.md, 'Refinement against "
                          "DTI'): faithful (the thesis's PDE), gated (growth only where the backbone saw "
                          "a faint vessel), hysteresis (DTI grown only along the vessels), gated+hysteresis")
     rf.add_argument("--refiner", default="auto",
@@ -867,7 +873,9 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Fine-tune the refiner's direction head and lambdas on images and "
                                     "their corrected labels (optionally only inside region masks); prints "
                                     "Dice, clDice and VCA in the regions before and after.")
-    ft.add_argument("--images", nargs="+", required=True, help="2D images (grey or RGB; required)")
+    ft.add_argument("--images", nargs="+", required=True,
+                    help="2D images (grey or RGB) or 3D volumes (TIFF; the 3D U-Net + 3D refiner "
+                         "fine-tune on them); required")
     ft.add_argument("--labels", nargs="+", required=True,
                     help="one corrected mask per image (0/1, 0/255 or bool; non-zero is vessel; required)")
     ft.add_argument("--regions", nargs="+", help="one mask per image: where the labels are trusted")
@@ -881,7 +889,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--lr", type=float, default=None, help="learning rate (default: 0.003)")
     ft.add_argument("--loss", choices=["bce", "dice", "cldice"], default=None, help="default: cldice")
     ft.add_argument("--batch", type=int, default=None, help="crops per update (default: 4)")
-    ft.add_argument("--crop", type=int, default=None, help="crop edge in pixels (default: 128)")
+    ft.add_argument("--crop", type=int, default=None,
+                    help="crop edge in pixels (default: 128; volumes: 16, cubic crops)")
     ft.add_argument("--seed", type=int, default=None, help="random seed of the crops (default: 0)")
     ft.add_argument("--tune-backbone", action="store_true",
                     help="also train the U-Net's last layers; writes OUT_unet.pt beside OUT")

@@ -24,13 +24,13 @@ import logging
 import os
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cache, partial
 from pathlib import Path
 
 import numpy as np
 
-from ..core.refine import RefineSettings, refine
+from ..core.refine import RECOMMENDED_METHOD, VOLUME_REFINE, RefineSettings, refine
 from ..data.drive import binary_mask
 from ..data.io import (
     _to_uint8,
@@ -71,11 +71,13 @@ class BatchOptions:
     ----------
     input : {"prob", "image"}
         Files are probability maps, or images to segment first.
-    steps : int
-        RK4 steps (the other settings are `RefineSettings`' defaults).
-    method : str
-        Refinement method (`core.refine.REFINE_METHODS`; ``tubediff refine`` passes its own
-        default); blocks are only for
+    steps : int or None
+        RK4 steps (the other settings are `RefineSettings`' defaults). None (what
+        ``tubediff refine`` passes unless told): 10 for images, `core.refine.VOLUME_REFINE`'s
+        for volumes (`settings`).
+    method : str or None
+        Refinement method (`core.refine.REFINE_METHODS`; None: the recommended one for
+        images, `core.refine.VOLUME_REFINE`'s for volumes); blocks are only for
         ``"faithful"`` (the others are not local), so other methods refine whole images.
     refiner : str
         2D images with ``input="image"``: learned refiner weights, ``"shipped"``,
@@ -96,12 +98,12 @@ class BatchOptions:
     """
 
     input: str = "prob"
-    steps: int = 10
+    steps: int | None = 10
     refiner: str = "auto"
     volume_backbone: str = "region3d"
     chunk: int | None = 256
     device: str = "auto"
-    method: str = RefineSettings().method
+    method: str | None = RefineSettings().method
     scale: float | str = "auto"
     fov: str = "auto"
     spacing: tuple[float, ...] | None = None
@@ -119,9 +121,15 @@ class BatchOptions:
         """
         return "hessian" if self.refiner == "auto" and self.method != "faithful" else self.refiner
 
-    def settings(self, spacing=None) -> RefineSettings:
-        """The refinement settings; ``spacing`` (one file's: `data.io.choose_spacing`) first."""
-        return RefineSettings(steps=self.steps, method=self.method, spacing=spacing or self.spacing)
+    def settings(self, ndim: int = 2, spacing=None) -> RefineSettings:
+        """The refinement of an ``ndim``-D input; a ``steps`` or ``method`` of None takes the
+        default of its dimension: the recommended method with `RefineSettings`' steps (30, as
+        measured) for images, `core.refine.VOLUME_REFINE` for volumes (``tubediff refine``
+        passes None unless told). ``spacing`` (one file's: `data.io.choose_spacing`) first."""
+        default = VOLUME_REFINE if ndim == 3 else RefineSettings(method=RECOMMENDED_METHOD)
+        s = replace(default, **{k: v for k, v in (("steps", self.steps), ("method", self.method))
+                                if v is not None})
+        return replace(s, spacing=spacing or self.spacing)
 
     def recorded(self) -> dict:
         """The options that shape the result, as recorded with each output. Left out: where
@@ -137,6 +145,11 @@ class BatchOptions:
         from dataclasses import asdict
 
         rec = {k: v for k, v in asdict(self).items() if k not in ("device", "chunk")}
+        if self.steps is None or self.method is None:
+            # the dimension's defaults (`settings`): the images' in place, the volumes' beside them
+            images, volumes = self.settings(2), self.settings(3)
+            rec.update(steps=images.steps, method=images.method,
+                       volumes={"steps": volumes.steps, "method": volumes.method})
         if self.input == "prob":  # no segmentation: the models play no part
             rec.pop("refiner", None)
             rec.pop("volume_backbone", None)
@@ -310,10 +323,13 @@ def _refine_image(img: np.ndarray, name: str, opts: BatchOptions, spacing=None) 
         volume_spacing = spacing if spacing is not None and len(spacing) == 3 else None
         prob, learned, fov = _segment(img, opts, volume_spacing)
         if learned is not None and learned[0] is not None:
-            return learned[0].refine(prob, learned[1], steps=opts.steps, fov=fov)
-        out = refine(prob, settings=opts.settings(spacing), device=opts.device)
+            # the learned refiner was trained at 10 steps: its default when none is given
+            steps = 10 if opts.steps is None else opts.steps
+            return learned[0].refine(prob, learned[1], steps=steps, fov=fov)
+        out = refine(prob, settings=opts.settings(prob.ndim, spacing), device=opts.device)
         return out if fov is None else np.where(fov, out, 0).astype(np.float32)
-    return refine(to_probability(img, name), settings=opts.settings(spacing), device=opts.device)
+    prob = to_probability(img, name)
+    return refine(prob, settings=opts.settings(prob.ndim, spacing), device=opts.device)
 
 
 def process_image(path, out_dir, opts: BatchOptions, record: dict | None = None,
@@ -447,7 +463,7 @@ def refine_in_blocks(path, out_dir, opts: BatchOptions, client, record: dict | N
     raw = da.from_array(reader, chunks=blocks, asarray=False, fancy=False, name=False)
     prob = raw.map_blocks(partial(to_probability, name=src.name), dtype=np.float32)
     spacing = choose_spacing(path, reader.ndim, opts.spacing)[0]
-    field = refine_chunked(prob, opts.settings(spacing), chunks=blocks, device=opts.device)
+    field = refine_chunked(prob, opts.settings(prob.ndim, spacing), chunks=blocks, device=opts.device)
     refined, mask = outputs_for(path, out_dir, reader.ndim)
     store = Path(out_dir) / f".{path.stem}_refined.{os.getpid()}.zarr"
     try:

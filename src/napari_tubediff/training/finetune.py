@@ -1,9 +1,13 @@
 """Fine-tuning the refiner on an annotator's corrected labels (images on screen, not folders).
 
 `finetune` trains the refiner's direction head and lambdas from the current weights on
-the given images and labels, inside an optional region (the only pixels whose labels
+the given images (2D) or volumes (3D) and labels, inside an optional region (the only pixels whose labels
 are trusted), and scores the region before and after with the same metrics as
 `tubediff evaluate`. Cancelling returns None and leaves every weight as it was.
+
+Volumes fine-tune the learned 3D pair: the 3D U-Net (`models.backbones.UNet3DBackbone`,
+frozen unless ``tune_backbone``) and the 3D refiner, on cubic crops of side
+``FinetuneConfig.crop3d``. The default 3D backbone, ``region3d``, has no weights to tune.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import numpy as np
 
 from ..core.metrics import evaluate
 from ..models.backbones import UNetBackbone
+from ..models.classical import vessel_polarity
 from ..models.preprocess import preprocess
 from ..models.refiner import LearnedRefiner
 from .labels import check_vessel_fraction, label_mask
@@ -36,9 +41,13 @@ class FinetuneConfig:
     alpha: float = 0.5
     tune_backbone: bool = False
     seed: int = 0
+    #: the crop edge for volumes: with 16^3 voxels an update of the 3D pair takes about a second
+    #: on the 2-core CPU (32^3: about 10 s; docs/results.md, "Fine-tuning on a volume")
+    crop3d: int = 16
 
     def __post_init__(self):
         check_numbers(self, {"updates": (int, 0, None), "batch": (int, 1, 4096), "crop": (int, 8, None),
+                             "crop3d": (int, 8, None),
                              "lr": (float, 1e-12, 10), "alpha": (float, 0, 1), "seed": (int, 0, None)})
 
 
@@ -56,6 +65,39 @@ def _spatial(image: np.ndarray) -> tuple[int, ...]:
     return a.shape[:-1] if a.ndim == 3 and a.shape[-1] in (3, 4) else a.shape
 
 
+def spatial_ndim(images: Sequence[np.ndarray]) -> int:
+    """2 for images (grey or RGB), 3 for volumes; ValueError for anything else or a mix.
+
+    Examples
+    --------
+    >>> spatial_ndim([np.zeros((32, 32, 3))]), spatial_ndim([np.zeros((8, 32, 32))])
+    (2, 3)
+    """
+    dims = {len(_spatial(img)) for img in images}
+    if len(dims) > 1:
+        raise ValueError("fine-tune on images or on volumes, not both at once "
+                         f"(got {sorted(dims)}D inputs)")
+    ndim = dims.pop() if dims else 2
+    if ndim not in (2, 3):
+        raise ValueError(f"fine-tuning takes 2D images (grey or RGB) or 3D volumes, got shape "
+                         f"{np.shape(images[0])}")
+    return ndim
+
+
+def default_pair(ndim: int, refiner_weights=None, unet_weights=None):
+    """``(refiner, backbone)`` to fine-tune for ``ndim``-D data: the given weights, else the
+    session's (2D) or the shipped 3D pair (volumes)."""
+    from ..models.backbones import UNet3DBackbone
+    from ..models.session import active_refiner, active_unet
+
+    refiner = LearnedRefiner(refiner_weights) if refiner_weights else active_refiner(ndim)
+    if ndim == 3:
+        backbone = UNet3DBackbone(unet_weights, device="cpu")
+    else:
+        backbone = UNetBackbone(unet_weights, device="auto") if unet_weights else active_unet()
+    return refiner, backbone
+
+
 def check_training_inputs(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                           regions: Sequence[np.ndarray | None] | None = None):
     """Bool label masks and regions after checking shapes and content (ValueError otherwise)."""
@@ -65,14 +107,12 @@ def check_training_inputs(images: Sequence[np.ndarray], labels: Sequence[np.ndar
     regions = list(regions) if regions is not None else [None] * len(images)
     if len(regions) != len(images):
         raise ValueError("need one region (or None) per image")
+    ndim = spatial_ndim(images)
     ys, rs = [], []
     for k, (img, lab, reg) in enumerate(zip(images, labels, regions, strict=True)):
-        shape = _spatial(img)
-        if len(shape) != 2:
-            raise ValueError(f"image {k}: fine-tuning takes 2D images (grey or RGB), got shape "
-                             f"{np.shape(img)}")
+        shape = np.shape(img) if ndim == 3 else _spatial(img)  # a (D, H, 3) volume is no RGB image
         lab = np.asarray(lab)
-        if lab.ndim == len(shape) + 1 and lab.shape[-1] in (3, 4):
+        if ndim == 2 and lab.ndim == len(shape) + 1 and lab.shape[-1] in (3, 4):
             lab = lab[..., 0]  # an RGB(A) mask file: its first channel
         if lab.shape != shape:
             raise ValueError(f"image {k}: labels {lab.shape} and image {shape} differ in shape")
@@ -94,6 +134,26 @@ def predict_all(backbone: UNetBackbone, images, fovs=None) -> list[tuple[np.ndar
     """``(probability, features)`` of every image (the backbone standardises inside ``fovs``)."""
     fovs = fovs or [None] * len(images)
     return [backbone.predict_with_features(img, fov) for img, fov in zip(images, fovs, strict=True)]
+
+
+def network_inputs(backbone: UNetBackbone, images, fovs) -> list[np.ndarray]:
+    """The U-Net's input of every image, ``(1, *spatial)``, as `UNetBackbone` prepares it
+    (grey or green channel, standardised, inverted when the polarity differs from the
+    weights'), so that training crops see what inference sees.
+
+    Examples
+    --------
+    >>> from napari_tubediff.models.backbones import UNet3DBackbone
+    >>> vol = np.random.default_rng(0).random((8, 16, 16)).astype(np.float32)
+    >>> network_inputs(UNet3DBackbone(device="cpu"), [vol], [None])[0].shape
+    (1, 8, 16, 16)
+    """
+    out = []
+    for img, fov in zip(images, fovs, strict=True):
+        channel = 1 if backbone.ndim == 2 else None
+        polarity = vessel_polarity(img, fov, channel) if backbone.polarity == "auto" else backbone.polarity
+        out.append(preprocess(img, fov, channel=channel, invert=polarity != backbone.trained_polarity)[None])
+    return out
 
 
 def score_region(refiner: LearnedRefiner, predictions, labels, regions, steps: int | None = None) -> dict:
@@ -122,9 +182,10 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
 
     Parameters
     ----------
-    images : sequence of (H, W) or (H, W, 3) arrays
-        The annotator's images (RGB: the green channel, like the backbone).
-    labels : sequence of (H, W) arrays
+    images : sequence of (H, W) or (H, W, 3) arrays, or of (D, H, W) volumes
+        The annotator's images (RGB: the green channel, like the backbone) or grey volumes
+        (all of one kind).
+    labels : sequence of arrays of the images' spatial shape
         Corrected vessel labels: bool, or two values with 0 as background (0/1, 0/255),
         or napari label ids (`training.labels.label_mask`).
     regions : sequence of (H, W) bool arrays or None, optional
@@ -134,7 +195,8 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
         Fields of view (fundus photographs): the backbone standardises its input inside
         them, as in its training. None: the whole image.
     refiner, backbone
-        Starting weights (defaults: the session's active refiner and U-Net).
+        Starting weights (defaults, `default_pair`: for images the session's active
+        refiner and U-Net; for volumes the active 3D refiner and the shipped 3D U-Net).
     cfg : FinetuneConfig
         Updates, batch, crop, learning rate, loss; ``tune_backbone`` also trains the
         U-Net's last decoder block and output layer (else the U-Net is frozen).
@@ -148,15 +210,19 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
         The new refiner (the input one is never changed), the training record and the
         region scores before and after; None when cancelled.
     """
-    from ..models.session import active_refiner, active_unet
-
     cfg = cfg or FinetuneConfig()
     ys, rs = check_training_inputs(images, labels, regions)
+    ndim = ys[0].ndim
     fovs = [None if f is None else np.asarray(f, bool) for f in (fovs or [None] * len(images))]
     if len(fovs) != len(images):
         raise ValueError("need one field of view (or None) per image")
-    refiner = refiner or active_refiner()
-    backbone = backbone or active_unet()
+    if refiner is None or backbone is None:
+        default_refiner, default_backbone = default_pair(ndim)
+        refiner, backbone = refiner or default_refiner, backbone or default_backbone
+    for what, n in (("refiner", refiner.ndim), ("U-Net", backbone.ndim)):
+        if n != ndim:
+            raise ValueError(f"a {n}D {what} cannot fine-tune on {ndim}D "
+                             f"{'volumes' if ndim == 3 else 'images'}; load {ndim}D weights")
     stop = should_stop or (lambda: False)
     t0 = time.time()
     predictions = predict_all(backbone, images, fovs)
@@ -165,9 +231,10 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     before = score_region(refiner, predictions, ys, rs)
     if stop():
         return None
-    xs = [preprocess(img, fov)[None] for img, fov in zip(images, fovs, strict=True)]
+    xs = network_inputs(backbone, images, fovs)
     train_set = (xs, [y.astype(np.float32)[None] for y in ys], rs)
-    rcfg = RefinerConfig(crop=cfg.crop, batch=cfg.batch, updates=cfg.updates, lr=cfg.lr, loss=cfg.loss,
+    rcfg = RefinerConfig(crop=cfg.crop if ndim == 2 else cfg.crop3d, batch=cfg.batch, updates=cfg.updates,
+                         lr=cfg.lr, loss=cfg.loss,
                          alpha=cfg.alpha, restart=max(cfg.updates, 1), tune_backbone=cfg.tune_backbone,
                          seed=cfg.seed)
     rec = train_refiner(None, None, rcfg, unet=backbone.net, init=refiner.module,

@@ -1,9 +1,10 @@
 """Fine-tune panel: train the refiner on the corrected labels on screen.
 
-Thin: it gathers the image, the corrected Labels layer and an optional region (a Shapes
-layer's shapes or a Labels mask), runs `training.finetune.finetune` in a worker, draws
-the loss as it falls, and makes the new weights the session's active refiner
-(`models.session`), which the Directions and Diffusion panels use at once.
+Thin: it gathers the image (2D, or a 3D volume: the 3D U-Net + 3D refiner pair), the
+corrected Labels layer and an optional region (a Shapes layer's shapes or a Labels mask),
+runs `training.finetune.finetune` in a worker, draws the loss as it falls, and makes the
+new weights the session's active refiner (`models.session`), which the Directions and
+Diffusion panels use at once.
 
 Each training update is a frame of the panel's job (`_common.Job`): the training loop
 posts it and waits until the panel has drawn it, and polls Cancel between updates (and
@@ -24,7 +25,7 @@ from qtpy.QtGui import QColor, QPainter, QPen
 from qtpy.QtWidgets import QFileDialog, QSizePolicy, QWidget
 
 from ..models import session
-from ..training.finetune import FinetuneConfig, finetune
+from ..training.finetune import FinetuneConfig, default_pair, finetune
 from ._common import CANCELLED, RUNNING, Panel, follow_layers, layers_of
 from .segment import follow_fov
 
@@ -146,8 +147,13 @@ class FinetuneWidget(Panel):
             return None
         image = np.asarray(img.data)
         shape = image.shape[:-1] if img.rgb else image.shape
-        if len(shape) != 2:
-            show_error(f"'{img.name}' is {len(shape)}D: fine-tuning takes a 2D image.")
+        if len(shape) not in (2, 3):
+            show_error(f"'{img.name}' is {len(shape)}D: fine-tuning takes a 2D image or a 3D volume.")
+            return None
+        if len(shape) == 3 and self.tune_backbone.value:
+            # the session holds one (2D) U-Net; the CLI writes a tuned 3D U-Net to a file
+            show_error("The panel fine-tunes the 3D refiner only: untick 'also the U-Net's last layers', "
+                       "or use tubediff finetune --tune-backbone for a volume.")
             return None
         try:
             region = region_mask(self.region.value, shape)
@@ -167,8 +173,7 @@ class FinetuneWidget(Panel):
         cfg = FinetuneConfig(updates=self.updates.value, lr=self.lr.value, loss=self.loss.value,
                              tune_backbone=self.tune_backbone.value)
         try:
-            start = session.active_refiner()
-            backbone = session.active_unet()
+            start, backbone = default_pair(np.ndim(labels))  # volumes: the 3D U-Net + 3D refiner
         except ValueError as e:
             show_error(str(e))
             return
