@@ -55,6 +55,7 @@ def main(argv=None) -> int:
                     help="fit a logit bias to the U-Net --unet on the training images; write to --out")
     ap.add_argument("--biases", default="-1:1:0.1",
                     help="with --calibrate: the biases tried, START:STOP:STEP")
+    ap.add_argument("--workers", type=int, default=1, help="with --calibrate: processes")
     ap.add_argument("--updates", type=int, default=RefinerConfig.updates, help="with --refiner")
     ap.add_argument("--cache", help="an .npz file: the U-Net run keeps its prepared images there, "
                                     "the --refiner run reads the plain ones back")
@@ -67,7 +68,7 @@ def main(argv=None) -> int:
         lo, hi, step = (float(v) for v in a.biases.split(":"))
         biases = np.round(np.arange(lo, hi + step / 2, step), 4)
         rec = calibrate_fundus(a.data, a.unet, a.out, biases, datasets=a.datasets.split(","),
-                               threads=a.threads, log=log)
+                               threads=a.threads, workers=a.workers, log=log)
         print("bias  mean Dice  " + "  ".join(rec["per_dataset"]))
         for j, b in enumerate(rec["biases"]):
             print(f"{b:+.2f}  {rec['mean_dice'][j]:.4f}     "
