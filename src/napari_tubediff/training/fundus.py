@@ -222,7 +222,8 @@ def train_fundus_refiner(root, unet_weights, out, cfg=None, *, working_fov: floa
     for pool in versions.values():
         for x, y, f in pool:
             xs.append(x.astype(np.float32)[None])
-            ys.append(y.astype(np.float32)[None])
+            # the refiner's training takes 0/1 targets (`check_targets`): the soft label at 1/2
+            ys.append((y >= 0.5).astype(np.float32)[None])
             fs.append(f)
             # crop centres on every 4th row and column: the same spread, 16 times less memory
             grid = np.zeros(f.shape, bool)
