@@ -76,7 +76,10 @@ def test_calibrate_fundus_writes_weights_that_score_as_fitted(tmp_path):
     assert rec["images"] == 1 and rec["biases"] == [-3.0, 0.0, 3.0]
     j = rec["biases"].index(rec["fitted_bias"])
     assert rec["dice_after"] == max(rec["mean_dice"]) == rec["mean_dice"][j]
-    assert load_checkpoint(out, "unet")["meta"]["calibration"]["logit_bias"] == rec["fitted_bias"]
+    before = UNetBackbone(device="cpu").meta.get("calibration", {}).get("logit_bias", 0.0)
+    # the bias adds up: the meta says what the output layer now holds against the uncalibrated net
+    assert load_checkpoint(out, "unet")["meta"]["calibration"]["logit_bias"] == pytest.approx(
+        before + rec["fitted_bias"])
     old = segment_image(UNetBackbone(device="cpu"), f.image, scale=1.0).prob.astype(np.float64)
     new = segment_image(UNetBackbone(out, device="cpu"), f.image)
     assert new.factor > 5  # the fit went through the working scale, as the pipeline does
