@@ -206,8 +206,8 @@ def train_fundus_refiner(root, unet_weights, out, cfg=None, *, working_fov: floa
                          log: Callable[[str], None] | None = print, cache=None, every: int = 1) -> dict:
     """Train the refiner's head (and lambdas) on the frozen U-Net ``unet_weights`` at the
     working scale: every training photograph once, plain (`build_versions` with one
-    version, or every ``every``-th version of the U-Net's ``cache``), crops as
-    `train_refiner` draws them. Saves to ``out``; returns the record."""
+    version, or every ``every``-th version of the U-Net's ``cache``; targets: the soft labels
+    at 1/2), crops as `train_refiner` draws them. Saves to ``out``; returns the record."""
     from .refiner import RefinerConfig, train_refiner
 
     if threads:
@@ -291,10 +291,9 @@ def bias_dice(items, backbone, biases, *, log: Callable[[str], None] | None = No
     >>> from napari_tubediff.models.backbones import UNetBackbone
     >>> from napari_tubediff.data.fundus import synthetic_fundus
     >>> f = synthetic_fundus((96, 96), seed=0)
-    >>> class Item:
-    ...     name = "eye"
-    ...     image, truth, fov = (lambda: f.image), (lambda: f.truth), (lambda: f.fov)
-    >>> d = bias_dice([Item()], UNetBackbone(device="cpu"), [-20.0, 0.0])
+    >>> from types import SimpleNamespace
+    >>> item = SimpleNamespace(name="eye", image=lambda: f.image, truth=lambda: f.truth, fov=lambda: f.fov)
+    >>> d = bias_dice([item], UNetBackbone(device="cpu"), [-20.0, 0.0])
     >>> d.shape, float(d[0, 0]) == 0.0  # a bias of -20 calls nothing vessel
     ((1, 2), True)
     """
