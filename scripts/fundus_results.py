@@ -64,12 +64,15 @@ def main(argv=None) -> int:
     ap.add_argument("--split", default="heldout", choices=["heldout", "train"],
                     help="train: a look at training images (for choices; the held-out ones never are)")
     ap.add_argument("--methods", default="raw,dti,refine")
+    ap.add_argument("--unet", help="U-Net weights (default: the shipped ones)")
+    ap.add_argument("--refiner", help="refiner weights (default: the shipped ones)")
     a = ap.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(a.threads)
-    backbone, refiner = UNetBackbone(device="cpu"), LearnedRefiner(device="cpu")
+    backbone = UNetBackbone(a.unet, device="cpu")
+    refiner = LearnedRefiner(a.refiner, device="cpu")
     methods = make_methods(a.methods.split(","), steps=a.steps, refiner=refiner)
     labels = {"raw": "raw (u >= 0.5)", "dti": "DTI (0.5 / 0.3)", "refine": f"refine ({a.steps} steps)",
               "human": "human (2nd vs 1st observer)"}

@@ -369,7 +369,20 @@ def segment_image(backbone, image: np.ndarray, *, scale="auto", fov="auto", spac
         p, feats = backbone.predict_with_features(x, m)
     else:
         p, feats = backbone.predict(x, m), None
-    prob = np.clip(from_working(p, spatial) if factor != 1.0 else p, 0.0, 1.0).astype(np.float32)
-    if mask is not None:
-        prob[~mask] = 0.0
-    return Segmentation(prob=prob, features=feats, fov=mask, factor=factor, how=how)
+    return Segmentation(prob=at_native(p, spatial, factor, mask), features=feats, fov=mask, factor=factor,
+                        how=how)
+
+
+def at_native(prob: np.ndarray, shape, factor: float, fov: np.ndarray | None = None) -> np.ndarray:
+    """A probability computed at the working scale (``factor`` times the image's), back at
+    the image's 2D ``shape``, in [0, 1], zero outside ``fov``: `segment_image`'s last step.
+
+    Examples
+    --------
+    >>> at_native(np.full((4, 4), 2.0, np.float32), (8, 8), 0.5).max()
+    np.float32(1.0)
+    """
+    out = np.clip(from_working(prob, shape) if factor != 1.0 else prob, 0.0, 1.0).astype(np.float32)
+    if fov is not None:
+        out[~np.asarray(fov, bool)] = 0.0
+    return out
