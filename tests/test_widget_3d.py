@@ -95,6 +95,7 @@ def test_a_volume_through_the_loop_in_3d(make_napari_viewer, qtbot):
     refined = viewer.layers[REFINED]
     assert refined.data.shape == SHAPE and refined.rendering == "mip"
     hist = viewer.layers[HISTORY]                  # drawn as a MIP on top, the refined layer hidden
+    qtbot.waitUntil(lambda: hist.visible, timeout=5000)  # new layers are shown a turn after they are added
     assert hist.visible and hist.blending == "additive" and not refined.visible
     assert diff.scrub.value.endswith("= step 10")  # the time slider follows the run
     assert viewer.layers[HISTORY].data.shape[1:] == SHAPE and diff._history.steps == list(range(11))

@@ -55,6 +55,7 @@ def test_one_dock_has_the_loop_in_order_and_fits_a_1080_pixel_screen(make_napari
     # the refined field over the image, not hiding it: a green transparent where the field is
     # low (alpha 0 at 0, opaque at 1), with a before/after box
     hist, refined = viewer.layers["refined history"], viewer.layers["refined"]
+    qtbot.waitUntil(lambda: hist.visible, timeout=5000)  # new layers are shown a turn after they are added
     alpha = hist.colormap.map(np.array([0.0, 1.0]))[:, 3]
     assert alpha.tolist() == [0.0, 1.0] and hist.visible and not refined.visible
     assert viewer.layers["synthetic image"].visible
