@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.morphology import skeletonize
 
-from .metrics import cldice, to_mask, vca
+from .metrics import cldice, skeleton, to_mask, vca
 from .trace import remove_piece, trace_path
 
 __all__ = ["Action", "EffortResult", "simulate_annotator"]
@@ -218,7 +217,7 @@ def simulate_annotator(start_mask, truth, prob, fov=None, *, vca_goal: float = 3
     kw = dict(trace_kwargs or {})
     conn = ndi.generate_binary_structure(mask.ndim, mask.ndim)
     t_in = truth & fov if fov is not None else truth
-    skel_t = skeletonize(t_in) if t_in.any() else t_in
+    skel_t = skeleton(t_in)
 
     def score(m):
         return vca(m, truth), cldice(m, truth, fov)
@@ -250,7 +249,7 @@ def simulate_annotator(start_mask, truth, prob, fov=None, *, vca_goal: float = 3
         if n_pred:
             n_px = np.bincount(pred_lab.ravel(), minlength=n_pred + 1)
             in_t = np.bincount(pred_lab[truth], minlength=n_pred + 1)
-            skel_p = skeletonize(mask)
+            skel_p = skeleton(mask)
             sk_len = np.bincount(pred_lab[skel_p], minlength=n_pred + 1)
             for lab in range(1, n_pred + 1):
                 if in_t[lab] < false_overlap * n_px[lab]:

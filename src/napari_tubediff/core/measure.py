@@ -110,7 +110,8 @@ def skeleton_graph(mask, spacing=None):
     (1, 2.0)
     """
     from skan import Skeleton
-    from skimage.morphology import skeletonize
+
+    from .metrics import skeleton
 
     mask = np.asarray(mask)
     if mask.ndim not in (2, 3):
@@ -118,7 +119,7 @@ def skeleton_graph(mask, spacing=None):
     s = _spacing(spacing, mask.ndim)
     mask = mask > 0
     dt = ndi.distance_transform_edt(mask, sampling=s)
-    skel = skeletonize(mask)
+    skel = skeleton(mask)  # no object lost to 3D thinning (`core.metrics.skeleton`)
     if skel.sum() < 2:
         return None, dt
     # skan takes the pixel values from the skeleton image itself: the distance to the background

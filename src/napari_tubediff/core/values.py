@@ -86,7 +86,7 @@ def as_probability(a, name: str = "map") -> tuple[np.ndarray, str | None]:
     >>> p, note = as_probability(np.array([[0, 1], [1, 0]], np.uint8))
     >>> p.tolist(), note
     ([[0.0, 1.0], [1.0, 0.0]], 'values 0 and 1 only: read as a binary mask (1 = vessel)')
-    >>> as_probability(np.array([0, 51, 255], np.uint8))[0].round(2).tolist()
+    >>> [round(float(v), 2) for v in as_probability(np.array([0, 51, 255], np.uint8))[0]]
     [0.0, 0.2, 1.0]
     """
     x = np.asarray(a)
