@@ -66,7 +66,7 @@ def test_a_volume_through_the_loop_in_3d(make_napari_viewer, qtbot):
     # 1. Segment: choosing a volume switches to a backbone that takes volumes
     seg.image.value = viewer.layers["volume"]
     assert 3 in backbone_dims(seg.backbone.value) and "volume" in seg.status.value
-    assert seg.fraction.value == 0.01
+    assert seg.fraction.value == 0.01 and seg.data_threshold.value  # vesselness: Otsu unless unticked
     seg.run_button.native.click()
     idle(qtbot, seg)
     p = viewer.layers["probability"].data
@@ -233,3 +233,29 @@ def test_snapshot_memory_of_a_large_volume_is_capped_and_told(make_napari_viewer
     assert len(told) == 1 and "8.0 MiB" in told[0] and "at most 32" in told[0]
     diff.reset()
     assert len(told) == 1                                     # said once per layer
+
+
+def test_vesselness_on_a_volume_thresholds_from_the_data_unless_told(make_napari_viewer, qtbot):
+    from napari_tubediff.models.classical import VesselnessBackbone
+
+    viewer = make_napari_viewer()
+    s = synthetic_vessels((24, 48, 48), seed=3, width=(1.0, 2.0))
+    viewer.add_image(s.image, name="volume")
+    seg = dock(viewer, "Segment")
+    seg.image.value = viewer.layers["volume"]
+    seg.backbone.value = "vesselness"
+    def shown(w):  # not hidden by the panel (the test's window itself is never shown)
+        return not w.native.isHidden()
+
+    assert shown(seg.data_threshold) and seg.data_threshold.value and not shown(seg.fraction)
+    seg.run_button.native.click()
+    idle(qtbot, seg)
+    got = viewer.layers["probability"].data
+    np.testing.assert_allclose(got, VesselnessBackbone().predict(s.image), atol=1e-6)  # Otsu, as the CLI
+    seg.data_threshold.value = False                      # a fixed fraction, by hand
+    assert shown(seg.fraction) and seg.fraction.value == 0.01
+    seg.run_button.native.click()
+    idle(qtbot, seg)
+    fixed = viewer.layers["probability"].data
+    np.testing.assert_allclose(fixed, VesselnessBackbone(vessel_fraction=0.01).predict(s.image), atol=1e-6)
+    assert not np.allclose(fixed, got)

@@ -13,8 +13,9 @@ that can (a learned 3D backbone when the registry has one, else ``vesselness``),
 pressing Segment with a mismatched pair says so instead of failing in the worker.
 
 The training-free ``vesselness`` backbone marks the strongest ``vessel fraction`` of the
-pixels as vessel; vessels fill far less of a volume than of a retina photograph, so the
-fraction is set to `VESSEL_FRACTION` ``[ndim]`` when the chosen image's dimensions change.
+pixels of a 2D image as vessel (`VESSEL_FRACTION`); on a volume it takes Otsu's threshold of
+its response by default ("threshold from the data"), as from the CLI: no fixed fraction,
+since vessels fill from under 1 % to over 40 % of real volumes. Untick it to give a fraction.
 """
 
 from __future__ import annotations
@@ -157,13 +158,17 @@ class SegmentWidget(Panel):
                                      tooltip="vesselness: the expected fraction of vessel pixels, marked "
                                              ">= 0.5 (a retina photograph: about 0.12; a volume: "
                                              "0.005-0.02)")
+        self.data_threshold = CheckBox(value=True, text="threshold from the data (Otsu)",
+                                       tooltip="vesselness on a volume: Otsu's threshold of the response "
+                                               "(as tubediff segment does); untick to mark a fixed fraction")
         self.polarity = ComboBox(label="vessels", choices=list(POLARITIES), value="auto",
                                  tooltip="auto: decided from the image (colour photographs: dark); dark: "
                                          "vessels darker than the background (fundus photographs); bright: "
                                          "brighter (angiograms, fluorescence microscopy)")
         self.run_button = PushButton(text="Segment")
         self.status = Label(value="")
-        self.extend([self.image, self.fov, self.find_fov, self.backbone, self.fraction, self.polarity,
+        self.extend([self.image, self.fov, self.find_fov, self.backbone, self.data_threshold, self.fraction,
+                     self.polarity,
                      self.auto_scale, self.scale, self.run_button, self.status])
         self.auto_scale.changed.connect(lambda v: setattr(self.scale, "enabled", not v))
         # open image and mask files with this plugin's reader unless the user chose another
@@ -174,11 +179,14 @@ class SegmentWidget(Panel):
         self.run_button.changed.connect(self.run)
         self.image.changed.connect(self._fit_backbone)
         self.backbone.changed.connect(self._show_options)
+        self.data_threshold.changed.connect(self._show_options)
         self._fit_backbone()
         self._show_options()
 
     def _show_options(self, *_):
-        self.fraction.visible = self.backbone.value in ND_BACKBONES
+        nd_backbone = self.backbone.value in ND_BACKBONES
+        self.data_threshold.visible = nd_backbone and self._nd == 3
+        self.fraction.visible = nd_backbone and not (self._nd == 3 and self.data_threshold.value)
 
     def _fit_backbone(self, *_):
         """Switch to a backbone that takes the chosen image's dimensions, and say so."""
@@ -188,6 +196,7 @@ class SegmentWidget(Panel):
         if nd != self._nd:
             self._nd = nd
             self.fraction.value = VESSEL_FRACTION[nd]
+            self._show_options()
         name = backbone_for(nd, list(self.backbone.choices), self.backbone.value)
         if name is not None and name != self.backbone.value:
             self.backbone.value = name
@@ -234,7 +243,10 @@ class SegmentWidget(Panel):
             return
         layer, image, fov = inputs
         name = self.backbone.value
-        options = {"vessel_fraction": self.fraction.value} if name in ND_BACKBONES else {}
+        options = {}
+        if name in ND_BACKBONES:  # a volume: Otsu's threshold of the response unless unticked
+            data = self._nd == 3 and self.data_threshold.value
+            options = {"vessel_fraction": None if data else self.fraction.value}
         self._source = layer
         scale = "auto" if self.auto_scale.value else float(self.scale.value)
         spacing = layer_spacing(layer)  # the layer's scale; 2D images ignore it
