@@ -30,17 +30,19 @@ def narrow(viewer, s: Shooter, name: str, width: int = 440) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("folder", help="the VesselExpress_napari_liver folder (images/Raw_liver_1.tiff)")
+    ap.add_argument("folder", help="a volume's folder: its first TIFF under images/ is opened (the user "
+                                   "guide's shots: VesselExpress_napari_liver, images/Raw_liver_1.tiff)")
     ap.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "docs" / "images"))
     args = ap.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    volume = tifffile.imread(Path(args.folder) / "images" / "Raw_liver_1.tiff")
+    volume = tifffile.imread(sorted((Path(args.folder) / "images").glob("*.tif*"))[0])
 
     viewer = napari.Viewer(title="napari-tubediff")
     viewer.window._qt_window.resize(1280, 800)
     s = Shooter(viewer, out)
-    layer = viewer.add_image(volume, name="liver (light-sheet)", colormap="gray")
+    name = "liver (light-sheet)" if "liver" in Path(args.folder).name else Path(args.folder).name
+    layer = viewer.add_image(volume, name=name, colormap="gray")
     seg = s.panel("Segment")
     seg.status.native.setWordWrap(True)  # the status line is long: wrap it, keep the canvas wide
     narrow(viewer, s, "Segment")
