@@ -164,3 +164,11 @@ def test_cli_refine_steps_default_is_what_was_measured(tmp_path, monkeypatch):
     assert s.steps == RefineSettings().steps == 30 and s.method == RECOMMENDED_METHOD
     assert main(["refine", str(tmp_path / "p.tif"), "--out", str(tmp_path / "o2"), "--steps", "7"]) == 0
     assert seen[-1].settings(2).steps == 7 and seen[-1].settings(3).steps == 7
+
+
+def test_cli_refine_says_what_each_dimension_got(tmp_path, capsys):
+    write_image(tmp_path / "p.tif", _faint_gap())
+    assert main(["refine", str(tmp_path / "p.tif"), "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "Hessian directions of the probability maps" in out
+    assert f"images 30 steps of {RECOMMENDED_METHOD}, volumes no refinement" in out

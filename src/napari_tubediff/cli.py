@@ -463,9 +463,15 @@ def _refine(args) -> int:
             sp, found = choose_spacing(path, 3, opts.spacing)  # the spacing process_image takes
             tqdm.write(f"{path.name}: voxel spacing {spacing_text(sp)} ({found})", file=sys.stderr)
         process_image(path, args.out, opts, plan.records[path], plan.outputs[path])
-    how = ("a backbone + " + ("the learned refiner" if args.refiner != "hessian" else "Hessian directions")
+    learned = args.input == "image" and opts.refiner_choice() != "hessian"
+    how = ("a backbone + " + ("the learned refiner" if learned else "Hessian directions")
            if args.input == "image" else "Hessian directions of the probability maps")
-    steps = "the default steps" if opts.steps is None else f"{opts.steps} steps"
+    if learned:
+        steps = f"{10 if opts.steps is None else opts.steps} steps"
+    else:  # what each dimension got (`BatchOptions.settings`): volumes default to none
+        im, vol = opts.settings(2), opts.settings(3)
+        steps = (f"images {im.steps} steps of {im.method}, volumes "
+                 + (f"{vol.steps} steps of {vol.method}" if vol.steps else "no refinement (the backbone's)"))
     print(f"refined {len(paths)} file(s) with {how}, {steps}; wrote NAME_refined.tif "
           f"(float32) and NAME_mask.png (2D) or NAME_mask.tif (3D), >= 0.5, to {args.out}")
     return 0
