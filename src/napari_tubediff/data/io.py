@@ -230,7 +230,7 @@ def looks_like_labels(a: np.ndarray, name: str = "") -> bool:
         lo, hi = int(a.min()), int(a.max())
         tol = 0.1 * (hi - lo)
         extreme = np.count_nonzero((a <= lo + tol) | (a >= hi - tol))
-        return extreme >= 0.99 * a.size
+        return bool(extreme >= 0.99 * a.size)
     return False
 
 
