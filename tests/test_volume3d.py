@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_tubediff.core.checks import check_spacing
 from napari_tubediff.core.metrics import dice
-from napari_tubediff.core.scale import parse_spacing, vessel_radius
+from napari_tubediff.core.scale import vessel_radius
 from napari_tubediff.models import get_backbone
 from napari_tubediff.models.backbones import segment_image
 from napari_tubediff.models.classical import VesselnessBackbone, VolumeBackbone
@@ -45,9 +46,9 @@ def test_vessel_radius_in_physical_units_with_anisotropic_voxels():
 
 def test_spacing_and_radius_inputs_are_checked():
     with pytest.raises(ValueError, match="positive"):
-        parse_spacing((1, 0, 1), 3)
-    with pytest.raises(ValueError, match="one per axis"):
-        parse_spacing((1, 1), 3)
+        check_spacing((1, 0, 1), 3)
+    with pytest.raises(ValueError, match="per axis"):
+        check_spacing((1, 1), 3)
     with pytest.raises(ValueError, match="no vessel voxels"):
         vessel_radius(np.zeros((5, 5, 5), bool))
 

@@ -17,10 +17,11 @@ from scipy import ndimage as ndi
 from skimage.feature import hessian_matrix, hessian_matrix_eigvals
 from skimage.transform import resize
 
+from .checks import check_spacing
 from .fov import fov_diameter, fov_mask
 
 __all__ = ["WORKING_FOV", "REF_SIGMA", "estimate_scale", "parse_scale", "scaled_shape", "to_working",
-           "from_working", "to_working_mask", "vessel_sigma", "vessel_radius", "parse_spacing"]
+           "from_working", "to_working_mask", "vessel_sigma", "vessel_radius"]
 
 #: The shipped 2D backbone's working scale: a fundus FOV 800 pixels across (docs/models.md says
 #: why: DRIVE's is 538, STARE's 650, HRF's 3262).
@@ -237,27 +238,6 @@ def from_working(field: np.ndarray, shape, *, order: int = 1, smooth: bool = Tru
                   preserve_range=True).astype(np.float32)
 
 
-def parse_spacing(spacing, ndim: int) -> tuple[float, ...]:
-    """Voxel spacing ``(dz, dy, dx)`` (or ``(dy, dx)``) as positive floats; None is 1 per axis.
-
-    Examples
-    --------
-    >>> parse_spacing(None, 3), parse_spacing((5, 1, 1), 3)
-    ((1.0, 1.0, 1.0), (5.0, 1.0, 1.0))
-    """
-    if spacing is None:
-        return (1.0,) * ndim
-    try:
-        sp = tuple(float(v) for v in np.atleast_1d(spacing))
-    except (TypeError, ValueError):
-        raise ValueError(f"spacing must be {ndim} positive numbers, got {spacing!r}") from None
-    if len(sp) == 1:
-        sp = sp * ndim
-    if len(sp) != ndim or not all(np.isfinite(v) and v > 0 for v in sp):
-        raise ValueError(f"spacing must be {ndim} positive numbers (one per axis), got {spacing!r}")
-    return sp
-
-
 def vessel_radius(mask: np.ndarray, spacing=None) -> float:
     """The typical vessel radius of a binary vessel mask, in the units of ``spacing``.
 
@@ -282,7 +262,7 @@ def vessel_radius(mask: np.ndarray, spacing=None) -> float:
     m = np.asarray(mask, bool)
     if not m.any():
         raise ValueError("no vessel voxels to measure the vessel radius on: give the radius (--scale)")
-    sp = parse_spacing(spacing, m.ndim)
+    sp = check_spacing(spacing, m.ndim) or (1.0,) * m.ndim
     k = 3  # the border: the mask extended by a few voxels (edge padding)
     dist = ndi.distance_transform_edt(np.pad(m, k, mode="edge"), sampling=sp)[(slice(k, -k),) * m.ndim]
     ridge = m & (dist >= ndi.maximum_filter(dist, size=3) - 1e-6)

@@ -11,8 +11,8 @@ from scipy import ndimage as ndi
 from skimage.filters import sato, threshold_li, threshold_otsu, threshold_triangle
 from skimage.measure import label, regionprops
 
-from ..core.checks import check_field
-from ..core.scale import parse_spacing, vessel_radius
+from ..core.checks import check_field, check_spacing
+from ..core.scale import vessel_radius
 
 __all__ = ["to_grey", "VesselnessBackbone", "VolumeBackbone", "vessel_polarity", "polarity_contrast",
            "POLARITIES", "VESSEL_FRACTION"]
@@ -303,7 +303,7 @@ class VolumeBackbone:
         if g.ndim != 3:
             raise ValueError(f"the region3d backbone takes grey volumes (D, H, W), got shape "
                              f"{np.shape(image)}")
-        sp = parse_spacing(self.spacing, 3)
+        sp = check_spacing(self.spacing, 3) or (1.0, 1.0, 1.0)
         if self.threshold not in THRESHOLDS:
             raise ValueError(f"threshold must be one of {', '.join(THRESHOLDS)}, got {self.threshold!r}")
         if not (np.isfinite(self.smooth) and self.smooth >= 0):
