@@ -74,3 +74,103 @@ def test_slabbed_eigen_decomposition_gives_the_same_directions(monkeypatch):
     np.testing.assert_array_equal(directions.estimate_directions(u, 2.0), whole)
     np.testing.assert_array_equal(directions.eigenvalue_spread(u, 2.0), spread)
     assert np.abs(whole).sum() > 100  # vessels were found
+
+
+def _eigh_reference(parts, method):
+    """The 2D decomposition as it was before the closed form: numpy's eigh, per pixel."""
+    a, b, c = (np.asarray(p, np.float64) for p in parts)
+    T = np.stack([np.stack([a, b], -1), np.stack([b, c], -1)], -2)
+    evals, evecs = np.linalg.eigh(T)
+    pick = np.argmin(np.abs(evals), -1) if method == "hessian" else np.zeros(a.shape, np.intp)
+    vector = np.moveaxis(np.take_along_axis(evecs, pick[..., None, None], -1)[..., 0], -1, 0)
+    strongest = np.take_along_axis(evals, np.argmax(np.abs(evals), -1)[..., None], -1)[..., 0]
+    return evals[..., 1] - evals[..., 0], vector, strongest, evals
+
+
+@pytest.mark.parametrize(("m", "lo", "hi", "v_hi"), [
+    ([[3, 0], [0, 1]], 1, 3, [1, 0]),
+    ([[1, 0], [0, 3]], 1, 3, [0, 1]),
+    ([[2, 1], [1, 2]], 1, 3, [1, 1]),
+    ([[1, -2], [-2, 1]], -1, 3, [1, -1]),
+    ([[0, 1], [1, 0]], -1, 1, [1, 1]),
+    ([[-4, 0], [0, -4.000001]], -4.000001, -4, [1, 0]),   # nearly isotropic, still exact
+    ([[1e8, 1e-8], [1e-8, 1e8]], 1e8, 1e8, [1, 1]),       # tiny coupling of equal diagonals: 45 degrees
+    ([[2, 0], [0, 2]], 2, 2, [1, 0]),                     # isotropic: any vector; (1, 0) and (0, 1)
+    ([[0, 0], [0, 0]], 0, 0, [1, 0]),
+])
+def test_eigh_2x2_on_hand_checkable_matrices(m, lo, hi, v_hi):
+    from napari_tubediff.core.directions import eigh_2x2
+
+    (a, b), (_, c) = np.asarray(m, np.float64)
+    got_lo, got_hi, ct, st = eigh_2x2(a, b, c)
+    np.testing.assert_allclose([got_lo, got_hi], [lo, hi], rtol=1e-15)
+    v_hi = np.asarray(v_hi, float) / np.linalg.norm(v_hi)
+    assert abs(abs(ct * v_hi[0] + st * v_hi[1]) - 1) < 1e-15
+    # both are eigenvectors: M v = lambda v, and of unit length
+    M = np.asarray(m, np.float64)
+    for lam, v in ((got_hi, np.array([ct, st])), (got_lo, np.array([-st, ct]))):
+        np.testing.assert_allclose(M @ v, lam * v, atol=1e-15 * max(1.0, np.abs(M).max()))
+        assert np.linalg.norm(v) == pytest.approx(1.0, abs=1e-15)
+
+
+def test_eigh_2x2_equals_numpy_eigh_on_random_matrices():
+    from napari_tubediff.core.directions import eigh_2x2
+
+    rng = np.random.default_rng(0)
+    a, b, c = rng.normal(size=(3, 20_000)) * 10.0 ** rng.uniform(-6, 6, size=(1, 20_000))
+    b[:500] = 0           # already diagonal
+    c[500:1000] = a[500:1000]  # equal diagonals
+    lo, hi, ct, st = eigh_2x2(a, b, c)
+    *_, evals = _eigh_reference([a, b, c], "hessian")
+    T = np.stack([np.stack([a, b], -1), np.stack([b, c], -1)], -2)
+    evecs = np.linalg.eigh(T)[1]
+    norm = np.abs(evals).max(-1)
+    # eigenvalues within 4 machine epsilons of the matrix's norm (3.0 the worst seen)
+    assert np.all(np.abs(lo - evals[:, 0]) <= 8.9e-16 * norm)
+    assert np.all(np.abs(hi - evals[:, 1]) <= 8.9e-16 * norm)
+    # the eigenvectors, up to sign, to the accuracy their eigenvalue gap allows
+    gap = (evals[:, 1] - evals[:, 0]) / norm
+    ok = gap > 1e-6
+    assert ok.mean() > 0.99
+    dot_hi = np.abs(ct * evecs[:, 0, 1] + st * evecs[:, 1, 1])
+    dot_lo = np.abs(-st * evecs[:, 0, 0] + ct * evecs[:, 1, 0])
+    assert np.all(1 - dot_hi[ok] < 1e-9) and np.all(1 - dot_lo[ok] < 1e-9)
+
+
+@pytest.mark.parametrize("method", ["hessian", "structure"])
+def test_closed_form_directions_equal_the_eigh_ones(method):
+    # the pick (smallest magnitude), the spread and the ridge test, per pixel, on a real-looking field
+    from skimage.feature import hessian_matrix, structure_tensor
+
+    import napari_tubediff.core.directions as directions
+    from napari_tubediff.data.synthetic import synthetic_vessels
+
+    u = synthetic_vessels((96, 96), seed=3).probability
+    parts = (hessian_matrix(u, 2.0, order="rc", use_gaussian_derivatives=False) if method == "hessian"
+             else structure_tensor(u, 2.0, order="rc"))
+    spread, vector, strongest = directions._tensor_eigen(parts, method)
+    ref_spread, ref_vector, ref_strongest, _ = _eigh_reference(parts, method)
+    np.testing.assert_allclose(spread, ref_spread, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(strongest, ref_strongest, rtol=1e-12, atol=1e-15)
+    defined = spread > 1e-6 * spread.max()
+    assert defined.mean() > 0.5
+    dot = np.abs((vector * ref_vector).sum(0))
+    assert np.all(1 - dot[defined] < 1e-9)
+
+
+def test_refine_is_unchanged_by_the_closed_form():
+    # refine with the directions of numpy's eigh (the former 2D path) gives the default's field
+    from skimage.feature import hessian_matrix
+
+    from napari_tubediff.core.refine import RECOMMENDED_METHOD, RefineSettings, refine
+    from napari_tubediff.data.synthetic import synthetic_vessels
+
+    u = synthetic_vessels((128, 128), seed=5).probability
+    s = RefineSettings(method=RECOMMENDED_METHOD)
+    spread, vector, strongest, _ = _eigh_reference(hessian_matrix(u, s.sigma, order="rc"), "hessian")
+    vector[:, (spread <= 1e-3 * spread.max()) | (strongest >= 0)] = 0
+    v = estimate_directions(u, s.sigma)
+    np.testing.assert_allclose(np.abs(v), np.abs(vector), atol=1e-6)
+    assert np.abs(v).sum() > 100
+    before = refine(u, vector.astype(np.float32), settings=s)
+    np.testing.assert_allclose(refine(u, settings=s), before, atol=1e-6)
