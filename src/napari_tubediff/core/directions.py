@@ -109,6 +109,10 @@ def _tensor_components(u: np.ndarray, sigma: float, method: str, spacing=None) -
 #: at a time, so memory stays near the components'.
 _SLAB = 1 << 18
 
+#: True runs 2D through `numpy.linalg.eigh` too, the former path (for the tests and
+#: ``benchmarks/bench_directions.py``, which compare the two); False takes `eigh_2x2`.
+_EIGH_2D = False
+
 
 def eigh_2x2(a, b, c):
     """Eigenvalues and unit eigenvectors of the symmetric 2 x 2 matrices ``[[a, b], [b, c]]``.
@@ -167,16 +171,17 @@ def _tensor_eigen(parts: list[np.ndarray], method: str):
     ``argmax`` over `numpy.linalg.eigh`'s ascending eigenvalues break them. 2D in closed
     form (`eigh_2x2`), 3D by `numpy.linalg.eigh`; float64 in both.
     """
-    if len(parts) == 3:  # 2D: (rr, rc, cc)
+    ndim = 2 if len(parts) == 3 else 3  # the upper triangle: (rr, rc, cc) in 2D
+    if ndim == 2 and not _EIGH_2D:
         lo, hi, ct, st = eigh_2x2(*(p.astype(np.float64) for p in parts))
         take_lo = (np.abs(lo) <= np.abs(hi)) if method == "hessian" else True
         vector = np.stack([np.where(take_lo, -st, ct), np.where(take_lo, ct, st)])
         strongest = np.where(np.abs(lo) >= np.abs(hi), lo, hi)
         return hi - lo, vector, strongest
-    T = np.empty((*parts[0].shape, 3, 3), dtype=np.float64)
+    T = np.empty((*parts[0].shape, ndim, ndim), dtype=np.float64)
     it = iter(parts)
-    for i in range(3):
-        for j in range(i, 3):
+    for i in range(ndim):
+        for j in range(i, ndim):
             c = next(it)
             T[..., i, j] = c
             T[..., j, i] = c
