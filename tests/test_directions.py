@@ -142,7 +142,7 @@ def test_closed_form_directions_equal_the_eigh_ones(method, monkeypatch):
     np.testing.assert_allclose(strongest, ref_strongest, rtol=1e-12, atol=1e-15)
     defined = spread > 1e-6 * spread.max()
     assert defined.mean() > 0.5
-    dot = np.abs((vector * ref_vector).sum(0))
+    dot = np.abs(sum(a * b for a, b in zip(vector, ref_vector, strict=True)))
     assert np.all(1 - dot[defined] < 1e-9)
 
 

@@ -166,7 +166,7 @@ def _tensor_eigen(parts: list[np.ndarray], method: str):
 
     ``spread`` is the largest minus the smallest eigenvalue; ``vector`` the unit eigenvector
     `estimate_directions` takes (Hessian: of the eigenvalue of smallest magnitude;
-    structure tensor: of the smallest), components on the first axis; ``strongest`` the
+    structure tensor: of the smallest), one array per component; ``strongest`` the
     eigenvalue of largest magnitude. Ties go to the smaller eigenvalue, as ``argmin`` and
     ``argmax`` over `numpy.linalg.eigh`'s ascending eigenvalues break them. 2D in closed
     form (`eigh_2x2`), 3D by `numpy.linalg.eigh`; float64 in both.
@@ -175,7 +175,7 @@ def _tensor_eigen(parts: list[np.ndarray], method: str):
     if ndim == 2 and not _EIGH_2D:
         lo, hi, ct, st = eigh_2x2(*(p.astype(np.float64) for p in parts))
         take_lo = (np.abs(lo) <= np.abs(hi)) if method == "hessian" else True
-        vector = np.stack([np.where(take_lo, -st, ct), np.where(take_lo, ct, st)])
+        vector = (np.where(take_lo, -st, ct), np.where(take_lo, ct, st))
         strongest = np.where(np.abs(lo) >= np.abs(hi), lo, hi)
         return hi - lo, vector, strongest
     T = np.empty((*parts[0].shape, ndim, ndim), dtype=np.float64)
@@ -276,7 +276,9 @@ def estimate_directions(u, sigma: float = 2.0, *, method: str = "hessian",
     spread = np.empty(u.shape, np.float64)
     off_ridge = np.zeros(u.shape, bool)
     for idx in _slabs(u.shape):
-        spread[idx], v[:, idx], strongest = _tensor_eigen([c[idx] for c in comps], method)
+        spread[idx], vector, strongest = _tensor_eigen([c[idx] for c in comps], method)
+        for i, comp in enumerate(vector):
+            v[i, idx] = comp
         if method == "hessian" and bright is not None:
             off_ridge[idx] = (strongest >= 0) if bright else (strongest <= 0)
     del comps
@@ -284,7 +286,8 @@ def estimate_directions(u, sigma: float = 2.0, *, method: str = "hessian",
         scale = spread.max()
     undefined = spread <= rel_threshold * scale if scale > 0 else np.ones(u.shape, bool)
     undefined |= off_ridge
-    v[:, undefined] = 0
+    for comp in v:  # plane by plane: a 2D mask indexes each plane without a broadcast
+        comp[undefined] = 0
     return v
 
 
