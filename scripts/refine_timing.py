@@ -38,7 +38,8 @@ def load() -> str:
 
 def main() -> None:
     if len(sys.argv) < 2:
-        sys.exit("usage: python scripts/refine_timing.py PROB.tif [PROB.tif ...]")
+        print("usage: python scripts/refine_timing.py PROB.tif [PROB.tif ...]", file=sys.stderr)
+        sys.exit(2)
     print(f"before: {load()}")
     probs = [to_probability(read_image(p), p) for p in sys.argv[1:]]
     refine(probs[0], method="gated+dti", steps=2)  # compile the kernels first
