@@ -95,6 +95,8 @@ def test_eigh_2x2_on_hand_checkable_matrices(m, lo, hi, v_hi):
     np.testing.assert_allclose([got_lo, got_hi], [lo, hi], rtol=1e-15)
     v_hi = np.asarray(v_hi, float) / np.linalg.norm(v_hi)
     assert abs(abs(ct * v_hi[0] + st * v_hi[1]) - 1) < 1e-15
+    if b == 0:  # a diagonal matrix: exactly along the axes, as numpy's eigh gives them
+        assert {abs(float(ct)), abs(float(st))} == {0.0, 1.0}
     # both are eigenvectors: M v = lambda v, and of unit length
     M = np.asarray(m, np.float64)
     for lam, v in ((got_hi, np.array([ct, st])), (got_lo, np.array([-st, ct]))):

@@ -121,9 +121,9 @@ def eigh_2x2(a, b, c):
     Hessian or structure tensor of every pixel). The eigenvalues are
     `skimage.feature.hessian_matrix_eigvals`'; the eigenvector of the larger one is
     ``(cos t, sin t)`` with ``t = atan2(2 b, a - c) / 2``, that of the smaller one
-    ``(-sin t, cos t)``. Where the matrix is isotropic (``b = 0``, ``a = c``) every vector
-    is an eigenvector and these are ``(1, 0)`` and ``(0, 1)``. Eigenvectors have no sign:
-    `numpy.linalg.eigh` may return either.
+    ``(-sin t, cos t)``. A diagonal matrix (``b = 0``) gets exactly ``(1, 0)`` and ``(0, 1)``,
+    also where it is isotropic (``a = c``: every vector is an eigenvector). Eigenvectors
+    have no sign: `numpy.linalg.eigh` may return either.
 
     Parameters
     ----------
@@ -150,7 +150,8 @@ def eigh_2x2(a, b, c):
     a, b, c = (np.asarray(x) for x in (a, b, c))
     hi, lo = hessian_matrix_eigvals([a, b, c])  # descending: (a + c) / 2 +- sqrt(b^2 + ((a - c) / 2)^2)
     t = 0.5 * np.arctan2(2.0 * b, a - c)
-    return lo, hi, np.cos(t), np.sin(t)
+    # a diagonal matrix has eigenvectors along the axes: cos(pi / 2) would leave 6e-17
+    return lo, hi, np.where((b == 0) & (a < c), 0.0, np.cos(t)), np.sin(t)
 
 
 def _slabs(shape: tuple[int, ...]) -> Iterator[slice]:
