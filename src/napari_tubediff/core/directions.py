@@ -162,7 +162,7 @@ def _slabs(shape: tuple[int, ...]) -> Iterator[slice]:
         yield slice(a, min(a + rows, shape[0]))
 
 
-def _tensor_eigen(parts: list[np.ndarray], method: str):
+def _tensor_eigen(parts: list[np.ndarray], method: str, vectors: bool = True):
     """``(spread, vector, strongest)`` of one slab of tensor components (scikit-image's order).
 
     ``spread`` is the largest minus the smallest eigenvalue; ``vector`` the unit eigenvector
@@ -170,11 +170,16 @@ def _tensor_eigen(parts: list[np.ndarray], method: str):
     structure tensor: of the smallest), one array per component; ``strongest`` the
     eigenvalue of largest magnitude. Ties go to the smaller eigenvalue, as ``argmin`` and
     ``argmax`` over `numpy.linalg.eigh`'s ascending eigenvalues break them. 2D in closed
-    form (`eigh_2x2`), 3D by `numpy.linalg.eigh`; float64 in both.
+    form (`eigh_2x2`), 3D by `numpy.linalg.eigh`; float64 in both. With ``vectors=False``
+    only ``spread`` (the others None).
     """
     ndim = 2 if len(parts) == 3 else 3  # the upper triangle: (rr, rc, cc) in 2D
     if ndim == 2 and not _EIGH_2D:
-        lo, hi, ct, st = eigh_2x2(*(p.astype(np.float64) for p in parts))
+        a, b, c = (p.astype(np.float64) for p in parts)
+        if not vectors:
+            hi, lo = hessian_matrix_eigvals([a, b, c])  # as eigh_2x2 computes them
+            return hi - lo, None, None
+        lo, hi, ct, st = eigh_2x2(a, b, c)
         take_lo = (np.abs(lo) <= np.abs(hi)) if method == "hessian" else True
         vector = (np.where(take_lo, -st, ct), np.where(take_lo, ct, st))
         strongest = np.where(np.abs(lo) >= np.abs(hi), lo, hi)
@@ -186,7 +191,11 @@ def _tensor_eigen(parts: list[np.ndarray], method: str):
             c = next(it)
             T[..., i, j] = c
             T[..., j, i] = c
+    # eigh, not eigvalsh, even for the spread alone: a tiled run's threshold (the largest
+    # spread) must equal the whole image's to the bit
     evals, evecs = np.linalg.eigh(T)  # ascending, eigenvectors in columns
+    if not vectors:
+        return evals[..., -1] - evals[..., 0], None, None
     pick = np.argmin(np.abs(evals), axis=-1) if method == "hessian" else np.zeros(evals.shape[:-1], np.intp)
     vector = np.moveaxis(np.take_along_axis(evecs, pick[..., None, None], axis=-1)[..., 0], -1, 0)
     strongest = np.take_along_axis(evals, np.argmax(np.abs(evals), axis=-1)[..., None], -1)[..., 0]
@@ -210,7 +219,7 @@ def eigenvalue_spread(u, sigma: float = 2.0, *, method: str = "hessian", spacing
     comps = _tensor_components(u, sigma, method, spacing)
     spread = np.empty(u.shape, np.float64)
     for idx in _slabs(u.shape):
-        spread[idx] = _tensor_eigen([c[idx] for c in comps], method)[0]
+        spread[idx] = _tensor_eigen([c[idx] for c in comps], method, vectors=False)[0]
     return spread
 
 
