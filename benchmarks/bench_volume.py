@@ -42,81 +42,82 @@ from napari_tubediff.core.diffusion import diffuse
 from napari_tubediff.core.refine import RefineSettings
 from napari_tubediff.data.synthetic import synthetic_vessels
 
-n = int(sys.argv[1])
-u = synthetic_vessels((n, n, n), seed=0, width=(1.0, 3.0)).probability
-s = RefineSettings()
+stack = sys.argv[1] == "stack"
+make_s = 0.0
+if stack:  # a user's uint16 stack, segmented by a backbone
+    from napari_tubediff.models import get_backbone
+    from napari_tubediff.models.backbones import segment_image
+
+    shape = tuple(int(x) for x in sys.argv[2:5])
+    spacing = tuple(float(x) for x in sys.argv[5:8])
+    name = sys.argv[8]
+    s = RefineSettings(spacing=spacing)
+    t = time.perf_counter()
+    img = (synthetic_vessels(shape, seed=0, n_roots=6, width=(1.0, 3.0)).image * 65535).astype(np.uint16)
+    make_s = time.perf_counter() - t
+    backbone = get_backbone(name)
+else:  # a cube's probability field
+    n = int(sys.argv[2])
+    shape, spacing = (n, n, n), None
+    u = synthetic_vessels(shape, seed=0, width=(1.0, 3.0)).probability
+    s = RefineSettings()
+rel = s.relative_spacing(3)
 # compile the kernels on a small volume first, so the timing is the steady state
 small = np.zeros((16, 16, 16), np.float32)
 diffuse(small, estimate_directions(small, s.sigma), dt=s.dt, steps=1, device="cpu")
 rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+wall, cpu = {}, {}
+
+def timed(stage, fn):
+    t, c = time.perf_counter(), time.process_time()
+    out = fn()
+    wall[stage], cpu[stage] = time.perf_counter() - t, time.process_time() - c
+    return out
+
 tracemalloc.start()
-t0 = time.perf_counter()
-v = estimate_directions(u, s.sigma)
-t1 = time.perf_counter()
-out = diffuse(u, v, dt=s.dt, steps=s.steps, lambda_par=s.lambda_par, lambda_perp=s.lambda_perp,
-              order=s.order, device="cpu")
-t2 = time.perf_counter()
+prob = timed("segment", lambda: segment_image(backbone, img, scale=1.0, fov="none").prob) if stack else u
+v = timed("directions", lambda: estimate_directions(prob, s.sigma, spacing=rel))
+out = timed("diffusion", lambda: diffuse(prob, v, dt=s.dt, steps=s.steps, lambda_par=s.lambda_par,
+                                         lambda_perp=s.lambda_perp, order=s.order, device="cpu",
+                                         spacing=rel))
+mask = timed("mask", lambda: out >= 0.5)
 _, peak = tracemalloc.get_traced_memory()
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"size": n, "voxels": n ** 3, "directions_s": t1 - t0, "diffusion_s": t2 - t1,
-                  "ms_per_step": 1000 * (t2 - t1) / s.steps, "traced_peak": peak, "rss_peak": rss,
-                  "rss_before": rss0, "gap_filled": float(out[u < 0.5].mean())}))
+cpu["total"] = sum(cpu.values())
+r = {"shape": shape, "voxels": int(np.prod(shape)), "spacing": spacing, "make_s": make_s,
+     **{f"{k}_s": x for k, x in wall.items()}, "total_s": sum(wall.values()),
+     "ms_per_step": 1000 * wall["diffusion"] / s.steps, "cpu_s": cpu, "traced_peak": peak,
+     "rss_peak": rss, "rss_before": rss0, "mask_fraction": float(mask.mean())}
+if stack:
+    r["backbone"] = name
+else:
+    r["size"] = n
+    r["gap_filled"] = float(out[u < 0.5].mean())
+print(json.dumps(r))
 """
 
 
-STACK_CHILD = r"""
-import json, resource, sys, time, tracemalloc
-import numpy as np
-from napari_tubediff.core.directions import estimate_directions
-from napari_tubediff.core.diffusion import diffuse
-from napari_tubediff.core.refine import RefineSettings
-from napari_tubediff.data.synthetic import synthetic_vessels
-from napari_tubediff.models import get_backbone
-from napari_tubediff.models.backbones import segment_image
+def run_child(*args) -> dict | None:
+    """One measurement in a fresh process (no earlier size's memory); None if it failed."""
+    out = subprocess.run([sys.executable, "-c", CHILD, *map(str, args)], capture_output=True, text=True)
+    if out.returncode:
+        print(out.stderr, file=sys.stderr)
+        return None
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
-shape = tuple(int(x) for x in sys.argv[1:4])
-spacing = tuple(float(x) for x in sys.argv[4:7])
-name = sys.argv[7]
-s = RefineSettings(spacing=spacing)
-rel = s.relative_spacing(3)
-t = time.perf_counter()
-img = (synthetic_vessels(shape, seed=0, n_roots=6, width=(1.0, 3.0)).image * 65535).astype(np.uint16)
-make_s = time.perf_counter() - t
-backbone = get_backbone(name)
-small = np.zeros((16, 16, 16), np.float32)  # compile the kernels first: steady-state timing
-diffuse(small, estimate_directions(small, s.sigma), dt=s.dt, steps=1, device="cpu")
-rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-tracemalloc.start()
-t0, c0 = time.perf_counter(), time.process_time()
-prob = segment_image(backbone, img, scale=1.0, fov="none").prob
-t1, c1 = time.perf_counter(), time.process_time()
-v = estimate_directions(prob, s.sigma, spacing=rel)
-t2, c2 = time.perf_counter(), time.process_time()
-out = diffuse(prob, v, dt=s.dt, steps=s.steps, lambda_par=s.lambda_par, lambda_perp=s.lambda_perp,
-              order=s.order, device="cpu", spacing=rel)
-t3, c3 = time.perf_counter(), time.process_time()
-mask = out >= 0.5
-t4, c4 = time.perf_counter(), time.process_time()
-_, peak = tracemalloc.get_traced_memory()
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-print(json.dumps({"shape": shape, "voxels": int(np.prod(shape)), "spacing": spacing, "backbone": name,
-                  "make_s": make_s, "segment_s": t1 - t0, "directions_s": t2 - t1, "diffusion_s": t3 - t2,
-                  "mask_s": t4 - t3, "total_s": t4 - t0, "traced_peak": peak, "rss_peak": rss,
-                  "cpu_s": {"segment": c1 - c0, "directions": c2 - c1, "diffusion": c3 - c2, "mask": c4 - c3,
-                            "total": c4 - c0},
-                  "rss_before": rss0, "mask_fraction": float(mask.mean())}))
-"""
+
+def save(path, results) -> None:
+    if path:
+        with open(path, "w") as f:
+            json.dump(results, f, indent=1)
 
 
 def stack(args) -> int:
-    cmd = [sys.executable, "-c", STACK_CHILD, *map(str, args.stack), *map(str, args.spacing), args.backbone]
-    out = subprocess.run(cmd, capture_output=True, text=True)
-    if out.returncode:
-        print(out.stderr, file=sys.stderr)
+    r = run_child("stack", *args.stack, *args.spacing, args.backbone)
+    if r is None:
         return 1
-    r = json.loads(out.stdout.strip().splitlines()[-1])
     gib = 2 ** 30
-    print(f"stack {' x '.join(map(str, r['shape']))} uint16, spacing {r['spacing']}, "
+    print(f"stack {' x '.join(map(str, r['shape']))} uint16, spacing {tuple(r['spacing'])}, "
           f"backbone {r['backbone']}")
     print("| segment s | directions s | diffusion s (30 steps) | mask s | total s | traced peak GiB "
           "| bytes/voxel | process peak GiB |")
@@ -128,9 +129,7 @@ def stack(args) -> int:
     print(f"CPU seconds of the process (all its threads; on a loaded host closer to the work than the "
           f"wall clock): segment {c['segment']:.1f}, directions {c['directions']:.1f}, diffusion "
           f"{c['diffusion']:.1f}, mask {c['mask']:.2f}, total {c['total']:.1f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(r, f, indent=1)
+    save(args.json, r)
     return 0
 
 
@@ -149,11 +148,9 @@ def main(argv=None) -> int:
         return stack(args)
     rows = []
     for n in args.sizes:
-        out = subprocess.run([sys.executable, "-c", CHILD, str(n)], capture_output=True, text=True)
-        if out.returncode:
-            print(out.stderr, file=sys.stderr)
+        rows.append(run_child("cube", n))
+        if rows[-1] is None:
             return 1
-        rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     gib = 2 ** 30
     print("| volume | directions s | diffusion s (30 steps) | ms/step | traced peak GiB | bytes/voxel "
           "| process peak GiB |")
@@ -169,9 +166,7 @@ def main(argv=None) -> int:
         print(f"\nvoxels x{b['voxels'] / a['voxels']:.0f}: "
               f"traced peak x{b['traced_peak'] / a['traced_peak']:.2f}, "
               f"time x{total[1] / total[0]:.2f}")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump(rows, f, indent=1)
+    save(args.json, rows)
     return 0
 
 

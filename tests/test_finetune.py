@@ -13,12 +13,7 @@ from napari_tubediff.models.refiner import LearnedRefiner, vessel_directions
 from napari_tubediff.training.finetune import FinetuneConfig, finetune
 from napari_tubediff.training.losses import mixed_loss
 
-
-@pytest.fixture(autouse=True)
-def shipped_session():
-    session.reset_refiner()
-    yield
-    session.reset_refiner()
+pytestmark = pytest.mark.usefixtures("shipped_session")
 
 
 @pytest.fixture(scope="module")

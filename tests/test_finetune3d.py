@@ -17,11 +17,7 @@ from napari_tubediff.training.synthetic3d import faded_image, straight_tube
 FAST = dict(updates=20, batch=2, crop3d=16, lr=1e-2, seed=0)
 
 
-@pytest.fixture(autouse=True)
-def shipped_session():
-    session.reset_refiner()
-    yield
-    session.reset_refiner()
+pytestmark = pytest.mark.usefixtures("shipped_session")
 
 
 @pytest.fixture(scope="module")

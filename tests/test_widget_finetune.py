@@ -10,26 +10,13 @@ from napari_tubediff.data.fundus import synthetic_fundus  # noqa: E402
 from napari_tubediff.models import session  # noqa: E402
 from napari_tubediff.models.refiner import LearnedRefiner  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def shipped_session():
-    session.reset_refiner()
-    yield
-    session.reset_refiner()
+pytestmark = pytest.mark.usefixtures("shipped_session")
 
 
 @pytest.fixture
-def panel(make_napari_viewer):
-    viewer = make_napari_viewer()
+def panel(finetune_panel):
     f = synthetic_fundus((160, 160), seed=3, n_breaks=10)
-    viewer.add_image(f.image, name="photo", rgb=True)
-    viewer.add_labels(f.truth.astype(np.uint8), name="curated")
-    viewer.add_shapes([np.array([[20, 20], [140, 140]])], shape_type="rectangle", name="corrected part")
-    w = viewer.window.add_plugin_dock_widget("napari-tubediff", "Fine-tune")[1]
-    w.image.value = viewer.layers["photo"]
-    w.labels.value = viewer.layers["curated"]
-    w.region.value = viewer.layers["corrected part"]
-    return viewer, w
+    return finetune_panel(f.image, f.truth, name="photo", rgb=True, region=[[20, 20], [140, 140]])
 
 
 def test_finetune_panel_trains_shows_the_curve_and_swaps_the_weights(panel, qtbot, tmp_path):

@@ -1,7 +1,6 @@
 """The Fine-tune panel on a volume: the 3D refiner fine-tunes and becomes the session's 3D
 refiner, while images keep the 2D one."""
 
-import numpy as np
 import pytest
 
 napari = pytest.importorskip("napari")
@@ -9,24 +8,13 @@ napari = pytest.importorskip("napari")
 from napari_tubediff.models import session  # noqa: E402
 from napari_tubediff.training.synthetic3d import faded_image, straight_tube  # noqa: E402
 
-
-@pytest.fixture(autouse=True)
-def shipped_session():
-    session.reset_refiner()
-    yield
-    session.reset_refiner()
+pytestmark = pytest.mark.usefixtures("shipped_session")
 
 
 @pytest.fixture
-def panel(make_napari_viewer):
-    viewer = make_napari_viewer()
+def panel(finetune_panel):
     t = straight_tube([0, 0, 1], (16, 24, 32), radius=2.5, gap=4, seed=0)
-    viewer.add_image(faded_image(t.volume), name="volume")
-    viewer.add_labels(t.volume.truth.astype(np.uint8), name="curated")
-    w = viewer.window.add_plugin_dock_widget("napari-tubediff", "Fine-tune")[1]
-    w.image.value = viewer.layers["volume"]
-    w.labels.value = viewer.layers["curated"]
-    return viewer, w
+    return finetune_panel(faded_image(t.volume), t.volume.truth, name="volume")
 
 
 def test_finetune_panel_on_a_volume_swaps_the_3d_refiner(panel, qtbot, tmp_path):

@@ -23,13 +23,15 @@ axis. On the straight tubes of ``scripts/synth3d_directions.py`` (part 3, spacin
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
-from skimage.feature import hessian_matrix, structure_tensor
+from skimage.feature import hessian_matrix, hessian_matrix_eigvals, structure_tensor
 
 from .checks import check_field, check_memory, check_positive, check_spacing
 
-__all__ = ["estimate_directions", "eigenvalue_spread", "directions_reach", "sample_vectors", "vector_angles",
-           "vector_elevations", "orientation_colors"]
+__all__ = ["estimate_directions", "eigenvalue_spread", "eigh_2x2", "directions_reach", "sample_vectors",
+           "vector_angles", "vector_elevations", "orientation_colors"]
 
 #: Peak bytes per pixel (2D) / voxel (3D) of `estimate_directions`, the peak of `refine`
 #: too, input field included: 2D measured by ``benchmarks/bench_memory.py`` (38 at 2048^2),
@@ -103,31 +105,101 @@ def _tensor_components(u: np.ndarray, sigma: float, method: str, spacing=None) -
     return comps
 
 
-#: Voxels per slab of the eigen-decomposition: the (n, ndim, ndim) float64 tensor and
-#: its eigenvectors exist for one slab at a time, so memory stays near the components'.
+#: Voxels per slab of the eigen-decomposition: its float64 temporaries exist for one slab
+#: at a time, so memory stays near the components'.
 _SLAB = 1 << 18
 
+#: True runs 2D through `numpy.linalg.eigh` too, the former path (for the tests and
+#: ``benchmarks/bench_directions.py``, which compare the two); False takes `eigh_2x2`.
+_EIGH_2D = False
 
-def _tensor_eigen(comps: list[np.ndarray], shape: tuple[int, ...]):
-    """Yield ``(index, eigenvalues, eigenvectors)`` slab by slab along axis 0.
 
-    Eigenvalues ascending, eigenvectors in columns (`numpy.linalg.eigh`); each
-    voxel's decomposition is independent of the slab it is computed in.
+def eigh_2x2(a, b, c):
+    """Eigenvalues and unit eigenvectors of the symmetric 2 x 2 matrices ``[[a, b], [b, c]]``.
+
+    The closed form of `numpy.linalg.eigh` for many 2 x 2 matrices at once (the 2D
+    Hessian or structure tensor of every pixel). The eigenvalues are
+    `skimage.feature.hessian_matrix_eigvals`'; the eigenvector of the larger one is
+    ``(cos t, sin t)`` with ``t = atan2(2 b, a - c) / 2``, that of the smaller one
+    ``(-sin t, cos t)``. A diagonal matrix (``b = 0``) gets exactly ``(1, 0)`` and ``(0, 1)``,
+    also where it is isotropic (``a = c``: every vector is an eigenvector). Eigenvectors
+    have no sign: `numpy.linalg.eigh` may return either.
+
+    Parameters
+    ----------
+    a, b, c : array_like
+        The entries ``[0, 0]``, ``[0, 1]`` and ``[1, 1]`` of each matrix, all of one shape
+        (e.g. scikit-image's `hessian_matrix` components with ``order="rc"``).
+
+    Returns
+    -------
+    lo, hi : ndarray
+        The smaller and the larger eigenvalue.
+    cos_t, sin_t : ndarray
+        The eigenvector of ``hi`` is ``(cos_t, sin_t)``, that of ``lo`` ``(-sin_t, cos_t)``.
+
+    Examples
+    --------
+    >>> lo, hi, ct, st = eigh_2x2(np.array([2.0, 1.0]), np.array([1.0, 0.0]), np.array([2.0, 3.0]))
+    >>> lo, hi
+    (array([1., 1.]), array([3., 3.]))
+    >>> np.round(np.stack([ct, st], -1), 4) + 0.0    # (1, 1) / sqrt(2) and (0, 1)
+    array([[0.7071, 0.7071],
+           [0.    , 1.    ]])
     """
-    ndim = len(shape)
+    a, b, c = (np.asarray(x) for x in (a, b, c))
+    hi, lo = hessian_matrix_eigvals([a, b, c])  # descending: (a + c) / 2 +- sqrt(b^2 + ((a - c) / 2)^2)
+    t = 0.5 * np.arctan2(2.0 * b, a - c)
+    # a diagonal matrix has eigenvectors along the axes: cos(pi / 2) would leave 6e-17
+    return lo, hi, np.where((b == 0) & (a < c), 0.0, np.cos(t)), np.sin(t)
+
+
+def _slabs(shape: tuple[int, ...]) -> Iterator[slice]:
+    """Slices along axis 0 of about `_SLAB` voxels each."""
     per_row = int(np.prod(shape[1:]))
     rows = max(1, _SLAB // max(per_row, 1))
     for a in range(0, shape[0], rows):
-        idx = slice(a, min(a + rows, shape[0]))
-        T = np.empty((idx.stop - idx.start, *shape[1:], ndim, ndim), dtype=np.float64)
-        it = iter(comps)
-        for i in range(ndim):
-            for j in range(i, ndim):
-                c = next(it)[idx]
-                T[..., i, j] = c
-                T[..., j, i] = c
-        evals, evecs = np.linalg.eigh(T)
-        yield idx, evals, evecs
+        yield slice(a, min(a + rows, shape[0]))
+
+
+def _tensor_eigen(parts: list[np.ndarray], method: str, vectors: bool = True):
+    """``(spread, vector, strongest)`` of one slab of tensor components (scikit-image's order).
+
+    ``spread`` is the largest minus the smallest eigenvalue; ``vector`` the unit eigenvector
+    `estimate_directions` takes (Hessian: of the eigenvalue of smallest magnitude;
+    structure tensor: of the smallest), one array per component; ``strongest`` the
+    eigenvalue of largest magnitude. Ties go to the smaller eigenvalue, as ``argmin`` and
+    ``argmax`` over `numpy.linalg.eigh`'s ascending eigenvalues break them. 2D in closed
+    form (`eigh_2x2`), 3D by `numpy.linalg.eigh`; float64 in both. With ``vectors=False``
+    only ``spread`` (the others None).
+    """
+    ndim = 2 if len(parts) == 3 else 3  # the upper triangle: (rr, rc, cc) in 2D
+    if ndim == 2 and not _EIGH_2D:
+        a, b, c = (p.astype(np.float64) for p in parts)
+        if not vectors:
+            hi, lo = hessian_matrix_eigvals([a, b, c])  # as eigh_2x2 computes them
+            return hi - lo, None, None
+        lo, hi, ct, st = eigh_2x2(a, b, c)
+        take_lo = (np.abs(lo) <= np.abs(hi)) if method == "hessian" else True
+        vector = (np.where(take_lo, -st, ct), np.where(take_lo, ct, st))
+        strongest = np.where(np.abs(lo) >= np.abs(hi), lo, hi)
+        return hi - lo, vector, strongest
+    T = np.empty((*parts[0].shape, ndim, ndim), dtype=np.float64)
+    it = iter(parts)
+    for i in range(ndim):
+        for j in range(i, ndim):
+            c = next(it)
+            T[..., i, j] = c
+            T[..., j, i] = c
+    # eigh, not eigvalsh, even for the spread alone: a tiled run's threshold (the largest
+    # spread) must equal the whole image's to the bit
+    evals, evecs = np.linalg.eigh(T)  # ascending, eigenvectors in columns
+    if not vectors:
+        return evals[..., -1] - evals[..., 0], None, None
+    pick = np.argmin(np.abs(evals), axis=-1) if method == "hessian" else np.zeros(evals.shape[:-1], np.intp)
+    vector = np.moveaxis(np.take_along_axis(evecs, pick[..., None, None], axis=-1)[..., 0], -1, 0)
+    strongest = np.take_along_axis(evals, np.argmax(np.abs(evals), axis=-1)[..., None], -1)[..., 0]
+    return evals[..., -1] - evals[..., 0], vector, strongest
 
 
 def eigenvalue_spread(u, sigma: float = 2.0, *, method: str = "hessian", spacing=None) -> np.ndarray:
@@ -144,9 +216,10 @@ def eigenvalue_spread(u, sigma: float = 2.0, *, method: str = "hessian", spacing
     (True, 0.0)
     """
     u = check_field(u, "u", unit_range=False)
+    comps = _tensor_components(u, sigma, method, spacing)
     spread = np.empty(u.shape, np.float64)
-    for idx, evals, _ in _tensor_eigen(_tensor_components(u, sigma, method, spacing), u.shape):
-        spread[idx] = evals[..., -1] - evals[..., 0]
+    for idx in _slabs(u.shape):
+        spread[idx] = _tensor_eigen([c[idx] for c in comps], method, vectors=False)[0]
     return spread
 
 
@@ -209,26 +282,23 @@ def estimate_directions(u, sigma: float = 2.0, *, method: str = "hessian",
     if scale is not None and not (np.isfinite(scale) and scale >= 0):
         raise ValueError(f"scale must be a finite number >= 0, got {scale!r}")
     comps = _tensor_components(u, sigma, method, spacing)
-    v = np.empty((*u.shape, u.ndim), np.float32)
+    v = np.empty((u.ndim, *u.shape), np.float32)
     spread = np.empty(u.shape, np.float64)
     off_ridge = np.zeros(u.shape, bool)
-    for idx, evals, evecs in _tensor_eigen(comps, u.shape):
-        if method == "hessian":
-            pick = np.argmin(np.abs(evals), axis=-1)
-        else:
-            pick = np.zeros(evals.shape[:-1], dtype=np.intp)
-        v[idx] = np.take_along_axis(evecs, pick[..., None, None], axis=-1)[..., 0]
-        spread[idx] = evals[..., -1] - evals[..., 0]
+    for idx in _slabs(u.shape):
+        spread[idx], vector, strongest = _tensor_eigen([c[idx] for c in comps], method)
+        for i, comp in enumerate(vector):
+            v[i, idx] = comp
         if method == "hessian" and bright is not None:
-            strongest = np.take_along_axis(evals, np.argmax(np.abs(evals), axis=-1)[..., None], -1)[..., 0]
             off_ridge[idx] = (strongest >= 0) if bright else (strongest <= 0)
     del comps
     if scale is None:
         scale = spread.max()
     undefined = spread <= rel_threshold * scale if scale > 0 else np.ones(u.shape, bool)
     undefined |= off_ridge
-    v[undefined] = 0
-    return np.ascontiguousarray(np.moveaxis(v, -1, 0))
+    for comp in v:  # plane by plane: a 2D mask indexes each plane without a broadcast
+        comp[undefined] = 0
+    return v
 
 
 def sample_vectors(directions, mask, step: int = 4, length: float = 3.0, *,

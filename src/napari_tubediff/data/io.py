@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.checks import check_spacing
 from ..core.values import AssumptionWarning, as_probability
 
 # The process's umask, read once at import (os.umask can only be read by setting it)
@@ -395,14 +396,20 @@ def choose_spacing(path, ndim: int, given=None) -> tuple[tuple[float, ...] | Non
     (None, 'none in the file; --spacing sets one')
     >>> choose_spacing("a.png", 3, (5.0, 1.0, 1.0))
     ((5.0, 1.0, 1.0), 'given')
+    >>> choose_spacing("a.png", 3, [2])
+    ((2.0, 2.0, 2.0), 'given')
+    >>> choose_spacing("a.png", 3, (0, 1, 1))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: spacing must give one positive length per axis (3 for a 3D array, ...), got (0, 1, 1)
     """
     if given is not None:
-        if len(given) == 1:
-            given = tuple(given) * ndim
-        if len(given) != ndim:
+        given = tuple(given) if np.iterable(given) else (given,)
+        if len(given) not in (1, ndim):  # said with the file's name: one file of many may differ
             raise ValueError(f"--spacing gives {len(given)} lengths but {Path(path).name} is {ndim}D; "
                              f"give {ndim}")
-        return tuple(float(x) for x in given), "given"
+        # one length is every axis's: check_spacing takes it as a number
+        return check_spacing(given[0] if len(given) == 1 else given, ndim), "given"
     found = read_spacing(path, ndim)
     if found is not None:
         return found, "from the file's metadata"
