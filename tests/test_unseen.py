@@ -37,3 +37,34 @@ def test_a_one_plane_tiff_is_a_2d_image_everywhere(tmp_path):
     assert prob.dtype == np.float32 and 0 <= prob.min() and prob.max() <= 1
     assert main(["refine", str(tmp_path / "o/one_prob.tif"), "--out", str(tmp_path / "r")]) == 0
     assert read_image(tmp_path / "r/one_mask.png").shape == (48, 48)
+
+
+def test_a_grey_fundus_photograph_has_its_field_of_view_and_scale():
+    # red-free / greyscale fundus photographs had no FOV (grey was taken for microscopy): the
+    # scale came from the vessel width (HRF 11_h turned grey: 0.333, the clamp, against 0.49
+    # from its disc) and the U-Net marked the disc's rim; Dice 0.724 against 0.849 in colour
+    from napari_tubediff.core.fov import fov_mask
+    from napari_tubediff.core.scale import estimate_scale
+    from napari_tubediff.data.fundus import synthetic_fundus
+
+    f = synthetic_fundus((160, 200), seed=2)
+    colour, how = estimate_scale(f.image)
+    for grey in (f.image[..., 1], np.round(f.image @ [0.299, 0.587, 0.114]).astype(np.uint8)):
+        m = fov_mask(grey)
+        assert (m & f.fov).sum() / (m | f.fov).sum() > 0.98
+        factor, how_grey = estimate_scale(grey)
+        assert how == how_grey == "fov" and factor == pytest.approx(colour, rel=0.02)
+
+
+def test_grey_images_that_are_not_photographs_get_no_field_of_view():
+    # dark corners and a big bright structure are not enough for a grey image: the disc must
+    # be convex (a bright cross on a dark background covers 36 % of the frame)
+    from napari_tubediff.core.fov import fov_mask
+    from napari_tubediff.data.synthetic import synthetic_vessels
+
+    cross = np.zeros((200, 200), np.uint8)
+    cross[70:130, 10:190] = cross[10:190, 70:130] = 200
+    assert fov_mask(cross) is None
+    assert fov_mask(np.repeat(cross[..., None], 3, -1)) is None
+    assert fov_mask(synthetic_vessels((128, 128), seed=0).image) is None
+    assert fov_mask(np.zeros((4, 64, 64), np.uint8)) is None  # a volume

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
-from skimage.measure import label
+from skimage.measure import label, regionprops
 
 __all__ = ["fov_mask", "fov_diameter", "is_fundus", "resolve_fov"]
 
@@ -20,6 +20,9 @@ __all__ = ["fov_mask", "fov_diameter", "is_fundus", "resolve_fov"]
 _CORNER = 0.06
 # the disc must cover a sensible fraction of the frame (DRIVE 0.68, STARE ~0.7, HRF 0.84)
 _AREA = (0.25, 0.97)
+# a grey photograph's disc must also be convex (area / convex hull; red-free fundus photographs
+# of HRF and DRIVE 0.995 to 0.998): a grey microscopy image's bright structure is not
+_SOLIDITY = 0.95
 
 
 def _bright_channel(image: np.ndarray) -> np.ndarray:
@@ -50,22 +53,29 @@ def _is_colour(image: np.ndarray) -> bool:
     return spread > 1e-3 * (float(rgb.max()) or 1.0)
 
 
+def _solidity(mask: np.ndarray) -> float:
+    # area / convex hull area, on a copy of at most ~512 pixels a side (the hull is slow on HRF's)
+    step = max(1, max(mask.shape) // 512)
+    return float(regionprops(mask[::step, ::step].astype(np.uint8))[0].solidity)
+
+
 def fov_mask(image: np.ndarray) -> np.ndarray | None:
     """The automatic field of view of a fundus photograph, or None when the image is not one.
 
     The brightest channel is smoothed and thresholded between the surround's level (the
     corners) and the retina's (the part above Otsu's threshold), at 30 % of the way up;
     holes are filled and the largest connected component is kept. An image is a fundus
-    photograph when it is RGB, its four corners are dark (their lower quartile below a
+    photograph when its four corners are dark (their lower quartile below a
     quarter of the retina's level; at least three quarters of their pixels below the
-    threshold) and the disc covers 25 % to 97 % of the frame; anything else (grey
+    threshold) and the disc covers 25 % to 97 % of the frame; a grey photograph (red-free,
+    or a colour one turned grey) also needs a convex disc (`_SOLIDITY`). Anything else (grey
     microscopy, angiograms without a black surround, a colour photograph filling the
     frame) gets None, never a bogus mask.
 
     Parameters
     ----------
-    image : (M, N, 3) or (M, N, 4) array
-        The photograph, any dtype.
+    image : (M, N), (M, N, 3) or (M, N, 4) array
+        The photograph, colour or grey, any dtype.
 
     Returns
     -------
@@ -79,12 +89,16 @@ def fov_mask(image: np.ndarray) -> np.ndarray | None:
     >>> img[disc] = (200, 100, 40)
     >>> bool((fov_mask(img) == disc).mean() > 0.98)
     True
-    >>> fov_mask(img[..., 1]) is None      # grey: not a fundus photograph
+    >>> bool((fov_mask(img[..., 1]) == disc).mean() > 0.98)      # a grey photograph
+    True
+    >>> fov_mask(np.where(disc, 0, 200).astype(np.uint8)) is None  # bright corners: not one
     True
     """
-    if not _is_colour(image):
-        return None
-    a = _bright_channel(np.asarray(image)[..., :3])
+    a = np.asarray(image)
+    colour = _is_colour(a)
+    if not colour and not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4))):
+        return None  # a volume, or not an image
+    a = _bright_channel(a[..., :3] if a.ndim == 3 else a)
     # smoothing at ~1/300 of the frame: noise and vessels do not cut the disc's edge
     sigma = max(1.0, min(a.shape) / 300)
     s = ndi.gaussian_filter(a, sigma)
@@ -113,11 +127,13 @@ def fov_mask(image: np.ndarray) -> np.ndarray | None:
     mask = ndi.binary_fill_holes(lab == int(sizes.argmax()))
     if not _AREA[0] <= float(mask.mean()) <= _AREA[1]:
         return None
+    if not colour and _solidity(mask) < _SOLIDITY:
+        return None
     return mask
 
 
 def is_fundus(image: np.ndarray) -> bool:
-    """True when `fov_mask` finds a field of view (an RGB photograph with a dark surround).
+    """True when `fov_mask` finds a field of view (a photograph with a dark surround).
 
     Examples
     --------
