@@ -68,3 +68,26 @@ def test_grey_images_that_are_not_photographs_get_no_field_of_view():
     assert fov_mask(np.repeat(cross[..., None], 3, -1)) is None
     assert fov_mask(synthetic_vessels((128, 128), seed=0).image) is None
     assert fov_mask(np.zeros((4, 64, 64), np.uint8)) is None  # a volume
+
+
+def test_an_off_centre_crop_keeps_the_discs_diameter():
+    # STARE im0255 cropped off-centre ([60:, 150:]: the disc cut at the top and the left) was
+    # given scale 1.51 against 1.23 uncropped: the bounding box's longer side was taken for
+    # the diameter. A disc clipped along both axes now gets a circle fitted to its edge.
+    from napari_tubediff.core.fov import fov_diameter, fov_mask
+    from napari_tubediff.core.scale import estimate_scale
+    from napari_tubediff.data.fundus import synthetic_fundus
+
+    yy, xx = np.mgrid[:300, :340]
+    disc = np.hypot(yy - 150, xx - 170) <= 140
+    assert fov_diameter(disc) == 281
+    for crop in (disc[40:, 90:], disc[:-60, 70:-70], disc[50:250, :200]):
+        assert fov_diameter(crop) == pytest.approx(281, abs=2)
+    assert fov_diameter(disc[20:280]) == 281  # clipped at the top and bottom only (HRF): its width
+    f = synthetic_fundus((200, 200), seed=1)
+    full, _ = estimate_scale(f.image)
+    m = fov_mask(f.image)
+    rows, cols = np.flatnonzero(m.any(1)), np.flatnonzero(m.any(0))
+    cut = f.image[rows[0] + 25:, cols[0] + 30:]
+    factor, how = estimate_scale(cut)
+    assert how == "fov" and factor == pytest.approx(full, rel=0.03)

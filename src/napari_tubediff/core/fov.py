@@ -143,23 +143,58 @@ def is_fundus(image: np.ndarray) -> bool:
     return fov_mask(image) is not None
 
 
-def fov_diameter(fov: np.ndarray) -> float:
-    """The FOV disc's diameter in pixels: the longer side of its bounding box.
+def _fitted_diameter(fov: np.ndarray) -> float | None:
+    # a circle fitted to the disc's edge off the frame (scikit-image's least squares)
+    from skimage.measure import CircleModel
 
-    Cameras often clip the disc at the top and bottom (HRF) but not across, so the longer
-    side is the diameter. ValueError for an empty mask.
+    edge = fov & ~ndi.binary_erosion(fov)
+    edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = False
+    pts = np.argwhere(edge)[:, ::-1].astype(float)
+    if len(pts) < 3:
+        return None
+    if hasattr(CircleModel, "from_estimate"):  # scikit-image >= 0.26
+        model = CircleModel.from_estimate(pts)
+        radius = float(model.radius) if model else None
+    else:
+        model = CircleModel()
+        radius = float(model.params[2]) if model.estimate(pts) else None
+    # the edge pixels' centres lie half a pixel inside the disc's outermost ones
+    return None if radius is None or not np.isfinite(radius) else 2.0 * radius + 2.0
+
+
+def fov_diameter(fov: np.ndarray) -> float:
+    """The FOV disc's diameter in pixels: its extent along an axis where the frame does not
+    clip it (the longer such side of its bounding box).
+
+    Cameras often clip the disc at the top and bottom (HRF) but not across, so the extent
+    across is the diameter. A disc clipped along both axes (an off-centre crop, the disc
+    cut at the top and the left) has no such side: a circle is fitted to its edge where it
+    lies inside the frame. ValueError for an empty mask.
 
     Examples
     --------
     >>> yy, xx = np.mgrid[:100, :120]
-    >>> fov_diameter(np.hypot(yy - 50, xx - 60) <= 40)
+    >>> disc = np.hypot(yy - 50, xx - 60) <= 40
+    >>> fov_diameter(disc)
     81.0
+    >>> bool(abs(fov_diameter(disc[20:, 30:]) - 81) < 1.5)      # cut at the top and the left
+    True
     """
     fov = np.asarray(fov, bool)
     if fov.ndim != 2 or not fov.any():
         raise ValueError("the field of view is empty: give a mask with the disc set, or --fov none")
-    rows, cols = np.flatnonzero(fov.any(1)), np.flatnonzero(fov.any(0))
-    return float(max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
+    extents = []
+    for axis in (0, 1):
+        idx = np.flatnonzero(fov.any(1 - axis))
+        clipped = idx[0] == 0 or idx[-1] == fov.shape[axis] - 1
+        extents.append((float(idx[-1] - idx[0] + 1), clipped))
+    free = [e for e, clipped in extents if not clipped]
+    if free:
+        return max(free)
+    longest = max(e for e, _ in extents)
+    fitted = _fitted_diameter(fov)
+    # a clipped disc is at least as wide as what is seen of it
+    return fitted if fitted is not None and fitted > longest else longest
 
 
 def resolve_fov(image: np.ndarray, fov="auto") -> np.ndarray | None:
