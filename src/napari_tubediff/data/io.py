@@ -200,8 +200,8 @@ def read_image(path) -> np.ndarray:
 def looks_like_labels(a: np.ndarray, name: str = "") -> bool:
     """Whether an image read from a file is a mask (a Labels layer) rather than a picture.
 
-    The content decides: a bool array, or a single-channel (or grey RGB) integer array with
-    at most two distinct values (0/1, 0/255, a palette GIF's 3/253). A name that hints at a mask
+    The content decides: a bool array, or a single-channel (or grey RGB) integer image or
+    volume with at most two distinct values (0/1, 0/255, a palette GIF's 3/253). A name that hints at a mask
     (``*_mask``, ``*manual*``, ``labels``, STARE's ``.ah``/``.vk``: `LABEL_HINTS`) also
     admits a nearly two-valued image (>= 99% of the pixels at its two extremes, as
     after JPEG compression); a hint alone never turns a photograph into labels.
@@ -220,7 +220,8 @@ def looks_like_labels(a: np.ndarray, name: str = "") -> bool:
         and (a[..., 2] == a[..., 0]).all()
     if grey_rgb:
         a = a[..., 0]  # a grey mask stored as RGB (HRF's FOV masks)
-    if not np.issubdtype(a.dtype, np.integer) or a.ndim != 2 or a.size == 0:
+    volume = a.ndim == 3 and a.shape[-1] not in (3, 4)  # a mask volume (D, H, W) too
+    if not np.issubdtype(a.dtype, np.integer) or not (a.ndim == 2 or volume) or a.size == 0:
         return False
     values = np.unique(a[:: max(1, a.shape[0] // 256), :: max(1, a.shape[1] // 256)])
     if values.size <= 2 and len(np.unique(a)) <= 2:
