@@ -117,3 +117,27 @@ def test_a_volumes_spacing_reaches_the_layer_scale(tmp_path):
     tifffile.imwrite(plain, (vol > 500).astype(np.int32))
     data, meta, kind = read_layers(str(plain))[0]
     assert kind == "labels" and data.shape == vol.shape and set(np.unique(data)) == {0, 1}
+
+
+def test_outputs_keep_the_volumes_spacing_and_blocks_segment_with_it(tmp_path):
+    # a volume's outputs lost its spacing: `tubediff measure OUT/v_mask.tif` measured in
+    # voxels and `tubediff refine OUT/v_prob.tif` refined isotropic; and a volume large
+    # enough to be refined in blocks was segmented without its spacing at all
+    from napari_tubediff.batch.run import BatchOptions, _segment_to_file
+    from napari_tubediff.data.io import read_spacing
+    from napari_tubediff.models.classical import VolumeBackbone
+
+    zz, yy, _ = np.indices((16, 32, 24), dtype=float)
+    truth = ((zz - 7.5) * 2) ** 2 + (yy - 15.5) ** 2 <= 16
+    vol = (300 + 800 * truth + 40 * np.random.default_rng(0).standard_normal(truth.shape)).astype(np.uint16)
+    src = tmp_path / "v.tif"
+    tifffile.imwrite(src, vol, imagej=True, resolution=(1.0, 1.0), metadata={"spacing": 2.0, "unit": "um"})
+    assert main(["segment", str(src), "--out", str(tmp_path / "s")]) == 0
+    assert read_spacing(tmp_path / "s/v_prob.tif", 3) == (2.0, 1.0, 1.0)
+    assert main(["refine", str(src), "--input", "image", "--out", str(tmp_path / "r")]) == 0
+    for name in ("v_mask.tif", "v_refined.tif"):
+        assert read_spacing(tmp_path / "r" / name, 3) == (2.0, 1.0, 1.0)
+    prob = read_image(_segment_to_file(src, tmp_path / "b", BatchOptions(input="image")))
+    expected = VolumeBackbone(spacing=(2.0, 1.0, 1.0)).predict(vol)
+    np.testing.assert_array_equal(prob, expected)
+    assert read_spacing(tmp_path / "b/v_prob.tif", 3) == (2.0, 1.0, 1.0)

@@ -393,7 +393,7 @@ def _segment(args) -> int:
         for sfx in suffixes[path]:
             if sfx == ".png" and seg.prob.ndim != 2:
                 continue  # the header promised a 2D image; a PNG cannot hold a volume
-            write_image(output_path(path, out, "prob", sfx), seg.prob, record=records[path])
+            write_image(output_path(path, out, "prob", sfx), seg.prob, record=records[path], spacing=spacing)
     polar = ", ".join(f"{chosen.count(p)} {p}" for p in ("dark", "bright") if p in chosen)
     print(f"wrote {len(paths)} probability map(s) NAME_prob.tif (float32) and, for 2D images, "
           f"NAME_prob.png (8-bit) to {out}; vessels taken as {polar or args.polarity}")
