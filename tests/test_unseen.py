@@ -141,3 +141,16 @@ def test_outputs_keep_the_volumes_spacing_and_blocks_segment_with_it(tmp_path):
     expected = VolumeBackbone(spacing=(2.0, 1.0, 1.0)).predict(vol)
     np.testing.assert_array_equal(prob, expected)
     assert read_spacing(tmp_path / "b/v_prob.tif", 3) == (2.0, 1.0, 1.0)
+
+
+def test_measure_takes_the_spacing_as_segment_and_refine_do(tmp_path, capsys):
+    # segment and refine take --spacing 2,1,1; measure refused it (argparse: invalid float value)
+    mask = np.zeros((6, 20, 20), np.uint8)
+    mask[:, 10, 2:18] = 255  # a straight vessel of 16 voxels along the columns
+    p = tmp_path / "m.tif"
+    tifffile.imwrite(p, mask)
+    assert main(["measure", str(p), "--out", str(tmp_path / "a.csv"), "--spacing", "2,1,0.5"]) == 0
+    assert main(["measure", str(p), "--out", str(tmp_path / "b.csv"), "--spacing", "2", "1", "0.5"]) == 0
+    assert (tmp_path / "a.csv").read_text() == (tmp_path / "b.csv").read_text()
+    assert main(["measure", str(p), "--out", str(tmp_path / "c.csv"), "--spacing", "2,x,1"]) == 2
+    assert "--spacing takes positive lengths" in capsys.readouterr().err
