@@ -84,6 +84,11 @@ def test_an_off_centre_crop_keeps_the_discs_diameter():
     for crop in (disc[40:, 90:], disc[:-60, 70:-70], disc[50:250, :200]):
         assert fov_diameter(crop) == pytest.approx(281, abs=2)
     assert fov_diameter(disc[20:280]) == 281  # clipped at the top and bottom only (HRF): its width
+    # clipped flat by the camera (STARE im0044), touching the frame by a sliver on one side:
+    # the longer side as before (279), never the flat height (220)
+    flat = disc.copy()
+    flat[:40] = flat[-41:] = False
+    assert fov_diameter(flat[:, :309]) == 279
     f = synthetic_fundus((200, 200), seed=1)
     full, _ = estimate_scale(f.image)
     m = fov_mask(f.image)

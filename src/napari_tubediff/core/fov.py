@@ -163,13 +163,13 @@ def _fitted_diameter(fov: np.ndarray) -> float | None:
 
 
 def fov_diameter(fov: np.ndarray) -> float:
-    """The FOV disc's diameter in pixels: its extent along an axis where the frame does not
-    clip it (the longer such side of its bounding box).
+    """The FOV disc's diameter in pixels: the longer side of its bounding box.
 
-    Cameras often clip the disc at the top and bottom (HRF) but not across, so the extent
-    across is the diameter. A disc clipped along both axes (an off-centre crop, the disc
-    cut at the top and the left) has no such side: a circle is fitted to its edge where it
-    lies inside the frame. ValueError for an empty mask.
+    Cameras often clip the disc at the top and bottom (HRF; STARE's flat edges) but not
+    across, so the longer side is the diameter. A disc that the frame clips along both
+    axes (an off-centre crop: the disc cut at the top and the left) has no such side: a
+    circle is fitted to its edge where it lies inside the frame, and the larger of the two
+    is taken. ValueError for an empty mask.
 
     Examples
     --------
@@ -183,15 +183,11 @@ def fov_diameter(fov: np.ndarray) -> float:
     fov = np.asarray(fov, bool)
     if fov.ndim != 2 or not fov.any():
         raise ValueError("the field of view is empty: give a mask with the disc set, or --fov none")
-    extents = []
-    for axis in (0, 1):
-        idx = np.flatnonzero(fov.any(1 - axis))
-        clipped = idx[0] == 0 or idx[-1] == fov.shape[axis] - 1
-        extents.append((float(idx[-1] - idx[0] + 1), clipped))
-    free = [e for e, clipped in extents if not clipped]
-    if free:
-        return max(free)
-    longest = max(e for e, _ in extents)
+    rows, cols = np.flatnonzero(fov.any(1)), np.flatnonzero(fov.any(0))
+    longest = float(max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
+    touches = [idx[0] == 0 or idx[-1] == n - 1 for idx, n in ((rows, fov.shape[0]), (cols, fov.shape[1]))]
+    if not all(touches):
+        return longest
     fitted = _fitted_diameter(fov)
     # a clipped disc is at least as wide as what is seen of it
     return fitted if fitted is not None and fitted > longest else longest
