@@ -98,6 +98,9 @@ def fov_mask(image: np.ndarray) -> np.ndarray | None:
     colour = _is_colour(a)
     if not colour and not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4))):
         return None  # a volume, or not an image
+    if a.ndim == 3 and a.shape[-1] == 4 and a[..., 3].min() < a[..., 3].max():
+        # a transparent surround (alpha 0 over white or any colour) is no retina: seen on black
+        a = a[..., :3] * (a[..., 3:].astype(np.float32) / float(a[..., 3].max()))
     a = _bright_channel(a[..., :3] if a.ndim == 3 else a)
     # smoothing at ~1/300 of the frame: noise and vessels do not cut the disc's edge
     sigma = max(1.0, min(a.shape) / 300)
