@@ -174,3 +174,19 @@ def test_a_transparent_surround_is_outside_the_field_of_view():
     assert m is not None and (m & f.fov).sum() / (m | f.fov).sum() > 0.98
     opaque = np.dstack([f.image, np.full(f.fov.shape, 255, np.uint8)])
     np.testing.assert_array_equal(fov_mask(opaque), fov_mask(f.image))
+
+
+def test_the_segment_panel_says_the_radius_is_in_the_layers_units(make_napari_viewer, qtbot):
+    # with a voxel spacing the radius region3d measures is in the spacing's units (the CLI
+    # said so; the panel said "voxels": 1.5 for a vessel 3 voxels in radius at 0.5 um)
+    from napari_tubediff.widgets.segment import PROBABILITY
+
+    viewer = make_napari_viewer()
+    _, w = viewer.window.add_plugin_dock_widget("napari-tubediff", "Segment")
+    zz, yy, _ = np.indices((16, 32, 24), dtype=float)
+    vol = (300 + 800 * ((((zz - 7.5) * 4) ** 2 + (yy - 15.5) ** 2) <= 16)).astype(np.float32)
+    viewer.add_image(vol, name="stack", scale=(2.0, 0.5, 0.5))
+    w.image.value = viewer.layers["stack"]
+    w.run()
+    qtbot.waitUntil(lambda: PROBABILITY in viewer.layers and not w.busy, timeout=60000)
+    assert "units of the layer's scale" in w.status.value and "voxels" not in w.status.value
