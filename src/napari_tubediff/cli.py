@@ -393,7 +393,7 @@ def _segment(args) -> int:
         for sfx in suffixes[path]:
             if sfx == ".png" and seg.prob.ndim != 2:
                 continue  # the header promised a 2D image; a PNG cannot hold a volume
-            write_image(output_path(path, out, "prob", sfx), seg.prob, record=records[path])
+            write_image(output_path(path, out, "prob", sfx), seg.prob, record=records[path], spacing=spacing)
     polar = ", ".join(f"{chosen.count(p)} {p}" for p in ("dark", "bright") if p in chosen)
     print(f"wrote {len(paths)} probability map(s) NAME_prob.tif (float32) and, for 2D images, "
           f"NAME_prob.png (8-bit) to {out}; vessels taken as {polar or args.polarity}")
@@ -584,6 +584,10 @@ def _measure(args) -> int:
     from .data.outputs import Output, plan_outputs
 
     src = Path(args.mask)
+    if args.spacing is not None:  # "2,1,1" as segment and refine take it, or "2 1 1"
+        from .data.io import parse_spacing
+
+        args.spacing = parse_spacing(",".join(args.spacing))
     a = read_image(src)
     if a.ndim == 3 and a.shape[-1] in (3, 4):
         if not ((a[..., 1] == a[..., 0]).all() and (a[..., 2] == a[..., 0]).all()):
@@ -929,9 +933,10 @@ def build_parser() -> argparse.ArgumentParser:
                                     "length, chord, tortuosity and mean/max diameter per branch (CSV).")
     ms.add_argument("mask", help="the vessel mask (TIFF, PNG, GIF, ...; nonzero or >= --threshold: vessel)")
     ms.add_argument("--out", required=True, help="the CSV file to write")
-    ms.add_argument("--spacing", type=float, nargs="+", default=None,
-                    help="pixel (voxel) size per axis, or one for all; lengths and diameters are in its "
-                         "units (default: the TIFF's ImageJ/OME metadata in micrometres, else 1 pixel)")
+    ms.add_argument("--spacing", nargs="+", default=None, metavar="DZ,DY,DX",
+                    help="pixel (voxel) size per axis (DZ,DY,DX as for segment and refine, or DZ DY DX), "
+                         "or one for all; lengths and diameters are in its units (default: the TIFF's "
+                         "ImageJ/OME metadata in micrometres, else 1 pixel)")
     ms.add_argument("--threshold", type=float, default=0.5,
                     help="vessel where the mask, read as a probability (0/255 and 0/1 masks as 0/1), "
                          "is >= this")

@@ -6,7 +6,8 @@
   one-frame files come back 2D, not (1, H, W). The content decides the layer
   (`data.io.looks_like_labels`): a two-valued single-channel file (0/1, 0/255, DRIVE's
   palette GIFs) is a Labels layer with values 0 and 1 (`data.drive.binary_mask`, the
-  rule the CLI reads masks with), anything else an Image layer (RGB kept as RGB).
+  rule the CLI reads masks with), anything else an Image layer (RGB kept as RGB). A
+  volume's voxel spacing in its TIFF metadata (ImageJ, OME) is the layer's ``scale``.
 * Writer: a Labels layer to ``.tif``/``.tiff`` (the label values as they are) or ``.png``
   (a mask: 255 on labelled pixels, 0 elsewhere, what DRIVE-style tools read back),
   written atomically (`data.io.write_image`): a crash never leaves half a file.
@@ -23,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .data.drive import binary_mask
-from .data.io import IMAGE_SUFFIXES, looks_like_labels, read_image, write_image
+from .data.io import IMAGE_SUFFIXES, looks_like_labels, read_image, read_spacing, write_image
 
 __all__ = ["get_reader", "get_mask_reader", "read_layers", "read_mask", "write_mask",
            "prefer_tubediff_readers", "READER_PATTERNS"]
@@ -48,10 +49,16 @@ def layer_data(path) -> tuple:
     """
     p = Path(path)
     a = read_image(p)
-    if looks_like_labels(a, p.name):
-        return binary_mask(a).astype(np.uint8), {"name": p.stem}, "labels"
     meta = {"name": p.stem}
-    if a.ndim == 3 and a.shape[-1] in (3, 4):
+    rgb = a.ndim == 3 and a.shape[-1] in (3, 4)
+    # a volume's voxel spacing (TIFF ImageJ / OME metadata) becomes the layer's scale, which
+    # the panels take as the spacing, as `tubediff segment` / `refine` take it from the file
+    spacing = read_spacing(p, 3) if a.ndim == 3 and not rgb else None
+    if spacing is not None:
+        meta["scale"] = spacing
+    if looks_like_labels(a, p.name):
+        return binary_mask(a).astype(np.uint8), meta, "labels"
+    if rgb:
         meta["rgb"] = True
     return a, meta, "image"
 

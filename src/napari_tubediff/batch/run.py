@@ -349,8 +349,9 @@ def process_image(path, out_dir, opts: BatchOptions, record: dict | None = None,
     refined, mask = outputs_for(path, out_dir, field.ndim)
     if planned is not None and not {refined, mask} <= set(map(Path, planned)):
         raise ValueError(f"its outputs {refined.name}, {mask.name} differ from those checked before the run")
-    write_image(mask, field >= 0.5, record=record)  # mask first: the refined TIFF's record marks it done
-    write_image(refined, field, record=record)
+    # mask first: the refined TIFF's record marks it done; both keep the input's spacing
+    write_image(mask, field >= 0.5, record=record, spacing=spacing)
+    write_image(refined, field, record=record, spacing=spacing)
     return path.name
 
 
@@ -375,8 +376,11 @@ def _segment_to_file(path, out_dir, opts: BatchOptions, record: dict | None = No
     if record is None:
         record = make_record("refine", path, opts.recorded())
     if read_record(prob_path) != record:
-        prob, _, _ = _segment(read_image(path), opts)
-        write_image(prob_path, prob, record=record)
+        img = read_image(path)
+        # a volume's spacing reaches its backbone here too (as in `process_image`)
+        spacing = choose_spacing(path, 3, opts.spacing)[0] if _spatial_ndim(img.shape, opts) == 3 else None
+        prob, _, _ = _segment(img, opts, spacing)
+        write_image(prob_path, prob, record=record, spacing=spacing)
     return str(prob_path)
 
 
@@ -422,7 +426,7 @@ def _needs_blocks(path, opts: BatchOptions) -> bool:
     return int(np.prod(shape)) > opts.chunk ** 3
 
 
-def _write_planes(src, dst: Path, convert, record: dict | None = None) -> None:
+def _write_planes(src, dst: Path, convert, record: dict | None = None, spacing=None) -> None:
     # a 3D zarr array written as TIFF pages one plane at a time (bounded memory), atomically
     import tifffile
 
@@ -435,7 +439,10 @@ def _write_planes(src, dst: Path, convert, record: dict | None = None) -> None:
             for i in range(1, src.shape[0] if src.ndim == 3 else 1):
                 yield convert(np.asarray(src[i]))
 
-        tifffile.imwrite(tmp, data=planes(), shape=shape, dtype=first.dtype, metadata=tiff_metadata(record))
+        meta = tiff_metadata(record)
+        if spacing is not None:  # as `write_image` keeps it
+            meta["spacing"] = [float(x) for x in spacing]
+        tifffile.imwrite(tmp, data=planes(), shape=shape, dtype=first.dtype, metadata=meta)
 
 
 def refine_in_blocks(path, out_dir, opts: BatchOptions, client, record: dict | None = None) -> str:
@@ -471,8 +478,8 @@ def refine_in_blocks(path, out_dir, opts: BatchOptions, client, record: dict | N
         job = da.to_zarr(field.rechunk(blocks), str(store), overwrite=True, compute=False)
         client.compute(job).result()
         z = zarr.open(str(store), mode="r")
-        _write_planes(z, mask, lambda p: _to_uint8(p >= 0.5), record)
-        _write_planes(z, refined, lambda p: p, record)
+        _write_planes(z, mask, lambda p: _to_uint8(p >= 0.5), record, spacing)
+        _write_planes(z, refined, lambda p: p, record, spacing)
     finally:
         shutil.rmtree(store, ignore_errors=True)
     return path.name

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
-from skimage.measure import label
+from skimage.measure import label, regionprops
 
 __all__ = ["fov_mask", "fov_diameter", "is_fundus", "resolve_fov"]
 
@@ -20,6 +20,9 @@ __all__ = ["fov_mask", "fov_diameter", "is_fundus", "resolve_fov"]
 _CORNER = 0.06
 # the disc must cover a sensible fraction of the frame (DRIVE 0.68, STARE ~0.7, HRF 0.84)
 _AREA = (0.25, 0.97)
+# a grey photograph's disc must also be convex (area / convex hull; red-free fundus photographs
+# of HRF and DRIVE 0.995 to 0.998): a grey microscopy image's bright structure is not
+_SOLIDITY = 0.95
 
 
 def _bright_channel(image: np.ndarray) -> np.ndarray:
@@ -50,22 +53,29 @@ def _is_colour(image: np.ndarray) -> bool:
     return spread > 1e-3 * (float(rgb.max()) or 1.0)
 
 
+def _solidity(mask: np.ndarray) -> float:
+    # area / convex hull area, on a copy of at most ~512 pixels a side (the hull is slow on HRF's)
+    step = max(1, max(mask.shape) // 512)
+    return float(regionprops(mask[::step, ::step].astype(np.uint8))[0].solidity)
+
+
 def fov_mask(image: np.ndarray) -> np.ndarray | None:
     """The automatic field of view of a fundus photograph, or None when the image is not one.
 
     The brightest channel is smoothed and thresholded between the surround's level (the
     corners) and the retina's (the part above Otsu's threshold), at 30 % of the way up;
     holes are filled and the largest connected component is kept. An image is a fundus
-    photograph when it is RGB, its four corners are dark (their lower quartile below a
+    photograph when its four corners are dark (their lower quartile below a
     quarter of the retina's level; at least three quarters of their pixels below the
-    threshold) and the disc covers 25 % to 97 % of the frame; anything else (grey
+    threshold) and the disc covers 25 % to 97 % of the frame; a grey photograph (red-free,
+    or a colour one turned grey) also needs a convex disc (`_SOLIDITY`). Anything else (grey
     microscopy, angiograms without a black surround, a colour photograph filling the
     frame) gets None, never a bogus mask.
 
     Parameters
     ----------
-    image : (M, N, 3) or (M, N, 4) array
-        The photograph, any dtype.
+    image : (M, N), (M, N, 3) or (M, N, 4) array
+        The photograph, colour or grey, any dtype.
 
     Returns
     -------
@@ -79,12 +89,19 @@ def fov_mask(image: np.ndarray) -> np.ndarray | None:
     >>> img[disc] = (200, 100, 40)
     >>> bool((fov_mask(img) == disc).mean() > 0.98)
     True
-    >>> fov_mask(img[..., 1]) is None      # grey: not a fundus photograph
+    >>> bool((fov_mask(img[..., 1]) == disc).mean() > 0.98)      # a grey photograph
+    True
+    >>> fov_mask(np.where(disc, 0, 200).astype(np.uint8)) is None  # bright corners: not one
     True
     """
-    if not _is_colour(image):
-        return None
-    a = _bright_channel(np.asarray(image)[..., :3])
+    a = np.asarray(image)
+    colour = _is_colour(a)
+    if not colour and not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4))):
+        return None  # a volume, or not an image
+    if a.ndim == 3 and a.shape[-1] == 4 and a[..., 3].min() < a[..., 3].max():
+        # a transparent surround (alpha 0 over white or any colour) is no retina: seen on black
+        a = a[..., :3] * (a[..., 3:].astype(np.float32) / float(a[..., 3].max()))
+    a = _bright_channel(a[..., :3] if a.ndim == 3 else a)
     # smoothing at ~1/300 of the frame: noise and vessels do not cut the disc's edge
     sigma = max(1.0, min(a.shape) / 300)
     s = ndi.gaussian_filter(a, sigma)
@@ -113,11 +130,13 @@ def fov_mask(image: np.ndarray) -> np.ndarray | None:
     mask = ndi.binary_fill_holes(lab == int(sizes.argmax()))
     if not _AREA[0] <= float(mask.mean()) <= _AREA[1]:
         return None
+    if not colour and _solidity(mask) < _SOLIDITY:
+        return None
     return mask
 
 
 def is_fundus(image: np.ndarray) -> bool:
-    """True when `fov_mask` finds a field of view (an RGB photograph with a dark surround).
+    """True when `fov_mask` finds a field of view (a photograph with a dark surround).
 
     Examples
     --------
@@ -127,23 +146,54 @@ def is_fundus(image: np.ndarray) -> bool:
     return fov_mask(image) is not None
 
 
+def _fitted_diameter(fov: np.ndarray) -> float | None:
+    # a circle fitted to the disc's edge off the frame (scikit-image's least squares)
+    from skimage.measure import CircleModel
+
+    edge = fov & ~ndi.binary_erosion(fov)
+    edge[0, :] = edge[-1, :] = edge[:, 0] = edge[:, -1] = False
+    pts = np.argwhere(edge)[:, ::-1].astype(float)
+    if len(pts) < 3:
+        return None
+    if hasattr(CircleModel, "from_estimate"):  # scikit-image >= 0.26
+        model = CircleModel.from_estimate(pts)
+        radius = float(model.radius) if model else None
+    else:
+        model = CircleModel()
+        radius = float(model.params[2]) if model.estimate(pts) else None
+    # the edge pixels' centres lie half a pixel inside the disc's outermost ones
+    return None if radius is None or not np.isfinite(radius) else 2.0 * radius + 2.0
+
+
 def fov_diameter(fov: np.ndarray) -> float:
     """The FOV disc's diameter in pixels: the longer side of its bounding box.
 
-    Cameras often clip the disc at the top and bottom (HRF) but not across, so the longer
-    side is the diameter. ValueError for an empty mask.
+    Cameras often clip the disc at the top and bottom (HRF; STARE's flat edges) but not
+    across, so the longer side is the diameter. A disc that the frame clips along both
+    axes (an off-centre crop: the disc cut at the top and the left) has no such side: a
+    circle is fitted to its edge where it lies inside the frame, and the larger of the two
+    is taken. ValueError for an empty mask.
 
     Examples
     --------
     >>> yy, xx = np.mgrid[:100, :120]
-    >>> fov_diameter(np.hypot(yy - 50, xx - 60) <= 40)
+    >>> disc = np.hypot(yy - 50, xx - 60) <= 40
+    >>> fov_diameter(disc)
     81.0
+    >>> bool(abs(fov_diameter(disc[20:, 30:]) - 81) < 1.5)      # cut at the top and the left
+    True
     """
     fov = np.asarray(fov, bool)
     if fov.ndim != 2 or not fov.any():
         raise ValueError("the field of view is empty: give a mask with the disc set, or --fov none")
     rows, cols = np.flatnonzero(fov.any(1)), np.flatnonzero(fov.any(0))
-    return float(max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
+    longest = float(max(rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1))
+    touches = [idx[0] == 0 or idx[-1] == n - 1 for idx, n in ((rows, fov.shape[0]), (cols, fov.shape[1]))]
+    if not all(touches):
+        return longest
+    fitted = _fitted_diameter(fov)
+    # a clipped disc is at least as wide as what is seen of it
+    return fitted if fitted is not None and fitted > longest else longest
 
 
 def resolve_fov(image: np.ndarray, fov="auto") -> np.ndarray | None:

@@ -163,7 +163,7 @@ def estimate_scale(image: np.ndarray, fov=None, *, working_fov: float = WORKING_
     >>> round(f, 1), how
     (2.0, 'fov')
     """
-    if fov is None and np.ndim(image) == 3:
+    if fov is None and np.ndim(image) in (2, 3):  # colour or grey photographs (`fov_mask`)
         fov = fov_mask(image)
     if fov is not None:
         factor, how = working_fov / fov_diameter(fov), "fov"

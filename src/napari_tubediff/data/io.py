@@ -96,13 +96,15 @@ def tiff_metadata(record: dict | None) -> dict:
     return {} if record is None else {RECORD_KEY: json.dumps(record)}
 
 
-def write_image(path, data: np.ndarray, record: dict | None = None) -> Path:
+def write_image(path, data: np.ndarray, record: dict | None = None, spacing=None) -> Path:
     """Write an image or mask atomically; the format follows the suffix.
 
     ``.png``, ``.gif``, ``.jpg``: float data in [0, 1] is scaled to 0..255 and a
     bool mask to {0, 255}. ``.tif``/``.tiff``: the array is written as it is
     (float32 probability maps keep their values). ``record`` (TIFF and PNG): tubediff's
     record of how the file was made, read back by `data.outputs.read_record`.
+    ``spacing`` (TIFF; one length per axis): the voxel spacing, read back by `read_spacing`,
+    so that an output measures and refines as its input did.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -111,8 +113,10 @@ def write_image(path, data: np.ndarray, record: dict | None = None) -> Path:
             import tifffile
 
             a = np.asarray(data)
-            tifffile.imwrite(tmp, a.astype(np.uint8) * 255 if a.dtype == bool else a,
-                             metadata=tiff_metadata(record))
+            meta = tiff_metadata(record)
+            if spacing is not None:
+                meta["spacing"] = [float(x) for x in spacing]
+            tifffile.imwrite(tmp, a.astype(np.uint8) * 255 if a.dtype == bool else a, metadata=meta)
         elif suffix == ".png" and record is not None and (np.ndim(data) == 2 or np.shape(data)[-1] in (3, 4)):
             from PIL import Image, PngImagePlugin
 
@@ -201,8 +205,8 @@ def read_image(path) -> np.ndarray:
 def looks_like_labels(a: np.ndarray, name: str = "") -> bool:
     """Whether an image read from a file is a mask (a Labels layer) rather than a picture.
 
-    The content decides: a bool array, or a single-channel (or grey RGB) integer array with
-    at most two distinct values (0/1, 0/255, a palette GIF's 3/253). A name that hints at a mask
+    The content decides: a bool array, or a single-channel (or grey RGB) integer image or
+    volume with at most two distinct values (0/1, 0/255, a palette GIF's 3/253). A name that hints at a mask
     (``*_mask``, ``*manual*``, ``labels``, STARE's ``.ah``/``.vk``: `LABEL_HINTS`) also
     admits a nearly two-valued image (>= 99% of the pixels at its two extremes, as
     after JPEG compression); a hint alone never turns a photograph into labels.
@@ -221,7 +225,8 @@ def looks_like_labels(a: np.ndarray, name: str = "") -> bool:
         and (a[..., 2] == a[..., 0]).all()
     if grey_rgb:
         a = a[..., 0]  # a grey mask stored as RGB (HRF's FOV masks)
-    if not np.issubdtype(a.dtype, np.integer) or a.ndim != 2 or a.size == 0:
+    volume = a.ndim == 3 and a.shape[-1] not in (3, 4)  # a mask volume (D, H, W) too
+    if not np.issubdtype(a.dtype, np.integer) or not (a.ndim == 2 or volume) or a.size == 0:
         return False
     values = np.unique(a[:: max(1, a.shape[0] // 256), :: max(1, a.shape[1] // 256)])
     if values.size <= 2 and len(np.unique(a)) <= 2:
@@ -308,7 +313,8 @@ def read_spacing(path, ndim: int) -> tuple[float, ...] | None:
     """The voxel spacing a TIFF file records, ``(dz, dy, dx)`` (2D ``(dy, dx)``), or None.
 
     Read, in this order, from OME-XML (``PhysicalSizeZ/Y/X`` with their units, in
-    micrometres), ImageJ's metadata (``spacing`` for z, the ``XResolution`` and
+    micrometres), tubediff's own outputs (`write_image`'s ``spacing``), ImageJ's metadata
+    (``spacing`` for z, the ``XResolution`` and
     ``YResolution`` tags for the plane, in ImageJ's ``unit``), or, for 2D images, the
     plain resolution tags. None when an axis is missing (a volume without a z spacing),
     when a value is not a positive number, and for any other format: the caller then
@@ -335,6 +341,9 @@ def read_spacing(path, ndim: int) -> tuple[float, ...] | None:
                 found = _ome_spacing(tf.ome_metadata, ndim)
                 if found is not None:
                     return _positive(found)
+            shaped = tf.shaped_metadata  # tubediff's own outputs (`write_image`)
+            if shaped and isinstance(shaped[0].get("spacing"), list) and len(shaped[0]["spacing"]) == ndim:
+                return _positive(shaped[0]["spacing"])
             dy, dx = _resolution(page, "YResolution"), _resolution(page, "XResolution")
             ij = tf.imagej_metadata or {}
             if dy is None or dx is None:

@@ -80,7 +80,9 @@ def output_path(path, out_dir, role: str, suffix: str) -> Path:
 def image_shape(path) -> tuple[int, ...] | None:
     """The array shape of an image file from its header only (None when unreadable).
 
-    TIFF: the first series; PNG, GIF, JPEG: ``(H, W)`` or ``(H, W, C)`` by the mode.
+    TIFF: the first series, less leading singleton axes as `data.io.read_image` drops them
+    (a one-plane stack ``(1, H, W)`` is the 2D image it reads); PNG, GIF, JPEG: ``(H, W)``
+    or ``(H, W, C)`` by the mode.
     """
     path = Path(path)
     try:
@@ -88,7 +90,10 @@ def image_shape(path) -> tuple[int, ...] | None:
             import tifffile
 
             with tifffile.TiffFile(path) as tf:
-                return tuple(tf.series[0].shape)
+                shape = tuple(tf.series[0].shape)
+            while len(shape) > 2 and shape[0] == 1:
+                shape = shape[1:]
+            return shape
         from PIL import Image
 
         with Image.open(path) as im:

@@ -274,7 +274,8 @@ class SegmentWidget(Panel):
         if self.auto_scale.value:
             self.scale.value = round(value, 3)  # the factor (or radius) it chose, to see and to change
         fov = "no FOV" if seg.fov is None else f"FOV {float(seg.fov.mean()):.0%} of the image"
+        unit = "voxels" if layer_spacing(self._source) is None else "units of the layer's scale"
         size = (f"scale {seg.factor:.3g}" if seg.radius is None
-                else f"vessel radius {seg.radius:.3g} voxels (the scale field)")
+                else f"vessel radius {seg.radius:.3g} {unit} (the scale field)")
         self.done_text = (f"{size} ({seg.how}), {fov}; probability: "
                           f"{float((prob >= 0.5).mean()):.1%} of pixels >= 0.5; vessels taken as {polarity}")
