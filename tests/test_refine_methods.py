@@ -172,3 +172,34 @@ def test_cli_refine_says_what_each_dimension_got(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Hessian directions of the probability maps" in out
     assert f"images 30 steps of {RECOMMENDED_METHOD}, volumes no refinement" in out
+
+
+def test_complete_dti_keeps_a_line_or_the_vessels_own_width_across_a_break():
+    from napari_tubediff.core.refine import complete_dti
+
+    u = np.zeros((15, 40), np.float32)
+    u[4:11, :16] = u[4:11, 24:] = 0.9        # a 7-pixel wide vessel, radius 4 at its centre line
+    u[4:11, 16:24] = 0.35                     # broken over 8 pixels, faintly seen
+    u[1:4, 2:12] = 0.35                       # DTI's sideways growth: a faint rim along one side
+    line = complete_dti(u, low=0.3, line_width=1) >= 0.5
+    band = complete_dti(u, low=0.3, band=1.0) >= 0.5
+    assert line[:, 20].sum() == 3 and band[:, 20].sum() == 7     # the break: 3 rows, or all 7
+    assert not line[1:4].any() and not band[1:4].any()          # the rim is left out either way
+    assert (complete_dti(u, low=0.4) == u).all()                # nothing at or above low: unchanged
+
+
+def test_join_ends_rejoins_a_break_along_the_axis_and_nothing_else():
+    from napari_tubediff.core.refine import join_ends
+
+    u = np.zeros((20, 60), np.float32)
+    u[5, 2:20] = u[5, 27:45] = 0.9            # a vessel broken over 7 pixels, faint (0.2) in between
+    u[5, 20:27] = 0.2
+    u[14, 2:20] = 0.9                         # a vessel that ends, faint evidence beyond, nothing to join
+    u[14, 20:40] = 0.2
+    v = _along_rows(u.shape)
+    added = join_ends(u, u >= 0.5, v, low=0.15)
+    assert added[5, 20:27].all() and added.sum() == 7            # the break, pixel for pixel
+    assert not join_ends(u, u >= 0.5, v, low=0.25).any()          # too faint: no join
+    v[:] = 0
+    v[0] = 1                                                      # the axis across the vessels: heads off
+    assert not join_ends(u, u >= 0.5, v, low=0.15).any()

@@ -122,12 +122,12 @@ def complete_dti(u, low: float = 0.3, line_width: int = 1, band: float = 0.0) ->
     only the centre line and the pixels near it are kept, raised to 0.5.
 
     Near is ``line_width`` pixels either side of the centre line (skimage's `skeletonize`
-    of DTI's mask); with ``band > 0``, up to ``band`` times the radius of the vessel the
-    addition continues where that is wider: the half-width (distance transform of the
-    mask ``u >= 0.5``) at the centre-line pixel of that mask nearest to the addition's
-    own centre line. So a bridge across a break of a 12-pixel vessel keeps the vessel's
-    width, while DTI's sideways growth (off the centre line by more than the radius) is
-    still left out.
+    of DTI's mask); with ``band > 0`` also up to ``band`` times the radius of the vessel
+    an addition continues from the part of that centre line that lies outside the mask
+    ``u >= 0.5`` (the radius: the half-width, by the distance transform of that mask, at
+    its centre-line pixel nearest). So a bridge across a break of a 12-pixel vessel keeps
+    the vessel's width, while DTI's sideways growth along a vessel (whose centre line
+    stays inside the vessel) is still left out.
 
     Examples
     --------
@@ -139,21 +139,19 @@ def complete_dti(u, low: float = 0.3, line_width: int = 1, band: float = 0.0) ->
     u = check_field(u, "u")
     grown = dti(u, 0.5, low)
     line = skeletonize(grown)
-    if band > 0:
-        seed = u >= 0.5
+    near_line = (ndi.binary_dilation(line, structure=np.ones((3,) * u.ndim, bool), iterations=int(line_width))
+                 if line_width > 0 else line)
+    seed = u >= 0.5
+    added_line = line & ~seed  # the additions' own centre line: not the seed's, which sideways growth shifts
+    if band > 0 and added_line.any():
         seed_line = skeletonize(seed)
         if seed_line.any():
             radius = ndi.distance_transform_edt(seed)
             # the radius of the vessel nearest each pixel, read at that vessel's centre line
             near_radius = radius[tuple(ndi.distance_transform_edt(~seed_line, return_distances=False,
                                                                   return_indices=True))]
-            dist, idx = ndi.distance_transform_edt(~line, return_indices=True)
-            near_line = dist <= np.maximum(band * near_radius[tuple(idx)], line_width)
-        else:
-            band = 0.0
-    if band <= 0:
-        near_line = (ndi.binary_dilation(line, structure=np.ones((3,) * u.ndim, bool),
-                                         iterations=int(line_width)) if line_width > 0 else line)
+            dist, idx = ndi.distance_transform_edt(~added_line, return_indices=True)
+            near_line |= dist <= band * near_radius[tuple(idx)]
     keep = grown & near_line & (u < 0.5)
     return np.where(keep, np.float32(0.5), u).astype(np.float32)
 
