@@ -93,14 +93,19 @@ def main() -> None:
                     joined = ndi.binary_dilation(join_ends(prob, f >= 0.5, d, low=le), np.ones((3, 3), bool))
                     score(f"c={c} steps={k} low={low} {keep} ends={le}", (f >= 0.5) | joined)
         print(it.name, flush=True)
+        if args.json:  # after every image: a long run (HRF) can be stopped and still read
+            Path(args.json).write_text(json.dumps({"images": [it.name for it in items], "mean": summary(rows),
+                                                   "per_image": rows}, indent=0))
+    for label, m in summary(rows).items():
+        print(f"{label:45s} {m['dice']:.4f} {m['cldice']:.4f} {m['vca']:6.2f}")
+
+
+def summary(rows: dict) -> dict:
     out = {}
     for label, rs in rows.items():
         m = np.mean(np.array(rs, float), axis=0)
         out[label] = {"dice": m[0], "cldice": m[1], "vca": m[2], "n": len(rs)}
-        print(f"{label:45s} {m[0]:.4f} {m[1]:.4f} {m[2]:6.2f}")
-    if args.json:
-        Path(args.json).write_text(json.dumps({"images": [it.name for it in items], "mean": out,
-                                               "per_image": rows}, indent=0))
+    return out
 
 
 if __name__ == "__main__":

@@ -178,39 +178,39 @@ def join_ends(u, mask, directions, low: float = 0.15, max_length: int = 20, min_
     u = check_field(u, "u")
     v = check_directions(directions, u.shape)
     mask = np.asarray(mask, bool)
-    if u.ndim != 2:
-        raise ValueError("join_ends works on 2D fields")
-    lab, n = ndi.label(mask, structure=np.ones((3, 3), bool))
+    cube = np.ones((3,) * u.ndim, bool)
+    lab, n = ndi.label(mask, structure=cube)
     added = np.zeros(u.shape, bool)
     if n < 2:
         return added
     sizes = np.bincount(lab.ravel())
     line = skeletonize(mask)
-    neighbours = ndi.convolve(line.astype(np.uint8), np.ones((3, 3), np.uint8), mode="constant") - 1
+    neighbours = ndi.convolve(line.astype(np.uint8), cube.astype(np.uint8), mode="constant") - 1
     ends = np.argwhere(line & (neighbours == 1) & (sizes[lab] >= min_piece))
-    h, w = u.shape
-    for r, c in ends:
-        own = lab[r, c]
-        r0, r1, c0, c1 = max(r - back, 0), r + back + 1, max(c - back, 0), c + back + 1
-        near = np.argwhere(line[r0:r1, c0:c1] & (lab[r0:r1, c0:c1] == own)) + (r0, c0)
-        heading = np.array([r, c], float) - near.mean(0)
-        norm = np.hypot(*heading)
+    shape = np.array(u.shape)
+    for end in ends:
+        own = lab[tuple(end)]
+        lo, hi = np.maximum(end - back, 0), end + back + 1
+        box = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+        near = np.argwhere(line[box] & (lab[box] == own)) + lo
+        heading = end - near.mean(0)
+        norm = np.linalg.norm(heading)
         if norm < 0.5:
             continue
         heading /= norm
-        pos = np.array([r, c], float)
+        pos = end.astype(float)
         path = []
         for _ in range(max_length):
-            axis = v[:, int(round(pos[0])), int(round(pos[1]))]
+            axis = v[(slice(None), *np.rint(pos).astype(int))]
             if axis.any():  # follow the vessel's axis, keeping the heading (half and half: no jumps)
-                axis = axis * np.sign(axis @ heading or 1.0)
-                heading = heading + axis
-                heading /= max(np.hypot(*heading), 1e-6)
+                heading = heading + axis * (np.sign(axis @ heading) or 1.0)
+                heading /= max(np.linalg.norm(heading), 1e-6)
             pos = pos + heading
-            q = int(round(pos[0])), int(round(pos[1]))
-            if not (0 <= q[0] < h and 0 <= q[1] < w):
+            q = np.rint(pos).astype(int)
+            if (q < 0).any() or (q >= shape).any():
                 path = []
                 break
+            q = tuple(q)
             if lab[q] == own:
                 if path:  # turned back into its own vessel
                     path = []
