@@ -48,7 +48,8 @@ RECOMMENDED_METHOD = "gated+dti"
 _GATED = ("gated", "gated+hysteresis", "gated+dti")
 #: The methods whose last step is a completion (DTI or directional hysteresis) after the diffusion.
 COMPLETED_METHODS = ("hysteresis", "gated+hysteresis", "gated+dti")
-_NOT_DIFFUSION = ("sigma", "method", "gate_center", "gate_width", "low", "line_width", "band", "spacing")
+_NOT_DIFFUSION = ("sigma", "method", "gate_center", "gate_width", "low", "line_width", "band", "end_low",
+                  "spacing")
 
 
 @dataclass(frozen=True)
@@ -59,8 +60,11 @@ class RefineSettings:
     `REFINE_METHODS` (module docstring); ``gate_center`` and ``gate_width`` the
     evidence gate of ``"gated"``; ``low`` the growth threshold of ``"hysteresis"`` and
     of DTI (seeds at 0.5); ``line_width`` how many pixels of DTI's additions
-    ``"gated+dti"`` keeps on each side of the centre line. The others are
-    `napari_tubediff.diffuse`'s. The defaults suit 1 to 4 pixel wide vessels.
+    ``"gated+dti"`` keeps on each side of the centre line, and ``band`` (0: off) how many
+    times the continued vessel's radius it keeps about a bridge's own centre line
+    (`complete_dti`); ``end_low`` (0: off) the probability along which ``"gated+dti"``
+    then grows vessel ends along their axis to rejoin a break DTI left (`join_ends`). The
+    others are `napari_tubediff.diffuse`'s. The defaults suit 1 to 4 pixel wide vessels.
 
     ``spacing`` is the voxel spacing ``(dz, dy, dx)`` (2D ``(dy, dx)``, any length unit, e.g.
     a napari layer's ``scale``); None is isotropic. It is used relative to its smallest
@@ -76,11 +80,12 @@ class RefineSettings:
     steps: int = 30
     order: int = 8
     method: str = "faithful"
-    gate_center: float = 0.2
+    gate_center: float = 0.3
     gate_width: float = 0.05
-    low: float = 0.3
+    low: float = 0.35
     line_width: int = 1
     band: float = 0.0
+    end_low: float = 0.1
     spacing: tuple[float, ...] | None = None
 
     def __post_init__(self):
@@ -330,7 +335,14 @@ def refine_steps(u0, directions, settings: RefineSettings, *, state=None, start:
 def _complete(field: np.ndarray, u0: np.ndarray, s: RefineSettings, directions) -> np.ndarray:
     if s.method in ("hysteresis", "gated+hysteresis"):
         return _hysteresis_field(field, u0, s, directions)
-    return complete_dti(field, s.low, s.line_width, s.band)
+    done = complete_dti(field, s.low, s.line_width, s.band)
+    if s.end_low > 0:  # then the breaks DTI left: paths from vessel ends along their axis
+        joined = join_ends(u0, done >= 0.5, directions, low=s.end_low)
+        if s.line_width > 0:
+            joined = ndi.binary_dilation(joined, structure=np.ones((3,) * u0.ndim, bool),
+                                         iterations=int(s.line_width))
+        done = np.where(joined & (done < 0.5), np.float32(0.5), done).astype(np.float32)
+    return done
 
 
 def iter_refine(u, directions=None, settings: RefineSettings | None = None, *, every: int = 1,
