@@ -145,11 +145,28 @@ def test_gated_steps_show_the_gated_field():
     v = _along_rows(u.shape)
     shown = list(refine_steps(u, v, s))
     plain = list(refine_steps(u, v, RefineSettings(method="faithful", steps=3)))
-    # step 3: u0 + g (diffused - u0); g(0) ~ 0.018 keeps the background almost where it was
-    g = 0.5 * (1 + np.tanh((u - 0.2) / 0.1))
+    # step 3: u0 + g (diffused - u0); g(0) ~ 0.0025 keeps the background almost where it was
+    g = 0.5 * (1 + np.tanh((u - 0.3) / 0.1))
     np.testing.assert_allclose(shown[2].field, u + g * (plain[2].field - u), atol=1e-6)
     assert shown[2].field[7, 19] > u[7, 19] and shown[3].field[7, 18:22].min() == pytest.approx(0.5)
     assert RECOMMENDED_METHOD == "gated+dti"
+
+
+def test_defaults_are_what_was_chosen_on_the_training_splits():
+    # docs/results.md, "Refinement against DTI": chosen for the calibrated fundus U-Net
+    s = RefineSettings(method=RECOMMENDED_METHOD)
+    assert (s.method, s.steps, s.gate_center, s.gate_width, s.low, s.line_width, s.band, s.end_low) == (
+        "gated+dti", 30, 0.3, 0.05, 0.35, 1, 0.0, 0.1)
+
+
+def test_gated_dti_rejoins_a_break_dti_cannot_by_growing_the_ends():
+    u = np.zeros((15, 60), np.float32)
+    u[7, 2:25] = u[7, 32:58] = 0.9
+    u[7, 25:32] = 0.2                    # below DTI's low (0.35), above end_low (0.1)
+    v = _along_rows(u.shape)
+    out = refine(u, v, method="gated+dti", steps=2)
+    assert (out[7, 25:32] >= 0.5).all()
+    assert not (refine(u, v, method="gated+dti", steps=2, end_low=0.0)[7, 25:32] >= 0.5).any()
 
 
 def test_cli_refine_steps_default_is_what_was_measured(tmp_path, monkeypatch):
