@@ -56,7 +56,7 @@ def main() -> None:
     ends = [float(v) for v in args.ends.split(",") if v]
     rows: dict[str, list] = {}
     items = items_of(args)[: args.limit]
-    for it in items:
+    for k, it in enumerate(items):
         prob = read_prediction(args.pred, it)
         truth = it.truth()
         fov = it.fov()
@@ -94,8 +94,9 @@ def main() -> None:
                     score(f"c={c} steps={k} low={low} {keep} ends={le}", (f >= 0.5) | joined)
         print(it.name, flush=True)
         if args.json:  # after every image: a long run (HRF) can be stopped and still read
-            Path(args.json).write_text(json.dumps({"images": [it.name for it in items], "mean": summary(rows),
-                                                   "per_image": rows}, indent=0))
+            done = [i.name for i in items[: k + 1]]
+            Path(args.json).write_text(json.dumps({"images": done, "mean": summary(rows), "per_image": rows},
+                                                  indent=0))
     for label, m in summary(rows).items():
         print(f"{label:45s} {m['dice']:.4f} {m['cldice']:.4f} {m['vca']:6.2f}")
 
