@@ -53,6 +53,9 @@ for set in drive stare; do
 done
 search "${HRF[@]}" --only 01_dr --pred "$OUT/pred_hrf_training" --centers 0.3 --steps 0,30 --lows 0.3 \
     --keeps line1,line2,band1 --ends 0.1 --json "$S/hrf_training.json" | tee "$S/hrf_training.txt"
+# why HRF's clDice is DTI's: the two halves of clDice for raw, DTI and the default (HRF training)
+python "$here/refine_cl_parts.py" "${HRF[@]}" --only 01_dr,01_g,01_h --pred "$OUT/pred_hrf_training" \
+    | tee "$OUT/hrf_training_cl_parts.txt"
 # the gap list's calibrated confidence (core.gaps.CONFIDENCE_MODEL) and its reliability
 python "$here/refine_calibrate.py" --data "$DATA" --pred "$OUT" --most hrf=3 --cache "$OUT/calibration_rows" \
     --json "$OUT/calibration.json" | tee "$OUT/calibration.txt"
