@@ -30,7 +30,7 @@ predict "$OUT/pred_hrf_test" "${HRF[@]}" --only "$HRF_TEST"
 
 # choices: training splits only. scripts/refine_search.py scores every candidate setting of
 # gated+dti (gate centre, steps, DTI's low, how its additions are kept, growth from vessel ends);
-# its figures equal refine_compare.py's (same maps, same metrics). HRF: one image (01_dr), the
+# its figures equal refine_compare.py's (same maps, same metrics). HRF: two images (01_dr, 01_g), the
 # search costs about 10 minutes per HRF image on the shared 2-core machine. The band rows of the
 # first two searches were measured with complete_dti's first band (about the whole centre line,
 # commit 8cd6c21); the *_ends searches' band rows are the current band (about the additions' own).
@@ -51,7 +51,7 @@ for set in drive stare; do
     search "${A[@]}" --pred "$OUT/pred_${set}_training" --centers 0.3 --steps 0,10 --lows 0.32,0.34 \
         --keeps line1 --ends 0.05,0.1 --json "$S/${set}_training_3.json" | tee "$S/${set}_training_3.txt"
 done
-search "${HRF[@]}" --only 01_dr --pred "$OUT/pred_hrf_training" --centers 0.3 --steps 0,30 --lows 0.3 \
+search "${HRF[@]}" --only 01_dr,01_g --pred "$OUT/pred_hrf_training" --centers 0.3 --steps 0,30 --lows 0.3 \
     --keeps line1,line2,band1 --ends 0.1 --json "$S/hrf_training.json" | tee "$S/hrf_training.txt"
 # why HRF's clDice is DTI's: the two halves of clDice for raw, DTI and the default (HRF training)
 python "$here/refine_cl_parts.py" "${HRF[@]}" --only 01_dr,01_g,01_h --pred "$OUT/pred_hrf_training" \
