@@ -66,6 +66,9 @@ run "${DRIVE[@]}" --split test --pred "$OUT/pred_drive_test" --methods $M --json
     | tee "$OUT/drive_test.txt"
 run "${STARE[@]}" --only "$STARE_TEST" --pred "$OUT/pred_stare_test" --methods $M \
     --json "$OUT/stare_test.json" | tee "$OUT/stare_test.txt"
+# the same DRIVE test figures through the CLI, gap columns included
+tubediff evaluate "${DRIVE[@]}" --split test --fov --pred "$OUT/pred_drive_test" --methods raw,dti,gated+dti \
+    --steps 30 --gaps --json "$OUT/evaluate_test_gaps.json" --overwrite | tee "$OUT/evaluate_test_gaps.txt"
 # HRF: raw, DTI and the default, without the gap list (its goal is DRIVE's; about 1.5 minutes per
 # image on the loaded machine, hours with the gap list and the faithful PDE)
 run "${HRF[@]}" --only "$HRF_TEST" --pred "$OUT/pred_hrf_test" --methods raw,dti,gated+dti --no-gaps \
