@@ -53,6 +53,13 @@ for set in drive stare; do
 done
 search "${HRF[@]}" --only 01_dr,01_g --pred "$OUT/pred_hrf_training" --centers 0.3 --steps 0,30 --lows 0.3 \
     --keeps line1,line2,band1 --ends 0.1 --json "$S/hrf_training.json" | tee "$S/hrf_training.txt"
+# the searches above ran on maps brought back to native size linearly (before commit d8f2223, cubic
+# since): the chosen setting against raw, DTI and the previous default on today's (cubic) maps
+for set in drive stare; do
+    if [ $set = drive ]; then A=("${DRIVE[@]}" --split training); else A=("${STARE[@]}" --skip "$STARE_TEST"); fi
+    search "${A[@]}" --pred "$OUT/pred_${set}_training" --centers 0.2,0.3 --steps 30 --lows 0.3,0.35 \
+        --keeps line1 --ends 0.1 --json "$S/cubic_${set}_training.json" | tee "$S/cubic_${set}_training.txt"
+done
 # why HRF's clDice is DTI's: the two halves of clDice for raw, DTI and the default (HRF training)
 python "$here/refine_cl_parts.py" "${HRF[@]}" --only 01_dr,01_g,01_h --pred "$OUT/pred_hrf_training" \
     | tee "$OUT/hrf_training_cl_parts.txt"
