@@ -41,8 +41,9 @@ FEATURES = ("mean_probability", "min_probability", "log_length", "joins_two", "d
 #: entry, fitted by ``scripts/refine_calibrate.py`` on the training splits of DRIVE,
 #: STARE and HRF (bridges of the default refinement, gated+dti with its current settings, of
 #: the shipped, calibrated U-Net's probability; docs/results.md, "The gap list").
-#: Each set weighs the same in the fit; 1180 bridges of 39 images (HRF: 01 of each group).
-CONFIDENCE_MODEL = {"intercept": 0.6169, "coef": (1.9292, -1.9014, -0.4237, 0.5614, 0.5260, 0.0145)}
+#: Each set weighs the same in the fit; 1181 bridges of 39 images (HRF: 01 of each group);
+#: the probability features' coefficients are kept >= 0 (more evidence never lowers it).
+CONFIDENCE_MODEL = {"intercept": -0.1508, "coef": (0.0000, 0.0209, -0.2699, 0.8037, 0.7965, 0.0357)}
 
 
 @dataclass(frozen=True)
