@@ -60,6 +60,8 @@ for set in drive stare; do
     search "${A[@]}" --pred "$OUT/pred_${set}_training" --centers 0.2,0.3 --steps 30 --lows 0.3,0.35 \
         --keeps line1 --ends 0.1 --json "$S/cubic_${set}_training.json" | tee "$S/cubic_${set}_training.txt"
 done
+run "${HRF[@]}" --only 01_dr,01_g,01_h --pred "$OUT/pred_hrf_training" --methods raw,dti,gated+dti --no-gaps \
+    --json "$OUT/hrf_training.json" | tee "$OUT/hrf_training.txt"
 # why HRF's clDice is DTI's: the two halves of clDice for raw, DTI and the default (HRF training)
 python "$here/refine_cl_parts.py" "${HRF[@]}" --only 01_dr,01_g,01_h --pred "$OUT/pred_hrf_training" \
     | tee "$OUT/hrf_training_cl_parts.txt"
