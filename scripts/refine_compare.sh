@@ -31,7 +31,9 @@ predict "$OUT/pred_hrf_test" "${HRF[@]}" --only "$HRF_TEST"
 # choices: training splits only. scripts/refine_search.py scores every candidate setting of
 # gated+dti (gate centre, steps, DTI's low, how its additions are kept, growth from vessel ends);
 # its figures equal refine_compare.py's (same maps, same metrics). HRF: two images (01_dr, 01_g), the
-# search costs about 10 minutes per HRF image on the shared 2-core machine. The band rows of the
+# search costs about 10 minutes per HRF image on the shared 2-core machine. The searches of
+# docs/results.md ran on maps brought back to native size linearly (before commit d8f2223);
+# run now, they score the cubic maps (the cubic_* re-check below), so their figures differ a little. The band rows of the
 # first two searches were measured with complete_dti's first band (about the whole centre line,
 # commit 8cd6c21); the *_ends searches' band rows are the current band (about the additions' own).
 S=$OUT/search; mkdir -p "$S"
