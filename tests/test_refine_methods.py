@@ -220,3 +220,15 @@ def test_join_ends_rejoins_a_break_along_the_axis_and_nothing_else():
     v[:] = 0
     v[0] = 1                                                      # the axis across the vessels: heads off
     assert not join_ends(u, u >= 0.5, v, low=0.15).any()
+
+
+def test_join_ends_works_in_3d():
+    from napari_tubediff.core.refine import join_ends
+
+    u = np.zeros((9, 9, 40), np.float32)
+    u[4, 4, 2:16] = u[4, 4, 22:38] = 0.9      # a 1-voxel tube along x, broken over 6 voxels
+    u[4, 4, 16:22] = 0.2
+    v = np.zeros((3, *u.shape), np.float32)
+    v[2] = 1
+    added = join_ends(u, u >= 0.5, v, low=0.15)
+    assert added[4, 4, 16:22].all() and added.sum() == 6
