@@ -8,7 +8,8 @@ of the U-Net's probability (``PRED_ROOT/pred_{drive,stare,hrf}_training/``, writ
 ``refine_predict.py``), its bridges (`core.gaps.bridges`), each bridge's `FEATURES` and
 whether it is correct (`evaluation.gap_correct`: in the truth, joining pieces the truth
 joins). A logistic model (scipy's L-BFGS, a small L2 penalty on the standardised
-features) of "correct" on the features; printed: its coefficients (paste them into
+features, the probability features' coefficients kept >= 0) of "correct" on the
+features; printed: its coefficients (paste them into
 `CONFIDENCE_MODEL`), the reliability table (predicted against observed precision per
 confidence bin, pooled over the three sets), and each set's top-20 precision when ranked
 by the mean probability and by the fitted confidence.
@@ -59,8 +60,15 @@ def collect(root, pred_root, sets, settings, cache=None, most=None) -> list[dict
     return rows
 
 
-def fit(x: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None, l2: float = 1e-2) -> dict:
-    """Weighted logistic regression of y on x; the model on the raw (unstandardised) features."""
+def fit(x: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None, l2: float = 1e-2,
+        nonnegative: tuple[int, ...] = (0, 1)) -> dict:
+    """Weighted logistic regression of y on x; the model on the raw (unstandardised) features.
+
+    The coefficients of the columns ``nonnegative`` (the backbone's mean and lowest probability
+    along the bridge) are kept >= 0: more evidence never lowers the confidence. Unconstrained,
+    the two (nearly collinear) columns took opposite signs and ranked a bridge through nothing
+    above one through faint evidence.
+    """
     mu, sd = x.mean(0), x.std(0)
     sd[sd == 0] = 1.0
     z = (x - mu) / sd
@@ -74,7 +82,8 @@ def fit(x: np.ndarray, y: np.ndarray, weight: np.ndarray | None = None, l2: floa
         grad[1:] += l2 * w[1:]
         return (wt * nll).mean() + 0.5 * l2 * w[1:] @ w[1:], grad
 
-    w = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B").x
+    bounds = [(None, None)] + [(0.0, None) if k in nonnegative else (None, None) for k in range(x.shape[1])]
+    w = minimize(loss, np.zeros(x.shape[1] + 1), jac=True, method="L-BFGS-B", bounds=bounds).x
     coef = w[1:] / sd
     return {"intercept": float(w[0] - coef @ mu), "coef": tuple(float(c) for c in coef)}
 

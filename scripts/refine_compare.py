@@ -44,6 +44,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int)
     ap.add_argument("--set", action="append", default=[], metavar="K=V,K=V",
                     help="extra runs of every refinement method with these RefineSettings fields")
+    ap.add_argument("--no-gaps", action="store_true", help="skip the gap list (HRF: hours on a shared CPU)")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -75,7 +76,7 @@ def main() -> None:
                 runs[f"{m}[{extra}]"] = (m, {**over, **kv})
     names = list(runs)
     per = {m: [] for m in names}
-    gaps = {m: [] for m in names if m not in ("raw",)}
+    gaps = {} if args.no_gaps else {m: [] for m in names if m not in ("raw",)}
     for it in items:
         fov, truth = it.fov(), it.truth()
         if args.pred:

@@ -145,11 +145,28 @@ def test_gated_steps_show_the_gated_field():
     v = _along_rows(u.shape)
     shown = list(refine_steps(u, v, s))
     plain = list(refine_steps(u, v, RefineSettings(method="faithful", steps=3)))
-    # step 3: u0 + g (diffused - u0); g(0) ~ 0.018 keeps the background almost where it was
-    g = 0.5 * (1 + np.tanh((u - 0.2) / 0.1))
+    # step 3: u0 + g (diffused - u0); g(0) ~ 0.0025 keeps the background almost where it was
+    g = 0.5 * (1 + np.tanh((u - 0.3) / 0.1))
     np.testing.assert_allclose(shown[2].field, u + g * (plain[2].field - u), atol=1e-6)
     assert shown[2].field[7, 19] > u[7, 19] and shown[3].field[7, 18:22].min() == pytest.approx(0.5)
     assert RECOMMENDED_METHOD == "gated+dti"
+
+
+def test_defaults_are_what_was_chosen_on_the_training_splits():
+    # docs/results.md, "Refinement against DTI": chosen for the calibrated fundus U-Net
+    s = RefineSettings(method=RECOMMENDED_METHOD)
+    assert (s.method, s.steps, s.gate_center, s.gate_width, s.low, s.line_width, s.band, s.end_low) == (
+        "gated+dti", 30, 0.3, 0.05, 0.35, 1, 0.0, 0.1)
+
+
+def test_gated_dti_rejoins_a_break_dti_cannot_by_growing_the_ends():
+    u = np.zeros((15, 60), np.float32)
+    u[7, 2:25] = u[7, 32:58] = 0.9
+    u[7, 25:32] = 0.2                    # below DTI's low (0.35), above end_low (0.1)
+    v = _along_rows(u.shape)
+    out = refine(u, v, method="gated+dti", steps=2)
+    assert (out[7, 25:32] >= 0.5).all()
+    assert not (refine(u, v, method="gated+dti", steps=2, end_low=0.0)[7, 25:32] >= 0.5).any()
 
 
 def test_cli_refine_steps_default_is_what_was_measured(tmp_path, monkeypatch):
@@ -172,3 +189,46 @@ def test_cli_refine_says_what_each_dimension_got(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "Hessian directions of the probability maps" in out
     assert f"images 30 steps of {RECOMMENDED_METHOD}, volumes no refinement" in out
+
+
+def test_complete_dti_keeps_a_line_or_the_vessels_own_width_across_a_break():
+    from napari_tubediff.core.refine import complete_dti
+
+    u = np.zeros((15, 40), np.float32)
+    u[4:11, :16] = u[4:11, 24:] = 0.9        # a 7-pixel wide vessel, radius 4 at its centre line
+    u[4:11, 16:24] = 0.35                     # broken over 8 pixels, faintly seen
+    u[1:4, 2:12] = 0.35                       # DTI's sideways growth: a faint rim along one side
+    line = complete_dti(u, low=0.3, line_width=1) >= 0.5
+    band = complete_dti(u, low=0.3, band=1.0) >= 0.5
+    assert line[:, 20].sum() == 3 and band[:, 20].sum() == 7     # the break: 3 rows, or all 7
+    assert not line[1:4].any() and not band[1:4].any()          # the rim is left out either way
+    assert (complete_dti(u, low=0.4) == u).all()                # nothing at or above low: unchanged
+
+
+def test_join_ends_rejoins_a_break_along_the_axis_and_nothing_else():
+    from napari_tubediff.core.refine import join_ends
+
+    u = np.zeros((20, 60), np.float32)
+    u[5, 2:20] = u[5, 27:45] = 0.9            # a vessel broken over 7 pixels, faint (0.2) in between
+    u[5, 20:27] = 0.2
+    u[14, 2:20] = 0.9                         # a vessel that ends, faint evidence beyond, nothing to join
+    u[14, 20:40] = 0.2
+    v = _along_rows(u.shape)
+    added = join_ends(u, u >= 0.5, v, low=0.15)
+    assert added[5, 20:27].all() and added.sum() == 7            # the break, pixel for pixel
+    assert not join_ends(u, u >= 0.5, v, low=0.25).any()          # too faint: no join
+    v[:] = 0
+    v[0] = 1                                                      # the axis across the vessels: heads off
+    assert not join_ends(u, u >= 0.5, v, low=0.15).any()
+
+
+def test_join_ends_works_in_3d():
+    from napari_tubediff.core.refine import join_ends
+
+    u = np.zeros((9, 9, 40), np.float32)
+    u[4, 4, 2:16] = u[4, 4, 22:38] = 0.9      # a 1-voxel tube along x, broken over 6 voxels
+    u[4, 4, 16:22] = 0.2
+    v = np.zeros((3, *u.shape), np.float32)
+    v[2] = 1
+    added = join_ends(u, u >= 0.5, v, low=0.15)
+    assert added[4, 4, 16:22].all() and added.sum() == 6

@@ -39,10 +39,11 @@ FEATURES = ("mean_probability", "min_probability", "log_length", "joins_two", "d
 
 #: The logistic model of `confidence`: ``intercept`` and one coefficient per `FEATURES`
 #: entry, fitted by ``scripts/refine_calibrate.py`` on the training splits of DRIVE,
-#: STARE and HRF (bridges of the default refinement, gated+dti, of the shipped U-Net's
-#: probability; docs/results.md, "The gap list").
-#: Each set weighs the same in the fit; 2838 bridges of 48 images (HRF: 01 to 04 of each group).
-CONFIDENCE_MODEL = {"intercept": -0.6776, "coef": (2.3278, -0.2815, -0.1798, 0.8530, 1.0492, 0.0067)}
+#: STARE and HRF (bridges of the default refinement, gated+dti with its current settings, of
+#: the shipped, calibrated U-Net's probability; docs/results.md, "The gap list").
+#: Each set weighs the same in the fit; 1181 bridges of 39 images (HRF: 01 of each group);
+#: the probability features' coefficients are kept >= 0 (more evidence never lowers it).
+CONFIDENCE_MODEL = {"intercept": -0.1508, "coef": (0.0000, 0.0209, -0.2699, 0.8037, 0.7965, 0.0357)}
 
 
 @dataclass(frozen=True)
