@@ -216,3 +216,25 @@ def test_drive_layout_with_another_fov_and_a_ground_truth_in_the_pred_folder(dri
     shutil.copy(root / "test/images/01_test.tif", root / "test/images/01_copy.png")
     assert main(args) == 2
     assert "both have the number 01" in capsys.readouterr().err
+
+
+def test_evaluate_refine_row_is_what_tubediff_refine_writes(tmp_path):
+    """The default "refine" row scores the mask `tubediff refine` writes from the same
+    probability (the recommended method, Hessian directions, its measured steps), not a
+    refinement of the evaluation's own."""
+    root = tmp_path / "set"
+    for d in ("images", "labels", "pred"):
+        (root / d).mkdir(parents=True)
+    s = synthetic_vessels((64, 72), seed=3, n_breaks=4, width=(1.0, 2.5))
+    Image.fromarray((255 - 150 * s.truth).astype(np.uint8)).save(root / "images/a.png")
+    Image.fromarray(s.truth.astype(np.uint8) * 255).save(root / "labels/a.png")
+    write_image(root / "pred/a.tif", s.probability.astype(np.float32))
+    assert main(["evaluate", "--images", str(root / "images"), "--labels", str(root / "labels"),
+                 "--pred", str(root / "pred"), "--methods", "refine",
+                 "--save-pred", str(tmp_path / "ev")]) == 0
+    assert main(["refine", str(root / "pred/a.tif"), "--out", str(tmp_path / "rf")]) == 0
+    scored = read_image(tmp_path / "ev/refine/a.png") > 0
+    written = read_image(tmp_path / "rf/a_mask.png") > 0
+    assert scored.any() and np.array_equal(scored, written)
+    # and it is not the bare probability: the default refinement reconnected something
+    assert not np.array_equal(scored, s.probability >= 0.5)

@@ -143,7 +143,6 @@ def _evaluate(args) -> int:
     from tqdm import tqdm
 
     from .core.checks import check_steps
-    from .core.refine import RefineSettings
     from .data.drive import index_folder
     from .data.io import atomic_write_text
     from .evaluation import evaluate_dataset, format_table, make_methods, read_prediction
@@ -153,7 +152,8 @@ def _evaluate(args) -> int:
         raise ValueError("give either --backbone NAME or --pred DIR")
     if args.limit is not None and args.limit < 1:
         raise ValueError(f"--limit must be at least 1, got {args.limit}")
-    check_steps(args.steps, "--steps")
+    if args.steps is not None:
+        check_steps(args.steps, "--steps")
     if args.limit:
         items = items[: args.limit]
         what = f"the first {len(items)} of " + what
@@ -193,19 +193,27 @@ def _evaluate(args) -> int:
             seg = segment_image(backbone, item.image(), fov=fov)  # the CLI's and the panel's path
             return seg.prob, seg.features
 
+    from .batch.run import BatchOptions
     from .models.refiner import refiner_for
 
-    refiner = refiner_for(args.refiner, args.backbone) if "refine" in names else None
+    # "refine" is what `tubediff refine --input image` does with the same --refiner and --steps
+    # (one rule, `BatchOptions`): by default the recommended method with Hessian directions at
+    # its measured steps; the learned refiner, when named, at the 10 steps it was trained with.
+    opts = BatchOptions(input="image", steps=args.steps, method=None, refiner=args.refiner)
+    settings = opts.settings(2)
+    refiner = refiner_for(opts.refiner_choice(), args.backbone) if "refine" in names else None
+    steps = settings.steps if refiner is None else (10 if args.steps is None else args.steps)
     if "refine" in names:
-        source += f"; refiner: {refiner.weights.name if refiner else 'Hessian directions'}"
+        source += ("; refine: " + (f"learned refiner {refiner.weights.name}" if refiner
+                                   else f"{settings.method}, Hessian directions") + f", {steps} steps")
     _set_threads(args.threads)
-    methods = make_methods(names, steps=args.steps, settings=RefineSettings(), refiner=refiner)
+    methods = make_methods(names, steps=steps, settings=settings, refiner=refiner)
     results = evaluate_dataset(
         items, predict, methods, use_fov=use_fov, save_pred=args.save_pred, gaps=args.gaps,
         progress=lambda xs: tqdm(xs, desc="evaluate", unit="image", file=sys.stderr))
     labels = {"raw": "raw (u >= 0.5)", "dti": "DTI (0.5 / 0.3)",
-              "refine": f"refine ({args.steps} steps)", "human": "human (2nd vs 1st observer)",
-              "hessian": f"refine, Hessian dirs ({args.steps} steps)"}
+              "refine": f"refine ({steps} steps)", "human": "human (2nd vs 1st observer)",
+              "hessian": f"refine, Hessian dirs ({steps} steps)"}
     print(f"{what}; {source}; Dice, clDice and Betti "
           + ("inside the FOV" if use_fov else "on the whole image") + "; VCA on the whole image")
     print(format_table(results, labels))
@@ -744,13 +752,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma list of raw,dti,refine,hessian (hessian: refine with Hessian directions "
                         "whatever --refiner) or a refinement method (faithful, gated, hysteresis, "
                         "gated+hysteresis, gated+dti: Hessian directions; default raw,dti,refine)")
-    e.add_argument("--steps", type=int, default=10, help="RK4 steps of the refinement (default 10)")
+    e.add_argument("--steps", type=int, default=None,
+                   help="RK4 steps of the refinement (default: as tubediff refine, 30 for the recommended "
+                        "method with Hessian directions, 10 for a learned refiner)")
     e.add_argument("--gaps", action="store_true",
                    help="also score each method's list of bridged gaps against the truth: median length, "
                         "precision (all and top 20) and recall of the truth's breaks")
     e.add_argument("--refiner", default="auto",
                    help="learned refiner weights, 'shipped', or 'hessian' for classical directions "
-                        "(default: shipped with --backbone unet, else hessian)")
+                        "(default: as tubediff refine, the recommended method with Hessian directions)")
     e.add_argument("--fov", nargs="?", const="data", metavar="DIR|auto|none",
                    help="score Dice, clDice and Betti errors inside the field of view: bare --fov, the "
                         "dataset's own masks (DRIVE's mask/); DIR, masks named like the images (NAME.* or "
