@@ -260,7 +260,8 @@ class Job:
 
     ``func`` runs in a napari worker. A generator function's yielded values are its
     frames; a plain function given ``on_frame`` gets a `Gate` (keyword ``gate``) to post
-    them; other functions just return a result. ``on_frame(job, value)`` takes a frame
+    them; other functions just return a result (``gated``: they get a `Gate` too, to poll
+    Cancel, e.g. `workers.process.run_in_child`'s ``should_stop``). ``on_frame(job, value)`` takes a frame
     in (cheaply: it stores it and sets ``job.step``; drawing is `Panel.request_draw`'s
     business), ``on_result(job, value)`` the return value of a job that was not
     cancelled, ``on_error(job, exc)`` and ``on_end(job)`` the rest.
@@ -272,7 +273,8 @@ class Job:
     """
 
     def __init__(self, panel: Panel, func: Callable, *args, step: int = 0, total: int = 0, desc: str = "",
-                 note: str = "", on_frame=None, on_result=None, on_error=None, on_end=None, **kwargs):
+                 note: str = "", on_frame=None, on_result=None, on_error=None, on_end=None,
+                 gated: bool = False, **kwargs):
         self.panel = panel
         self.state = RUNNING
         self.step = int(step)
@@ -290,7 +292,7 @@ class Job:
         if inspect.isgeneratorfunction(func):
             cls = SteppedWorker
         else:
-            cls = GatedFunctionWorker if on_frame is not None else FunctionWorker
+            cls = GatedFunctionWorker if on_frame is not None or gated else FunctionWorker
         self.worker = create_worker(_leaving_a_core(func), *args, _worker_class=cls, _ignore_errors=True,
                                     **kwargs)
         gate = getattr(self.worker, "gate", None)

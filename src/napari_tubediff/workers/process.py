@@ -1,0 +1,318 @@
+"""Run a function in a separate Python process, with progress frames, lock-step and cancel.
+
+The panels' heavy torch work (the U-Net's inference, fine-tuning) runs here rather than in
+a thread of the GUI process, so it cannot hold the GUI's Python lock (GIL): measured on
+the 2-core machine, a training thread's Python parts and torch's first import of
+``torch._dynamo`` (about 900 modules, 2.9 s under load, in pieces of 0.4 to 0.8 s) stalled
+napari's event loop for up to 0.6 s while fine-tuning (docs/performance.md, section 9).
+
+`run_in_child` is called from a worker thread of the calling process (a panel's napari
+worker) and blocks it until the child returns; it speaks the panels' protocol:
+
+* **Frames, lock-step.** The function gets a ``post`` keyword (when ``on_frame`` is given):
+  ``post(value)`` sends ``value`` to the parent, where ``on_frame(value)`` is called in
+  the waiting thread, and returns once ``on_frame`` has returned (the panel has taken
+  the frame in), so the child is never more than one frame ahead of the display.
+* **Cancel at once.** ``should_stop()`` is polled every `POLL` seconds while the child
+  computes, and ``on_frame`` returning False cancels too: the child is terminated at
+  once (SIGTERM, then SIGKILL), wherever it is, and `run_in_child` returns None.
+* **Errors as one line.** An exception in the child is raised again in the parent (the
+  same class when it can be pickled, else `ChildError`) with its message, without the
+  child's traceback; a child that dies raises `ChildError` saying how.
+
+A child is a new interpreter (never a fork: the GUI process has Qt and OpenMP threads), kept
+for the next call (`Child`): spawning one and importing torch in it costs seconds, so
+`prewarm` starts one early (a panel does when it opens) and a finished call leaves its
+child idle for the next. A terminated child is replaced on the next call. `shutdown`
+(called at exit) ends them all; on Linux a child also ends when its parent dies. This
+module imports neither napari nor Qt; the child imports what its function needs, and
+`WARM` while it waits for its first task.
+
+The environment variable ``TUBEDIFF_WORKER_PROCESS=0`` runs the function in the calling
+thread instead (same protocol, no process): for debugging with a debugger. Windows always
+does (the child's socket is an inherited file descriptor).
+"""
+
+from __future__ import annotations
+
+import atexit
+import importlib
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+#: Seconds between two looks at ``should_stop`` (and at whether the child is alive) while
+#: the child computes: how late a Cancel acts at most.
+POLL = 0.05
+
+#: Modules a child imports as soon as it starts, before its first task: torch and the
+#: optimiser machinery that torch imports the first time an optimiser is made
+#: (``torch._dynamo``, 2.9 s; measured in the panel's worker, docs/performance.md section 9).
+WARM = ("torch", "torch.optim", "napari_tubediff.workers.tasks")
+
+
+class ChildError(RuntimeError):
+    """The child failed with an exception that could not be sent back, or died."""
+
+
+def enabled() -> bool:
+    """Whether work goes to a child process: on POSIX systems (the child's socket is an
+    inherited file descriptor), unless ``TUBEDIFF_WORKER_PROCESS`` is ``0``."""
+    off = os.environ.get("TUBEDIFF_WORKER_PROCESS", "1").strip().lower() in ("0", "no", "false", "off")
+    return os.name == "posix" and not off
+
+
+def _dumps(obj) -> bytes:
+    # plain pickle, not multiprocessing's: torch's reducers would move tensors to shared
+    # memory through file descriptors, which a terminated child could leave behind
+    return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def _child_main() -> None:  # pragma: no cover - in the child
+    """The child's entry point (`Child`): the socket and settings come in the environment."""
+    conn = Connection(int(os.environ.pop("TUBEDIFF_CHILD_FD")))
+    threads = int(os.environ.pop("TUBEDIFF_CHILD_THREADS", "0")) or None
+    warm = tuple(w for w in os.environ.pop("TUBEDIFF_CHILD_WARM", "").split(",") if w)
+    if sys.platform.startswith("linux"):
+        try:  # end with the parent even if it is killed (PR_SET_PDEATHSIG = 1)
+            import ctypes
+
+            ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+        except (OSError, AttributeError):
+            pass
+    _serve(conn, threads, warm)
+
+
+def _serve(conn, threads: int | None, warm: tuple[str, ...]) -> None:  # pragma: no cover - in the child
+    """The child's loop: import ``warm``, then run tasks until the parent goes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the parent's to handle
+    for name in warm:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    if threads:
+        try:
+            import torch
+
+            torch.set_num_threads(threads)
+        except ImportError:
+            pass
+        try:
+            import numba
+
+            numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+        except ImportError:
+            pass
+    if "torch.optim" in warm:
+        _import_optimiser_machinery()
+    while True:
+        try:
+            func, args, kwargs, frames = pickle.loads(conn.recv_bytes())
+        except (EOFError, OSError):
+            return  # the parent is gone
+        if frames:
+            def post(value, _conn=conn):
+                _conn.send_bytes(_dumps(("frame", value)))
+                _conn.recv_bytes()  # the parent took the frame in
+                return True
+
+            kwargs = dict(kwargs, post=post)
+        try:
+            reply = ("result", func(*args, **kwargs))
+        except Exception as e:  # noqa: BLE001 - every failure goes back as one message
+            reply = ("error", _portable(e))
+        try:
+            conn.send_bytes(_dumps(reply))
+        except (EOFError, OSError):
+            return
+        except Exception as e:  # noqa: BLE001 - a result that cannot be pickled
+            conn.send_bytes(_dumps(("error", ChildError(f"the result could not be sent back: {e}"))))
+
+
+def _import_optimiser_machinery() -> None:  # pragma: no cover - in the child
+    """Make (and drop) one optimiser: torch imports ``torch._dynamo`` the first time."""
+    try:
+        import torch
+
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    except Exception:  # noqa: BLE001 - warming is best effort
+        pass
+
+
+def _portable(e: BaseException) -> BaseException:
+    """``e`` if it survives pickling as itself, else a `ChildError` with its message."""
+    try:
+        back = pickle.loads(_dumps(e))
+        if type(back) is type(e) and str(back) == str(e):
+            return e
+    except Exception:  # noqa: BLE001 - an exception class that does not pickle
+        pass
+    return ChildError(f"{type(e).__name__}: {e}")
+
+
+class Child:
+    """One child process that runs tasks one at a time (see the module docstring).
+
+    Started as ``python -c ...`` with a socket to the parent (not with multiprocessing's
+    spawn, which imports the parent's main script again in the child: a script that opens
+    napari without a ``__main__`` guard would open a second viewer there).
+    """
+
+    def __init__(self, threads: int | None = None, warm: tuple[str, ...] = WARM):
+        here, child_end = socket.socketpair()
+        root = str(Path(__file__).resolve().parents[2])  # the directory napari_tubediff is in
+        code = (f"import sys; sys.path.insert(0, {root!r}); "
+                "from napari_tubediff.workers.process import _child_main; _child_main()")
+        env = dict(os.environ, TUBEDIFF_CHILD_FD=str(child_end.fileno()),
+                   TUBEDIFF_CHILD_THREADS=str(threads or 0), TUBEDIFF_CHILD_WARM=",".join(warm))
+        self.process = subprocess.Popen([sys.executable, "-c", code], pass_fds=(child_end.fileno(),),
+                                        stdin=subprocess.DEVNULL, env=env, close_fds=True)
+        child_end.close()  # the child's end lives in the child: EOF here once it is gone
+        self._conn = Connection(here.detach())
+        self.closed = False
+
+    def alive(self) -> bool:
+        return not self.closed and self.process.poll() is None
+
+    def run(self, func: Callable, *args, on_frame: Callable | None = None,
+            should_stop: Callable[[], bool] | None = None, **kwargs):
+        """``func(*args, **kwargs)`` in the child (see `run_in_child`); None when cancelled."""
+        stop = should_stop or (lambda: False)
+        if stop():
+            return None
+        self._conn.send_bytes(_dumps((func, args, kwargs, on_frame is not None)))
+        while True:
+            if stop():
+                self.terminate()
+                return None
+            try:
+                ready = self._conn.poll(POLL)
+            except (EOFError, OSError):
+                ready = True
+            if not ready:
+                if self.process.poll() is not None:
+                    self.closed = True
+                    raise ChildError(f"the worker process ended unexpectedly (exit code "
+                                     f"{self.process.returncode})")
+                continue
+            try:
+                kind, value = pickle.loads(self._conn.recv_bytes())
+            except (EOFError, OSError):
+                try:
+                    self.process.wait(1)
+                except subprocess.TimeoutExpired:
+                    pass
+                self.closed = True
+                raise ChildError(f"the worker process ended unexpectedly (exit code "
+                                 f"{self.process.returncode})") from None
+            if kind == "frame":
+                if on_frame(value) is False or stop():
+                    self.terminate()
+                    return None
+                self._conn.send_bytes(b"go")
+            elif kind == "error":
+                raise value
+            else:
+                return value
+
+    def terminate(self) -> None:
+        """End the child now (whatever it is doing) and quietly."""
+        self.closed = True
+        p = self.process
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(2)
+            except subprocess.TimeoutExpired:  # pragma: no cover - a child that ignores SIGTERM
+                p.kill()
+                p.wait(2)
+        self._conn.close()
+
+
+_lock = threading.Lock()
+_idle: list[Child] = []     # children waiting for a task (at most one is kept)
+_busy: set[Child] = set()   # children running a task now
+
+
+def prewarm(threads: int | None = None) -> None:
+    """Start a child now (if none is idle) so that the first task does not wait for torch."""
+    if not enabled():
+        return
+    with _lock:
+        if any(c.alive() for c in _idle):
+            return
+        _idle.clear()
+        _idle.append(Child(threads))
+
+
+def run_in_child(func: Callable, *args, on_frame: Callable | None = None,
+                 should_stop: Callable[[], bool] | None = None, threads: int | None = None, **kwargs):
+    """``func(*args, **kwargs)`` in a child process; its return value, or None when cancelled.
+
+    Parameters
+    ----------
+    func : callable
+        A module-level function (it is pickled by name), importable without napari or Qt.
+        With ``on_frame`` it gets a keyword ``post``: ``post(value)`` hands ``value`` to
+        ``on_frame`` in this thread and returns once that has returned.
+    on_frame : callable, optional
+        Called in this thread with each frame; returning False cancels.
+    should_stop : callable, optional
+        Polled every `POLL` seconds; True terminates the child at once.
+    threads : int, optional
+        torch's and numba's thread count in a child started for this call.
+
+    Raises
+    ------
+    Exception
+        The child's exception (its class when it pickles, else `ChildError`), or
+        `ChildError` when the child died.
+
+    Examples
+    --------
+    >>> import operator
+    >>> run_in_child(operator.add, 2, 3)
+    5
+    """
+    if not enabled():
+        if on_frame is not None:
+            kwargs["post"] = on_frame
+        if should_stop is not None and should_stop():
+            return None
+        return func(*args, **kwargs)
+    with _lock:
+        while _idle and not _idle[-1].alive():
+            _idle.pop()
+        child = _idle.pop() if _idle else None
+        if child is None:
+            child = Child(threads)
+        _busy.add(child)
+    try:
+        return child.run(func, *args, on_frame=on_frame, should_stop=should_stop, **kwargs)
+    finally:
+        with _lock:
+            _busy.discard(child)
+            if child.alive() and not _idle:
+                _idle.append(child)
+            elif child.alive():
+                child.terminate()
+
+
+def shutdown() -> None:
+    """End every child (idle or busy) now, quietly."""
+    with _lock:
+        children = list(_idle) + list(_busy)
+        _idle.clear()
+    for c in children:
+        c.terminate()
+
+
+atexit.register(shutdown)
