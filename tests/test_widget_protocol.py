@@ -299,7 +299,9 @@ def test_an_error_replaces_the_progress_in_the_status(finetune_panel, qtbot, mon
         on_update(1, 0.4)
         raise ValueError("the labels hold no vessel")
 
-    monkeypatch.setattr("napari_tubediff.widgets.finetune.finetune", failing)
+    # in this thread (the panel's protocol is the same), so that the patched training is the one run
+    monkeypatch.setenv("TUBEDIFF_WORKER_PROCESS", "0")
+    monkeypatch.setattr("napari_tubediff.training.finetune.finetune", failing)
     w.train_button.native.click()
     qtbot.waitUntil(lambda: w._worker is None, timeout=30000)
     assert w.status.value == "failed: the labels hold no vessel"

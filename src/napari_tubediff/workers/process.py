@@ -58,6 +58,9 @@ POLL = 0.05
 WARM = ("torch", "torch.optim", "napari_tubediff.workers.tasks")
 
 
+_CHILD = "__tubediff_child__"  # this module's name when it runs as a child's main script
+
+
 class ChildError(RuntimeError):
     """The child failed with an exception that could not be sent back, or died."""
 
@@ -134,7 +137,7 @@ def _serve(conn, threads: int | None, warm: tuple[str, ...]) -> None:  # pragma:
         except (EOFError, OSError):
             return
         except Exception as e:  # noqa: BLE001 - a result that cannot be pickled
-            conn.send_bytes(_dumps(("error", ChildError(f"the result could not be sent back: {e}"))))
+            conn.send_bytes(_dumps(("error", (None, f"the result could not be sent back: {e}"))))
 
 
 def _import_optimiser_machinery() -> None:  # pragma: no cover - in the child
@@ -147,15 +150,24 @@ def _import_optimiser_machinery() -> None:  # pragma: no cover - in the child
         pass
 
 
-def _portable(e: BaseException) -> BaseException:
-    """``e`` if it survives pickling as itself, else a `ChildError` with its message."""
+def _portable(e: BaseException) -> tuple[bytes | None, str]:
+    """``e`` pickled (None if it cannot be) and in words, to raise again in the parent (`_raise`)."""
     try:
-        back = pickle.loads(_dumps(e))
-        if type(back) is type(e) and str(back) == str(e):
-            return e
-    except Exception:  # noqa: BLE001 - an exception class that does not pickle
-        pass
-    return ChildError(f"{type(e).__name__}: {e}")
+        blob = _dumps(e)
+    except Exception:  # noqa: BLE001 - an exception that does not pickle
+        blob = None
+    return blob, f"{type(e).__name__}: {e}"
+
+
+def _raise(blob: bytes | None, text: str):
+    """Raise the child's exception as itself when it unpickles as itself, else a `ChildError`."""
+    try:
+        e = pickle.loads(blob) if blob is not None else None
+    except Exception:  # noqa: BLE001 - e.g. a class whose constructor takes other arguments
+        e = None
+    if not isinstance(e, Exception) or f"{type(e).__name__}: {e}" != text:
+        e = ChildError(text)
+    raise e
 
 
 class Child:
@@ -163,16 +175,33 @@ class Child:
 
     Started as ``python -c ...`` with a socket to the parent (not with multiprocessing's
     spawn, which imports the parent's main script again in the child: a script that opens
-    napari without a ``__main__`` guard would open a second viewer there).
+    napari without a ``__main__`` guard would open a second viewer there). The child's
+    module search path is the parent's.
+
+    Examples
+    --------
+    >>> import operator
+    >>> child = Child(warm=())   # nothing to import first
+    >>> child.run(operator.add, 2, 3)
+    5
+    >>> child.terminate(); child.alive()
+    False
     """
 
-    def __init__(self, threads: int | None = None, warm: tuple[str, ...] = WARM):
+    def __init__(self, threads: int | None = None, warm: tuple[str, ...] | None = None):
+        warm = WARM if warm is None else warm
         here, child_end = socket.socketpair()
-        root = str(Path(__file__).resolve().parents[2])  # the directory napari_tubediff is in
-        code = (f"import sys; sys.path.insert(0, {root!r}); "
-                "from napari_tubediff.workers.process import _child_main; _child_main()")
-        env = dict(os.environ, TUBEDIFF_CHILD_FD=str(child_end.fileno()),
-                   TUBEDIFF_CHILD_THREADS=str(threads or 0), TUBEDIFF_CHILD_WARM=",".join(warm))
+        # the parent's search path (this package's copy first), so that a function pickled by
+        # name imports the same module in the child
+        path = [str(Path(__file__).resolve().parents[2])] + [p for p in sys.path if p]
+        # this file run as a script (it needs the standard library only): the child imports
+        # the package, and torch, only when a task (or `WARM`) needs them
+        code = ("import os, runpy, sys; "
+                "sys.path[:0] = os.environ.pop('TUBEDIFF_CHILD_PATH').split(os.pathsep); "
+                f"runpy.run_path({str(Path(__file__).resolve())!r}, run_name={_CHILD!r})")
+        env = dict(os.environ, TUBEDIFF_CHILD_PATH=os.pathsep.join(path),
+                   TUBEDIFF_CHILD_FD=str(child_end.fileno()), TUBEDIFF_CHILD_THREADS=str(threads or 0),
+                   TUBEDIFF_CHILD_WARM=",".join(warm))
         self.process = subprocess.Popen([sys.executable, "-c", code], pass_fds=(child_end.fileno(),),
                                         stdin=subprocess.DEVNULL, env=env, close_fds=True)
         child_end.close()  # the child's end lives in the child: EOF here once it is gone
@@ -219,7 +248,7 @@ class Child:
                     return None
                 self._conn.send_bytes(b"go")
             elif kind == "error":
-                raise value
+                _raise(*value)
             else:
                 return value
 
@@ -275,12 +304,6 @@ def run_in_child(func: Callable, *args, on_frame: Callable | None = None,
     Exception
         The child's exception (its class when it pickles, else `ChildError`), or
         `ChildError` when the child died.
-
-    Examples
-    --------
-    >>> import operator
-    >>> run_in_child(operator.add, 2, 3)
-    5
     """
     if not enabled():
         if on_frame is not None:
@@ -316,3 +339,6 @@ def shutdown() -> None:
 
 
 atexit.register(shutdown)
+
+if __name__ == _CHILD:  # pragma: no cover - run by `Child` in the child
+    _child_main()

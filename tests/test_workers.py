@@ -1,0 +1,96 @@
+"""workers/process.py: a function run in a child process, with frames in lock-step, cancel
+that ends the child at once, errors sent back as themselves, and the in-thread fallback.
+No timings: the assertions read values, orders and process states."""
+
+import os
+import threading
+
+import numpy as np
+import pytest
+
+from napari_tubediff.workers import process, tasks
+from napari_tubediff.workers.process import Child, ChildError, run_in_child
+
+from . import _child_tasks as ct
+
+
+@pytest.fixture(scope="module")
+def child():
+    c = Child(warm=())
+    yield c
+    c.terminate()
+
+
+def test_frames_arrive_in_order_and_the_child_waits_for_each(child):
+    seen = []
+
+    def on_frame(value):
+        # the child is blocked in post() until this returns: nothing newer is queued yet
+        assert not child._conn.poll(0.05)
+        seen.append(value)
+
+    assert child.run(ct.frames, 4, on_frame=on_frame) == "done"
+    assert seen == [0, 1, 2, 3]
+    assert child.run(ct.pid) == child.process.pid != os.getpid()   # the same child, reused
+
+
+def test_errors_come_back_as_one_exception_with_the_message(child):
+    with pytest.raises(ValueError, match="^the labels hold no vessel$"):
+        child.run(ct.fail, "the labels hold no vessel")
+    with pytest.raises(ChildError, match="Unpicklable: one and two"):
+        child.run(ct.fail_oddly)
+    assert child.alive()                                  # an exception does not end the child
+
+
+def test_cancel_ends_the_child_at_once_wherever_it_is():
+    c = Child(warm=())
+    stop = threading.Event()
+    threading.Timer(0.3, stop.set).start()
+    assert c.run(ct.sleep_then, 600, "never", should_stop=stop.is_set) is None
+    assert not c.alive() and c.process.returncode is not None
+    # a frame refused (the panel's gate was cancelled) ends it too
+    c = Child(warm=())
+    assert c.run(ct.frames, 10, on_frame=lambda v: v < 2 and None) is None  # False at the 3rd
+    assert not c.alive()
+
+
+def test_a_child_that_dies_says_so():
+    c = Child(warm=())
+    with pytest.raises(ChildError, match="ended unexpectedly .exit code 3"):
+        c.run(ct.die)
+
+
+def test_run_in_child_reuses_one_child_and_replaces_a_terminated_one(monkeypatch):
+    monkeypatch.setattr(process, "WARM", ())  # no torch to import first
+    process.shutdown()
+    first = run_in_child(ct.pid, threads=1)
+    assert run_in_child(ct.pid) == first
+    assert run_in_child(ct.sleep_then, 600, 0, should_stop=lambda: True) is None
+    process.shutdown()
+    assert run_in_child(ct.pid) not in (first, os.getpid())
+    process.shutdown()
+
+
+def test_switched_off_it_runs_in_this_thread(monkeypatch):
+    monkeypatch.setenv("TUBEDIFF_WORKER_PROCESS", "0")
+    got = []
+    assert run_in_child(ct.pid) == os.getpid()
+    assert run_in_child(ct.frames, 2, on_frame=got.append) == "done" and got == [0, 1]
+    assert run_in_child(ct.pid, should_stop=lambda: True) is None
+
+
+def test_models_travel_as_specs_and_come_back_equal():
+    torch = pytest.importorskip("torch")
+    from napari_tubediff.models import session
+
+    unet, refiner = session.active_unet(), session.active_refiner(2)
+    for model, module in ((unet, "net"), (refiner, "module")):
+        back = tasks.unpack(tasks.pack(model))
+        assert type(back) is type(model) and back.meta == model.meta
+        a, b = getattr(model, module).state_dict(), getattr(back, module).state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    x = np.random.default_rng(0).random((48, 48, 3)).astype(np.float32)
+    p0, f0 = unet.predict_with_features(x)
+    p1, f1 = tasks.unpack(tasks.pack(unet)).predict_with_features(x)
+    assert np.array_equal(p0, p1) and np.array_equal(f0, f1)
+    assert tasks.pack(None) is None and tasks.unpack(None) is None
