@@ -25,6 +25,7 @@ from napari_tubediff.data.synthetic import synthetic_vessels  # noqa: E402
 from napari_tubediff.models import session  # noqa: E402
 from napari_tubediff.widgets._common import CANCELLED, CANCELLING, DONE, PAUSED  # noqa: E402
 from napari_tubediff.widgets.diffusion import REFINED  # noqa: E402
+from napari_tubediff.workers import process  # noqa: E402
 
 LONG = 100000  # steps: a run that only ends when told to
 
@@ -244,11 +245,13 @@ def test_finetune_cancel_lands_within_one_update(finetune_panel, qtbot):
     job = w.job
     qtbot.waitUntil(lambda: job.step >= 2, timeout=120000)
     shown = job.step
+    training = [c for c in process._busy if c.alive()]
     w.cancel_button.native.click()
     assert w.status.value == f"cancelling at update {shown}..."
     qtbot.waitUntil(lambda: w._worker is None, timeout=60000)
     assert job.state == CANCELLED and job.step == shown == len(w.curve.losses)
     assert job.worker.gate._sent <= shown + 1               # the loop stopped within one update
+    assert len(training) == 1 and not training[0].alive()   # by ending the training's process
     assert w.status.value.startswith(f"cancelled at update {shown}")
     assert session.active_refiner() is before and w.train_button.enabled
 
@@ -276,11 +279,13 @@ def test_closing_the_viewer_mid_run_cancels_quietly(make_napari_viewer, qtbot, c
             qtbot.waitUntil(lambda: diff._step >= 2, timeout=60000)
             gate = tune.job.worker.gate
             seg.run_button.native.click()                            # a third worker, likely mid-run
+            training = [c for c in process._busy if c.alive()]  # the training's process
             viewer.close()
             sent = gate._sent
             assert QThreadPool.globalInstance().waitForDone(60000)   # every worker has ended
             qtbot.wait(100)                                          # and what they sent is delivered
         assert gate._sent == sent                    # no training update after the close
+        assert training and not any(c.alive() for c in training)  # its process has ended
         assert session.source() == "shipped"
         assert errors == []
         err = capfd.readouterr().err
