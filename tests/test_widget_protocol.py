@@ -61,6 +61,9 @@ def panel(make_napari_viewer, monkeypatch):
             computed.append(step)
             yield step, field
 
+    # the run in the panel's worker thread (the protocol is the same as with its separate
+    # process, workers/process.py), so that the counting steps are the ones run
+    monkeypatch.setenv("TUBEDIFF_WORKER_PROCESS", "0")
     monkeypatch.setattr(refine, "iter_diffusion", counting)
     w = dock(viewer, "Diffusion")
     w.method.value = "faithful"  # the PDE alone: step counts without the completion step

@@ -15,7 +15,9 @@ worker) and blocks it until the child returns; it speaks the panels' protocol:
   the frame in), so the child is never more than one frame ahead of the display.
 * **Cancel at once.** ``should_stop()`` is polled every `POLL` seconds while the child
   computes, and ``on_frame`` returning False cancels too: the child is terminated at
-  once (SIGTERM, then SIGKILL), wherever it is, and `run_in_child` returns None.
+  once (SIGTERM, then SIGKILL), wherever it is, and `run_in_child` returns None. With a
+  ``grace`` (for short frames, as diffusion steps), a task is stopped at its next frame
+  if that comes within ``grace`` seconds, and the child stays for the next task.
 * **Errors as one line.** An exception in the child is raised again in the parent (the
   same class when it can be pickled, else `ChildError`) with its message, without the
   child's traceback; a child that dies raises `ChildError` saying how.
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import atexit
 import importlib
+import math
 import os
 import pickle
 import signal
@@ -44,6 +47,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -52,13 +56,18 @@ from pathlib import Path
 #: the child computes: how late a Cancel acts at most.
 POLL = 0.05
 
-#: Modules a child imports as soon as it starts, before its first task: torch and the
-#: optimiser machinery that torch imports the first time an optimiser is made
-#: (``torch._dynamo``, 2.9 s; measured in the panel's worker, docs/performance.md section 9).
-WARM = ("torch", "torch.optim", "napari_tubediff.workers.tasks")
+#: What a child imports (``"module"``) or calls (``"module:function"``) as soon as it starts,
+#: before its first task: `tasks.warm` imports torch and its optimiser machinery and
+#: loads numba's diffusion kernels (seconds each; measured in the panel's worker thread,
+#: docs/performance.md section 9).
+WARM = ("napari_tubediff.workers.tasks:warm",)
 
 
 _CHILD = "__tubediff_child__"  # this module's name when it runs as a child's main script
+
+
+class _Stopped(BaseException):
+    """In the child: the parent stopped the task at a frame (not an error of the task)."""
 
 
 class ChildError(RuntimeError):
@@ -96,11 +105,6 @@ def _child_main() -> None:  # pragma: no cover - in the child
 def _serve(conn, threads: int | None, warm: tuple[str, ...]) -> None:  # pragma: no cover - in the child
     """The child's loop: import ``warm``, then run tasks until the parent goes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the parent's to handle
-    for name in warm:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            pass
     if threads:
         try:
             import torch
@@ -114,8 +118,14 @@ def _serve(conn, threads: int | None, warm: tuple[str, ...]) -> None:  # pragma:
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         except ImportError:
             pass
-    if "torch.optim" in warm:
-        _import_optimiser_machinery()
+    for name in warm:  # "module" or "module:function" (called without arguments)
+        module, _, func = name.partition(":")
+        try:
+            m = importlib.import_module(module)
+            if func:
+                getattr(m, func)()
+        except Exception:  # noqa: BLE001 - warming is best effort; a task reports its own errors
+            pass
     while True:
         try:
             func, args, kwargs, frames = pickle.loads(conn.recv_bytes())
@@ -124,12 +134,15 @@ def _serve(conn, threads: int | None, warm: tuple[str, ...]) -> None:  # pragma:
         if frames:
             def post(value, _conn=conn):
                 _conn.send_bytes(_dumps(("frame", value)))
-                _conn.recv_bytes()  # the parent took the frame in
+                if _conn.recv_bytes() != b"go":  # the parent took the frame in, or stops the task
+                    raise _Stopped
                 return True
 
             kwargs = dict(kwargs, post=post)
         try:
             reply = ("result", func(*args, **kwargs))
+        except _Stopped:
+            reply = ("stopped", None)
         except Exception as e:  # noqa: BLE001 - every failure goes back as one message
             reply = ("error", _portable(e))
         try:
@@ -138,16 +151,6 @@ def _serve(conn, threads: int | None, warm: tuple[str, ...]) -> None:  # pragma:
             return
         except Exception as e:  # noqa: BLE001 - a result that cannot be pickled
             conn.send_bytes(_dumps(("error", (None, f"the result could not be sent back: {e}"))))
-
-
-def _import_optimiser_machinery() -> None:  # pragma: no cover - in the child
-    """Make (and drop) one optimiser: torch imports ``torch._dynamo`` the first time."""
-    try:
-        import torch
-
-        torch.optim.Adam([torch.zeros(1, requires_grad=True)])
-    except Exception:  # noqa: BLE001 - warming is best effort
-        pass
 
 
 def _portable(e: BaseException) -> tuple[bytes | None, str]:
@@ -212,14 +215,20 @@ class Child:
         return not self.closed and self.process.poll() is None
 
     def run(self, func: Callable, *args, on_frame: Callable | None = None,
-            should_stop: Callable[[], bool] | None = None, **kwargs):
+            should_stop: Callable[[], bool] | None = None, grace: float = 0.0, **kwargs):
         """``func(*args, **kwargs)`` in the child (see `run_in_child`); None when cancelled."""
         stop = should_stop or (lambda: False)
         if stop():
             return None
         self._conn.send_bytes(_dumps((func, args, kwargs, on_frame is not None)))
+        deadline = None  # cancelled: when the child is terminated if no frame came by then
         while True:
-            if stop():
+            if deadline is None and stop():
+                if on_frame is None or grace <= 0:
+                    self.terminate()
+                    return None
+                deadline = time.monotonic() + grace
+            if deadline is not None and time.monotonic() > deadline:
                 self.terminate()
                 return None
             try:
@@ -243,12 +252,19 @@ class Child:
                 raise ChildError(f"the worker process ended unexpectedly (exit code "
                                  f"{self.process.returncode})") from None
             if kind == "frame":
-                if on_frame(value) is False or stop():
-                    self.terminate()
-                    return None
+                if deadline is not None or on_frame(value) is False or stop():
+                    if grace <= 0:
+                        self.terminate()
+                        return None
+                    # stopped at a frame: the child ends the task and stays for the next
+                    self._conn.send_bytes(b"stop")
+                    deadline = min(deadline or math.inf, time.monotonic() + grace)
+                    continue
                 self._conn.send_bytes(b"go")
             elif kind == "error":
                 _raise(*value)
+            elif kind == "stopped":
+                return None
             else:
                 return value
 
@@ -283,7 +299,8 @@ def prewarm(threads: int | None = None) -> None:
 
 
 def run_in_child(func: Callable, *args, on_frame: Callable | None = None,
-                 should_stop: Callable[[], bool] | None = None, threads: int | None = None, **kwargs):
+                 should_stop: Callable[[], bool] | None = None, threads: int | None = None,
+                 grace: float = 0.0, **kwargs):
     """``func(*args, **kwargs)`` in a child process; its return value, or None when cancelled.
 
     Parameters
@@ -298,6 +315,10 @@ def run_in_child(func: Callable, *args, on_frame: Callable | None = None,
         Polled every `POLL` seconds; True terminates the child at once.
     threads : int, optional
         torch's and numba's thread count in a child started for this call.
+    grace : float, optional
+        Seconds a cancelled task may take to reach its next frame, where the child stops
+        it and stays for the next task (no new process to start); after that, or with 0,
+        the child is terminated.
 
     Raises
     ------
@@ -306,11 +327,20 @@ def run_in_child(func: Callable, *args, on_frame: Callable | None = None,
         `ChildError` when the child died.
     """
     if not enabled():
+        stop = should_stop or (lambda: False)
         if on_frame is not None:
-            kwargs["post"] = on_frame
-        if should_stop is not None and should_stop():
+            def post(value):
+                if on_frame(value) is False or stop():
+                    raise _Stopped
+                return True
+
+            kwargs["post"] = post
+        if stop():
             return None
-        return func(*args, **kwargs)
+        try:
+            return func(*args, **kwargs)
+        except _Stopped:
+            return None
     with _lock:
         while _idle and not _idle[-1].alive():
             _idle.pop()
@@ -319,7 +349,7 @@ def run_in_child(func: Callable, *args, on_frame: Callable | None = None,
             child = Child(threads)
         _busy.add(child)
     try:
-        return child.run(func, *args, on_frame=on_frame, should_stop=should_stop, **kwargs)
+        return child.run(func, *args, on_frame=on_frame, should_stop=should_stop, grace=grace, **kwargs)
     finally:
         with _lock:
             _busy.discard(child)

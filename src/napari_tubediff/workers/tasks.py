@@ -14,6 +14,28 @@ from pathlib import Path
 import numpy as np
 
 
+def warm() -> None:
+    """Load now what the tasks' first call would: torch, the optimiser machinery torch
+    imports when the first optimiser is made (``torch._dynamo``, about 900 modules), the
+    direction head, and numba's 2D diffusion kernels (from numba's cache, or compiled).
+
+    Examples
+    --------
+    >>> warm()   # idempotent: cheap once done
+    """
+    import torch
+
+    from ..core.diffusion import iter_diffusion
+    from ..models import refiner  # noqa: F401 - the direction head's module
+
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
+    u = np.zeros((16, 16), np.float32)
+    v = np.zeros((2, 16, 16), np.float32)
+    v[1] = 1
+    for _ in iter_diffusion(u, v, dt=0.2, steps=1):
+        pass
+
+
 def pack(model):
     """A picklable spec of a `UNetBackbone` (or `UNet3DBackbone`) or `LearnedRefiner`; None stays None.
 
@@ -98,3 +120,39 @@ def finetune(image, labels, region, fov, *, refiner, backbone, cfg, post=None):
         result.refiner = pack(result.refiner)
         result.backbone = pack(result.backbone)
     return result
+
+
+def diffusion_frames(u, directions, settings, *, start: int = 0, steps: int | None = None, every: int = 1,
+                     features=None, u0=None):
+    """The Diffusion panel's run: the directions if not given, then the refinement's steps.
+
+    Yields ``(step, field, directions, state)``: once and first ``(start, None, directions,
+    None)`` when the directions are estimated (the learned head when ``features`` are
+    given, else Hessian), then each frame of `core.refine.refine_steps` (every ``every``
+    steps and the last) with its state. ``u`` is the state to start from (at step
+    ``start``), ``u0`` the probability (default ``u``).
+    """
+    from ..core import refine
+    from ..models.refiner import vessel_directions
+
+    prob = u if u0 is None else u0
+    if directions is None:
+        directions, _ = vessel_directions(prob, features, sigma=settings.sigma,
+                                          spacing=settings.relative_spacing(u.ndim))
+        yield start, None, directions, None
+    for r in refine.refine_steps(prob, directions, settings, state=u, start=start, steps=steps, every=every):
+        yield r.step, r.field, None, r.state
+
+
+def diffusion(u, directions, settings, *, refiner=None, post, **kwargs):
+    """`diffusion_frames` with each frame handed to ``post``; ``refiner`` (`pack` ed, or None
+    for the shipped one) is the refiner whose direction head the learned directions use."""
+    from ..models import session
+
+    ndim = np.ndim(u)
+    if refiner is not None:
+        session.set_refiner(unpack(refiner), source="parent")
+    elif session.loaded_refiner(ndim) is not None:
+        session.reset_refiner()
+    for frame in diffusion_frames(u, directions, settings, **kwargs):
+        post(frame)
