@@ -94,3 +94,38 @@ def test_models_travel_as_specs_and_come_back_equal():
     p1, f1 = tasks.unpack(tasks.pack(unet)).predict_with_features(x)
     assert np.array_equal(p0, p1) and np.array_equal(f0, f1)
     assert tasks.pack(None) is None and tasks.unpack(None) is None
+
+
+@pytest.mark.slow  # a worker process with torch: 10 to 50 s on the loaded 2-core machine
+def test_the_panels_tasks_give_the_same_results_in_the_child_as_here():
+    """Diffusion (the panel's run, frame by frame) and fine-tuning (losses, weights, scores)
+    in the worker process equal the same calls in this process."""
+    torch = pytest.importorskip("torch")
+    from napari_tubediff.core.refine import RefineSettings
+    from napari_tubediff.data.fundus import synthetic_fundus
+    from napari_tubediff.data.synthetic import synthetic_vessels
+    from napari_tubediff.models import session
+    from napari_tubediff.training.finetune import FinetuneConfig
+
+    u = synthetic_vessels((48, 48), seed=3).probability.astype(np.float32)
+    settings = RefineSettings(steps=6)
+    here = list(tasks.diffusion_frames(u, None, settings, every=2))
+    there = []
+    assert run_in_child(tasks.diffusion, u, None, settings, every=2, on_frame=there.append) is None
+    assert [f[0] for f in there] == [f[0] for f in here] == [0, 2, 4, 6]  # directions, then steps
+    for a, b in zip(here, there, strict=True):
+        for x, y in zip(a[1:], b[1:], strict=True):
+            assert (x is None and y is None) or np.array_equal(x, y)
+
+    f = synthetic_fundus((64, 64), seed=3, n_breaks=4)
+    cfg = FinetuneConfig(updates=2, crop=32, batch=2)
+    models = {"refiner": tasks.pack(session.active_refiner(2)), "backbone": tasks.pack(session.active_unet())}
+    losses_here, losses_there = [], []
+    a = tasks.finetune(f.image, f.truth, None, f.fov, cfg=cfg, post=losses_here.append, **models)
+    b = run_in_child(tasks.finetune, f.image, f.truth, None, f.fov, cfg=cfg, on_frame=losses_there.append,
+                     **models)
+    assert losses_here == losses_there and len(losses_here) == 2
+    assert a.before == b.before and a.after == b.after
+    ra, rb = a.refiner["state"], b.refiner["state"]
+    assert all(torch.equal(ra[k], rb[k]) for k in ra)
+    process.shutdown()
