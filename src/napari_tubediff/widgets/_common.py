@@ -93,6 +93,34 @@ RUNNING, PAUSED, CANCELLING = "running", "paused", "cancelling"
 DONE, CANCELLED, FAILED = "done", "cancelled", "failed"
 
 
+#: Modules napari imports on the GUI thread the first time a panel adds a layer: pandas,
+#: by napari's layer features table (``_validate_features``) when the Directions panel adds
+#: its Vectors layer, 0.3 s at load 10 on the 2-core machine (profiled, docs/performance.md
+#: section 9). `preload` imports them in a background thread when a panel opens.
+PRELOAD = ("pandas",)
+
+_preloaded = threading.Event()
+
+
+def preload() -> None:
+    """Import `PRELOAD` in a daemon thread, once per process (an import done there holds the
+    GUI's Python lock only in short pieces, where one on the GUI thread stalls it whole)."""
+    if _preloaded.is_set():
+        return
+    _preloaded.set()
+
+    def imports():
+        import importlib
+
+        for name in PRELOAD:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass
+
+    threading.Thread(target=imports, name="tubediff-preload", daemon=True).start()
+
+
 def worker_threads() -> int:
     """Threads a panel's worker may compute with: all cores but one, which is the GUI thread's."""
     return max(1, (os.cpu_count() or 1) - 1)
