@@ -6,6 +6,7 @@ Run from the repository root, under a display (a real one, or Xvfb):
     xvfb-run -a python benchmarks/bench_gui.py --steps 200 --updates 5 --json out.json
     xvfb-run -a python benchmarks/bench_gui.py --stages diffusion --profile diffusion
     xvfb-run -a python benchmarks/bench_gui.py --slow-events 120     # name the long events
+    xvfb-run -a python benchmarks/bench_gui.py --again    # each stage twice: the loop's repeats
 
 A QTimer fires every 10 ms in napari's event loop and records when it actually fires. While
 a stage runs, its work is in a worker thread and the event loop only takes its frames in
@@ -146,6 +147,9 @@ def main(argv=None) -> int:
                     help="comma list of the stages to run (Segment always runs: the others need its "
                          "probability)")
     ap.add_argument("--json", help="also write the figures to this JSON file")
+    ap.add_argument("--again", action="store_true",
+                    help="run the stages a second time (rows '... again'): the annotator's loop repeats "
+                         "them, and a second run adds no layer (Diffusion: Reset, then Run)")
     ap.add_argument("--profile", action="append", default=[], metavar="STAGE",
                     choices=["segment", "directions", "diffusion", "fine-tune"],
                     help="print where the GUI thread spends its time during STAGE (cProfile, by own "
@@ -201,31 +205,33 @@ def main(argv=None) -> int:
         rows[label]["intervals_ms"] = [round(x, 1) for x in intervals]  # for a closer look (--json)
         rows[label]["status"] = panel.status.value
         r = rows[label]
-        print(f"{label:<22} {r['wall_s']:>7.1f} {r['median_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+        print(f"{label:<28} {r['wall_s']:>7.1f} {r['median_ms']:>8.1f} {r['p99_ms']:>8.1f} "
               f"{r['max_ms']:>8.1f} {r['over_50ms_pct']:>8.1f}   {r['status']}", flush=True)
 
     print(f"image: {name} {image.shape}; napari {napari.__version__}; {os.cpu_count()} CPUs; "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
-    print(f"{'stage':<22} {'wall s':>7} {'median':>8} {'p99':>8} {'max':>8} {'% >50ms':>8}   status")
+    print(f"{'stage':<28} {'wall s':>7} {'median':>8} {'p99':>8} {'max':>8} {'% >50ms':>8}   status")
     seg = p["segment"]
     seg.image.value = viewer.layers["image"]
     seg.fov.value = viewer.layers["fov"]
     seg.backbone.value = "unet"
-    stage("Segment (unet)", "segment", seg, seg.run_button.native.click)
-    prob = viewer.layers["probability"]
-    d = p["directions"]
-    d.layer.value = prob
-    stage("Directions", "directions", d, d.run_button.native.click)
-    f = p["diffusion"]
-    f.layer.value = prob
-    f.steps.value = args.steps
-    stage(f"Diffusion ({args.steps} steps)", "diffusion", f, f.run_button.native.click)
-    t = p["fine-tune"]
-    t.image.value = viewer.layers["image"]
-    t.labels.value = viewer.layers["curated"]
-    t.fov.value = viewer.layers["fov"]
-    t.updates.value = args.updates
-    stage(f"Fine-tune ({args.updates} updates)", "fine-tune", t, t.train_button.native.click)
+    d, f, t = p["directions"], p["diffusion"], p["fine-tune"]
+    for again in ((False, True) if args.again else (False,)):
+        tag = " again" if again else ""
+        stage(f"Segment (unet){tag}", "segment", seg, seg.run_button.native.click)
+        prob = viewer.layers["probability"]
+        d.layer.value = prob
+        stage(f"Directions{tag}", "directions", d, d.run_button.native.click)
+        f.layer.value = prob
+        f.steps.value = args.steps
+        if again:
+            f.reset()
+        stage(f"Diffusion ({args.steps} steps){tag}", "diffusion", f, f.run_button.native.click)
+        t.image.value = viewer.layers["image"]
+        t.labels.value = viewer.layers["curated"]
+        t.fov.value = viewer.layers["fov"]
+        t.updates.value = args.updates
+        stage(f"Fine-tune ({args.updates} updates){tag}", "fine-tune", t, t.train_button.native.click)
     viewer.close()
     if args.json:
         Path(args.json).write_text(json.dumps({"image": name, "machine": platform.platform(),
