@@ -817,16 +817,23 @@ def _add_in_two_turns(viewer, kind: str, data, visible: bool = True, **kwargs):
 
 
 def put_layer(viewer, name: str, kind: str, data, like=None, **kwargs):
-    """Replace layer ``name`` by a new one of ``kind`` ('labels', 'vectors', ...), keeping its place."""
+    """Replace layer ``name`` by a new one of ``kind`` ('labels', 'vectors', ...), keeping its place.
+
+    A Vectors layer of the same dimensions and placement is updated in place instead:
+    removing a layer and adding one costs napari its controls, list row and visual again
+    (0.35 to 0.75 s of the GUI thread at load 10 on the 2-core machine, software OpenGL).
+    """
     steady_cursor(viewer)
-    index = None
-    if name in viewer.layers:
-        index = viewer.layers.index(name)
-        viewer.layers.remove(name)
     if like is not None:
         nd = np.asarray(like.data).ndim - (1 if getattr(like, "rgb", False) else 0)
         kwargs.setdefault("scale", _pad(like.scale, nd, 1.0))
         kwargs.setdefault("translate", _pad(like.translate, nd, 0.0))
+    if kind == "vectors" and name in viewer.layers and _update_vectors(viewer.layers[name], data, kwargs):
+        return viewer.layers[name]
+    index = None
+    if name in viewer.layers:
+        index = viewer.layers.index(name)
+        viewer.layers.remove(name)
     if kind == "labels":
         # at once: napari 0.9.2's data_setitem fails on a Labels layer never sliced, as a
         # hidden one is, and the Accept panel paints into its new layer right away
@@ -836,6 +843,32 @@ def put_layer(viewer, name: str, kind: str, data, like=None, **kwargs):
     if index is not None:
         viewer.layers.move(viewer.layers.index(layer), index)
     return layer
+
+
+def _update_vectors(layer, data, kwargs: dict) -> bool:
+    """Set a Vectors layer's data, features and look from ``put_layer``'s arguments, redrawn
+    once; False (nothing changed) when ``layer`` is not a Vectors layer of the same dimensions
+    and placement, or ``kwargs`` holds a setting this does not update."""
+    settable = {"features", "edge_color", "edge_colormap", "edge_contrast_limits", "edge_width", "length",
+                "vector_style", "scale", "translate"}
+    data = np.asarray(data)
+    if (not isinstance(layer, napari.layers.Vectors) or not set(kwargs) <= settable
+            or data.ndim != 3 or data.shape[-1] != layer.data.shape[-1]
+            or not np.allclose(layer.scale, kwargs.get("scale", layer.scale))
+            or not np.allclose(layer.translate, kwargs.get("translate", layer.translate))):
+        return False
+    block = getattr(layer, "_block_refresh", nullcontext)  # napari's (private): one redraw, not five
+    with block():
+        layer.data = data
+        if "features" in kwargs:
+            layer.features = kwargs["features"]
+        for key in ("edge_colormap", "edge_contrast_limits", "edge_width", "length", "vector_style"):
+            if key in kwargs:
+                setattr(layer, key, kwargs[key])
+        if "edge_color" in kwargs:  # last: a colour by feature maps the new features
+            layer.edge_color = kwargs["edge_color"]
+    layer.refresh()
+    return True
 
 
 def _pad(values, nd: int, fill: float):
