@@ -4,8 +4,11 @@ that follow the viewer, adding or updating layers.
 The protocol, written once for every panel
 -------------------------------------------
 A panel's long work runs in a napari worker thread (`napari.qt.threading.create_worker`);
-what the worker produces travels to the panel as *frames* (a diffusion step, a training
-update). Three rules make the controls act on what is on screen:
+the heavy torch and numba work (segmenting, diffusing, fine-tuning) goes on from there to a
+separate process (`workers.process.run_in_child`), which speaks the same protocol, so it
+never holds the GUI process's Python lock. What the worker produces travels to the panel
+as *frames* (a diffusion step, a training update). These rules make the controls act on
+what is on screen:
 
 * **Lock-step (backpressure).** After posting a frame the worker waits (`Gate.post`) until
   the panel has taken it in; the panel releases it at once while running, and not while
@@ -31,6 +34,8 @@ update). Three rules make the controls act on what is on screen:
   given a lower priority: it holds Python's GIL at times, and the GUI thread, waiting for
   the GIL, would then wait for a thread the scheduler puts last (measured: ticks of 25 to
   55 ms instead of 10 while the Directions panel worked, at nice 10).
+* **Layers reused.** A layer a panel made before takes the new data in place (`put_image`;
+  `put_layer` for Vectors), as adding a layer costs napari far more than new data.
 * **New layers in two turns.** A layer the panels add (not a Labels layer) is added hidden
   and shown a moment later, on another turn of the event loop (`put_image`, `put_layer`),
   so napari's adding it (its visual, controls and list row) and its first slice,
