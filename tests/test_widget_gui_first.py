@@ -96,7 +96,8 @@ def test_vectors_put_again_update_the_layer_in_place(make_napari_viewer):
     viewer.layers.move(viewer.layers.index(first), 0)
     two = np.ones((5, 2, 2), np.float32)
     angles = np.array([0.0, 30.0, 60.0, 90.0, 120.0])
-    again = put_layer(viewer, "arrows", "vectors", two, features={"angle": angles}, edge_color="angle", **look)
+    again = put_layer(viewer, "arrows", "vectors", two, features={"angle": angles}, edge_color="angle",
+                      **look)
     fresh = viewer.add_vectors(two, features={"angle": angles}, edge_color="angle", **look)
     assert again is first and viewer.layers.index(again) == 0
     np.testing.assert_array_equal(again.data, two)

@@ -129,3 +129,20 @@ def test_the_panels_tasks_give_the_same_results_in_the_child_as_here():
     ra, rb = a.refiner["state"], b.refiner["state"]
     assert all(torch.equal(ra[k], rb[k]) for k in ra)
     process.shutdown()
+
+
+def test_a_task_the_child_cannot_import_is_an_error_not_a_crash(child):
+    import types
+
+    fake = types.ModuleType("tubediff_nowhere")
+    exec("def f():\n    return 1\n", fake.__dict__)
+    fake.f.__module__ = "tubediff_nowhere"
+    import sys
+
+    sys.modules["tubediff_nowhere"] = fake   # picklable here, not importable there
+    try:
+        with pytest.raises(ChildError, match="could not take the task"):
+            child.run(fake.f)
+    finally:
+        del sys.modules["tubediff_nowhere"]
+    assert child.run(ct.pid) == child.process.pid                    # and it takes the next one

@@ -862,7 +862,11 @@ def _update_vectors(layer, data, kwargs: dict) -> bool:
             or not np.allclose(layer.scale, kwargs.get("scale", layer.scale))
             or not np.allclose(layer.translate, kwargs.get("translate", layer.translate))):
         return False
-    block = getattr(layer, "_block_refresh", nullcontext)  # napari's (private): one redraw, not five
+    # napari's private refresh blocker: one redraw (thumbnail, upload) instead of one per
+    # setter; without it (a later napari), the same result, drawn more times
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        block = getattr(layer, "_block_refresh", nullcontext)
     with block():
         layer.data = data
         if "features" in kwargs:

@@ -128,9 +128,14 @@ def _serve(conn, threads: int | None, warm: tuple[str, ...]) -> None:  # pragma:
             pass
     while True:
         try:
-            func, args, kwargs, frames = pickle.loads(conn.recv_bytes())
+            task = conn.recv_bytes()
         except (EOFError, OSError):
             return  # the parent is gone
+        try:
+            func, args, kwargs, frames = pickle.loads(task)
+        except Exception as e:  # noqa: BLE001 - e.g. a function the child cannot import
+            conn.send_bytes(_dumps(("error", (None, f"the worker process could not take the task: {e}"))))
+            continue
         if frames:
             def post(value, _conn=conn):
                 _conn.send_bytes(_dumps(("frame", value)))
