@@ -56,11 +56,13 @@ from pathlib import Path
 #: the child computes: how late a Cancel acts at most.
 POLL = 0.05
 
-#: What a child imports (``"module"``) or calls (``"module:function"``) as soon as it starts,
-#: before its first task: `tasks.warm` imports torch and its optimiser machinery and
-#: loads numba's diffusion kernels (seconds each; measured in the panel's worker thread,
-#: docs/performance.md section 9).
-WARM = ("napari_tubediff.workers.tasks:warm",)
+#: What a child imports (``"module"``) or calls (``"module:function"``), one by one, while it
+#: waits for a task: torch and the U-Net (Segment), the optimiser machinery (Fine-tune) and
+#: numba's kernels (Diffusion), which cost seconds at a task's first call (measured in the
+#: panel's worker thread, docs/performance.md section 9). A task that comes meanwhile
+#: waits for the current one only.
+WARM = ("torch", "napari_tubediff.workers.tasks", "napari_tubediff.models.backbones",
+        "napari_tubediff.workers.tasks:warm_optimiser", "napari_tubediff.workers.tasks:warm_kernels")
 
 
 _CHILD = "__tubediff_child__"  # this module's name when it runs as a child's main script
@@ -103,7 +105,7 @@ def _child_main() -> None:  # pragma: no cover - in the child
 
 
 def _serve(conn, threads: int | None, warm: tuple[str, ...]) -> None:  # pragma: no cover - in the child
-    """The child's loop: import ``warm``, then run tasks until the parent goes."""
+    """The child's loop: run tasks until the parent goes, and ``warm`` while none waits."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C in a terminal is the parent's to handle
     if threads:
         try:
@@ -118,15 +120,11 @@ def _serve(conn, threads: int | None, warm: tuple[str, ...]) -> None:  # pragma:
             numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
         except ImportError:
             pass
-    for name in warm:  # "module" or "module:function" (called without arguments)
-        module, _, func = name.partition(":")
-        try:
-            m = importlib.import_module(module)
-            if func:
-                getattr(m, func)()
-        except Exception:  # noqa: BLE001 - warming is best effort; a task reports its own errors
-            pass
+    pending = list(warm)
     while True:
+        if pending and not conn.poll(0):  # warm only while no task waits: a task comes first
+            _warm(pending.pop(0))
+            continue
         try:
             task = conn.recv_bytes()
         except (EOFError, OSError):
@@ -156,6 +154,17 @@ def _serve(conn, threads: int | None, warm: tuple[str, ...]) -> None:  # pragma:
             return
         except Exception as e:  # noqa: BLE001 - a result that cannot be pickled
             conn.send_bytes(_dumps(("error", (None, f"the result could not be sent back: {e}"))))
+
+
+def _warm(name: str) -> None:  # pragma: no cover - in the child
+    """Import ``"module"`` or call ``"module:function"`` (best effort: a task reports its own errors)."""
+    module, _, func = name.partition(":")
+    try:
+        m = importlib.import_module(module)
+        if func:
+            getattr(m, func)()
+    except Exception:  # noqa: BLE001
+        pass
 
 
 def _portable(e: BaseException) -> tuple[bytes | None, str]:
