@@ -146,3 +146,10 @@ def test_a_task_the_child_cannot_import_is_an_error_not_a_crash(child):
     finally:
         del sys.modules["tubediff_nowhere"]
     assert child.run(ct.pid) == child.process.pid                    # and it takes the next one
+
+
+def test_a_failing_frame_handler_ends_the_child_mid_task():
+    c = Child(warm=())
+    with pytest.raises(KeyError):
+        c.run(ct.frames, 3, on_frame=lambda v: {}[v])
+    assert not c.alive()                     # it waited for a reply: it cannot take another task

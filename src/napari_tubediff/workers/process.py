@@ -176,6 +176,10 @@ def _portable(e: BaseException) -> tuple[bytes | None, str]:
     return blob, f"{type(e).__name__}: {e}"
 
 
+class _ChildReply(Exception):
+    """Carries the child's exception out of `Child._run` (the child is idle again)."""
+
+
 def _raise(blob: bytes | None, text: str):
     """Raise the child's exception as itself when it unpickles as itself, else a `ChildError`."""
     try:
@@ -184,7 +188,7 @@ def _raise(blob: bytes | None, text: str):
         e = None
     if not isinstance(e, Exception) or f"{type(e).__name__}: {e}" != text:
         e = ChildError(text)
-    raise e
+    raise _ChildReply() from e
 
 
 class Child:
@@ -234,6 +238,17 @@ class Child:
         stop = should_stop or (lambda: False)
         if stop():
             return None
+        try:
+            return self._run(func, args, kwargs, on_frame, stop, grace)
+        except _ChildReply as reply:
+            raise reply.__cause__ from None  # the child's own exception, and it is idle again
+        except BaseException:
+            # anything else (``on_frame`` raised, the task did not pickle, an interrupt) leaves
+            # the child mid-task: it cannot take the next one
+            self.terminate()
+            raise
+
+    def _run(self, func, args, kwargs, on_frame, stop, grace):
         self._conn.send_bytes(_dumps((func, args, kwargs, on_frame is not None)))
         deadline = None  # cancelled: when the child is terminated if no frame came by then
         while True:
