@@ -278,17 +278,17 @@ def test_closing_the_viewer_mid_run_cancels_quietly(make_napari_viewer, qtbot, c
         with qtbot.captureExceptions() as errors:
             tune.train_button.native.click()
             qtbot.waitUntil(lambda: tune.job.step >= 1, timeout=120000)
+            training = [c for c in process._busy if c.alive()]   # the training's process, alone busy
             diff.run_button.native.click()
             qtbot.waitUntil(lambda: diff._step >= 2, timeout=60000)
             gate = tune.job.worker.gate
             seg.run_button.native.click()                            # a third worker, likely mid-run
-            training = [c for c in process._busy if c.alive()]  # the training's process
             viewer.close()
             sent = gate._sent
             assert QThreadPool.globalInstance().waitForDone(60000)   # every worker has ended
             qtbot.wait(100)                                          # and what they sent is delivered
         assert gate._sent == sent                    # no training update after the close
-        assert training and not any(c.alive() for c in training)  # its process has ended
+        assert len(training) == 1 and not training[0].alive()  # its process has ended
         assert session.source() == "shipped"
         assert errors == []
         err = capfd.readouterr().err
