@@ -135,7 +135,8 @@ def layer_costs(viewer, image: np.ndarray) -> dict:
     """Milliseconds the GUI thread spends on napari's layer work the panels cause, each with
     the events and repaint it sets off: adding a hidden 2D Image layer and showing it, a
     history stack (its new time slider), growing or shrinking the stack (the slider shown or
-    hidden), a Vectors layer (napari imports pandas for its features table the first time)."""
+    hidden), a Vectors layer (napari imports pandas for its features table the first time:
+    compare the second one)."""
     from qtpy.QtWidgets import QApplication
 
     def timed(f) -> float:
@@ -160,6 +161,8 @@ def layer_costs(viewer, image: np.ndarray) -> dict:
     out["history 1 -> 2 (slider shown)"] = timed(lambda: setattr(lay["h"], "data", np.stack([field] * 2)))
     out["add vectors hidden"] = timed(lambda: lay.setdefault("v", viewer.add_vectors(vec, visible=False)))
     out["show vectors"] = timed(lambda: setattr(lay["v"], "visible", True))
+    out["add vectors again hidden"] = timed(
+        lambda: lay.setdefault("w", viewer.add_vectors(vec, visible=False)))
     for layer in lay.values():
         viewer.layers.remove(layer)
     return out
