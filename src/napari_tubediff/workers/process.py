@@ -1,7 +1,8 @@
 """Run a function in a separate Python process, with progress frames, lock-step and cancel.
 
-The panels' heavy torch work (the U-Net's inference, fine-tuning) runs here rather than in
-a thread of the GUI process, so it cannot hold the GUI's Python lock (GIL): measured on
+The panels' heavy work (the U-Net's inference, the diffusion with its direction estimate,
+fine-tuning) runs here rather than in a thread of the GUI process, so it cannot hold the
+GUI's Python lock (GIL): measured on
 the 2-core machine, a training thread's Python parts and torch's first import of
 ``torch._dynamo`` (about 900 modules, 2.9 s under load, in pieces of 0.4 to 0.8 s) stalled
 napari's event loop for up to 0.6 s while fine-tuning (docs/performance.md, section 9).
@@ -28,7 +29,7 @@ for the next call (`Child`): spawning one and importing torch in it costs second
 child idle for the next. A terminated child is replaced on the next call. `shutdown`
 (called at exit) ends them all; on Linux a child also ends when its parent dies. This
 module imports neither napari nor Qt; the child imports what its function needs, and
-`WARM` while it waits for its first task.
+`WARM` while it waits for a task.
 
 The environment variable ``TUBEDIFF_WORKER_PROCESS=0`` runs the function in the calling
 thread instead (same protocol, no process): for debugging with a debugger. Windows always
