@@ -6,6 +6,8 @@ Run from the repository root, under a display (a real one, or Xvfb):
     xvfb-run -a python benchmarks/bench_gui.py --steps 200 --updates 5 --json out.json
     xvfb-run -a python benchmarks/bench_gui.py --stages diffusion --profile diffusion
     xvfb-run -a python benchmarks/bench_gui.py --slow-events 120     # name the long events
+    xvfb-run -a python benchmarks/bench_gui.py --again    # each stage twice: the loop's repeats
+    xvfb-run -a python benchmarks/bench_gui.py --layer-costs    # napari's own work per layer
 
 A QTimer fires every 10 ms in napari's event loop and records when it actually fires. While
 a stage runs, its work is in a worker thread and the event loop only takes its frames in
@@ -129,6 +131,43 @@ class SlowEvents:
         return _Filter()
 
 
+def layer_costs(viewer, image: np.ndarray) -> dict:
+    """Milliseconds the GUI thread spends on napari's layer work the panels cause, each with
+    the events and repaint it sets off: adding a hidden 2D Image layer and showing it, a
+    history stack (its new time slider), growing or shrinking the stack (the slider shown or
+    hidden), a Vectors layer (napari imports pandas for its features table the first time:
+    compare the second one)."""
+    from qtpy.QtWidgets import QApplication
+
+    def timed(f) -> float:
+        t = time.perf_counter()
+        f()
+        for _ in range(5):
+            QApplication.processEvents()
+        return round(1000 * (time.perf_counter() - t), 1)
+
+    field = np.random.default_rng(0).random(image.shape[:2]).astype(np.float32)
+    vec = np.zeros((1690, 2, 2), np.float32)
+    vec[:, 0] = np.random.default_rng(1).random((1690, 2)) * np.array(image.shape[:2])
+    vec[:, 1] = 3
+    out, lay = {}, {}
+    out["add image hidden"] = timed(lambda: lay.setdefault("i", viewer.add_image(field, visible=False)))
+    out["show image"] = timed(lambda: setattr(lay["i"], "visible", True))
+    out["add history (2 snapshots) hidden"] = timed(
+        lambda: lay.setdefault("h", viewer.add_image(np.stack([field] * 2), visible=False)))
+    out["show history"] = timed(lambda: setattr(lay["h"], "visible", True))
+    out["history 2 -> 3"] = timed(lambda: setattr(lay["h"], "data", np.stack([field] * 3)))
+    out["history 3 -> 1 (slider hidden)"] = timed(lambda: setattr(lay["h"], "data", field[None]))
+    out["history 1 -> 2 (slider shown)"] = timed(lambda: setattr(lay["h"], "data", np.stack([field] * 2)))
+    out["add vectors hidden"] = timed(lambda: lay.setdefault("v", viewer.add_vectors(vec, visible=False)))
+    out["show vectors"] = timed(lambda: setattr(lay["v"], "visible", True))
+    out["add vectors again hidden"] = timed(
+        lambda: lay.setdefault("w", viewer.add_vectors(vec, visible=False)))
+    for layer in lay.values():
+        viewer.layers.remove(layer)
+    return out
+
+
 def figures(intervals: list[float], wall: float) -> dict:
     a = np.asarray(intervals)
     return {"wall_s": round(wall, 1), "ticks": int(a.size), "median_ms": round(float(np.median(a)), 1),
@@ -146,6 +185,12 @@ def main(argv=None) -> int:
                     help="comma list of the stages to run (Segment always runs: the others need its "
                          "probability)")
     ap.add_argument("--json", help="also write the figures to this JSON file")
+    ap.add_argument("--layer-costs", action="store_true",
+                    help="only time napari's layer work (adding, showing, a time slider appearing) in "
+                         "this viewer, and exit")
+    ap.add_argument("--again", action="store_true",
+                    help="run the stages a second time (rows '... again'): the annotator's loop repeats "
+                         "them, and a second run adds no layer (Diffusion: Reset, then Run)")
     ap.add_argument("--profile", action="append", default=[], metavar="STAGE",
                     choices=["segment", "directions", "diffusion", "fine-tune"],
                     help="print where the GUI thread spends its time during STAGE (cProfile, by own "
@@ -166,6 +211,13 @@ def main(argv=None) -> int:
     viewer.add_image(image, name="image", rgb=image.ndim == 3)
     viewer.add_labels(fov.astype(np.uint8), name="fov", opacity=0.2, visible=False)
     viewer.add_labels(truth.astype(np.uint8), name="curated", opacity=0.5, visible=False)
+    if args.layer_costs:  # before the dock: pandas is not preloaded yet, as at a panel's first layer
+        for _ in range(20):
+            QApplication.processEvents()
+        for what, ms in layer_costs(viewer, image).items():
+            print(f"{what:<36} {ms:>8.1f} ms", flush=True)
+        viewer.close()
+        return 0
     dock = viewer.window.add_plugin_dock_widget("napari-tubediff", "Curate vessels")[1]
     p = dock.panels
     for _ in range(20):
@@ -201,31 +253,33 @@ def main(argv=None) -> int:
         rows[label]["intervals_ms"] = [round(x, 1) for x in intervals]  # for a closer look (--json)
         rows[label]["status"] = panel.status.value
         r = rows[label]
-        print(f"{label:<22} {r['wall_s']:>7.1f} {r['median_ms']:>8.1f} {r['p99_ms']:>8.1f} "
+        print(f"{label:<28} {r['wall_s']:>7.1f} {r['median_ms']:>8.1f} {r['p99_ms']:>8.1f} "
               f"{r['max_ms']:>8.1f} {r['over_50ms_pct']:>8.1f}   {r['status']}", flush=True)
 
     print(f"image: {name} {image.shape}; napari {napari.__version__}; {os.cpu_count()} CPUs; "
           f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
-    print(f"{'stage':<22} {'wall s':>7} {'median':>8} {'p99':>8} {'max':>8} {'% >50ms':>8}   status")
+    print(f"{'stage':<28} {'wall s':>7} {'median':>8} {'p99':>8} {'max':>8} {'% >50ms':>8}   status")
     seg = p["segment"]
     seg.image.value = viewer.layers["image"]
     seg.fov.value = viewer.layers["fov"]
     seg.backbone.value = "unet"
-    stage("Segment (unet)", "segment", seg, seg.run_button.native.click)
-    prob = viewer.layers["probability"]
-    d = p["directions"]
-    d.layer.value = prob
-    stage("Directions", "directions", d, d.run_button.native.click)
-    f = p["diffusion"]
-    f.layer.value = prob
-    f.steps.value = args.steps
-    stage(f"Diffusion ({args.steps} steps)", "diffusion", f, f.run_button.native.click)
-    t = p["fine-tune"]
-    t.image.value = viewer.layers["image"]
-    t.labels.value = viewer.layers["curated"]
-    t.fov.value = viewer.layers["fov"]
-    t.updates.value = args.updates
-    stage(f"Fine-tune ({args.updates} updates)", "fine-tune", t, t.train_button.native.click)
+    d, f, t = p["directions"], p["diffusion"], p["fine-tune"]
+    for again in ((False, True) if args.again else (False,)):
+        tag = " again" if again else ""
+        stage(f"Segment (unet){tag}", "segment", seg, seg.run_button.native.click)
+        prob = viewer.layers["probability"]
+        d.layer.value = prob
+        stage(f"Directions{tag}", "directions", d, d.run_button.native.click)
+        f.layer.value = prob
+        f.steps.value = args.steps
+        if again:
+            f.reset()
+        stage(f"Diffusion ({args.steps} steps){tag}", "diffusion", f, f.run_button.native.click)
+        t.image.value = viewer.layers["image"]
+        t.labels.value = viewer.layers["curated"]
+        t.fov.value = viewer.layers["fov"]
+        t.updates.value = args.updates
+        stage(f"Fine-tune ({args.updates} updates){tag}", "fine-tune", t, t.train_button.native.click)
     viewer.close()
     if args.json:
         Path(args.json).write_text(json.dumps({"image": name, "machine": platform.platform(),

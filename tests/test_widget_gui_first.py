@@ -81,3 +81,29 @@ def test_a_new_layer_is_shown_a_turn_after_it_is_added(make_napari_viewer, qtbot
     # an existing layer takes the new data in place, keeping its place and visibility
     again = put_image(viewer, "field", field * 0.5)
     assert again is image and image.visible and float(image.data.max()) == 0.5
+
+
+def test_vectors_put_again_update_the_layer_in_place(make_napari_viewer):
+    """A new set of vectors (the Directions panel's re-run) goes into the existing layer, with
+    its features and colours as a new layer would have them; another placement makes a new one."""
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((8, 8), np.float32), name="below")
+    look = {"edge_colormap": "hsv", "edge_contrast_limits": (0.0, 180.0), "edge_width": 1.0, "length": 1.0,
+            "vector_style": "line"}
+    one = np.zeros((3, 2, 2), np.float32)
+    first = put_layer(viewer, "arrows", "vectors", one, features={"angle": np.array([0.0, 90.0, 45.0])},
+                      edge_color="angle", **look)
+    viewer.layers.move(viewer.layers.index(first), 0)
+    two = np.ones((5, 2, 2), np.float32)
+    angles = np.array([0.0, 30.0, 60.0, 90.0, 120.0])
+    again = put_layer(viewer, "arrows", "vectors", two, features={"angle": angles}, edge_color="angle",
+                      **look)
+    fresh = viewer.add_vectors(two, features={"angle": angles}, edge_color="angle", **look)
+    assert again is first and viewer.layers.index(again) == 0
+    np.testing.assert_array_equal(again.data, two)
+    np.testing.assert_array_equal(again.features["angle"], angles)
+    np.testing.assert_allclose(again.edge_color, fresh.edge_color)      # mapped from the new angles
+    assert len(np.unique(again.edge_color, axis=0)) == 5
+    moved = put_layer(viewer, "arrows", "vectors", two, scale=(2.0, 2.0), features={"angle": angles},
+                      edge_color="angle", **look)
+    assert moved is not first and tuple(moved.scale) == (2.0, 2.0)

@@ -25,6 +25,7 @@ from napari_tubediff.data.synthetic import synthetic_vessels  # noqa: E402
 from napari_tubediff.models import session  # noqa: E402
 from napari_tubediff.widgets._common import CANCELLED, CANCELLING, DONE, PAUSED  # noqa: E402
 from napari_tubediff.widgets.diffusion import REFINED  # noqa: E402
+from napari_tubediff.workers import process  # noqa: E402
 
 LONG = 100000  # steps: a run that only ends when told to
 
@@ -60,6 +61,9 @@ def panel(make_napari_viewer, monkeypatch):
             computed.append(step)
             yield step, field
 
+    # the run in the panel's worker thread (the protocol is the same as with its separate
+    # process, workers/process.py), so that the counting steps are the ones run
+    monkeypatch.setenv("TUBEDIFF_WORKER_PROCESS", "0")
     monkeypatch.setattr(refine, "iter_diffusion", counting)
     w = dock(viewer, "Diffusion")
     w.method.value = "faithful"  # the PDE alone: step counts without the completion step
@@ -244,11 +248,13 @@ def test_finetune_cancel_lands_within_one_update(finetune_panel, qtbot):
     job = w.job
     qtbot.waitUntil(lambda: job.step >= 2, timeout=120000)
     shown = job.step
+    training = [c for c in process._busy if c.alive()]
     w.cancel_button.native.click()
     assert w.status.value == f"cancelling at update {shown}..."
     qtbot.waitUntil(lambda: w._worker is None, timeout=60000)
     assert job.state == CANCELLED and job.step == shown == len(w.curve.losses)
     assert job.worker.gate._sent <= shown + 1               # the loop stopped within one update
+    assert len(training) == 1 and not training[0].alive()   # by ending the training's process
     assert w.status.value.startswith(f"cancelled at update {shown}")
     assert session.active_refiner() is before and w.train_button.enabled
 
@@ -272,6 +278,7 @@ def test_closing_the_viewer_mid_run_cancels_quietly(make_napari_viewer, qtbot, c
         with qtbot.captureExceptions() as errors:
             tune.train_button.native.click()
             qtbot.waitUntil(lambda: tune.job.step >= 1, timeout=120000)
+            training = [c for c in process._busy if c.alive()]   # the training's process, alone busy
             diff.run_button.native.click()
             qtbot.waitUntil(lambda: diff._step >= 2, timeout=60000)
             gate = tune.job.worker.gate
@@ -281,6 +288,7 @@ def test_closing_the_viewer_mid_run_cancels_quietly(make_napari_viewer, qtbot, c
             assert QThreadPool.globalInstance().waitForDone(60000)   # every worker has ended
             qtbot.wait(100)                                          # and what they sent is delivered
         assert gate._sent == sent                    # no training update after the close
+        assert len(training) == 1 and not training[0].alive()  # its process has ended
         assert session.source() == "shipped"
         assert errors == []
         err = capfd.readouterr().err
@@ -299,7 +307,9 @@ def test_an_error_replaces_the_progress_in_the_status(finetune_panel, qtbot, mon
         on_update(1, 0.4)
         raise ValueError("the labels hold no vessel")
 
-    monkeypatch.setattr("napari_tubediff.widgets.finetune.finetune", failing)
+    # in this thread (the panel's protocol is the same), so that the patched training is the one run
+    monkeypatch.setenv("TUBEDIFF_WORKER_PROCESS", "0")
+    monkeypatch.setattr("napari_tubediff.training.finetune.finetune", failing)
     w.train_button.native.click()
     qtbot.waitUntil(lambda: w._worker is None, timeout=30000)
     assert w.status.value == "failed: the labels hold no vessel"

@@ -4,8 +4,11 @@ that follow the viewer, adding or updating layers.
 The protocol, written once for every panel
 -------------------------------------------
 A panel's long work runs in a napari worker thread (`napari.qt.threading.create_worker`);
-what the worker produces travels to the panel as *frames* (a diffusion step, a training
-update). Three rules make the controls act on what is on screen:
+the heavy torch and numba work (segmenting, diffusing, fine-tuning) goes on from there to a
+separate process (`workers.process.run_in_child`), which speaks the same protocol, so it
+never holds the GUI process's Python lock. What the worker produces travels to the panel
+as *frames* (a diffusion step, a training update). These rules make the controls act on
+what is on screen:
 
 * **Lock-step (backpressure).** After posting a frame the worker waits (`Gate.post`) until
   the panel has taken it in; the panel releases it at once while running, and not while
@@ -31,6 +34,8 @@ update). Three rules make the controls act on what is on screen:
   given a lower priority: it holds Python's GIL at times, and the GUI thread, waiting for
   the GIL, would then wait for a thread the scheduler puts last (measured: ticks of 25 to
   55 ms instead of 10 while the Directions panel worked, at nice 10).
+* **Layers reused.** A layer a panel made before takes the new data in place (`put_image`;
+  `put_layer` for Vectors), as adding a layer costs napari far more than new data.
 * **New layers in two turns.** A layer the panels add (not a Labels layer) is added hidden
   and shown a moment later, on another turn of the event loop (`put_image`, `put_layer`),
   so napari's adding it (its visual, controls and list row) and its first slice,
@@ -91,6 +96,34 @@ _SETTLE_MS = 20
 #: A job's states (`Job.state`): while its worker runs, and at the end.
 RUNNING, PAUSED, CANCELLING = "running", "paused", "cancelling"
 DONE, CANCELLED, FAILED = "done", "cancelled", "failed"
+
+
+#: Modules napari imports on the GUI thread the first time a panel adds a layer: pandas,
+#: by napari's layer features table (``_validate_features``) when the Directions panel adds
+#: its Vectors layer, 0.3 s at load 10 on the 2-core machine (profiled, docs/performance.md
+#: section 9). `preload` imports them in a background thread when a panel opens.
+PRELOAD = ("pandas",)
+
+_preloaded = threading.Event()
+
+
+def preload() -> None:
+    """Import `PRELOAD` in a daemon thread, once per process (an import done there holds the
+    GUI's Python lock only in short pieces, where one on the GUI thread stalls it whole)."""
+    if _preloaded.is_set():
+        return
+    _preloaded.set()
+
+    def imports():
+        import importlib
+
+        for name in PRELOAD:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass
+
+    threading.Thread(target=imports, name="tubediff-preload", daemon=True).start()
 
 
 def worker_threads() -> int:
@@ -260,7 +293,8 @@ class Job:
 
     ``func`` runs in a napari worker. A generator function's yielded values are its
     frames; a plain function given ``on_frame`` gets a `Gate` (keyword ``gate``) to post
-    them; other functions just return a result. ``on_frame(job, value)`` takes a frame
+    them; other functions just return a result (``gated``: they get a `Gate` too, to poll
+    Cancel, e.g. `workers.process.run_in_child`'s ``should_stop``). ``on_frame(job, value)`` takes a frame
     in (cheaply: it stores it and sets ``job.step``; drawing is `Panel.request_draw`'s
     business), ``on_result(job, value)`` the return value of a job that was not
     cancelled, ``on_error(job, exc)`` and ``on_end(job)`` the rest.
@@ -272,7 +306,8 @@ class Job:
     """
 
     def __init__(self, panel: Panel, func: Callable, *args, step: int = 0, total: int = 0, desc: str = "",
-                 note: str = "", on_frame=None, on_result=None, on_error=None, on_end=None, **kwargs):
+                 note: str = "", on_frame=None, on_result=None, on_error=None, on_end=None,
+                 gated: bool = False, **kwargs):
         self.panel = panel
         self.state = RUNNING
         self.step = int(step)
@@ -290,7 +325,7 @@ class Job:
         if inspect.isgeneratorfunction(func):
             cls = SteppedWorker
         else:
-            cls = GatedFunctionWorker if on_frame is not None else FunctionWorker
+            cls = GatedFunctionWorker if on_frame is not None or gated else FunctionWorker
         self.worker = create_worker(_leaving_a_core(func), *args, _worker_class=cls, _ignore_errors=True,
                                     **kwargs)
         gate = getattr(self.worker, "gate", None)
@@ -787,16 +822,23 @@ def _add_in_two_turns(viewer, kind: str, data, visible: bool = True, **kwargs):
 
 
 def put_layer(viewer, name: str, kind: str, data, like=None, **kwargs):
-    """Replace layer ``name`` by a new one of ``kind`` ('labels', 'vectors', ...), keeping its place."""
+    """Replace layer ``name`` by a new one of ``kind`` ('labels', 'vectors', ...), keeping its place.
+
+    A Vectors layer of the same dimensions and placement is updated in place instead:
+    removing a layer and adding one costs napari its controls, list row and visual again
+    (0.35 to 0.75 s of the GUI thread at load 10 on the 2-core machine, software OpenGL).
+    """
     steady_cursor(viewer)
-    index = None
-    if name in viewer.layers:
-        index = viewer.layers.index(name)
-        viewer.layers.remove(name)
     if like is not None:
         nd = np.asarray(like.data).ndim - (1 if getattr(like, "rgb", False) else 0)
         kwargs.setdefault("scale", _pad(like.scale, nd, 1.0))
         kwargs.setdefault("translate", _pad(like.translate, nd, 0.0))
+    if kind == "vectors" and name in viewer.layers and _update_vectors(viewer.layers[name], data, kwargs):
+        return viewer.layers[name]
+    index = None
+    if name in viewer.layers:
+        index = viewer.layers.index(name)
+        viewer.layers.remove(name)
     if kind == "labels":
         # at once: napari 0.9.2's data_setitem fails on a Labels layer never sliced, as a
         # hidden one is, and the Accept panel paints into its new layer right away
@@ -806,6 +848,36 @@ def put_layer(viewer, name: str, kind: str, data, like=None, **kwargs):
     if index is not None:
         viewer.layers.move(viewer.layers.index(layer), index)
     return layer
+
+
+def _update_vectors(layer, data, kwargs: dict) -> bool:
+    """Set a Vectors layer's data, features and look from ``put_layer``'s arguments, redrawn
+    once; False (nothing changed) when ``layer`` is not a Vectors layer of the same dimensions
+    and placement, or ``kwargs`` holds a setting this does not update."""
+    settable = {"features", "edge_color", "edge_colormap", "edge_contrast_limits", "edge_width", "length",
+                "vector_style", "scale", "translate"}
+    data = np.asarray(data)
+    if (not isinstance(layer, napari.layers.Vectors) or not set(kwargs) <= settable
+            or data.ndim != 3 or data.shape[-1] != layer.data.shape[-1]
+            or not np.allclose(layer.scale, kwargs.get("scale", layer.scale))
+            or not np.allclose(layer.translate, kwargs.get("translate", layer.translate))):
+        return False
+    # napari's private refresh blocker: one redraw (thumbnail, upload) instead of one per
+    # setter; without it (a later napari), the same result, drawn more times
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        block = getattr(layer, "_block_refresh", nullcontext)
+    with block():
+        layer.data = data
+        if "features" in kwargs:
+            layer.features = kwargs["features"]
+        for key in ("edge_colormap", "edge_contrast_limits", "edge_width", "length", "vector_style"):
+            if key in kwargs:
+                setattr(layer, key, kwargs[key])
+        if "edge_color" in kwargs:  # last: a colour by feature maps the new features
+            layer.edge_color = kwargs["edge_color"]
+    layer.refresh()
+    return True
 
 
 def _pad(values, nd: int, fill: float):

@@ -1,8 +1,9 @@
 """Diffusion panel: refine a probability layer by anisotropic diffusion, live, and scrub back.
 
 Thin by design: it gathers a layer and parameters, runs `models.refiner.vessel_directions`
-(learned head or Hessian) and `core.refine.refine_steps` in a worker thread, and puts each
-yielded field into two layers:
+(learned head or Hessian) and `core.refine.refine_steps` in a separate process
+(`workers.tasks.diffusion` through `workers.process.run_in_child`, in lock-step with the
+panel), and puts each field it sends into two layers:
 
 * ``refined`` (Image, same shape as the probability): the current field, the one the
   Bridged gaps and Accept panels use;
@@ -50,12 +51,12 @@ from ..core.refine import (
     RECOMMENDED_METHOD,
     REFINE_METHODS,
     RefineSettings,
-    refine_steps,
     total_steps,
     ungated_state,
 )
 from ..models import session
-from ..models.refiner import vessel_directions
+from ..workers import tasks
+from ..workers.process import prewarm, run_in_child
 from ._common import (
     CANCELLED,
     PAUSED,
@@ -68,6 +69,7 @@ from ._common import (
     probability_data,
     put_image,
     view_toggle,
+    worker_threads,
 )
 
 REFINED = "refined"
@@ -116,22 +118,32 @@ def _mib(n: float) -> str:
 
 def _diffusion_job(u, directions, settings: RefineSettings, *, start: int = 0, steps: int | None = None,
                    every: int = 1, features=None, u0=None):
-    """Worker body: directions if not given, then the refinement's steps (a generator).
+    """The run as a generator of `Frame` s (`workers.tasks.diffusion_frames`): directions if
+    not given, then the refinement's steps.
 
     ``u`` is the diffusion's state to start from (at step ``start``), ``u0`` the
     probability (default ``u``); ``steps`` (default: to the method's last step,
     `core.refine.total_steps`) more steps are run, one frame every ``every`` steps and the last.
-    The panel runs it in a `SteppedWorker`, which computes the next frame only once the
-    panel has taken in this one, so the run never races ahead of the screen.
     """
-    if directions is None:
-        # the learned head when the probability layer carries backbone features, else Hessian
-        directions, _ = vessel_directions(u if u0 is None else u0, features, sigma=settings.sigma,
-                                          spacing=settings.relative_spacing(u.ndim))
-        yield Frame(start, None, directions)
-    for r in refine_steps(u if u0 is None else u0, directions, settings, state=u, start=start, steps=steps,
-                          every=every):
-        yield Frame(r.step, r.field, state=r.state)
+    for frame in tasks.diffusion_frames(u, directions, settings, start=start, steps=steps, every=every,
+                                        features=features, u0=u0):
+        yield Frame(*frame)
+
+
+#: Seconds a cancelled run may take to reach its next frame, where its process stops it and
+#: stays for the next run; a run still estimating directions then is ended at once.
+CANCEL_GRACE = 1.0
+
+
+def _diffusion_in_child(u, directions, settings: RefineSettings, *, gate, **kwargs):
+    """Worker body: the run (`workers.tasks.diffusion`) in a separate process, each frame posted
+    through ``gate`` (`_common.Gate`): the process computes the next step only once the panel
+    has taken this one in, so the run never races ahead of the screen. numba's kernels and
+    the direction head then never hold the GUI process's Python lock."""
+    refiner = tasks.pack(session.loaded_refiner(np.ndim(u)))  # a fine-tuned head, if any
+    return run_in_child(tasks.diffusion, u, directions, settings, refiner=refiner, **kwargs,
+                        on_frame=lambda f: gate.post(Frame(*f)), should_stop=lambda: gate.cancelled,
+                        threads=worker_threads(), grace=CANCEL_GRACE)
 
 
 class DiffusionWidget(Panel):
@@ -139,6 +151,7 @@ class DiffusionWidget(Panel):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(viewer)
+        prewarm(worker_threads())  # the process the run computes in: numba's kernels load there
         d = RefineSettings()
         self._key = None           # which probability layer / data / sigma the state belongs to
         self._directions = None
@@ -339,7 +352,7 @@ class DiffusionWidget(Panel):
         feats = self._source.metadata.get("features") if self._directions is None else None
         target = self._step + steps
         note = "estimating directions..." if self._directions is None else ""
-        self.start(_diffusion_job, self._state, self._directions, self._settings(), start=self._step,
+        self.start(_diffusion_in_child, self._state, self._directions, self._settings(), start=self._step,
                    steps=steps, every=every, features=feats, u0=self._u0, step=self._step, total=target,
                    desc="diffusion",
                    note=note, on_frame=self._on_frame, on_error=self._on_error, on_end=self._on_end)

@@ -31,6 +31,7 @@ from ._common import (
     follow_layers,
     layer_spacing,
     layers_of,
+    preload,
     probability_data,
     put_layer,
     spatial_ndim,
@@ -55,6 +56,7 @@ class DirectionsWidget(Panel):
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(viewer)
+        preload()  # pandas, which napari imports when this panel first adds its vectors
         self._cache = None  # (key, u, directions)
         self.layer = ComboBox(label="probability", choices=lambda _w: layers_of(viewer, napari.layers.Image))
         self.sigma = FloatSpinBox(value=3.0, min=0.5, max=50.0, step=0.5, label="direction scale",

@@ -6,10 +6,10 @@ runs `training.finetune.finetune` in a worker, draws the loss as it falls, and m
 new weights the session's active refiner (`models.session`), which the Directions and
 Diffusion panels use at once.
 
-Each training update is a frame of the panel's job (`_common.Job`): the training loop
-posts it and waits until the panel has drawn it, and polls Cancel between updates (and
-between its scoring and training phases), so Cancel acts within one update of the screen
-and the previous weights stay.
+Training runs in a separate process (`workers.process.run_in_child`), so its Python work
+never holds the GUI's Python lock. Each training update is a frame of the panel's job
+(`_common.Job`): the training loop posts it and waits until the panel has drawn it;
+Cancel ends the process at once, and the previous weights stay.
 """
 
 from __future__ import annotations
@@ -25,8 +25,10 @@ from qtpy.QtGui import QColor, QPainter, QPen
 from qtpy.QtWidgets import QFileDialog, QSizePolicy, QWidget
 
 from ..models import session
-from ..training.finetune import FinetuneConfig, default_pair, finetune
-from ._common import CANCELLED, RUNNING, Panel, follow_layers, layers_of
+from ..training.finetune import FinetuneConfig, default_pair
+from ..workers import tasks
+from ..workers.process import prewarm, run_in_child
+from ._common import CANCELLED, RUNNING, Panel, follow_layers, layers_of, worker_threads
 from .segment import follow_fov
 
 
@@ -80,10 +82,17 @@ def region_mask(layer, shape: tuple[int, ...]) -> np.ndarray | None:
 
 
 def _finetune_job(image, labels, region, fov, *, refiner, backbone, cfg, gate):
-    """Worker body: `training.finetune.finetune` with each update posted through ``gate``
-    (`_common.Gate`: the loop goes on once the panel has drawn it) and Cancel polled."""
-    return finetune([image], [labels], [region], fovs=[fov], refiner=refiner, backbone=backbone, cfg=cfg,
-                    should_stop=lambda: gate.cancelled, on_update=lambda i, loss: gate.post((i, loss)))
+    """Worker body: `training.finetune.finetune` in a separate process (`workers.tasks.finetune`
+    through `workers.process.run_in_child`), each update posted through ``gate``
+    (`_common.Gate`: the training goes on once the panel has drawn it); Cancel ends the
+    process at once. The training's Python work and torch's imports then never hold the
+    GUI process's Python lock."""
+    result = run_in_child(tasks.finetune, image, labels, region, fov, refiner=tasks.pack(refiner),
+                          backbone=tasks.pack(backbone), cfg=cfg, on_frame=gate.post,
+                          should_stop=lambda: gate.cancelled, threads=worker_threads())
+    if result is not None:
+        result.refiner, result.backbone = tasks.unpack(result.refiner), tasks.unpack(result.backbone)
+    return result
 
 
 def _metrics_line(name: str, m: dict) -> str:
@@ -138,6 +147,7 @@ class FinetuneWidget(Panel):
         self.load_button.changed.connect(self._load_clicked)
         self.reset_button.changed.connect(self.reset)
         self.refresh()
+        prewarm(worker_threads())  # the process training runs in: torch loads there meanwhile
 
     # -- training -----------------------------------------------------------------------
     def _inputs(self):

@@ -27,10 +27,11 @@ from napari.utils.notifications import show_error
 
 from ..io_hooks import prefer_tubediff_readers
 from ..models import registry, session
-from ..models.backbones import segment_image
 from ..models.classical import POLARITIES, VESSEL_FRACTION
-from ..models.registry import available_backbones, get_backbone
-from ._common import Panel, follow_layers, layer_spacing, layers_of, put_image, spatial_ndim
+from ..models.registry import available_backbones
+from ..workers import tasks
+from ..workers.process import prewarm, run_in_child
+from ._common import Panel, follow_layers, layer_spacing, layers_of, put_image, spatial_ndim, worker_threads
 
 PROBABILITY = "probability"
 
@@ -72,20 +73,21 @@ def backbone_for(ndim: int, names, current: str | None = None) -> str | None:
 
 
 def _segment_job(name: str, image: np.ndarray, fov="auto", scale="auto", polarity: str = "auto",
-                 spacing=None, **options):
+                 spacing=None, child: bool = False, gate=None, **options):
     """``(Segmentation, polarity used)``: `segment_image` with the panel's choices (the CLI's
-    ``tubediff segment`` path); learned backbones also give their features, which the
-    Directions and Diffusion panels hand to the learned direction head. ``spacing`` is a
-    volume's voxel spacing (the layer's ``scale``). ``options`` go to the backbone (e.g.
-    ``vessel_fraction`` for vesselness)."""
+    ``tubediff segment`` path, `workers.tasks.segment`); learned backbones also give their
+    features, which the Directions and Diffusion panels hand to the learned direction head.
+    ``spacing`` is a volume's voxel spacing (the layer's ``scale``). ``options`` go to the
+    backbone (e.g. ``vessel_fraction`` for vesselness). ``child``: in a separate process
+    (`workers.process.run_in_child`; None when ``gate`` is cancelled), so the GUI process's
+    Python lock stays free."""
     # "unet" is the session's U-Net: the shipped one, or one fine-tuned in this session
-    if name == "unet":
-        backbone = session.active_unet()
-        backbone.polarity = polarity
-    else:
-        backbone = get_backbone(name, polarity=polarity, **options)
-    seg = segment_image(backbone, image, scale=scale, fov=fov, spacing=spacing)
-    return seg, getattr(backbone, "last_polarity", polarity)
+    unet = tasks.pack(session.active_unet()) if name == "unet" else None
+    if not child:
+        return tasks.segment(name, image, fov, scale, polarity, spacing, unet=unet, **options)
+    return run_in_child(tasks.segment, name, image, fov, scale, polarity, spacing, unet=unet,
+                        should_stop=lambda: gate is not None and gate.cancelled, threads=worker_threads(),
+                        **options)
 
 
 #: Words in a layer's name that say it is a vessel map, not a field of view, even when it
@@ -182,6 +184,7 @@ class SegmentWidget(Panel):
         self.data_threshold.changed.connect(self._show_options)
         self._fit_backbone()
         self._show_options()
+        prewarm(worker_threads())  # the process the backbone runs in: torch loads there meanwhile
 
     def _show_options(self, *_):
         nd_backbone = self.backbone.value in ND_BACKBONES
@@ -251,6 +254,7 @@ class SegmentWidget(Panel):
         scale = "auto" if self.auto_scale.value else float(self.scale.value)
         spacing = layer_spacing(layer)  # the layer's scale; 2D images ignore it
         self.start(_segment_job, name, image, fov, scale, self.polarity.value, spacing, **options,
+                   child=True, gated=True,
                    desc=f"segmenting '{layer.name}' ({name})",
                    note=f"segmenting with {name}...", on_result=self._on_result,
                    on_error=lambda _job, e: show_error(f"Segmentation failed: {e}"))
@@ -259,6 +263,8 @@ class SegmentWidget(Panel):
         self.run_button.enabled = not self.busy
 
     def _on_result(self, _job, result):
+        if result is None:  # cancelled in the child
+            return
         seg, polarity = result
         prob = seg.prob
         layer = put_image(self._viewer, PROBABILITY, prob, like=self._source, colormap="magma",
