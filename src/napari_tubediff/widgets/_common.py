@@ -496,18 +496,22 @@ class Panel(Container):
         jobs, listening = self._jobs, self._listening
 
         def gone(*_):  # the widget is being deleted (the viewer closes): touch no Qt object
-            self.alive = False
-            for job in list(jobs):
-                job.detach()
-            jobs.clear()
-            for emitter, callback in listening:
-                try:
-                    emitter.disconnect(callback)
-                except (AttributeError, RuntimeError, ValueError):
-                    # at interpreter exit the emitter may already be torn down; an
-                    # exception escaping a Qt slot would abort the process
-                    pass
-            listening.clear()
+            try:
+                self.alive = False
+                for job in list(jobs):
+                    job.detach()
+                jobs.clear()
+                for emitter, callback in listening:
+                    try:
+                        emitter.disconnect(callback)
+                    except (AttributeError, RuntimeError, ValueError):
+                        pass  # at interpreter exit the emitter may already be torn down
+                listening.clear()
+            except Exception:  # noqa: BLE001
+                # at interpreter exit the collector may have emptied this closure's cells
+                # (NameError) before Qt sends ``destroyed``; an exception escaping a Qt slot
+                # aborts the process (PyQt calls qFatal), so nothing may leave this slot
+                pass
 
         self._gone = gone
         self.native.destroyed.connect(gone)
@@ -651,13 +655,39 @@ def lifetime(native) -> Callable[[], bool]:
     Viewer events outlive a dock widget (layers are removed as the viewer closes):
     their callbacks check this before touching the widget.
     """
-    alive = [True]
+    flag = _Alive()
+    native.destroyed.connect(flag.gone)
+    return flag
 
-    def gone(*_):
-        alive[0] = False
 
-    native.destroyed.connect(gone)
-    return lambda: alive[0]
+class QuietSlot:
+    """``fn(*args)`` as a Qt slot that never raises (the signal's own arguments are ignored):
+    for ``destroyed``, which may come at interpreter exit when anything can be half torn
+    down, and an exception escaping a slot aborts the process (PyQt calls qFatal)."""
+
+    def __init__(self, fn: Callable, *args):
+        self.fn, self.args = fn, args
+
+    def __call__(self, *_) -> None:
+        try:
+            self.fn(*self.args)
+        except Exception:  # noqa: BLE001 - see the class docstring
+            pass
+
+
+class _Alive:
+    """`lifetime`'s answer. Plain attributes, no closure: at interpreter exit the garbage
+    collector may empty a closure's cells before Qt sends ``destroyed``, and the exception
+    that a slot then raises aborts the process (PyQt calls qFatal)."""
+
+    def __init__(self):
+        self.value = True
+
+    def gone(self, *_):
+        self.value = False
+
+    def __call__(self) -> bool:
+        return getattr(self, "value", False)
 
 
 def layers_of(viewer, *kinds):

@@ -36,7 +36,7 @@ from napari.utils.notifications import show_error, show_info
 from ..core.curation import merge_indices
 from ..core.measure import measure_vessels
 from ..core.trace import remove_piece, trace_path
-from ._common import follow_layers, layers_of, put_layer, steady_cursor
+from ._common import QuietSlot, follow_layers, layers_of, put_layer, steady_cursor
 
 CURATED = "curated"
 #: The layer showing the trace's first click, and the one showing the measured branches.
@@ -109,7 +109,7 @@ class ToolsWidget(Container):
         self.measure_button.changed.connect(self.measure)
         self.export_button.changed.connect(self._export_dialog)
         viewer.mouse_drag_callbacks.append(self._on_mouse)
-        self.native.destroyed.connect(lambda *_: self._disconnect(viewer))
+        self.native.destroyed.connect(QuietSlot(self._disconnect, viewer))
         for name, key in TOOL_SHORTCUTS.items():
             viewer.bind_key(key, self._key_action(name), overwrite=True)
 
