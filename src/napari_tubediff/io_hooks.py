@@ -6,7 +6,9 @@
   one-frame files come back 2D, not (1, H, W). The content decides the layer
   (`data.io.looks_like_labels`): a two-valued single-channel file (0/1, 0/255, DRIVE's
   palette GIFs) is a Labels layer with values 0 and 1 (`data.drive.binary_mask`, the
-  rule the CLI reads masks with), anything else an Image layer (RGB kept as RGB).
+  rule the CLI reads masks with), and so is a nearly two-valued one whose name or folder
+  says mask or label (HRF's anti-aliased ``labels_1st/11_h.tif``); anything else an Image
+  layer (RGB kept as RGB).
 * Writer: a Labels layer to ``.tif``/``.tiff`` (the label values as they are) or ``.png``
   (a mask: 255 on labelled pixels, 0 elsewhere, what DRIVE-style tools read back),
   written atomically (`data.io.write_image`): a crash never leaves half a file.
@@ -48,7 +50,9 @@ def layer_data(path) -> tuple:
     """
     p = Path(path)
     a = read_image(p)
-    if looks_like_labels(a, p.name):
+    # the folder's name is a hint too: HRF's labels_1st/11_h.tif (anti-aliased, no hint in
+    # its own name, and the image's name) is a mask, not a second photograph
+    if looks_like_labels(a, f"{p.parent.name}/{p.name}"):
         return binary_mask(a).astype(np.uint8), {"name": p.stem}, "labels"
     meta = {"name": p.stem}
     if a.ndim == 3 and a.shape[-1] in (3, 4):
