@@ -22,7 +22,7 @@ from ..core.scoring import prediction_mask, rows_to_csv, score_predictions
 from ..core.values import as_probability
 from ..data.io import atomic_write_text
 from ._common import Panel, follow_layers, layers_of
-from .segment import fov_like, follow_fov
+from .segment import follow_fov, fov_like
 
 #: The loop's own layers (Segment, Diffusion, Accept): selected as predictions when they appear.
 LOOP_OUTPUTS = ("probability", "refined", "curated")
