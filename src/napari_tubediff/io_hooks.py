@@ -8,7 +8,8 @@
   palette GIFs) is a Labels layer with values 0 and 1 (`data.drive.binary_mask`, the
   rule the CLI reads masks with), and so is a nearly two-valued one whose name or folder
   says mask or label (HRF's anti-aliased ``labels_1st/11_h.tif``); anything else an Image
-  layer (RGB kept as RGB).
+  layer (RGB kept as RGB). A field-of-view mask (`data.names.fov_like`: ``01_test_mask``)
+  opens hidden: shown, it covers the photograph with one colour, the truth's.
 * Writer: a Labels layer to ``.tif``/``.tiff`` (the label values as they are) or ``.png``
   (a mask: 255 on labelled pixels, 0 elsewhere, what DRIVE-style tools read back),
   written atomically (`data.io.write_image`): a crash never leaves half a file.
@@ -26,6 +27,7 @@ import numpy as np
 
 from .data.drive import binary_mask
 from .data.io import IMAGE_SUFFIXES, looks_like_labels, read_image, write_image
+from .data.names import fov_like
 
 __all__ = ["get_reader", "get_mask_reader", "read_layers", "read_mask", "write_mask",
            "prefer_tubediff_readers", "READER_PATTERNS"]
@@ -53,7 +55,10 @@ def layer_data(path) -> tuple:
     # the folder's name is a hint too: HRF's labels_1st/11_h.tif (anti-aliased, no hint in
     # its own name, and the image's name) is a mask, not a second photograph
     if looks_like_labels(a, f"{p.parent.name}/{p.name}"):
-        return binary_mask(a).astype(np.uint8), {"name": p.stem}, "labels"
+        meta = {"name": p.stem}
+        if fov_like(p.stem):  # a field of view covers most of the photograph: the panels use it hidden
+            meta["visible"] = False
+        return binary_mask(a).astype(np.uint8), meta, "labels"
     meta = {"name": p.stem}
     if a.ndim == 3 and a.shape[-1] in (3, 4):
         meta["rgb"] = True

@@ -21,8 +21,9 @@ from ..core.metrics import count_components
 from ..core.scoring import prediction_mask, rows_to_csv, score_predictions
 from ..core.values import as_probability
 from ..data.io import atomic_write_text
+from ..data.names import fov_like
 from ._common import Panel, follow_layers, layers_of
-from .segment import follow_fov, fov_like
+from .segment import follow_fov
 
 #: The loop's own layers (Segment, Diffusion, Accept): selected as predictions when they appear.
 LOOP_OUTPUTS = ("probability", "refined", "curated")
@@ -33,7 +34,7 @@ NOT_TRUTH = ("curated", "bridged")
 
 def truth_like(name: str) -> bool:
     """Whether a Labels layer named ``name`` may be offered as the ground truth: not a field of
-    view (`segment.fov_like`) and not one of the loop's own Labels layers.
+    view (`data.names.fov_like`) and not one of the loop's own Labels layers.
 
     >>> [truth_like(n) for n in ("01_manual1", "im0255.ah", "11_h [1]", "11_h_mask", "curated", "bridged")]
     [True, True, True, False, False, False]
