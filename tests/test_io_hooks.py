@@ -28,6 +28,35 @@ def test_palette_gif_is_read_as_labels(tmp_path):
     np.testing.assert_array_equal(data, mask.astype(np.uint8))
 
 
+def test_an_anti_aliased_mask_in_a_labels_folder_is_read_as_labels(tmp_path):
+    # like HRF's labels_1st/11_h.tif: 0/255 with a few anti-aliased edge pixels, named as its image
+    from napari_tubediff.io_hooks import layer_data
+
+    mask = np.zeros((40, 50), np.uint8)
+    mask[10:30, 20:24] = 255
+    mask[10:30, 24] = 90  # the anti-aliased edge: 20 of 2000 pixels
+    for folder, kind in (("labels_1st", "labels"), ("images", "image")):
+        (tmp_path / folder).mkdir()
+        path = tmp_path / folder / "11_h.tif"
+        Image.fromarray(mask).save(path)
+        data, meta, got = layer_data(path)
+        assert got == kind and meta["name"] == "11_h"
+        if kind == "labels":  # the project's one rule: grey values >= 128 are vessel
+            np.testing.assert_array_equal(data, (mask >= 128).astype(np.uint8))
+
+
+def test_a_fov_mask_opens_hidden_and_the_truth_shown(tmp_path):
+    # DRIVE's 01_test_mask covers the photograph with the truth's colour at opacity 0.7
+    from napari_tubediff.io_hooks import layer_data
+
+    mask = np.zeros((8, 9), np.uint8)
+    mask[2:6, 2:7] = 255
+    for name, shown in (("01_test_mask.gif", False), ("01_manual1.gif", True), ("fov.png", False)):
+        Image.fromarray(mask).save(tmp_path / name)
+        data, meta, kind = layer_data(tmp_path / name)
+        assert kind == "labels" and meta.get("visible", True) is shown, name
+
+
 def test_reader_declines_other_files(tmp_path):
     assert get_mask_reader(str(tmp_path / "a.png")) is None
     assert get_mask_reader([str(tmp_path / "a.gif"), str(tmp_path / "b.tif")]) is None

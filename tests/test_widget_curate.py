@@ -103,3 +103,28 @@ def test_a_mask_layer_is_offered_as_the_fov_and_curated_as_the_labels(make_napar
     # a panel opened after the mask picks it at once
     late = viewer.window.add_plugin_dock_widget("napari-tubediff", "Segment")[1]
     assert late.fov.value is viewer.layers["21_training_mask"]
+
+
+def test_metrics_scores_the_loop_against_the_truth_by_default(make_napari_viewer):
+    # HRF's order as an annotator opens it: the FOV mask first, then the truth, then the loop
+    viewer = make_napari_viewer()
+    shape = (16, 16)
+    viewer.add_image(np.zeros(shape, np.float32), name="11_h")
+    viewer.add_labels(np.ones(shape, np.uint8), name="11_h_mask")
+    met = curate(viewer).panels["metrics"]
+    assert met.truth.value is None  # not the FOV mask: Score says to choose a truth
+    assert list(met.predictions.value) == []
+    viewer.add_labels(np.zeros(shape, np.uint8), name="11_h [1]")
+    assert met.truth.value is viewer.layers["11_h [1]"] and met.fov.value is viewer.layers["11_h_mask"]
+    for name in ("probability", "refined history", "refined"):
+        viewer.add_image(np.zeros(shape, np.float32), name=name)
+    viewer.add_labels(np.zeros(shape, np.uint8), name="bridged")
+    viewer.add_labels(np.zeros(shape, np.uint8), name="curated")
+    assert [lay.name for lay in met.predictions.value] == ["probability", "refined", "curated"]
+    assert met.truth.value is viewer.layers["11_h [1]"]
+    # the user's own choice of a truth stays
+    met.truth.native.setCurrentText("bridged")
+    met.truth.native.activated.emit(met.truth.native.currentIndex())
+    assert met.truth.value is viewer.layers["bridged"]
+    viewer.add_image(np.zeros(shape, np.float32), name="other")
+    assert met.truth.value is viewer.layers["bridged"]

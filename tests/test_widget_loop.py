@@ -110,6 +110,9 @@ def test_the_annotators_loop(make_napari_viewer, qtbot, tmp_path):
     assert "accepted" in acc.status.value
     press(viewer, SHORTCUTS["undo"])                   # one undo takes the whole accept back
     assert (curated.data == 0).sum() == 256 * 256 - 1 and curated.data[ys[0], xs[0]] == 2
+    assert acc.status.value == "undid the last edit of 'curated'"
+    press(viewer, SHORTCUTS["undo"])                   # nothing left to undo: the status says so
+    assert acc.status.value == "nothing to undo in 'curated'" and curated.data[ys[0], xs[0]] == 2
     acc.accept_button.native.click()
     assert (curated.data == 1).sum() == expected.sum()
 

@@ -6,8 +6,11 @@
   one-frame files come back 2D, not (1, H, W). The content decides the layer
   (`data.io.looks_like_labels`): a two-valued single-channel file (0/1, 0/255, DRIVE's
   palette GIFs) is a Labels layer with values 0 and 1 (`data.drive.binary_mask`, the
-  rule the CLI reads masks with), anything else an Image layer (RGB kept as RGB). A
-  volume's voxel spacing in its TIFF metadata (ImageJ, OME) is the layer's ``scale``.
+  rule the CLI reads masks with), and so is a nearly two-valued one whose name or folder
+  says mask or label (HRF's anti-aliased ``labels_1st/11_h.tif``); anything else an Image
+  layer (RGB kept as RGB). A field-of-view mask (`data.names.fov_like`: ``01_test_mask``)
+  opens hidden: shown, it covers the photograph with one colour, the truth's. A volume's
+  voxel spacing in its TIFF metadata (ImageJ, OME) is the layer's ``scale``.
 * Writer: a Labels layer to ``.tif``/``.tiff`` (the label values as they are) or ``.png``
   (a mask: 255 on labelled pixels, 0 elsewhere, what DRIVE-style tools read back),
   written atomically (`data.io.write_image`): a crash never leaves half a file.
@@ -25,6 +28,7 @@ import numpy as np
 
 from .data.drive import binary_mask
 from .data.io import IMAGE_SUFFIXES, looks_like_labels, read_image, read_spacing, write_image
+from .data.names import fov_like
 
 __all__ = ["get_reader", "get_mask_reader", "read_layers", "read_mask", "write_mask",
            "prefer_tubediff_readers", "READER_PATTERNS"]
@@ -56,7 +60,11 @@ def layer_data(path) -> tuple:
     spacing = read_spacing(p, 3) if a.ndim == 3 and not rgb else None
     if spacing is not None:
         meta["scale"] = spacing
-    if looks_like_labels(a, p.name):
+    # the folder's name is a hint too: HRF's labels_1st/11_h.tif (anti-aliased, no hint in
+    # its own name, and the image's name) is a mask, not a second photograph
+    if looks_like_labels(a, f"{p.parent.name}/{p.name}"):
+        if fov_like(p.stem):  # a field of view covers most of the photograph: the panels use it hidden
+            meta["visible"] = False
         return binary_mask(a).astype(np.uint8), meta, "labels"
     if rgb:
         meta["rgb"] = True

@@ -102,5 +102,10 @@ class AcceptWidget(Panel):
         if curated is None or curated not in self._viewer.layers:
             show_error("No curated layer to undo.")
             return
+        before = np.array(curated.data, copy=True)
         curated.undo()
-        self.say(f"undid the last edit of '{curated.name}'")
+        # napari's undo with an empty history does nothing: say so, not "undid"
+        if np.array_equal(before, curated.data):
+            self.say(f"nothing to undo in '{curated.name}'")
+        else:
+            self.say(f"undid the last edit of '{curated.name}'")

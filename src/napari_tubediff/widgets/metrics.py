@@ -21,8 +21,50 @@ from ..core.metrics import count_components
 from ..core.scoring import prediction_mask, rows_to_csv, score_predictions
 from ..core.values import as_probability
 from ..data.io import atomic_write_text
+from ..data.names import fov_like
 from ._common import Panel, follow_layers, layers_of
 from .segment import follow_fov
+
+#: The loop's own layers (Segment, Diffusion, Accept): selected as predictions when they appear.
+LOOP_OUTPUTS = ("probability", "refined", "curated")
+
+#: Layers that are never the ground truth by default: the loop's own Labels layers.
+NOT_TRUTH = ("curated", "bridged")
+
+
+def truth_like(name: str) -> bool:
+    """Whether a Labels layer named ``name`` may be offered as the ground truth: not a field of
+    view (`data.names.fov_like`) and not one of the loop's own Labels layers.
+
+    >>> [truth_like(n) for n in ("01_manual1", "im0255.ah", "11_h [1]", "11_h_mask", "curated", "bridged")]
+    [True, True, True, False, False, False]
+    """
+    return not fov_like(name) and name.lower() not in NOT_TRUTH
+
+
+def follow_truth(panel: Panel, viewer, predictions: Select, truth: ComboBox) -> None:
+    """Default choices that score the loop at once: each of `LOOP_OUTPUTS` is added to the
+    selected predictions when it appears, and the ground truth moves off a field-of-view mask or
+    a loop layer to a layer that can be one (`truth_like`), unless the user chose it."""
+    mine = {"chosen": False}
+
+    def chosen(*_):  # the user picked it in the list (QComboBox.activated: user actions only)
+        mine["chosen"] = True
+
+    truth.native.activated.connect(chosen)
+
+    def pick(layers):
+        predictions.reset_choices()
+        outputs = [lay for lay in layers if lay.name in LOOP_OUTPUTS and lay in predictions.choices]
+        if outputs:
+            predictions.value = list(predictions.value) + [o for o in outputs if o not in predictions.value]
+        truth.reset_choices()
+        if not mine["chosen"] and (truth.value is None or not truth_like(truth.value.name)):
+            able = [lay for lay in truth.choices if lay is not None and truth_like(lay.name)]
+            truth.value = able[0] if able else None
+
+    pick(list(viewer.layers))
+    panel.listen(viewer.layers.events.inserted, lambda e: pick([e.value]))
 
 COLUMNS = {"name": "layer", "dice": "Dice", "cldice": "clDice", "vca": "VCA", "vca_fov": "VCA (FOV)",
            "components": "components", "betti0_error": "Betti 0 err", "betti1_error": "Betti 1 err",
@@ -53,7 +95,8 @@ class MetricsWidget(Panel):
         self.predictions = Select(label="predictions", choices=lambda _w: layers_of(viewer, *kinds),
                                   allow_multiple=True, value=[])
         labels = lambda _w: layers_of(viewer, napari.layers.Labels)  # noqa: E731
-        self.truth = ComboBox(label="ground truth", choices=labels)
+        # nullable: no Labels layer that can be the truth is better than a FOV mask taken for it
+        self.truth = ComboBox(label="ground truth", choices=labels, nullable=True, value=None)
         self.fov = ComboBox(label="field of view", nullable=True, value=None, choices=labels)
         self.threshold = FloatSpinBox(value=0.5, min=0.01, max=1.0, step=0.05, label="threshold",
                                       tooltip="for probability (Image) layers")
@@ -73,6 +116,7 @@ class MetricsWidget(Panel):
         follow_layers(viewer, self.truth, prefer="truth")
         follow_layers(viewer, self.fov)
         follow_fov(self, viewer, self.fov)  # a DRIVE *_mask, a "fov" layer
+        follow_truth(self, viewer, self.predictions, self.truth)  # the loop's layers vs. the truth
         self.run_button.changed.connect(self.run)
         self.export_button.changed.connect(self._export_dialog)
 

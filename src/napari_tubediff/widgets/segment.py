@@ -25,6 +25,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton
 from napari.utils.notifications import show_error
 
+from ..data.names import fov_like
 from ..io_hooks import prefer_tubediff_readers
 from ..models import registry, session
 from ..models.classical import POLARITIES, VESSEL_FRACTION
@@ -88,28 +89,6 @@ def _segment_job(name: str, image: np.ndarray, fov="auto", scale="auto", polarit
     return run_in_child(tasks.segment, name, image, fov, scale, polarity, spacing, unet=unet,
                         should_stop=lambda: gate is not None and gate.cancelled, threads=worker_threads(),
                         **options)
-
-
-#: Words in a layer's name that say it is a vessel map, not a field of view, even when it
-#: ends in "mask" (the CLI's ``NAME_mask.png`` is a refined vessel mask).
-_NOT_FOV = ("refined", "curated", "bridged", "vessel", "manual", "truth", "prob", "label")
-
-
-def fov_like(name: str) -> bool:
-    """Whether a layer named ``name`` looks like a field-of-view mask.
-
-    DRIVE's ``21_training_mask``, HRF's ``01_dr_mask``, ``mask``, anything with "fov";
-    not ``refined_mask`` or ``curated``.
-
-    >>> [fov_like(n) for n in ("21_training_mask", "synthetic fov", "mask", "refined_mask", "curated")]
-    [True, True, True, False, False]
-    """
-    n = name.lower()
-    if "fov" in n or "field of view" in n:
-        return True
-    if any(word in n for word in _NOT_FOV):
-        return False
-    return n == "mask" or n.endswith(("_mask", " mask", "-mask"))
 
 
 def follow_fov(panel: Panel, viewer, combo: ComboBox) -> None:
