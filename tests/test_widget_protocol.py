@@ -109,6 +109,28 @@ def test_the_worker_never_runs_ahead_of_the_panel(panel, qtbot):
     assert ahead and max(ahead) <= 1        # and at any moment it is at most one step ahead
 
 
+def test_the_status_follows_every_step_while_drawing_is_throttled(panel, qtbot, monkeypatch):
+    """A costly drawing (a 3D history, a 3504 x 2336 photograph) is drawn a few times a run;
+    the status line still says each step taken in, never a step long past."""
+    from napari_tubediff.widgets import _common
+
+    monkeypatch.setattr(_common, "DRAW_INTERVAL", 3600.0)  # after the first, no drawing until the end
+    viewer, w, computed = panel
+    w.steps.value = 30
+    lags = []
+    on_frame = w._on_frame
+
+    def take_in(job, frame):
+        on_frame(job, frame)
+        QTimer.singleShot(0, lambda: lags.append(w._step - int(w.status.value.split()[1])))
+
+    w._on_frame = take_in
+    w.run_button.native.click()
+    qtbot.waitUntil(lambda: w._worker is None, timeout=60000)
+    assert w.job.state == DONE and w.status.value == "step 30 / 30"
+    assert len(lags) >= 25 and max(lags) <= 1
+
+
 def test_pause_lands_within_one_step_of_the_display(panel, qtbot):
     viewer, w, computed = panel
     job = running(qtbot, w)
@@ -259,9 +281,11 @@ def test_finetune_cancel_lands_within_one_update(finetune_panel, qtbot):
     assert session.active_refiner() is before and w.train_button.enabled
 
 
-def test_closing_the_viewer_mid_run_cancels_quietly(make_napari_viewer, qtbot, capfd):
+def test_closing_the_viewer_mid_run_cancels_quietly(make_napari_viewer, qtbot, capfd, monkeypatch):
     """Diffusion, Fine-tune and Segment running as the viewer closes: every worker ends,
-    the training stops at once, and no exception or traceback appears."""
+    the training stops at once, no process is left (not even one kept for the next task),
+    and no exception or traceback appears."""
+    monkeypatch.setattr(process, "_users", [0])  # the panels of this viewer only
     viewer = make_napari_viewer()
     f = synthetic_fundus((96, 96), seed=3, n_breaks=6)
     viewer.add_image(f.image, name="photo", rgb=True)
@@ -283,18 +307,38 @@ def test_closing_the_viewer_mid_run_cancels_quietly(make_napari_viewer, qtbot, c
             qtbot.waitUntil(lambda: diff._step >= 2, timeout=60000)
             gate = tune.job.worker.gate
             seg.run_button.native.click()                            # a third worker, likely mid-run
+            children = set(process._busy) | set(process._idle)
             viewer.close()
             sent = gate._sent
             assert QThreadPool.globalInstance().waitForDone(60000)   # every worker has ended
             qtbot.wait(100)                                          # and what they sent is delivered
         assert gate._sent == sent                    # no training update after the close
         assert len(training) == 1 and not training[0].alive()  # its process has ended
+        qtbot.waitUntil(lambda: not any(c.alive() for c in children), timeout=20000)  # and every other
         assert session.source() == "shipped"
         assert errors == []
         err = capfd.readouterr().err
         assert "Traceback" not in err and "deleted" not in err, err
     finally:
         session.reset_refiner()
+
+
+def test_closing_the_viewer_mid_diffusion_leaves_no_process(make_napari_viewer, qtbot, monkeypatch):
+    """A cancelled diffusion stops at its next frame and its process would be kept for the
+    next task; with the viewer closed there is none, so the process ends too (it held
+    hundreds of MB for as long as an IPython session lived)."""
+    monkeypatch.setattr(process, "_users", [0])  # the panels of this viewer only
+    viewer = make_napari_viewer()
+    viewer.add_image(synthetic_vessels((64, 64), seed=3).probability, name="probability")
+    w = dock(viewer, "Diffusion")
+    w.method.value, w.steps.value = "faithful", LONG
+    w.run_button.native.click()
+    qtbot.waitUntil(lambda: w._step >= 2, timeout=60000)
+    children = set(process._busy) | set(process._idle)
+    assert any(c.alive() for c in children)
+    viewer.close()
+    assert QThreadPool.globalInstance().waitForDone(60000)
+    qtbot.waitUntil(lambda: not any(c.alive() for c in children) and not process._idle, timeout=20000)
 
 
 def test_an_error_replaces_the_progress_in_the_status(finetune_panel, qtbot, monkeypatch):

@@ -416,8 +416,11 @@ class Job:
                 self._held = True  # the job stops here: show this frame now
             else:
                 self._release()
-            # the layers and the status: at most every DRAW_INTERVAL while running
+            # the layers: at most every DRAW_INTERVAL while running (and less often when drawing
+            # is slow: a 3D history can take a second); the status line is cheap and says
+            # every frame taken in, so it never reads "step 1" while the run is at step 49
             panel.request_draw(now=self._held)
+            panel.refresh()
             return
         if kind == "result":
             if self.state == RUNNING and callback is not None:

@@ -56,13 +56,14 @@ from ..core.refine import (
 )
 from ..models import session
 from ..workers import tasks
-from ..workers.process import prewarm, run_in_child
+from ..workers.process import prewarm, release, run_in_child
 from ._common import (
     CANCELLED,
     PAUSED,
     RUNNING,
     SHORTCUTS,
     Panel,
+    QuietSlot,
     follow_layers,
     layer_spacing,
     layers_of,
@@ -152,6 +153,7 @@ class DiffusionWidget(Panel):
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(viewer)
         prewarm(worker_threads())  # the process the run computes in: numba's kernels load there
+        self.native.destroyed.connect(QuietSlot(release))  # the viewer closes: no idle process kept
         d = RefineSettings()
         self._key = None           # which probability layer / data / sigma the state belongs to
         self._directions = None

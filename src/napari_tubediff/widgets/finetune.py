@@ -27,8 +27,8 @@ from qtpy.QtWidgets import QFileDialog, QSizePolicy, QWidget
 from ..models import session
 from ..training.finetune import FinetuneConfig, default_pair
 from ..workers import tasks
-from ..workers.process import prewarm, run_in_child
-from ._common import CANCELLED, RUNNING, Panel, follow_layers, layers_of, worker_threads
+from ..workers.process import prewarm, release, run_in_child
+from ._common import CANCELLED, RUNNING, Panel, QuietSlot, follow_layers, layers_of, worker_threads
 from .segment import follow_fov
 
 
@@ -148,6 +148,7 @@ class FinetuneWidget(Panel):
         self.reset_button.changed.connect(self.reset)
         self.refresh()
         prewarm(worker_threads())  # the process training runs in: torch loads there meanwhile
+        self.native.destroyed.connect(QuietSlot(release))  # the viewer closes: no idle process kept
 
     # -- training -----------------------------------------------------------------------
     def _inputs(self):

@@ -31,8 +31,17 @@ from ..models import registry, session
 from ..models.classical import POLARITIES, VESSEL_FRACTION
 from ..models.registry import available_backbones
 from ..workers import tasks
-from ..workers.process import prewarm, run_in_child
-from ._common import Panel, follow_layers, layer_spacing, layers_of, put_image, spatial_ndim, worker_threads
+from ..workers.process import prewarm, release, run_in_child
+from ._common import (
+    Panel,
+    QuietSlot,
+    follow_layers,
+    layer_spacing,
+    layers_of,
+    put_image,
+    spatial_ndim,
+    worker_threads,
+)
 
 PROBABILITY = "probability"
 
@@ -164,6 +173,7 @@ class SegmentWidget(Panel):
         self._fit_backbone()
         self._show_options()
         prewarm(worker_threads())  # the process the backbone runs in: torch loads there meanwhile
+        self.native.destroyed.connect(QuietSlot(release))  # the viewer closes: no idle process kept
 
     def _show_options(self, *_):
         nd_backbone = self.backbone.value in ND_BACKBONES

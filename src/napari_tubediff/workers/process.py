@@ -317,15 +317,36 @@ _idle: list[Child] = []     # children waiting for a task (at most one is kept)
 _busy: set[Child] = set()   # children running a task now
 
 
+_users = [0]                # panels that keep a child warm (`prewarm` ... `release`)
+
+
 def prewarm(threads: int | None = None) -> None:
-    """Start a child now (if none is idle) so that the first task does not wait for torch."""
+    """Start a child now (if none is idle) so that the first task does not wait for torch.
+
+    Each call counts one user (a panel) until its `release`: once the last user is gone (the
+    viewer closed), no child is kept idle, and one that finishes a task then ends.
+    """
     if not enabled():
         return
     with _lock:
+        _users[0] += 1
         if any(c.alive() for c in _idle):
             return
         _idle.clear()
         _idle.append(Child(threads))
+
+
+def release() -> None:
+    """One `prewarm` user is gone; with none left, end the idle child (in the background:
+    the caller, a closing panel, does not wait for it)."""
+    with _lock:
+        _users[0] = max(0, _users[0] - 1)
+        if _users[0]:
+            return
+        children = list(_idle)
+        _idle.clear()
+    if children:
+        threading.Thread(target=lambda: [c.terminate() for c in children], daemon=True).start()
 
 
 def run_in_child(func: Callable, *args, on_frame: Callable | None = None,
@@ -383,10 +404,11 @@ def run_in_child(func: Callable, *args, on_frame: Callable | None = None,
     finally:
         with _lock:
             _busy.discard(child)
-            if child.alive() and not _idle:
+            keep = child.alive() and not _idle and _users[0] > 0  # no panel left: none kept idle
+            if keep:
                 _idle.append(child)
-            elif child.alive():
-                child.terminate()
+        if child.alive() and not keep:
+            child.terminate()
 
 
 def shutdown() -> None:
