@@ -107,3 +107,19 @@ def test_vectors_put_again_update_the_layer_in_place(make_napari_viewer):
     moved = put_layer(viewer, "arrows", "vectors", two, scale=(2.0, 2.0), features={"angle": angles},
                       edge_color="angle", **look)
     assert moved is not first and tuple(moved.scale) == (2.0, 2.0)
+
+
+def test_a_stack_grown_while_hidden_reaches_the_time_slider_once_shown(make_napari_viewer):
+    """napari 0.9 keeps a hidden layer's extent from before its data changed: the refined
+    history, grown while hidden (the first 25 ms, or with "after" unticked), stopped the
+    time slider at its old length. `show_layer` brings the slider to the whole stack."""
+    from napari_tubediff.widgets._common import show_layer
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((32, 32), np.float32), name="photo")
+    layer = viewer.add_image(np.zeros((2, 32, 32), np.float32), name="history", visible=False)
+    layer.data = np.zeros((9, 32, 32), np.float32)
+    show_layer(layer)
+    assert layer.visible and viewer.dims.range[0].stop == 8
+    viewer.dims.set_current_step(0, 8)
+    assert viewer.dims.current_step[0] == 8

@@ -849,9 +849,24 @@ def _add_in_two_turns(viewer, kind: str, data, visible: bool = True, **kwargs):
         # not a zero timer: Qt runs those before the input that waits, so the two halves
         # would still be one stall for a click
         viewer_layers = viewer.layers  # (a closed viewer has none left)
-        QTimer.singleShot(_SHOW_AFTER_MS,
-                          lambda: layer in viewer_layers and setattr(layer, "visible", True))
+        QTimer.singleShot(_SHOW_AFTER_MS, lambda: layer in viewer_layers and show_layer(layer))
     return layer
+
+
+def show_layer(layer) -> None:
+    """Make ``layer`` visible, with napari's dims following data it got while hidden.
+
+    napari 0.9.2 does not update a hidden layer's extent when its data changes, nor when it
+    is shown: a stack of snapshots that grew while hidden kept the time slider at its old
+    length, so the last steps could not be reached. Setting the data again once shown
+    updates it (only then: that repeats the slicing).
+    """
+    layer.visible = True
+    data = layer.data
+    if isinstance(layer, napari.layers.Image) and not layer.multiscale and not layer.rgb:
+        stale = np.asarray(layer.extent.data[1]) != np.asarray(np.shape(data), float) - 1
+        if np.any(stale):
+            layer.data = data
 
 
 def put_layer(viewer, name: str, kind: str, data, like=None, **kwargs):

@@ -58,6 +58,7 @@ from ..models import session
 from ..workers import tasks
 from ..workers.process import prewarm, release, run_in_child
 from ._common import (
+    _SHOW_AFTER_MS,
     CANCELLED,
     PAUSED,
     RUNNING,
@@ -69,6 +70,7 @@ from ._common import (
     layers_of,
     probability_data,
     put_image,
+    show_layer,
     view_toggle,
     worker_threads,
 )
@@ -406,13 +408,25 @@ class DiffusionWidget(Panel):
         if labels and labels[0] != "step":  # the time axis: its slider is read with the scrub line
             self._viewer.dims.axis_labels = ["step", *labels[1:]]
         if follow:
-            self._viewer.dims.set_current_step(0, len(self._history) - 1)
+            self._follow_last()
+            if not self._viewer.layers[HISTORY].visible and self.after.value:
+                # just added, shown a turn later (`_add_in_two_turns`): the time slider only
+                # reaches the newest snapshot then
+                QTimer.singleShot(2 * _SHOW_AFTER_MS, lambda: self.alive and self._follow_last())
         self._show_scrub()
+
+    def _follow_last(self) -> None:
+        if self._history is not None and len(self._history) and HISTORY in self._viewer.layers:
+            self._viewer.dims.set_current_step(0, len(self._history) - 1)
+            self._show_scrub()
 
     def _show_after(self, on: bool):
         """Before / after: show or hide the refined history over the image."""
         if HISTORY in self._viewer.layers:
-            self._viewer.layers[HISTORY].visible = on
+            if on:
+                show_layer(self._viewer.layers[HISTORY])
+            else:
+                self._viewer.layers[HISTORY].visible = False
 
     def _show_scrub(self, *_):
         if self._history is None or not len(self._history) or HISTORY not in self._viewer.layers:
