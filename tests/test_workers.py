@@ -62,6 +62,7 @@ def test_a_child_that_dies_says_so():
 
 def test_run_in_child_reuses_one_child_and_replaces_a_terminated_one(monkeypatch):
     monkeypatch.setattr(process, "WARM", ())  # no torch to import first
+    monkeypatch.setattr(process, "_users", [None])  # no panel (a script): a child is kept
     process.shutdown()
     first = run_in_child(ct.pid, threads=1)
     assert run_in_child(ct.pid) == first

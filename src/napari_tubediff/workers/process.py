@@ -317,19 +317,20 @@ _idle: list[Child] = []     # children waiting for a task (at most one is kept)
 _busy: set[Child] = set()   # children running a task now
 
 
-_users = [0]                # panels that keep a child warm (`prewarm` ... `release`)
+_users: list[int | None] = [None]  # panels keeping a child warm (`prewarm` ... `release`); None: no panel yet
 
 
 def prewarm(threads: int | None = None) -> None:
     """Start a child now (if none is idle) so that the first task does not wait for torch.
 
     Each call counts one user (a panel) until its `release`: once the last user is gone (the
-    viewer closed), no child is kept idle, and one that finishes a task then ends.
+    viewer closed), no child is kept idle, and one that finishes a task then ends. Without
+    any (a script calling `run_in_child`), a finished call's child is kept for the next.
     """
     if not enabled():
         return
     with _lock:
-        _users[0] += 1
+        _users[0] = (_users[0] or 0) + 1
         if any(c.alive() for c in _idle):
             return
         _idle.clear()
@@ -340,7 +341,7 @@ def release() -> None:
     """One `prewarm` user is gone; with none left, end the idle child (in the background:
     the caller, a closing panel, does not wait for it)."""
     with _lock:
-        _users[0] = max(0, _users[0] - 1)
+        _users[0] = max(0, (_users[0] or 0) - 1)
         if _users[0]:
             return
         children = list(_idle)
@@ -404,7 +405,8 @@ def run_in_child(func: Callable, *args, on_frame: Callable | None = None,
     finally:
         with _lock:
             _busy.discard(child)
-            keep = child.alive() and not _idle and _users[0] > 0  # no panel left: none kept idle
+            # a panel's child is kept for its next task, but none once every panel has gone
+            keep = child.alive() and not _idle and _users[0] != 0
             if keep:
                 _idle.append(child)
         if child.alive() and not keep:
