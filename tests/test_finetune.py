@@ -170,8 +170,11 @@ def test_finetune_command(tmp_path, fundi, capsys):
 def test_tuning_the_backbone_changes_only_its_last_layers(fundi, tmp_path):
     start = session.active_unet()
     state = {k: v.clone() for k, v in start.net.state_dict().items()}
-    res = finetune([f.image for f in fundi], [f.truth for f in fundi], [f.fov for f in fundi],
+    # scale 2 (not auto's 4.4): a working scale other than 1 for the tuned U-Net's second pass,
+    # at a quarter of auto's pixels
+    res = finetune([f.image for f in fundi], [f.truth for f in fundi], [f.fov for f in fundi], scale=2,
                    cfg=FinetuneConfig(updates=20, crop=96, tune_backbone=True, lr=1e-2))
+    assert res.record["scales"] == [2.0, 2.0]
     tuned = res.backbone.net.state_dict()
     changed = {k for k, v in tuned.items() if not torch.equal(v, state[k])}
     assert changed and all(k.startswith(("dec.2.", "out.")) for k in changed), sorted(changed)
