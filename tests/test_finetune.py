@@ -66,7 +66,7 @@ def test_finetune_trains_where_segment_runs_the_unet(fundi, monkeypatch):
     monkeypatch.setattr(ft, "train_refiner", spy)
     seg = segment_image(backbone, f.image, scale=0.5, fov=f.fov)
     res = finetune([f.image], [f.truth], [f.fov], fovs=[f.fov], scale=0.5, backbone=backbone,
-                   cfg=FinetuneConfig(updates=40, crop=64, seed=1))
+                   cfg=FinetuneConfig(updates=20, crop=64, seed=1))
     (xs, ys, rs), = seen
     assert seg.features.shape == (16, 96, 96) and res.record["scales"] == [0.5]
     assert xs[0].shape == ys[0].shape == (1, 96, 96) and rs[0].shape == (96, 96)
