@@ -4,12 +4,15 @@ import numpy as np
 import pytest
 import torch
 
+from napari_tubediff.core.fov import fov_mask
+from napari_tubediff.core.scale import estimate_scale, to_working_mask
 from napari_tubediff.data.fundus import synthetic_fundus
 from napari_tubediff.data.io import read_image, write_image
 from napari_tubediff.models import session
-from napari_tubediff.models.backbones import SHIPPED_UNET, UNetBackbone
+from napari_tubediff.models.backbones import SHIPPED_UNET, UNetBackbone, segment_image
 from napari_tubediff.models.preprocess import preprocess
 from napari_tubediff.models.refiner import LearnedRefiner, vessel_directions
+from napari_tubediff.training import finetune as ft
 from napari_tubediff.training.finetune import FinetuneConfig, finetune
 from napari_tubediff.training.losses import mixed_loss
 
@@ -36,14 +39,58 @@ def _objective(refiner, fundi):
 def test_finetune_lowers_the_loss_and_raises_cldice(fundi):
     start = session.active_refiner()
     state = {k: v.clone() for k, v in start.module.state_dict().items()}
+    # scale 1: the U-Net at the images' own size, where `_objective` measures the loss (the
+    # working scale is `test_finetune_trains_where_segment_runs_the_unet`'s)
     res = finetune([f.image for f in fundi], [f.truth for f in fundi], [f.fov for f in fundi],
-                   cfg=FinetuneConfig(updates=100, crop=96, seed=1))
+                   scale=1, cfg=FinetuneConfig(updates=100, crop=96, seed=1))
     assert res.after["cldice"] > res.before["cldice"]
     assert res.after["dice"] > res.before["dice"] - 0.005
     assert _objective(res.refiner, fundi) < _objective(start, fundi)
     # the starting weights were not touched
     for k, v in start.module.state_dict().items():
         assert torch.equal(v, state[k])
+
+
+def test_finetune_trains_where_segment_runs_the_unet(fundi, monkeypatch):
+    """The crops the refiner trains on come from the image at Segment's working scale: the U-Net
+    on them gives `segment_image`'s own features, and training lowers the loss there."""
+    f = fundi[0]
+    backbone = UNetBackbone(device="cpu")
+    seen = []
+    real = ft.train_refiner
+
+    def spy(*args, train_set=None, **kw):
+        seen.append(train_set)
+        return real(*args, train_set=train_set, **kw)
+
+    monkeypatch.setattr(ft, "train_refiner", spy)
+    seg = segment_image(backbone, f.image, scale=0.5, fov=f.fov)
+    res = finetune([f.image], [f.truth], [f.fov], fovs=[f.fov], scale=0.5, backbone=backbone,
+                   cfg=FinetuneConfig(updates=20, crop=64, seed=1))
+    (xs, ys, rs), = seen
+    assert seg.features.shape == (16, 96, 96) and res.record["scales"] == [0.5]
+    assert xs[0].shape == ys[0].shape == (1, 96, 96) and rs[0].shape == (96, 96)
+    np.testing.assert_array_equal(ys[0][0] > 0, to_working_mask(f.truth, 0.5))
+    with torch.no_grad():
+        logits, feats = backbone.net(torch.from_numpy(xs[0][None]))
+    np.testing.assert_allclose(feats[0].numpy(), seg.features, atol=1e-5)
+
+    def loss(refiner):  # the fine-tune loss on the whole working-scale image
+        with torch.no_grad():
+            out = refiner.module(torch.sigmoid(logits), feats)
+        return float(mixed_loss(out, torch.from_numpy(ys[0][None]),
+                                torch.from_numpy(rs[0][None, None].astype(np.float32)), kind="cldice"))
+
+    assert loss(res.refiner) < loss(session.active_refiner())
+
+
+def test_finetune_finds_fov_and_scale_as_segment_does(fundi):
+    # by default the FOV is found and the factor estimated, as `segment_image` (and Segment) do
+    f = fundi[0]
+    working = UNetBackbone(device="cpu").working_fov
+    factor, how = estimate_scale(f.image, fov_mask(f.image), working_fov=working)
+    res = finetune([f.image], [f.truth], cfg=FinetuneConfig(updates=1, crop=64))
+    assert how == "fov" and factor > 4 and res.record["scales"] == [pytest.approx(factor)]
 
 
 def test_cancelled_finetune_returns_nothing_and_changes_nothing(fundi):
@@ -115,13 +162,19 @@ def test_finetune_command(tmp_path, fundi, capsys):
     assert main(["finetune", "--images", str(tmp_path / "img.png"), "--labels", str(tmp_path / "lab.png"),
                  str(tmp_path / "lab.png"), "--out", str(out)]) == 2
     assert "one file per image" in capsys.readouterr().err
+    assert main(["finetune", "--images", str(tmp_path / "img.png"), "--labels", str(tmp_path / "lab.png"),
+                 "--scale", "big", "--out", str(tmp_path / "other.pt")]) == 2
+    assert "scale must be" in capsys.readouterr().err
 
 
 def test_tuning_the_backbone_changes_only_its_last_layers(fundi, tmp_path):
     start = session.active_unet()
     state = {k: v.clone() for k, v in start.net.state_dict().items()}
-    res = finetune([f.image for f in fundi], [f.truth for f in fundi], [f.fov for f in fundi],
+    # scale 2 (not auto's 4.4): a working scale other than 1 for the tuned U-Net's second pass,
+    # at a quarter of auto's pixels
+    res = finetune([f.image for f in fundi], [f.truth for f in fundi], [f.fov for f in fundi], scale=2,
                    cfg=FinetuneConfig(updates=20, crop=96, tune_backbone=True, lr=1e-2))
+    assert res.record["scales"] == [2.0, 2.0]
     tuned = res.backbone.net.state_dict()
     changed = {k for k, v in tuned.items() if not torch.equal(v, state[k])}
     assert changed and all(k.startswith(("dec.2.", "out.")) for k in changed), sorted(changed)

@@ -489,11 +489,13 @@ def _finetune(args) -> int:
     from tqdm import tqdm
 
     from .core.metrics import to_mask
+    from .core.scale import parse_scale
     from .data.drive import binary_mask
     from .data.io import read_image
     from .models.refiner import SHIPPED_REFINERS
     from .training.finetune import FinetuneConfig, default_pair, finetune, spatial_ndim
 
+    parse_scale(args.scale)  # a bad --scale is refused before any work
     if len(args.labels) != len(args.images):
         raise ValueError(f"--labels must name one file per image ({len(args.images)} images, "
                          f"{len(args.labels)} labels)")
@@ -525,8 +527,8 @@ def _finetune(args) -> int:
         bar.update(1)
         bar.set_postfix(loss=f"{loss:.4f}")
 
-    res = finetune(images, labels, regions, fovs=fovs, refiner=refiner, backbone=backbone, cfg=cfg,
-                   on_update=on_update)
+    res = finetune(images, labels, regions, fovs=fovs, scale=args.scale, refiner=refiner, backbone=backbone,
+                   cfg=cfg, on_update=on_update)
     bar.close()
     res.refiner.save(args.out)
     if res.backbone is not None:
@@ -899,7 +901,11 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--labels", nargs="+", required=True,
                     help="one corrected mask per image (0/1, 0/255 or bool; non-zero is vessel; required)")
     ft.add_argument("--regions", nargs="+", help="one mask per image: where the labels are trusted")
-    ft.add_argument("--fovs", nargs="+", help="one field-of-view mask per image (fundus photographs)")
+    ft.add_argument("--fovs", nargs="+", help="one field-of-view mask per image (fundus photographs; "
+                                              "default: found, as tubediff segment --fov auto)")
+    ft.add_argument("--scale", default="auto", metavar="auto|FACTOR",
+                    help="resample images by FACTOR to the U-Net's working scale, as tubediff segment "
+                         "--scale (default auto); the refiner trains there, the scores are at full size")
     ft.add_argument("--init", help="refiner weights to start from (default: the shipped ones)")
     ft.add_argument("--out", required=True,
                     help="refiner weights to write (required; refused before training if it exists, is an "

@@ -5,6 +5,10 @@ the given images (2D) or volumes (3D) and labels, inside an optional region (the
 are trusted), and scores the region before and after with the same metrics as
 `tubediff evaluate`. Cancelling returns None and leaves every weight as it was.
 
+Images are segmented exactly as Segment and ``tubediff segment`` do (`segment_image`: FOV
+found, U-Net at its working scale), and the refiner trains on crops at that scale, where it
+runs in use; the scores before and after are taken at the images' own size.
+
 Volumes fine-tune the learned 3D pair: the 3D U-Net (`models.backbones.UNet3DBackbone`,
 frozen unless ``tune_backbone``) and the 3D refiner, on cubic crops of side
 ``FinetuneConfig.crop3d``. The default 3D backbone, ``region3d``, has no weights to tune.
@@ -19,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.metrics import evaluate
-from ..models.backbones import UNetBackbone
+from ..core.scale import to_working, to_working_mask
+from ..models.backbones import Segmentation, UNetBackbone, segment_image
 from ..models.classical import vessel_polarity
 from ..models.preprocess import preprocess
 from ..models.refiner import LearnedRefiner
@@ -130,10 +135,13 @@ def check_training_inputs(images: Sequence[np.ndarray], labels: Sequence[np.ndar
     return ys, rs
 
 
-def predict_all(backbone: UNetBackbone, images, fovs=None) -> list[tuple[np.ndarray, np.ndarray]]:
-    """``(probability, features)`` of every image (the backbone standardises inside ``fovs``)."""
-    fovs = fovs or [None] * len(images)
-    return [backbone.predict_with_features(img, fov) for img, fov in zip(images, fovs, strict=True)]
+def predict_all(backbone, images, fovs=None, scale="auto") -> list[Segmentation]:
+    """`models.backbones.segment_image` of every image, as Segment and ``tubediff segment``
+    run it: the FOV (``"auto"``: found) and the factor to the backbone's working scale
+    (``"auto"``: estimated); the probability at the image's size, the features at the
+    working scale. Volumes are never resampled."""
+    fovs = fovs or ["auto"] * len(images)
+    return [segment_image(backbone, img, scale=scale, fov=fov) for img, fov in zip(images, fovs, strict=True)]
 
 
 def network_inputs(backbone: UNetBackbone, images, fovs) -> list[np.ndarray]:
@@ -156,16 +164,48 @@ def network_inputs(backbone: UNetBackbone, images, fovs) -> list[np.ndarray]:
     return out
 
 
-def score_region(refiner: LearnedRefiner, predictions, labels, regions, steps: int | None = None) -> dict:
-    """Mean Dice, clDice and VCA (and Betti errors) of the refined masks inside the regions.
+def working_set(backbone, images, labels, regions, segs) -> tuple[list, list, list]:
+    """The training set ``(inputs, targets, regions)`` at the scale each image was segmented
+    at (`Segmentation.factor`): the U-Net's input as `segment_image` hands it over (the image
+    and its FOV resampled, then `network_inputs`), the labels and regions resampled as masks
+    (`core.scale.to_working_mask`: vessel where it covers over half a working pixel).
 
-    ``predictions`` are the backbone's ``(probability, features)`` per image (`predict_all`).
-    VCA here counts components inside the region (``vca_fov``): a region is a crop of
-    the image, so the whole-image count would mix in what the annotator did not correct.
+    Examples
+    --------
+    >>> from napari_tubediff.models.backbones import Segmentation
+    >>> img, lab = np.zeros((64, 64), np.float32), np.zeros((64, 64), bool)
+    >>> lab[:, 30:34] = True
+    >>> seg = Segmentation(prob=None, features=None, fov=None, factor=0.5, how="given")
+    >>> xs, ys, rs = working_set(UNetBackbone(device="cpu"), [img], [lab], [np.ones((64, 64), bool)], [seg])
+    >>> xs[0].shape, ys[0].shape, float(ys[0].max())
+    ((1, 32, 32), (1, 32, 32), 1.0)
+    """
+    xs, ys, rs = [], [], []
+    for k, (img, y, r, seg) in enumerate(zip(images, labels, regions, segs, strict=True)):
+        f = seg.factor
+        fov = None if seg.fov is None else to_working_mask(seg.fov, f)
+        xs.append(network_inputs(backbone, [to_working(img, f)], [fov])[0])
+        yw, rw = to_working_mask(y, f), to_working_mask(r, f)
+        if not (rw & yw).any():
+            raise ValueError(f"image {k}: at the working scale (factor {f:.3g}) the region holds no vessel "
+                             "label; draw a larger region, or fine-tune with scale 1")
+        ys.append(yw.astype(np.float32)[None])
+        rs.append(rw)
+    return xs, ys, rs
+
+
+def score_region(refiner: LearnedRefiner, segs, labels, regions, steps: int | None = None) -> dict:
+    """Mean Dice, clDice and VCA (and Betti errors) of the refined masks inside the regions,
+    at the images' own resolution (as `tubediff evaluate` scores).
+
+    ``segs`` are the backbone's `Segmentation` per image (`predict_all`): the refiner runs
+    at the working scale of their features and zero outside their FOV, as in use
+    (`batch.run`). VCA here counts components inside the region (``vca_fov``): a region is
+    a crop of the image, so the whole-image count would mix in what the annotator did not correct.
     """
     rows = []
-    for (prob, feats), y, r in zip(predictions, labels, regions, strict=True):
-        mask = refiner.refine(prob, feats, steps=steps) >= 0.5
+    for seg, y, r in zip(segs, labels, regions, strict=True):
+        mask = refiner.refine(seg.prob, seg.features, steps=steps, fov=seg.fov) >= 0.5
         m = evaluate(mask, y, r)
         m["vca"] = m.pop("vca_fov")
         rows.append(m)
@@ -174,7 +214,7 @@ def score_region(refiner: LearnedRefiner, predictions, labels, regions, steps: i
 
 def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
              regions: Sequence[np.ndarray | None] | None = None, *,
-             fovs: Sequence[np.ndarray | None] | None = None, refiner: LearnedRefiner | None = None,
+             fovs: Sequence | None = None, scale="auto", refiner: LearnedRefiner | None = None,
              backbone: UNetBackbone | None = None, cfg: FinetuneConfig | None = None,
              should_stop: Callable[[], bool] | None = None,
              on_update: Callable[[int, float], None] | None = None) -> FinetuneResult | None:
@@ -191,9 +231,15 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     regions : sequence of (H, W) bool arrays or None, optional
         Where the labels are trusted (e.g. a rectangle the annotator corrected); the
         loss and the scores only look there. None: the whole image.
-    fovs : sequence of (H, W) bool arrays or None, optional
-        Fields of view (fundus photographs): the backbone standardises its input inside
-        them, as in its training. None: the whole image.
+    fovs : sequence of "auto", "none", None or (H, W) masks, optional
+        Fields of view, one per image, as Segment takes them (`segment_image`): ``"auto"``
+        finds the FOV of a fundus photograph; None or ``"none"``: no FOV. Default: ``"auto"``
+        for every image. The backbone standardises its input inside it.
+    scale : "auto" or float
+        The factor to the U-Net's working scale, as Segment takes it (``"auto"``: from the
+        FOV diameter or the vessel width). The refiner trains at that scale, as it runs in
+        use (`LearnedRefiner.refine`); the scores are taken at the images' own size.
+        Volumes are never resampled.
     refiner, backbone
         Starting weights (defaults, `default_pair`: for images the session's active
         refiner and U-Net; for volumes the active 3D refiner and the shipped 3D U-Net).
@@ -213,7 +259,7 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     cfg = cfg or FinetuneConfig()
     ys, rs = check_training_inputs(images, labels, regions)
     ndim = ys[0].ndim
-    fovs = [None if f is None else np.asarray(f, bool) for f in (fovs or [None] * len(images))]
+    fovs = list(fovs) if fovs is not None else ["auto"] * len(images)
     if len(fovs) != len(images):
         raise ValueError("need one field of view (or None) per image")
     if refiner is None or backbone is None:
@@ -225,14 +271,13 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
                              f"{'volumes' if ndim == 3 else 'images'}; load {ndim}D weights")
     stop = should_stop or (lambda: False)
     t0 = time.time()
-    predictions = predict_all(backbone, images, fovs)
+    segs = predict_all(backbone, images, fovs, scale)
     if stop():
         return None
-    before = score_region(refiner, predictions, ys, rs)
+    before = score_region(refiner, segs, ys, rs)
     if stop():
         return None
-    xs = network_inputs(backbone, images, fovs)
-    train_set = (xs, [y.astype(np.float32)[None] for y in ys], rs)
+    train_set = working_set(backbone, images, ys, rs, segs)
     rcfg = RefinerConfig(crop=cfg.crop if ndim == 2 else cfg.crop3d, batch=cfg.batch, updates=cfg.updates,
                          lr=cfg.lr, loss=cfg.loss,
                          alpha=cfg.alpha, restart=max(cfg.updates, 1), tune_backbone=cfg.tune_backbone,
@@ -246,7 +291,10 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     new = LearnedRefiner.from_module(module, meta=rec)
     new_backbone = UNetBackbone.from_module(tuned) if tuned is not None else None
     if new_backbone is not None:  # a tuned U-Net predicts anew; a frozen one already did
-        predictions = predict_all(new_backbone, images, fovs)
-    after = score_region(new, predictions, ys, rs)
+        # at the FOV and factor found before (the tuned U-Net's input is the same)
+        segs = [segment_image(new_backbone, img, scale=seg.factor, fov=seg.fov)
+                for img, seg in zip(images, segs, strict=True)]
+    after = score_region(new, segs, ys, rs)
     rec["seconds_total"] = time.time() - t0
+    rec["scales"] = [seg.factor for seg in segs]
     return FinetuneResult(refiner=new, record=rec, before=before, after=after, backbone=new_backbone)

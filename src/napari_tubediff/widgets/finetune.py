@@ -168,7 +168,8 @@ class FinetuneWidget(Panel):
             return None
         try:
             region = region_mask(self.region.value, shape)
-            fov = region_mask(self.fov.value, shape)
+            # no FOV layer: found, as Segment does ("find FOV"); volumes have none
+            fov = region_mask(self.fov.value, shape) if self.fov.value is not None else "auto"
         except ValueError as e:
             show_error(str(e))
             return None
