@@ -1,4 +1,5 @@
-"""Fixtures shared by the fine-tune tests (2D and 3D: function, command, panel)."""
+"""Fixtures shared by several test files: the fine-tune tests (2D and 3D: function, command,
+panel) and the Diffusion panel's."""
 
 import numpy as np
 import pytest
@@ -33,3 +34,11 @@ def finetune_panel(make_napari_viewer):
         return viewer, w
 
     return make
+
+
+@pytest.fixture
+def viewer_and_widget(make_napari_viewer):
+    """A new viewer and the Diffusion panel docked in it."""
+    viewer = make_napari_viewer()
+    _, widget = viewer.window.add_plugin_dock_widget("napari-tubediff", "Diffusion")
+    return viewer, widget

@@ -11,13 +11,6 @@ from napari_tubediff.data.synthetic import synthetic_vessels  # noqa: E402
 from napari_tubediff.widgets.diffusion import REFINED  # noqa: E402
 
 
-@pytest.fixture
-def viewer_and_widget(make_napari_viewer):
-    viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-tubediff", "Diffusion")
-    return viewer, widget
-
-
 def _wait_done(qtbot, widget, timeout=60000):
     qtbot.waitUntil(lambda: widget._worker is None, timeout=timeout)
 

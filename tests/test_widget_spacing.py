@@ -11,13 +11,6 @@ from napari_tubediff.data.synthetic import synthetic_vessels  # noqa: E402
 from napari_tubediff.widgets.diffusion import REFINED  # noqa: E402
 
 
-@pytest.fixture
-def viewer_and_widget(make_napari_viewer):
-    viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-tubediff", "Diffusion")
-    return viewer, widget
-
-
 def test_diffusion_panel_refines_with_the_layers_scale(viewer_and_widget, qtbot):
     viewer, w = viewer_and_widget
     u = synthetic_vessels((12, 32, 32), seed=1, width=(1.0, 2.0)).probability
