@@ -12,6 +12,7 @@ from napari_tubediff.core.refine import RECOMMENDED_METHOD, RefineSettings, refi
 from napari_tubediff.widgets._common import camera  # noqa: E402
 from napari_tubediff.widgets.diffusion import HISTORY, REFINED  # noqa: E402
 from napari_tubediff.widgets.gaps import (  # noqa: E402
+    ACCEPT_ABOVE,
     ACCEPTED,
     BRIDGED,
     GAP_KEYS,
@@ -95,6 +96,15 @@ def test_review_the_bridges_with_keys_and_accept_all_above(make_napari_viewer, q
     assert "accepted 1 gap" in gaps.status.value
     press(viewer, GAP_KEYS["accept"])            # the one shown (row 1) again: still accepted
     assert gaps.list.currentRow() == 2
+
+    # the button, as a person uses it: at its default (0.8) these gaps (about 0.77) stay
+    # unreviewed; with the box lowered to 0.75 the last one is accepted
+    assert gaps.above.value == ACCEPT_ABOVE == 0.8 and conf[2] < ACCEPT_ABOVE
+    gaps.accept_above_button.native.click()
+    assert layer.features["status"][3] == UNREVIEWED and "accepted 0 gap(s)" in gaps.status.value
+    gaps.above.value = 0.75
+    gaps.accept_above_button.native.click()
+    assert layer.features["status"][3] == ACCEPTED and "accepted 1 gap(s) with confidence >= 0.75" in gaps.status.value
 
     # the Accept panel leaves the rejected gap out
     acc = dock(viewer, "Accept")
