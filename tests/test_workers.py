@@ -97,6 +97,28 @@ def test_models_travel_as_specs_and_come_back_equal():
     assert tasks.pack(None) is None and tasks.unpack(None) is None
 
 
+def test_specs_come_back_through_the_classes_own_constructors():
+    # unpack made the models with cls.__new__ and set their attributes by hand: a bad spec
+    # gave a half-built model; each class now has from_state, which checks as __init__ does
+    from napari_tubediff.models.backbones import UNet3DBackbone, UNetBackbone
+    from napari_tubediff.models.refiner import LearnedRefiner
+
+    unet3d = UNet3DBackbone(device="cpu")
+    spec = tasks.pack(unet3d)
+    back = tasks.unpack(dict(spec, polarity="bright"))
+    assert type(back) is UNet3DBackbone and back.polarity == "bright" and back.ndim == 3
+    assert str(back.weights) == str(unet3d.weights) and back.device.type == "cpu"
+    with pytest.raises(ValueError, match="polarity"):
+        tasks.unpack(dict(spec, polarity="sideways"))
+    with pytest.raises(ValueError, match="do not fit the model"):  # the state of another network
+        UNetBackbone.from_state(spec["config"], tasks.pack(UNetBackbone(device="cpu"))["state"])
+    with pytest.raises(ValueError, match="not a U-Net backbone"):
+        tasks.unpack(dict(spec, kind="TorchScriptBackbone"))
+    r = LearnedRefiner.shipped(2, device="cpu")
+    back = tasks.unpack(tasks.pack(r))
+    assert type(back) is LearnedRefiner and back.config == r.config and back.meta == r.meta
+
+
 @pytest.mark.slow  # a worker process with torch: 10 to 50 s on the loaded 2-core machine
 def test_the_panels_tasks_give_the_same_results_in_the_child_as_here():
     """Diffusion (the panel's run, frame by frame) and fine-tuning (losses, weights, scores)

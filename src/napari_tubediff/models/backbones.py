@@ -76,15 +76,38 @@ class UNetBackbone:
 
     def __init__(self, weights=None, device: str | None = "auto", polarity: str = "auto"):
         # first: a bad device or polarity fails before any file is read
-        self.device = torch.device(resolve_device(device))
-        self.polarity = _check_polarity(polarity)
+        device = torch.device(resolve_device(device))
+        polarity = _check_polarity(polarity)
         path = Path(weights) if weights else self.shipped
         ckpt = load_checkpoint(path, "unet")
-        self.net = UNet(**ckpt["config"])
-        load_state(self.net, ckpt["state_dict"], path.name)
+        self._build(ckpt["config"], ckpt["state_dict"], ckpt.get("meta", {}), path, device, polarity)
+
+    def _build(self, config: dict, state: dict, meta: dict, weights: Path, device, polarity: str) -> None:
+        # the one place the attributes are set (the constructor and `from_state`)
+        self.device, self.polarity = device, polarity
+        self.net = UNet(**config)
+        load_state(self.net, state, weights.name)
         self.net.to(self.device).eval()
-        self.weights = path
-        self.meta = ckpt.get("meta", {})
+        self.weights = weights
+        self.meta = dict(meta)
+
+    @classmethod
+    def from_state(cls, config: dict, state: dict, meta: dict | None = None, *, name: str = "in memory",
+                   device: str | None = "cpu", polarity: str = "auto") -> UNetBackbone:
+        """A backbone from a U-Net's ``config``, ``state`` dict and ``meta`` data (what a
+        checkpoint holds, and what `workers.tasks.pack` sends to a worker process).
+
+        Examples
+        --------
+        >>> bb = UNetBackbone(device="cpu")
+        >>> same = UNetBackbone.from_state(bb.net.config, bb.net.state_dict(), bb.meta)
+        >>> same.working_fov == bb.working_fov, str(same.weights)
+        (True, 'in memory')
+        """
+        self = cls.__new__(cls)
+        self._build(config, state, meta or {}, Path(name), torch.device(resolve_device(device)),
+                    _check_polarity(polarity))
+        return self
 
     @property
     def trained_polarity(self) -> str:
@@ -106,16 +129,7 @@ class UNetBackbone:
     @classmethod
     def from_module(cls, net: UNet, name: str = "fine-tuned", device: str | None = "cpu") -> UNetBackbone:
         """Wrap an in-memory U-Net (a copy) as a backbone."""
-        import copy
-
-        self = cls.__new__(cls)
-        self.net = copy.deepcopy(net)
-        self.device = torch.device(resolve_device(device))
-        self.net.to(self.device).eval()
-        self.weights = Path(name)
-        self.meta = {}
-        self.polarity = "auto"
-        return self
+        return cls.from_state(net.config, net.state_dict(), name=name, device=device)
 
     def save(self, path) -> Path:
         """Write the weights atomically (read back with ``UNetBackbone(path)``)."""

@@ -119,14 +119,19 @@ class LearnedRefiner:
 
     def __init__(self, weights=None, device: str | None = "auto"):
         # first: a bad device fails before any file is read
-        self.device = torch.device(resolve_device(device))
+        device = torch.device(resolve_device(device))
         path = Path(weights) if weights else SHIPPED_REFINER
         ckpt = load_checkpoint(path, "refiner")
-        self.module = Refiner(**ckpt["config"])
-        load_state(self.module, ckpt["state_dict"], path.name)
+        self._build(ckpt["config"], ckpt["state_dict"], ckpt.get("meta", {}), path, device)
+
+    def _build(self, config: dict, state: dict, meta: dict, weights: Path, device) -> None:
+        # the one place the attributes are set (the constructor and `from_state`)
+        self.device = device
+        self.module = Refiner(**config)
+        load_state(self.module, state, weights.name)
         self.module.to(self.device).eval()
-        self.weights = path
-        self.meta = ckpt.get("meta", {})
+        self.weights = weights
+        self.meta = dict(meta)
 
     @classmethod
     def shipped(cls, ndim: int = 2, device: str | None = "auto") -> LearnedRefiner:
@@ -139,13 +144,23 @@ class LearnedRefiner:
     def from_module(cls, module: Refiner, meta: dict | None = None,
                     name: str = "fine-tuned", device: str | None = "cpu") -> LearnedRefiner:
         """Wrap an in-memory `Refiner` (a copy, so later training does not change it)."""
-        import copy
+        return cls.from_state(module.config, module.state_dict(), meta, name=name, device=device)
 
+    @classmethod
+    def from_state(cls, config: dict, state: dict, meta: dict | None = None, *, name: str = "in memory",
+                   device: str | None = "cpu") -> LearnedRefiner:
+        """A refiner from a `Refiner`'s ``config``, ``state`` dict and ``meta`` data (what a
+        checkpoint holds, and what `workers.tasks.pack` sends to a worker process).
+
+        Examples
+        --------
+        >>> r = LearnedRefiner.shipped(2, device="cpu")
+        >>> same = LearnedRefiner.from_state(r.config, r.module.state_dict(), r.meta)
+        >>> same.config == r.config, str(same.weights)
+        (True, 'in memory')
+        """
         self = cls.__new__(cls)
-        self.device = torch.device(resolve_device(device))
-        self.module = copy.deepcopy(module).to(self.device).eval()
-        self.weights = Path(name)
-        self.meta = dict(meta or {})
+        self._build(config, state, meta or {}, Path(name), torch.device(resolve_device(device)))
         return self
 
     def save(self, path) -> Path:

@@ -9,8 +9,6 @@ function that does not pickle (``F.max_pool2d``), so models travel as `pack` ed 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 
@@ -69,34 +67,19 @@ def pack(model):
 
 
 def unpack(spec):
-    """The model `pack` described (on the CPU)."""
+    """The model `pack` described (on the CPU), made by its class's ``from_state``."""
     if spec is None:
         return None
-    import torch
-
     from ..models import backbones
-    from ..models.refiner import LearnedRefiner, Refiner
-    from ..models.unet import UNet
+    from ..models.refiner import LearnedRefiner
 
     if spec["kind"] == "refiner":
-        module = Refiner(**spec["config"])
-        cls = LearnedRefiner
-    else:
-        module = UNet(**spec["config"])
-        cls = getattr(backbones, spec["kind"])
-        if not (isinstance(cls, type) and issubclass(cls, backbones.UNetBackbone)):
-            raise ValueError(f"not a U-Net backbone: {spec['kind']}")
-    module.load_state_dict(spec["state"])
-    model = cls.__new__(cls)
-    model.device = torch.device("cpu")
-    if spec["kind"] == "refiner":
-        model.module = module.eval()
-    else:
-        model.net = module.eval()
-        model.polarity = spec["polarity"] or "auto"
-    model.weights = Path(spec["weights"])
-    model.meta = dict(spec["meta"])
-    return model
+        return LearnedRefiner.from_state(spec["config"], spec["state"], spec["meta"], name=spec["weights"])
+    cls = getattr(backbones, spec["kind"], None)
+    if not (isinstance(cls, type) and issubclass(cls, backbones.UNetBackbone)):
+        raise ValueError(f"not a U-Net backbone: {spec['kind']}")
+    return cls.from_state(spec["config"], spec["state"], spec["meta"], name=spec["weights"],
+                          polarity=spec["polarity"] or "auto")
 
 
 def segment(name: str, image: np.ndarray, fov="auto", scale="auto", polarity: str = "auto", spacing=None,
