@@ -70,7 +70,7 @@ def test_a_new_layer_is_shown_a_turn_after_it_is_added(make_napari_viewer, qtbot
     hidden = put_image(viewer, "kept hidden", field, visible=False)
     assert not image.visible and not vectors.visible          # added hidden: no slice, no upload yet
     qtbot.waitUntil(lambda: image.visible and vectors.visible, timeout=5000)
-    qtbot.wait(2 * _common._SHOW_AFTER_MS)
+    qtbot.wait(2 * _common.AFTER_ADD_MS)
     assert not hidden.visible                                 # asked hidden: stays hidden
     np.testing.assert_array_equal(image.data, field)
     # a Labels layer is added shown at once: the Accept panel paints into it right away

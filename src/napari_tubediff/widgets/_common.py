@@ -87,7 +87,7 @@ DRAW_SHARE = 0.1
 
 #: Milliseconds between adding a layer hidden and showing it (`put_image`, `put_layer`): room
 #: for the event loop to answer the annotator in between.
-_SHOW_AFTER_MS = 25
+AFTER_ADD_MS = 25
 
 #: Milliseconds after a drawing when its cost is read: the canvas repaint it asked for
 #: (``QWindow.requestUpdate``, a few ms later) has run by then.
@@ -839,7 +839,7 @@ def put_image(viewer, name: str, data: np.ndarray, like=None, **kwargs):
 
 
 def _add_in_two_turns(viewer, kind: str, data, visible: bool = True, **kwargs):
-    """``viewer.add_KIND(data, **kwargs)`` hidden, then shown (if ``visible``) `_SHOW_AFTER_MS` later.
+    """``viewer.add_KIND(data, **kwargs)`` hidden, then shown (if ``visible``) `AFTER_ADD_MS` later.
 
     napari neither slices, nor makes a thumbnail of, nor uploads a hidden layer: adding it
     costs the layer's visual, controls and list row; showing it, in another event, the rest.
@@ -849,7 +849,7 @@ def _add_in_two_turns(viewer, kind: str, data, visible: bool = True, **kwargs):
         # not a zero timer: Qt runs those before the input that waits, so the two halves
         # would still be one stall for a click
         viewer_layers = viewer.layers  # (a closed viewer has none left)
-        QTimer.singleShot(_SHOW_AFTER_MS, lambda: layer in viewer_layers and show_layer(layer))
+        QTimer.singleShot(AFTER_ADD_MS, lambda: layer in viewer_layers and show_layer(layer))
     return layer
 
 

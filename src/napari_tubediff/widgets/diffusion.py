@@ -58,7 +58,7 @@ from ..models import session
 from ..workers import tasks
 from ..workers.process import prewarm, release, run_in_child
 from ._common import (
-    _SHOW_AFTER_MS,
+    AFTER_ADD_MS,
     CANCELLED,
     PAUSED,
     RUNNING,
@@ -412,7 +412,7 @@ class DiffusionWidget(Panel):
             if not self._viewer.layers[HISTORY].visible and self.after.value:
                 # just added, shown a turn later (`_add_in_two_turns`): the time slider only
                 # reaches the newest snapshot then
-                QTimer.singleShot(2 * _SHOW_AFTER_MS, lambda: self.alive and self._follow_last())
+                QTimer.singleShot(2 * AFTER_ADD_MS, lambda: self.alive and self._follow_last())
         self._show_scrub()
 
     def _follow_last(self) -> None:
