@@ -16,6 +16,10 @@ The training-free ``vesselness`` backbone marks the strongest ``vessel fraction`
 pixels of a 2D image as vessel (`VESSEL_FRACTION`); on a volume it takes Otsu's threshold of
 its response by default ("threshold from the data"), as from the CLI: no fixed fraction,
 since vessels fill from under 1 % to over 40 % of real volumes. Untick it to give a fraction.
+
+Cancel ends the run at once (the backbone's process is terminated) and writes nothing. While
+a Diffusion run refines the ``probability`` layer, a new segmentation does not replace that
+run's input: it goes to a new layer (``probability [1]``, ...), and the panel says so.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from __future__ import annotations
 import napari
 import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton
-from napari.utils.notifications import show_error
+from napari.utils.notifications import show_error, show_warning
 
 from ..data.names import fov_like
 from ..io_hooks import prefer_tubediff_readers
@@ -33,6 +37,9 @@ from ..models.registry import available_backbones
 from ..workers import tasks
 from ..workers.process import prewarm, release, run_in_child
 from ._common import (
+    CANCELLED,
+    CANCELLING,
+    RUNNING,
     Panel,
     QuietSlot,
     follow_layers,
@@ -100,6 +107,31 @@ def _segment_job(name: str, image: np.ndarray, fov="auto", scale="auto", polarit
                         **options)
 
 
+def diffusion_reads(viewer, layer) -> bool:
+    """Whether a Diffusion panel docked in ``viewer`` is running (or paused) on ``layer``."""
+    from .diffusion import DiffusionWidget
+
+    try:
+        panels = list(viewer.window.dock_widgets.values())
+    except (AttributeError, RuntimeError):  # no window (a headless viewer), or it is closing
+        return False
+    return any(isinstance(p, DiffusionWidget) and p.busy
+               and layer in (p.layer.value, getattr(p, "_source", None)) for p in panels)
+
+
+def probability_target(viewer, name: str = PROBABILITY) -> str:
+    """The layer a new probability goes to: ``name``, unless a Diffusion run reads that layer
+    (replacing its data would put the run's result over another input): then the first free
+    ``probability [n]``."""
+    layers = viewer.layers
+    if name not in layers or not diffusion_reads(viewer, layers[name]):
+        return name
+    n = 1
+    while f"{PROBABILITY} [{n}]" in layers:
+        n += 1
+    return f"{PROBABILITY} [{n}]"
+
+
 def follow_fov(panel: Panel, viewer, combo: ComboBox) -> None:
     """Offer a mask or FOV layer as ``combo``'s field of view: the newest one now (if the
     combo is empty), and each one added later. Any other choice is the user's to make."""
@@ -156,10 +188,12 @@ class SegmentWidget(Panel):
                                          "vessels darker than the background (fundus photographs); bright: "
                                          "brighter (angiograms, fluorescence microscopy)")
         self.run_button = PushButton(text="Segment")
+        self.cancel_button = PushButton(text="Cancel", enabled=False,
+                                        tooltip="stop the segmentation now (nothing is written)")
         self.status = Label(value="")
         self.extend([self.image, self.fov, self.find_fov, self.backbone, self.data_threshold, self.fraction,
                      self.polarity,
-                     self.auto_scale, self.scale, self.run_button, self.status])
+                     self.auto_scale, self.scale, self.run_button, self.cancel_button, self.status])
         self.auto_scale.changed.connect(lambda v: setattr(self.scale, "enabled", not v))
         # open image and mask files with this plugin's reader unless the user chose another
         prefer_tubediff_readers()
@@ -167,6 +201,7 @@ class SegmentWidget(Panel):
         follow_layers(viewer, self.image, self.fov)
         follow_fov(self, viewer, self.fov)  # a DRIVE *_mask, a "fov" layer
         self.run_button.changed.connect(self.run)
+        self.cancel_button.changed.connect(self.cancel)
         self.image.changed.connect(self._fit_backbone)
         self.backbone.changed.connect(self._show_options)
         self.data_threshold.changed.connect(self._show_options)
@@ -240,23 +275,54 @@ class SegmentWidget(Panel):
             data = self._nd == 3 and self.data_threshold.value
             options = {"vessel_fraction": None if data else self.fraction.value}
         self._source = layer
+        self._target = self._check_target()
         scale = "auto" if self.auto_scale.value else float(self.scale.value)
         spacing = layer_spacing(layer)  # the layer's scale; 2D images ignore it
         self.start(_segment_job, name, image, fov, scale, self.polarity.value, spacing, **options,
                    child=True, gated=True,
                    desc=f"segmenting '{layer.name}' ({name})",
-                   note=f"segmenting with {name}...", on_result=self._on_result,
+                   note=f"segmenting with {name}..." + self._into(), on_result=self._on_result,
                    on_error=lambda _job, e: show_error(f"Segmentation failed: {e}"))
+
+    def cancel(self, *_):
+        """Stop the run now: the backbone's process is terminated, nothing is written."""
+        if self.busy:
+            self.job.cancel()
+
+    def _check_target(self, name: str = PROBABILITY) -> str:
+        """The layer the result goes to (`probability_target`), with a warning when a Diffusion
+        run reads ``name``."""
+        target = probability_target(self._viewer, name)
+        if target != name:
+            show_warning(f"A Diffusion run is refining '{name}': the new probability goes to '{target}', "
+                         f"so the run keeps its input (cancel the run to replace '{name}').")
+        return target
+
+    def _into(self) -> str:
+        if self._target == PROBABILITY:
+            return ""
+        return f" (into '{self._target}': a Diffusion run reads '{PROBABILITY}')"
 
     def show_controls(self):
         self.run_button.enabled = not self.busy
+        self.cancel_button.enabled = self.job is not None and self.job.state == RUNNING
+
+    def status_text(self) -> str:
+        job = self.job
+        if job is not None and job.state == CANCELLING:
+            return "cancelling..."
+        if job is not None and job.state == CANCELLED:
+            return "cancelled: no probability written"
+        return super().status_text()
 
     def _on_result(self, _job, result):
         if result is None:  # cancelled in the child
             return
         seg, polarity = result
         prob = seg.prob
-        layer = put_image(self._viewer, PROBABILITY, prob, like=self._source, colormap="magma",
+        # a Diffusion run may have begun on the target meanwhile
+        self._target = self._check_target(self._target)
+        layer = put_image(self._viewer, self._target, prob, like=self._source, colormap="magma",
                           contrast_limits=(0.0, 1.0), blending="additive")
         # the learned direction head reads these (Directions and Diffusion panels); at the
         # backbone's working scale when the image was resampled
@@ -272,5 +338,5 @@ class SegmentWidget(Panel):
         unit = "voxels" if layer_spacing(self._source) is None else "units of the layer's scale"
         size = (f"scale {seg.factor:.3g}" if seg.radius is None
                 else f"vessel radius {seg.radius:.3g} {unit} (the scale field)")
-        self.done_text = (f"{size} ({seg.how}), {fov}; probability: "
+        self.done_text = (f"{size} ({seg.how}), {fov}; probability{self._into()}: "
                           f"{float((prob >= 0.5).mean()):.1%} of pixels >= 0.5; vessels taken as {polarity}")
