@@ -1,4 +1,4 @@
-"""The field of view (FOV) of a fundus photograph: the bright disc on the dark surround.
+"""The field of view (FOV) of a fundus photograph: the bright disc on the dark (or flat grey) surround.
 
 `fov_mask` finds it (None for images that are not fundus photographs), `fov_diameter`
 measures it in pixels (the scale estimate reads it: `napari_tubediff.core.scale`), and
@@ -23,6 +23,9 @@ _AREA = (0.25, 0.97)
 # a grey photograph's disc must also be convex (area / convex hull; red-free fundus photographs
 # of HRF and DRIVE 0.995 to 0.998): a grey microscopy image's bright structure is not
 _SOLIDITY = 0.95
+# a surround that is not dark (painted grey or white) must be uniform: its colour within this
+# fraction of the image's range in most of the corners (JPEG noise on a flat grey: < 0.02)
+_FLAT = 0.05
 
 
 def _bright_channel(image: np.ndarray) -> np.ndarray:
@@ -68,9 +71,11 @@ def fov_mask(image: np.ndarray) -> np.ndarray | None:
     photograph when its four corners are dark (their lower quartile below a
     quarter of the retina's level; at least three quarters of their pixels below the
     threshold) and the disc covers 25 % to 97 % of the frame; a grey photograph (red-free,
-    or a colour one turned grey) also needs a convex disc (`_SOLIDITY`). Anything else (grey
-    microscopy, angiograms without a black surround, a colour photograph filling the
-    frame) gets None, never a bogus mask.
+    or a colour one turned grey) also needs a convex disc (`_SOLIDITY`). A surround that is
+    not dark but one flat grey (painted grey or white by an export tool) is found by colour
+    instead: the disc is what differs from the corners' grey (`_flat_surround_mask`; it must
+    be convex and not one flat tone). Anything else (grey microscopy, angiograms without a
+    dark or flat surround, a colour photograph filling the frame) gets None, never a bogus mask.
 
     Parameters
     ----------
@@ -101,7 +106,8 @@ def fov_mask(image: np.ndarray) -> np.ndarray | None:
     if a.ndim == 3 and a.shape[-1] == 4 and a[..., 3].min() < a[..., 3].max():
         # a transparent surround (alpha 0 over white or any colour) is no retina: seen on black
         a = a[..., :3] * (a[..., 3:].astype(np.float32) / float(a[..., 3].max()))
-    a = _bright_channel(a[..., :3] if a.ndim == 3 else a)
+    rgb = a[..., :3] if a.ndim == 3 else a
+    a = _bright_channel(rgb)
     # smoothing at ~1/300 of the frame: noise and vessels do not cut the disc's edge
     sigma = max(1.0, min(a.shape) / 300)
     s = ndi.gaussian_filter(a, sigma)
@@ -116,12 +122,19 @@ def fov_mask(image: np.ndarray) -> np.ndarray | None:
     if above.size == 0:
         return None
     fg = float(np.median(above))
-    if not fg > 0 or bg > 0.25 * fg:
-        return None  # the corners are not dark next to the retina
+    if not fg > 0:
+        return None
+    if bg > 0.25 * fg:  # the corners are not dark next to the retina: a grey or white surround?
+        return _flat_surround_mask(rgb, sigma)
     t = bg + 0.3 * (fg - bg)
     if float((corners < t).mean()) < 0.75:
         return None  # most of the corners must lie outside the disc
-    mask = s > t
+    return _disc(s > t, convex=not colour)
+
+
+def _disc(mask: np.ndarray, convex: bool) -> np.ndarray | None:
+    """The largest component of ``mask``, holes filled, if it covers a sensible part of the
+    frame (`_AREA`) and, with ``convex``, is convex (`_SOLIDITY`); else None."""
     lab = label(mask, connectivity=1)
     if lab.max() == 0:
         return None
@@ -130,8 +143,45 @@ def fov_mask(image: np.ndarray) -> np.ndarray | None:
     mask = ndi.binary_fill_holes(lab == int(sizes.argmax()))
     if not _AREA[0] <= float(mask.mean()) <= _AREA[1]:
         return None
-    if not colour and _solidity(mask) < _SOLIDITY:
+    if convex and _solidity(mask) < _SOLIDITY:
         return None
+    return mask
+
+
+def _flat_surround_mask(rgb: np.ndarray, sigma: float) -> np.ndarray | None:
+    """The disc of a photograph whose surround is one flat grey that is not dark (a black
+    surround painted grey or white by an export tool): the pixels whose colour differs from
+    the corners' (any channel), the disc convex and not flat itself. None when the corners
+    are not one grey (a coloured surround is no export tool's), or the disc is one flat tone."""
+    x = np.asarray(rgb, np.float32)
+    x = x[..., None] if x.ndim == 2 else x
+    top = float(np.percentile(x, 99.5)) or 1.0
+    s = np.stack([ndi.gaussian_filter(x[..., c] / top, sigma) for c in range(x.shape[-1])], -1)
+    corners = np.stack([_corners(s[..., c]) for c in range(s.shape[-1])], -1)
+    surround = np.median(corners, axis=0)
+    if float((np.abs(corners - surround).max(-1) < _FLAT).mean()) < 0.75:
+        return None  # the corners are not one colour: no surround (a frame-filling image)
+    if float(np.ptp(surround)) > _FLAT:
+        return None  # a coloured surround (retina-like orange corners): not a painted one
+    d = np.abs(s - surround).max(-1)
+    try:
+        otsu = float(threshold_otsu(d))
+    except ValueError:
+        return None
+    above = d[d > otsu]
+    if above.size == 0:
+        return None
+    # as for a dark surround: 30 % of the way up from the surround to the retina
+    t = max(_FLAT, 0.3 * float(np.median(above)))
+    if float((np.abs(corners - surround).max(-1) < t).mean()) < 0.75:
+        return None
+    # a convex disc whatever the colour: the colour difference alone marks any structure
+    mask = _disc(d > t, convex=True)
+    if mask is None:
+        return None
+    low, high = np.percentile(s.max(-1)[mask], [10, 90])  # (the blurred rim left out)
+    if high - low < _FLAT:
+        return None  # one flat tone inside too: a shape on a background, not a retina
     return mask
 
 
