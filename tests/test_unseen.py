@@ -215,3 +215,57 @@ def test_the_segment_panel_says_the_radius_is_in_the_layers_units(make_napari_vi
     w.run()
     qtbot.waitUntil(lambda: PROBABILITY in viewer.layers and not w.busy, timeout=60000)
     assert "units of the layer's scale" in w.status.value and "voxels" not in w.status.value
+
+
+def test_a_stack_of_two_to_four_planes_is_refused_with_what_to_do(tmp_path, capsys):
+    # a 3-plane TIFF was thresholded as a volume (region3d on the liver's planes 20-22: Dice
+    # 0.355 against 0.576 for the same planes of the whole volume), and channels or time
+    # points would have been too; now one line and exit 2, before any work
+    from napari_tubediff.core.checks import check_planes
+    from napari_tubediff.models.backbones import segment_image
+    from napari_tubediff.models.registry import get_backbone
+
+    slab = np.stack([_lines(), _lines()[::-1], _lines()[:, ::-1]])
+    p = tmp_path / "z3.tif"
+    tifffile.imwrite(p, slab)
+    for argv in (["segment", str(p), "--out", str(tmp_path / "o")],
+                 ["refine", "--input", "image", str(p), "--out", str(tmp_path / "r")]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert err == ["tubediff: error: z3.tif is a stack of 3 planes (3, 48, 48): too few to segment as a "
+                       "volume (at least 5), and they may be channels or time points: segment the whole "
+                       "z-stack, or save each plane (or the one channel) as its own 2D image"]
+    assert not (tmp_path / "o").exists() and not (tmp_path / "r").exists()
+    with pytest.raises(ValueError, match="stack of 2 planes"):  # the panel's and a folder's path
+        segment_image(get_backbone("vesselness"), slab[:2])
+    check_planes((5, 48, 48))  # five planes and more are a volume, as before
+
+
+def test_a_folder_of_numbered_planes_is_said_to_be_refined_plane_by_plane(tmp_path, capsys, monkeypatch):
+    # a z-stack saved as z000.tif, z001.tif... was refined as separate 2D images without a
+    # word; it still is (a folder is a batch of images), and the command says so and how to stack
+    import napari_tubediff.batch.run as batch_run
+
+    class Report:  # the cluster run itself is tests/test_batch.py's
+        ok = True
+
+        def summary(self):
+            return "refined"
+
+    monkeypatch.setattr(batch_run, "refine_folder", lambda *a, **k: Report())
+    planes = tmp_path / "planes"
+    planes.mkdir()
+    for i in range(3):
+        tifffile.imwrite(planes / f"z{i:03d}.tif", _lines())
+    assert main(["refine", "--input", "image", str(planes), "--out", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {planes} holds 3 grey planes of one size (48, 48) numbered like a z-stack " \
+           "(z000.tif ... z002.tif): each is refined as its own 2D image" in err
+    # photographs named alike (DRIVE's 01_test.tif, 02_test.tif: RGB) get no note, nor probability maps
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        tifffile.imwrite(photos / f"{i:02d}_test.tif", np.zeros((16, 16, 3), np.uint8))
+    assert main(["refine", "--input", "image", str(photos), "--out", str(tmp_path / "r2")]) == 0
+    assert main(["refine", str(planes), "--out", str(tmp_path / "r3")]) == 0
+    assert "note:" not in capsys.readouterr().err

@@ -339,6 +339,17 @@ def _existing_files(paths) -> list[Path]:
     return paths
 
 
+def _check_slabs(paths) -> None:
+    """Refuse, before any work, a TIFF of 2 to 4 planes (`core.checks.check_planes`)."""
+    from .core.checks import check_planes
+    from .data.outputs import image_shape
+
+    for p in paths:
+        shape = image_shape(p)
+        if shape is not None:
+            check_planes(shape, Path(p).name)
+
+
 def _prob_suffixes(path) -> tuple[str, ...]:
     # a 2D image (grey or RGB) gets a float32 TIFF and an 8-bit PNG; a volume only the TIFF
     from .data.outputs import image_shape
@@ -362,6 +373,7 @@ def _segment(args) -> int:
     auto_3d = not (args.backbone or args.backbone_file or args.weights)
     out = Path(args.out)
     paths = _existing_files(args.images)
+    _check_slabs(paths)
     model = kwargs.get("weights") or kwargs.get("path")
     scale, fov = parse_scale(args.scale), _fov_option(args.fov)
     given_spacing = parse_spacing(args.spacing)
@@ -429,9 +441,44 @@ def _batch_options(args):
                         scale=parse_scale(args.scale), fov=args.fov, spacing=parse_spacing(args.spacing))
 
 
+def planes_note(folder) -> str | None:
+    """A note when ``folder`` looks like one z-stack saved plane by plane (grey 2D images of
+    one size, named alike but for a number: ``z000.tif``, ``z001.tif``...), which a folder
+    run refines as separate 2D images; None otherwise (a batch of photographs, volumes).
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np, tifffile
+    >>> d = tempfile.mkdtemp()
+    >>> for i in range(3):
+    ...     tifffile.imwrite(f"{d}/z{i:03d}.tif", np.zeros((8, 8), np.uint16))
+    >>> "3 grey planes of one size (8, 8) numbered like a z-stack (z000.tif ... z002.tif)" in planes_note(d)
+    True
+    """
+    import re
+
+    from .batch.run import list_images
+    from .data.outputs import image_shape
+
+    files = list_images(folder)
+    if len(files) < 2 or len({re.sub(r"\d+", "#", f.stem) for f in files}) != 1:
+        return None
+    shapes = {image_shape(f) for f in files}
+    if len(shapes) != 1 or None in shapes or len(next(iter(shapes))) != 2:
+        return None
+    return (f"note: {folder} holds {len(files)} grey planes of one size {next(iter(shapes))} numbered like a "
+            f"z-stack ({files[0].name} ... {files[-1].name}): each is refined as its own 2D image; to refine "
+            "them as one volume, stack them into one TIFF first, e.g. python -c \"import glob, tifffile; "
+            "tifffile.imwrite('stack.tif', tifffile.imread(sorted(glob.glob("
+            f"'{folder}/*{files[0].suffix}'))))\"")
+
+
 def _refine_folder(args) -> int:
     from .batch.run import make_client, refine_folder
 
+    note = planes_note(args.paths[0]) if args.input == "image" else None
+    if note:
+        print(note, file=sys.stderr)
     client = make_client(args.scheduler, args.workers) if args.scheduler else None
     try:
         report = refine_folder(args.paths[0], args.out, client=client, options=_batch_options(args),
@@ -460,6 +507,8 @@ def _refine(args) -> int:
     # files: the same per-image work as a folder's, here in this process, one after another
     opts = _batch_options(args)
     paths = _existing_files(args.paths)
+    if args.input == "image":
+        _check_slabs(paths)
     plan = plan_refine(paths, args.out, opts, overwrite=args.overwrite, blocks=False)  # before any work
     plan.check.make_folders()
     from .data.io import choose_spacing, spacing_text

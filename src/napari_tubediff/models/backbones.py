@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.checks import check_memory
+from ..core.checks import check_memory, check_planes
 from ..core.device import resolve_device
 from ..core.fov import resolve_fov
 from ..core.scale import (
@@ -366,6 +366,7 @@ def segment_image(backbone, image: np.ndarray, *, scale="auto", fov="auto", spac
     scale = parse_scale(scale)
     working = getattr(backbone, "working_fov", None)
     if len(spatial) != 2:
+        check_planes(spatial)  # a 2-4 plane slab is no volume to threshold
         return _segment_volume(backbone, image, scale, mask, spacing)
     elif scale == "auto":
         if working is None:

@@ -29,6 +29,7 @@ import numpy as np
 from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton
 from napari.utils.notifications import show_error, show_warning
 
+from ..core.checks import check_planes
 from ..data.names import fov_like
 from ..io_hooks import prefer_tubediff_readers
 from ..models import registry, session
@@ -246,6 +247,11 @@ class SegmentWidget(Panel):
         if layer.rgb and len(spatial) == 3:
             show_error(f"'{layer.name}' is an RGB volume: split its channels (layer list, right "
                        "click > Split RGB) and segment one of them.")
+            return None
+        try:  # a 2-4 plane slab is no volume (core.checks.check_planes)
+            check_planes(spatial, f"'{layer.name}'")
+        except ValueError as e:
+            show_error(f"{e} (layer list: right click > Split Stack)")
             return None
         name = self.backbone.value
         if len(spatial) not in backbone_dims(name):
