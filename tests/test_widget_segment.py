@@ -83,3 +83,19 @@ def test_segment_during_a_diffusion_run_keeps_the_runs_input(make_napari_viewer,
     seg.run_button.native.click()
     qtbot.waitUntil(lambda: not seg.busy, timeout=60000)
     assert viewer.layers[PROBABILITY].data is not before and len(warned) == 1
+
+
+def test_a_stack_of_three_planes_is_refused_in_the_panel(make_napari_viewer, monkeypatch):
+    # it was segmented as a volume by region3d (docs/reliability.md, "Unseen inputs")
+    errors = []
+    monkeypatch.setattr(segment, "show_error", errors.append)
+    viewer = make_napari_viewer()
+    viewer.add_image(np.stack([synthetic_vessels((48, 48), seed=i).image for i in range(3)]), name="z3")
+    w = dock(viewer, "Segment")
+    w.image.value = viewer.layers["z3"]
+    w.run_button.native.click()
+    assert errors == ["'z3' is a stack of 3 planes (3, 48, 48): too few to segment as a volume (at least "
+                      "5), and they may be channels or time points: segment the whole z-stack, or save each "
+                      "plane (or the one channel) as its own 2D image "
+                      "(layer list: right click > Split Stack)"]
+    assert w.job is None and PROBABILITY not in viewer.layers
