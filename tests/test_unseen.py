@@ -269,3 +269,18 @@ def test_a_folder_of_numbered_planes_is_said_to_be_refined_plane_by_plane(tmp_pa
     assert main(["refine", "--input", "image", str(photos), "--out", str(tmp_path / "r2")]) == 0
     assert main(["refine", str(planes), "--out", str(tmp_path / "r3")]) == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def test_a_tiff_whose_pages_cannot_be_found_is_one_line(tmp_path, capsys):
+    # a damaged TIFF (a header pointing past the file's end) printed tifffile's log line twice,
+    # then "image must be 2D (rows, cols) or 3D (planes, rows, cols), got 1D with shape (0,)"
+    p = tmp_path / "damaged.tif"
+    p.write_bytes(b"II*\x00" + (4_000_000_000).to_bytes(4, "little") + bytes(64))
+    for argv in (["segment", str(p), "--out", str(tmp_path / "o")],
+                 ["refine", "--input", "image", str(p), "--out", str(tmp_path / "r")]):
+        assert main(argv) == 2
+        err = [e for e in capsys.readouterr().err.splitlines() if e.strip() and "%|" not in e]  # no tqdm bar
+        assert err == [f"tubediff: error: cannot read {p}: not a readable TIFF (invalid offset to first page "
+                       "4000000000)"]
+    with pytest.raises(ValueError, match="^cannot read .*damaged.tif: not a readable TIFF"):
+        read_image(p)  # the napari reader's path too

@@ -1032,6 +1032,12 @@ def main(argv: list[str] | None = None) -> int:
         kind = "note" if issubclass(category, AssumptionWarning) else "warning"
         print(f"tubediff: {kind}: {message}", file=sys.stderr)
 
+    import logging
+
+    # tifffile logs a damaged file's troubles as bare lines while a header is read; reading
+    # the file then says what is wrong in one line of its own (`data.io.read_image`)
+    logging.getLogger("tifffile").addHandler(logging.NullHandler())
+    logging.getLogger("tifffile").propagate = False
     try:
         with warnings.catch_warnings():
             warnings.showwarning = one_line

@@ -163,6 +163,35 @@ def _read_pillow(path: Path) -> np.ndarray:
         return np.asarray(im)
 
 
+def _read_tiff(path: Path) -> np.ndarray:
+    """``tifffile.imread`` with its log lines kept: a damaged file whose pages cannot be found
+    reads as an empty array after a logged line (``invalid offset to first page``); that
+    line becomes the ValueError's message instead of a bare warning and a later shape error."""
+    import logging
+
+    import tifffile
+
+    said: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            said.append(record.getMessage())
+
+    log = logging.getLogger("tifffile")
+    keep, propagate = Keep(logging.WARNING), log.propagate
+    log.addHandler(keep)
+    log.propagate = False
+    try:
+        a = tifffile.imread(path)
+    finally:
+        log.removeHandler(keep)
+        log.propagate = propagate
+    if np.size(a) == 0:
+        why = said[0].split("> ", 1)[-1] if said else "the file holds no image"
+        raise ValueError(f"not a readable TIFF ({why})")
+    return a
+
+
 def read_image(path) -> np.ndarray:
     """Read an image file (TIFF, PNG, JPEG, GIF, PPM/PGM/PBM, BMP) as a numpy array.
 
@@ -189,10 +218,8 @@ def read_image(path) -> np.ndarray:
     suffix = path.suffix.lower()
     try:
         if suffix in (".tif", ".tiff"):
-            import tifffile
-
             try:
-                return _squeeze_frames(tifffile.imread(path))
+                return _squeeze_frames(_read_tiff(path))
             except ValueError as e:
                 # e.g. LZW-compressed TIFFs (DRIVE's) need imagecodecs; Pillow decodes them
                 if "imagecodecs" not in str(e):
