@@ -284,3 +284,16 @@ def test_a_tiff_whose_pages_cannot_be_found_is_one_line(tmp_path, capsys):
                        "4000000000)"]
     with pytest.raises(ValueError, match="^cannot read .*damaged.tif: not a readable TIFF"):
         read_image(p)  # the napari reader's path too
+
+
+def test_an_image_with_nan_is_refused_before_any_estimate(tmp_path, capsys):
+    # a float image with NaN (a masked microscopy export) printed "All-NaN slice encountered"
+    # and "no line-like structure to estimate the scale from", then "... before refining"
+    a = _lines().astype(np.float32)
+    a[5:10, 5:10] = np.nan
+    p = tmp_path / "nan.tif"
+    tifffile.imwrite(p, a)
+    assert main(["segment", str(p), "--out", str(tmp_path / "o")]) == 2
+    err = [e for e in capsys.readouterr().err.splitlines() if e.strip() and "%|" not in e]
+    assert err == ["tubediff: error: nan.tif: the image holds 25 NaN or infinite value(s): replace them "
+                   "(e.g. with np.nan_to_num) before segmenting"]

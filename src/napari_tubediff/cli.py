@@ -400,7 +400,10 @@ def _segment(args) -> int:
         image = read_image(path)
         # a volume (no PNG planned for it: `_prob_suffixes`) gets its spacing; 2D images need none
         spacing, how = choose_spacing(path, 3, given_spacing) if ".png" not in suffixes[path] else (None, "")
-        seg = segment_image(backbone, image, scale=scale, fov=fov, spacing=spacing)
+        try:
+            seg = segment_image(backbone, image, scale=scale, fov=fov, spacing=spacing)
+        except ValueError as e:  # which of the files it is
+            raise ValueError(f"{path.name}: {e}") from None
         chosen.append(getattr(backbone, "last_polarity", args.polarity))
         found = ("given" if isinstance(fov, np.ndarray) else "none" if fov == "none"
                  else "found" if seg.fov is not None else "none found (not a fundus photograph)")

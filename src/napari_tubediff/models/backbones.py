@@ -359,6 +359,10 @@ def segment_image(backbone, image: np.ndarray, *, scale="auto", fov="auto", spac
     ((120, 120), 'fov', 7.14, True)
     """
     image = np.asarray(image)
+    bad = int(np.count_nonzero(~np.isfinite(image))) if np.issubdtype(image.dtype, np.inexact) else 0
+    if bad:  # before the scale and FOV estimates, which would warn about them first
+        raise ValueError(f"the image holds {bad} NaN or infinite value(s): replace them (e.g. with "
+                         "np.nan_to_num) before segmenting")
     rgb = image.ndim == 3 and image.shape[-1] in (3, 4)
     spatial = image.shape[:2] if rgb else image.shape
     mask = resolve_fov(image, fov) if len(spatial) == 2 else (
