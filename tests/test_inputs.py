@@ -205,7 +205,8 @@ def test_segment_cli_refuses_a_tiny_image(tmp_path, capsys):
     assert main(["segment", str(tmp_path / "tiny.png"), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith("tubediff: error: image of shape (3, 3) is too small")
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("tubediff: error: tiny.png: image of shape (3, 3) is too small")
 
 
 def test_parameter_count_matches_torch():
