@@ -161,7 +161,7 @@ class SegmentWidget(Panel):
                                     "found automatically in fundus photographs, if 'find FOV' is on)")
         self.find_fov = CheckBox(value=True, text="find FOV",
                                  tooltip="no mask chosen: find the bright disc of a fundus photograph on "
-                                         "its dark surround (other images get no FOV)")
+                                         "its dark or flat grey surround (other images get no FOV)")
         self.auto_scale = CheckBox(value=True, text="auto scale",
                                    tooltip="resample to the U-Net's working scale by a factor found from "
                                            "the field of view's diameter (fundus) or the vessel width")
