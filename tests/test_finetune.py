@@ -175,6 +175,8 @@ def test_tuning_the_backbone_changes_only_its_last_layers(fundi, tmp_path):
     res = finetune([f.image for f in fundi], [f.truth for f in fundi], [f.fov for f in fundi], scale=2,
                    cfg=FinetuneConfig(updates=20, crop=96, tune_backbone=True, lr=1e-2))
     assert res.record["scales"] == [2.0, 2.0]
+    # its working scale and polarity stay (they were dropped: the panel then segmented at scale 1)
+    assert res.backbone.meta == start.meta and res.backbone.working_fov == start.working_fov > 0
     tuned = res.backbone.net.state_dict()
     changed = {k for k, v in tuned.items() if not torch.equal(v, state[k])}
     assert changed and all(k.startswith(("dec.2.", "out.")) for k in changed), sorted(changed)

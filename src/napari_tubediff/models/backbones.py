@@ -127,9 +127,11 @@ class UNetBackbone:
         return float(self.meta.get("ref_sigma", REF_SIGMA))
 
     @classmethod
-    def from_module(cls, net: UNet, name: str = "fine-tuned", device: str | None = "cpu") -> UNetBackbone:
-        """Wrap an in-memory U-Net (a copy) as a backbone."""
-        return cls.from_state(net.config, net.state_dict(), name=name, device=device)
+    def from_module(cls, net: UNet, name: str = "fine-tuned", device: str | None = "cpu",
+                    meta: dict | None = None) -> UNetBackbone:
+        """Wrap an in-memory U-Net (a copy) as a backbone; ``meta``: its checkpoint's (a tuned
+        U-Net keeps the working scale and polarity of the one it was tuned from)."""
+        return cls.from_state(net.config, net.state_dict(), meta, name=name, device=device)
 
     def save(self, path) -> Path:
         """Write the weights atomically (read back with ``UNetBackbone(path)``)."""

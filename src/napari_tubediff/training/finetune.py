@@ -289,7 +289,7 @@ def finetune(images: Sequence[np.ndarray], labels: Sequence[np.ndarray],
     module = rec.pop("module")
     tuned = rec.pop("unet", None)
     new = LearnedRefiner.from_module(module, meta=rec)
-    new_backbone = UNetBackbone.from_module(tuned) if tuned is not None else None
+    new_backbone = UNetBackbone.from_module(tuned, meta=backbone.meta) if tuned is not None else None
     if new_backbone is not None:  # a tuned U-Net predicts anew; a frozen one already did
         # at the FOV and factor found before (the tuned U-Net's input is the same)
         segs = [segment_image(new_backbone, img, scale=seg.factor, fov=seg.fov)
