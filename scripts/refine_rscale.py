@@ -65,10 +65,11 @@ def resampled(prob, fov, f, variant):
 
 
 #: Candidate B and its parts (added after the first 6 training images, to see which part of B moves
-#: Dice and clDice): which pixel parameters are scaled by 1 / f, and the line width when it is not
+#: Dice and clDice): which pixel parameters are scaled by 1 / f, and the line width when it is not;
+#: L2 (added after B's parts): nothing scaled, line width 2 (on the images with f < 2/3 only)
 B_PARTS = {"B": dict(sigma=True, ends=True, lw=None), "Bl1": dict(sigma=True, ends=True, lw=1),
            "Bl2": dict(sigma=True, ends=True, lw=2), "Bs": dict(sigma=True, ends=False, lw=1),
-           "Be": dict(sigma=False, ends=True, lw=1)}
+           "Be": dict(sigma=False, ends=True, lw=1), "L2": dict(sigma=False, ends=False, lw=2)}
 
 
 def scaled_params(prob, f, sigma=True, ends=True, lw=None):
