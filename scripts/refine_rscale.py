@@ -101,6 +101,9 @@ def main() -> None:
     ap.add_argument("--variants", default="A1,A2,B")
     ap.add_argument("--base", default="raw,dti,native", help="reference rows (comma list; '' none)")
     ap.add_argument("--extra", help="more VARIANT@R rows (comma list), e.g. Bs@594")
+    ap.add_argument("--resample", type=float, default=1.0,
+                    help="score at this factor of the native size (maps, truth and FOV resampled): "
+                         "a camera of another resolution")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -113,6 +116,9 @@ def main() -> None:
     for it in items:
         fov, truth = it.fov(), it.truth()
         prob = read_prediction(args.pred, it)
+        if args.resample != 1:  # as if from a camera of another resolution: all three resampled
+            prob = np.clip(to_working(prob, args.resample), 0, 1).astype(np.float32)
+            fov, truth = to_working_mask(fov, args.resample), to_working_mask(truth, args.resample)
         diam = fov_diameter(fov)
         for m in names:
             t0 = time.perf_counter()
