@@ -21,12 +21,13 @@ DEFAULT = RefineSettings(method="gated+dti")
 
 
 def broken_vessel():
-    """A 9-pixel wide vessel (rows 26-34) whose stretch x 470-489 the backbone saw faintly
-    (0.4: above DTI's low, 0.35, below 0.5), and a FOV band 960 pixels across (rows 5-54: it
-    does not touch the top or bottom, so its diameter is its length, `core.fov.fov_diameter`)."""
-    u = np.zeros((60, 960), np.float32)
-    u[26:35, 100:470] = u[26:35, 490:860] = 0.9
-    u[26:35, 470:490] = 0.4
+    """A 9-pixel wide vessel (rows 26-34) whose stretch x 1190-1209 the backbone saw faintly
+    (0.4: above DTI's low, 0.35, below 0.5), and a FOV band 2400 pixels across (rows 5-54: it
+    does not touch the top or bottom, so its diameter is its length, `core.fov.fov_diameter`),
+    HRF-like (3262) rather than DRIVE-like (538)."""
+    u = np.zeros((60, 2400), np.float32)
+    u[26:35, 100:1190] = u[26:35, 1210:2300] = 0.9
+    u[26:35, 1190:1210] = 0.4
     fov = np.zeros(u.shape, bool)
     fov[5:55] = True
     return u, fov
@@ -34,13 +35,15 @@ def broken_vessel():
 
 def bridge_rows(mask):
     """The rows the mask holds in the middle of the faint stretch."""
-    return np.flatnonzero(np.asarray(mask)[:, 480]).tolist()
+    return np.flatnonzero(np.asarray(mask)[:, 1200]).tolist()
 
 
-def test_settings_change_only_above_one_and_a_half_times_drive_and_stare():
+def test_settings_change_only_above_four_times_drive_and_stare():
     assert REFINE_FOV == pytest.approx((538 + 650) / 2)
-    limit = LARGE_FOV * REFINE_FOV  # 891 pixels
-    for d in (538, 650, limit):  # DRIVE, STARE and the limit itself: the settings as chosen there
+    limit = LARGE_FOV * REFINE_FOV  # 2376 pixels
+    assert limit == pytest.approx(2376)
+    # DRIVE, STARE, a mid-size camera and the limit itself: the settings as chosen on DRIVE and STARE
+    for d in (538, 650, 1631, limit):
         assert settings_for_fov(DEFAULT, d) is DEFAULT
     for d in (limit + 1, 3262):  # HRF: 3262
         assert settings_for_fov(DEFAULT, d) == RefineSettings(method="gated+dti", line_width=2)
@@ -50,9 +53,9 @@ def test_settings_change_only_above_one_and_a_half_times_drive_and_stare():
 
 def test_masks_without_a_disc_leave_the_settings_alone():
     _, fov = broken_vessel()
-    assert settings_for_fov(DEFAULT, fov).line_width == 2  # a FOV 960 pixels across
+    assert settings_for_fov(DEFAULT, fov).line_width == 2  # a FOV 2400 pixels across
     assert settings_for_fov(DEFAULT, fov[:, :500]).line_width == 1  # 500 pixels across
-    for none in (None, np.ones((60, 960), bool), np.ones((4, 60, 960), bool)):  # no disc; a volume
+    for none in (None, np.ones((60, 2400), bool), np.ones((2, 60, 2400), bool)):  # no disc; a volume
         assert settings_for_fov(DEFAULT, none) is DEFAULT
 
 
@@ -91,7 +94,7 @@ def test_refine_image_takes_the_settings_of_the_fov_it_found(monkeypatch):
     for found, rows in ((fov, [28, 29, 30, 31, 32]), (None, [29, 30, 31])):
         # the segmentation's result stands in for the U-Net's: its probability and the FOV it found
         monkeypatch.setattr(batch_run, "_segment", lambda img, opts, spacing=None, f=found: (u, None, f))
-        out = batch_run._refine_image(np.zeros((60, 960, 3), np.uint8), "a.png",
+        out = batch_run._refine_image(np.zeros((60, 2400, 3), np.uint8), "a.png",
                                       batch_run.BatchOptions(input="image", steps=None, method=None))
         assert bridge_rows(out >= 0.5) == rows
 
@@ -113,7 +116,7 @@ def test_evaluate_refine_row_is_tubediff_refine_at_the_fov_diameter(tmp_path):
                  "--fov", str(root / "fov"), "--pred", str(root / "pred"), "--methods", "refine",
                  "--save-pred", str(tmp_path / "ev")]) == 0
     assert main(["refine", str(root / "pred/a.tif"), "--out", str(tmp_path / "rf"),
-                 "--fov-diameter", "960"]) == 0
+                 "--fov-diameter", "2400"]) == 0
     scored = read_image(tmp_path / "ev/refine/a.png") > 0
     written = (read_image(tmp_path / "rf/a_mask.png") > 0) & fov
     assert np.array_equal(scored, written) and bridge_rows(scored) == [28, 29, 30, 31, 32]

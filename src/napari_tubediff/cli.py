@@ -886,10 +886,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="auto (CUDA when torch sees a GPU, else CPU), cpu, cuda or cuda:N")
     rf.add_argument("--fov-diameter", type=float, default=None, metavar="PIXELS",
                     help="with --input prob: the FOV diameter of the fundus photographs the 2D maps come "
-                         f"from; above {LARGE_FOV * REFINE_FOV:.0f} pixels (1.5 times DRIVE's and STARE's, "
-                         "where the settings were chosen) DTI's additions are kept 2 pixels either side of "
-                         "their centre line, not 1 (docs/results.md, 'Refinement against DTI'). Default: "
-                         "refined as they are. With --input image the FOV found (or --fov) does this")
+                         f"from; above {LARGE_FOV * REFINE_FOV:.0f} pixels ({LARGE_FOV:g} times DRIVE's and "
+                         "STARE's, where the settings were chosen) DTI's additions are kept 2 pixels either "
+                         "side of their centre line, not 1 (docs/results.md, 'Refinement against DTI'). "
+                         "Default: refined as they are. With --input image the FOV found (or --fov) sets it")
     rb = rf.add_argument_group("folders (dask.distributed)")
     rb.add_argument("--scheduler", metavar="ADDRESS",
                     help="address of a running dask scheduler (default: start a local cluster)")

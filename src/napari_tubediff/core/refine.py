@@ -129,8 +129,10 @@ VOLUME_REFINE = RefineSettings(method=RECOMMENDED_METHOD, steps=0)
 REFINE_FOV = 594.0
 #: A FOV more than this many times `REFINE_FOV` across (HRF: 3262 pixels, 5.5 times) is refined
 #: with DTI's additions kept `LARGE_FOV_LINE_WIDTH` pixels either side of their centre line
-#: (`settings_for_fov`; chosen on HRF training images, docs/results.md "Refinement against DTI").
-LARGE_FOV = 1.5
+#: (`settings_for_fov`; chosen on HRF training images, docs/results.md "Refinement against DTI":
+#: it raised clDice there by 0.011 at 3262 pixels, but cost 0.012 Dice on the same maps resampled to
+#: 1631 and 979 pixels; 4 lies between 2.75 and 5.5).
+LARGE_FOV = 4.0
 LARGE_FOV_LINE_WIDTH = 2
 
 
@@ -138,19 +140,20 @@ def settings_for_fov(settings: RefineSettings, fov) -> RefineSettings:
     """The refinement settings for a fundus photograph whose field of view is ``fov``.
 
     ``fov`` is the FOV mask (2D bool), its diameter in pixels, or None. A FOV more than
-    `LARGE_FOV` times `REFINE_FOV` across (an image 1.5 times the size of DRIVE's and STARE's,
-    where the settings were chosen) keeps DTI's additions at least `LARGE_FOV_LINE_WIDTH`
-    pixels either side of their centre line instead of ``line_width``: there the vessels
-    are several pixels wide and a one-pixel band leaves the truth's centre line uncovered.
-    Every other setting is the same (scaling the Hessian scale and the end growth with the
-    FOV was measured and gains nothing). None, or a mask that fills the whole image (no
-    disc: the image's size says nothing about its vessels'), leaves ``settings`` as they are.
+    `LARGE_FOV` times `REFINE_FOV` across (2376 pixels: 4 times DRIVE's and STARE's, where the
+    settings were chosen; HRF's is 3262) keeps DTI's additions at least
+    `LARGE_FOV_LINE_WIDTH` pixels either side of their centre line instead of
+    ``line_width``: there the vessels are many pixels wide and a one-pixel band leaves the
+    truth's centre line uncovered. Every other setting is the same (scaling the Hessian
+    scale and the end growth with the FOV was measured and gains nothing), and smaller
+    FOVs keep ``settings``. None, or a mask that fills the whole image (no disc: the
+    image's size says nothing about its vessels'), leaves ``settings`` as they are.
 
     Examples
     --------
     >>> s = RefineSettings(method="gated+dti")
-    >>> settings_for_fov(s, 538).line_width, settings_for_fov(s, 3262).line_width
-    (1, 2)
+    >>> [settings_for_fov(s, d).line_width for d in (538, 1631, 3262)]
+    [1, 1, 2]
     >>> settings_for_fov(s, None) is s, settings_for_fov(s, np.ones((40, 40), bool)) is s
     (True, True)
     """
