@@ -93,10 +93,26 @@ def scaled_params(prob, f, sigma=True, ends=True, lw=None):
     return np.where(joined & (done < 0.5), np.float32(0.5), done).astype(np.float32)
 
 
+def merge(paths) -> None:
+    """The table of several runs' JSON files (split by images or by rows), over the images all rows have."""
+    rows: dict[str, dict[str, dict]] = {}
+    for path in paths:
+        with open(path) as fh:
+            for m, d in json.load(fh).items():
+                rows.setdefault(m, {}).update(zip(d["images"], d["per_image"], strict=True))
+    common = sorted(set.intersection(*(set(d) for d in rows.values())))
+    print(f"{len(common)} images: {','.join(common)}")
+    print(f"{'method':12s} {'Dice':>7s} {'clDice':>7s} {'VCA':>6s}")
+    for m, d in rows.items():
+        mean = {k: float(np.mean([d[n][k] for n in common])) for k in ("dice", "cldice", "vca")}
+        print(f"{m:12s} {mean['dice']:7.4f} {mean['cldice']:7.4f} {mean['vca']:6.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--merge", nargs="+", metavar="JSON", help="only print the table of these runs' files")
     add_item_args(ap)
-    ap.add_argument("--pred", required=True)
+    ap.add_argument("--pred")
     ap.add_argument("--refs", default="594,800")
     ap.add_argument("--variants", default="A1,A2,B")
     ap.add_argument("--base", default="raw,dti,native", help="reference rows (comma list; '' none)")
@@ -106,6 +122,8 @@ def main() -> None:
                          "a camera of another resolution")
     ap.add_argument("--json")
     args = ap.parse_args()
+    if args.merge:
+        return merge(args.merge)
     torch.set_num_threads(1)
     items = items_of(args)
     refs = [float(r) for r in args.refs.split(",")]
