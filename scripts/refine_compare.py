@@ -118,7 +118,7 @@ def main() -> None:
     for m in names:
         mean = {k: float(np.mean([r[k] for r in per[m]])) for k in per[m][0]}
         gs = gap_summary(gaps[m]) if m in gaps else {}
-        out[m] = {"mean": mean, "gaps": gs, "images": [it.name for it in items]}
+        out[m] = {"mean": mean, "gaps": gs, "images": [it.name for it in items], "per_image": per[m]}
         g = (f"{gs['median_gaps']:5.1f} {gs['precision']:5.2f} {gs['precision_top20']:5.2f} "
              f"{gs['recall']:6.2f}"
              if gs else "")
