@@ -130,7 +130,7 @@ REFINE_FOV = 594.0
 #: A FOV more than this many times `REFINE_FOV` across (HRF: 3262 pixels, 5.5 times) is refined
 #: with DTI's additions kept `LARGE_FOV_LINE_WIDTH` pixels either side of their centre line
 #: (`settings_for_fov`; chosen on HRF training images, docs/results.md "Refinement against DTI":
-#: it raised clDice there by 0.011 at 3262 pixels, but cost 0.012 Dice on the same maps resampled to
+#: it raised clDice there by 0.011 at 3262 pixels, but cost 0.010 and 0.012 Dice on the same maps resampled to
 #: 1631 and 979 pixels; 4 lies between 2.75 and 5.5).
 LARGE_FOV = 4.0
 LARGE_FOV_LINE_WIDTH = 2
