@@ -7,7 +7,10 @@ Every method takes only the backbone's probability (no learned features), so the
 command re-measures them on a retrained backbone (``--backbone-weights``) or on stored
 predictions (``--pred``, what ``tubediff segment`` writes). Figures: Dice, clDice and Betti
 inside DRIVE's FOV, VCA on the whole image (as ``tubediff evaluate``), per-image refinement
-time, and the gap list (`core.gaps.bridges`) scored by `evaluation.score_gaps`.
+time, and the gap list (`core.gaps.bridges`) scored by `evaluation.score_gaps`. A refinement
+method is run with the settings for the image's FOV (`core.refine.settings_for_fov`, as ``tubediff
+refine`` does); ``METHOD@native`` (e.g. ``gated+dti@native``) runs it with the settings as they are
+(the figures before that function existed).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 from napari_tubediff.core.dti import dti
 from napari_tubediff.core.gaps import bridges
 from napari_tubediff.core.metrics import evaluate
-from napari_tubediff.core.refine import REFINE_METHODS, RefineSettings, refine
+from napari_tubediff.core.refine import REFINE_METHODS, RefineSettings, refine, settings_for_fov
 from napari_tubediff.data.drive import pair_folders, read_drive
 from napari_tubediff.evaluation import gap_summary, read_prediction, score_gaps
 
@@ -92,7 +95,11 @@ def main() -> None:
             elif method == "dti":
                 field = dti(prob)
             else:
-                field = refine(prob, settings=RefineSettings(method=method, **kw))
+                name, _, at = method.partition("@")
+                settings = RefineSettings(**{"method": name, **kw})
+                if at != "native":  # as tubediff refine: the settings for the photograph's FOV size
+                    settings = settings_for_fov(settings, fov)
+                field = refine(prob, settings=settings)
             sec = time.perf_counter() - t0
             field = np.where(fov, field, 0) if field.dtype != bool else field & fov
             mask = field >= 0.5
@@ -111,7 +118,7 @@ def main() -> None:
     for m in names:
         mean = {k: float(np.mean([r[k] for r in per[m]])) for k in per[m][0]}
         gs = gap_summary(gaps[m]) if m in gaps else {}
-        out[m] = {"mean": mean, "gaps": gs, "images": [it.name for it in items]}
+        out[m] = {"mean": mean, "gaps": gs, "images": [it.name for it in items], "per_image": per[m]}
         g = (f"{gs['median_gaps']:5.1f} {gs['precision']:5.2f} {gs['precision_top20']:5.2f} "
              f"{gs['recall']:6.2f}"
              if gs else "")

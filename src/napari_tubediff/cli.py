@@ -439,9 +439,17 @@ def _batch_options(args):
     from .data.io import parse_spacing
 
     steps = args.steps  # None: the default of each file's dimension (`BatchOptions.settings`)
+    diameter = args.fov_diameter
+    if diameter is not None:
+        if args.input != "prob":
+            raise ValueError("--fov-diameter is for --input prob; with --input image the FOV is found "
+                             "(or given by --fov)")
+        if not (np.isfinite(diameter) and diameter > 0):
+            raise ValueError(f"--fov-diameter must be a positive number of pixels, got {diameter:g}")
     return BatchOptions(input=args.input, steps=steps, refiner=args.refiner, method=args.method,
                         volume_backbone=args.volume_backbone, chunk=args.chunk or None, device=args.device,
-                        scale=parse_scale(args.scale), fov=args.fov, spacing=parse_spacing(args.spacing))
+                        scale=parse_scale(args.scale), fov=args.fov, spacing=parse_spacing(args.spacing),
+                        fov_diameter=diameter)
 
 
 def planes_note(folder) -> str | None:
@@ -750,7 +758,7 @@ def _scale_fov_options(parser, when: str = "") -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .core.refine import RECOMMENDED_METHOD, REFINE_METHODS, VOLUME_REFINE
+    from .core.refine import LARGE_FOV, RECOMMENDED_METHOD, REFINE_FOV, REFINE_METHODS, VOLUME_REFINE
     from .models.registry import NEEDS_FILE, available_backbones, backbone_ndims
 
     p = argparse.ArgumentParser(
@@ -928,6 +936,12 @@ def build_parser() -> argparse.ArgumentParser:
                          "else isotropic")
     rf.add_argument("--device", default="auto",
                     help="auto (CUDA when torch sees a GPU, else CPU), cpu, cuda or cuda:N")
+    rf.add_argument("--fov-diameter", type=float, default=None, metavar="PIXELS",
+                    help="with --input prob: the FOV diameter of the fundus photographs the 2D maps come "
+                         f"from; above {LARGE_FOV * REFINE_FOV:.0f} pixels ({LARGE_FOV:g} times DRIVE's and "
+                         "STARE's, where the settings were chosen) DTI's additions are kept 2 pixels either "
+                         "side of their centre line, not 1 (docs/results.md, 'Refinement against DTI'). "
+                         "Default: refined as they are. With --input image the FOV found (or --fov) sets it")
     rb = rf.add_argument_group("folders (dask.distributed)")
     rb.add_argument("--scheduler", metavar="ADDRESS",
                     help="address of a running dask scheduler (default: start a local cluster)")

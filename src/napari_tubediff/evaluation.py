@@ -16,7 +16,7 @@ from scipy import ndimage as ndi
 from .core.dti import dti
 from .core.gaps import bridges
 from .core.metrics import evaluate, to_mask
-from .core.refine import REFINE_METHODS, RefineSettings, refine
+from .core.refine import REFINE_METHODS, RefineSettings, refine, settings_for_fov
 from .data.drive import DriveImage, index_folder
 from .data.io import read_image, to_probability, write_image
 
@@ -27,8 +27,14 @@ METHODS = ("raw", "dti", "refine", "hessian", *REFINE_METHODS)
 TABLE_METRICS = ("dice", "cldice", "vca", "betti0_error", "betti1_error")
 
 
+def _refined_mask(prob, fov, settings: RefineSettings) -> np.ndarray:
+    # a 2D fundus image's FOV sets the refinement for its size, as in `tubediff refine`
+    s = settings_for_fov(settings, fov) if np.ndim(prob) == 2 else settings
+    return to_mask(refine(prob, settings=s)) & fov
+
+
 def _by_method(prob, feats, fov, *, settings: RefineSettings) -> np.ndarray:
-    return to_mask(refine(prob, settings=settings)) & fov
+    return _refined_mask(prob, fov, settings)
 
 
 def make_methods(names: Iterable[str], steps: int = 10, settings: RefineSettings | None = None,
@@ -41,7 +47,9 @@ def make_methods(names: Iterable[str], steps: int = 10, settings: RefineSettings
     ``hessian``: ``steps`` diffusion steps with Hessian directions whatever the refiner
     (to compare both in one run); a name of `core.refine.REFINE_METHODS` (``faithful``,
     ``gated+dti``, ...): that method with Hessian directions and ``steps`` steps. The
-    refined field is cut to the field of view before thresholding. 2D and 3D alike.
+    refined field is cut to the field of view before thresholding. 2D and 3D alike; a 2D
+    image's field of view sets the Hessian refinements for its size
+    (`core.refine.settings_for_fov`, as ``tubediff refine`` does).
 
     Examples
     --------
@@ -51,7 +59,7 @@ def make_methods(names: Iterable[str], steps: int = 10, settings: RefineSettings
     s = settings or RefineSettings()
 
     def hessian(prob, feats, fov):
-        return to_mask(refine(prob, settings=s, steps=steps)) & fov
+        return _refined_mask(prob, fov, replace(s, steps=steps))
 
     def refined(prob, feats, fov):
         if refiner is not None and feats is not None:

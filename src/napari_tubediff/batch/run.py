@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.refine import RECOMMENDED_METHOD, VOLUME_REFINE, RefineSettings, refine
+from ..core.refine import RECOMMENDED_METHOD, VOLUME_REFINE, RefineSettings, refine, settings_for_fov
 from ..data.drive import binary_mask
 from ..data.io import (
     _to_uint8,
@@ -94,7 +94,11 @@ class BatchOptions:
         "cpu", "cuda" or "cuda:N" (see `napari_tubediff.core.device`).
     scale, fov : str or float
         With ``input="image"``: `models.backbones.segment_image`'s ``scale`` ("auto" or
-        a factor) and ``fov`` ("auto", "none" or a mask file's path).
+        a factor) and ``fov`` ("auto", "none" or a mask file's path). A 2D image's FOV
+        (found or given) sets the refinement for its size (`core.refine.settings_for_fov`).
+    fov_diameter : float or None
+        With ``input="prob"``: the FOV diameter (pixels) of the photographs the 2D maps
+        come from, for `core.refine.settings_for_fov`; None refines them as they are.
     """
 
     input: str = "prob"
@@ -107,6 +111,7 @@ class BatchOptions:
     scale: float | str = "auto"
     fov: str = "auto"
     spacing: tuple[float, ...] | None = None
+    fov_diameter: float | None = None
 
     def refiner_choice(self) -> str:
         """The ``refiner`` to use: "auto" with a method other than faithful is Hessian
@@ -145,6 +150,8 @@ class BatchOptions:
         from dataclasses import asdict
 
         rec = {k: v for k, v in asdict(self).items() if k not in ("device", "chunk")}
+        if self.fov_diameter is None:  # as recorded before the option existed: no rerun for it
+            rec.pop("fov_diameter")
         if self.steps is None or self.method is None:
             # the dimension's defaults (`settings`): the images' in place, the volumes' beside them
             images, volumes = self.settings(2), self.settings(3)
@@ -326,10 +333,16 @@ def _refine_image(img: np.ndarray, name: str, opts: BatchOptions, spacing=None) 
             # the learned refiner was trained at 10 steps: its default when none is given
             steps = 10 if opts.steps is None else opts.steps
             return learned[0].refine(prob, learned[1], steps=steps, fov=fov)
-        out = refine(prob, settings=opts.settings(prob.ndim, spacing), device=opts.device)
+        settings = opts.settings(prob.ndim, spacing)
+        if prob.ndim == 2:  # a fundus photograph's FOV: the settings for its size
+            settings = settings_for_fov(settings, fov)
+        out = refine(prob, settings=settings, device=opts.device)
         return out if fov is None else np.where(fov, out, 0).astype(np.float32)
     prob = to_probability(img, name)
-    return refine(prob, settings=opts.settings(prob.ndim, spacing), device=opts.device)
+    settings = opts.settings(prob.ndim, spacing)
+    if prob.ndim == 2:
+        settings = settings_for_fov(settings, opts.fov_diameter)
+    return refine(prob, settings=settings, device=opts.device)
 
 
 def process_image(path, out_dir, opts: BatchOptions, record: dict | None = None,

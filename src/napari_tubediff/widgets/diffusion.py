@@ -51,6 +51,7 @@ from ..core.refine import (
     RECOMMENDED_METHOD,
     REFINE_METHODS,
     RefineSettings,
+    settings_for_fov,
     total_steps,
     ungated_state,
 )
@@ -221,10 +222,12 @@ class DiffusionWidget(Panel):
 
     # -- inputs and state ---------------------------------------------------------
     def _settings(self) -> RefineSettings:
-        return RefineSettings(sigma=self.sigma.value, lambda_par=self.lambda_par.value,
-                              lambda_perp=self.lambda_perp.value, dt=self.dt.value,
-                              steps=self.steps.value, order=self.order.value, method=self.method.value,
-                              spacing=layer_spacing(self.layer.value))  # the layer's scale
+        s = RefineSettings(sigma=self.sigma.value, lambda_par=self.lambda_par.value,
+                           lambda_perp=self.lambda_perp.value, dt=self.dt.value,
+                           steps=self.steps.value, order=self.order.value, method=self.method.value,
+                           spacing=layer_spacing(self.layer.value))  # the layer's scale
+        # the FOV the Segment panel found: the settings for the photograph's size, as `tubediff refine`'s
+        return settings_for_fov(s, getattr(self.layer.value, "metadata", {}).get("fov"))
 
     def _forget_state(self, *_):
         """Another method: the next Run or Step starts over from the probability (the directions stay)."""
