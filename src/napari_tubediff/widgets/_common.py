@@ -448,12 +448,13 @@ class Job:
             gate.release()
 
 
-def status_line(job: Job, unit: str = "step", done: str | None = None) -> str:
+def status_line(job: Job, unit: str = "step", done: str | None = None, count: str | None = None) -> str:
     """The status of ``job`` in words, from its state: what holds now, never a stale count.
 
-    ``unit`` names a frame ("step", "update"); ``done`` replaces the count at the end.
+    ``unit`` names a frame ("step", "update"); ``done`` replaces the count at the end;
+    ``count`` replaces "step 12 / 30" while running or paused and at the end.
     """
-    count = f"{unit} {job.step}" + (f" / {job.total}" if job.total else "")
+    count = count or f"{unit} {job.step}" + (f" / {job.total}" if job.total else "")
     if job.state == RUNNING:
         return job.note if job.note and not job.frames else count
     if job.state == PAUSED:
@@ -570,7 +571,12 @@ class Panel(Container):
         self.status.value = self.status_text()
 
     def status_text(self) -> str:
-        return self.note if self.job is None else status_line(self.job, self.unit, self.done_text)
+        job = self.job
+        return self.note if job is None else status_line(job, self.unit, self.done_text, self.count_text(job))
+
+    def count_text(self, job: Job) -> str | None:
+        """The count in the status ("step 12 / 30" if None; subclasses say more)."""
+        return None
 
     def show_controls(self) -> None:
         """Enable the buttons that make sense in the current state (subclasses)."""
