@@ -218,7 +218,7 @@ def test_back_to_a_snapshot_while_paused_drops_the_run(panel, qtbot, monkeypatch
     assert "Pause or cancel" in messages[-1] and job.active
     w.pause_button.native.click()
     qtbot.waitUntil(lambda: job._held, timeout=10000)
-    viewer.dims.set_current_step(0, 2)                       # ... but paused: the slider's snapshot
+    w.scrubber.value = 2                                     # ... but paused: the slider's snapshot
     step = w._history.steps[2]
     w.restore_button.native.click()
     assert w._step == step and w._history.steps[-1] == step and w.status.value == f"back at step {step}"
