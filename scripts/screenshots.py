@@ -114,10 +114,10 @@ def loop_2d(viewer, s: Shooter) -> None:
     diff.run_button.native.click()
     wait(diff)
     s.shot("03_diffusion_done")
-    viewer.dims.set_current_step(0, 0)
+    diff.scrubber.value = 0                     # the panel's step slider, back to step 0
     s.shot("04_diffusion_scrub")
-    viewer.dims.set_current_step(0, len(diff._history) - 1)
-    viewer.layers["refined history"].visible = False
+    diff.scrubber.value = diff.scrubber.max     # the newest step: the refined layer the next panels use
+    viewer.layers["refined"].visible = False
 
     # 4. bridged gaps: find them, go to the largest, reject it
     gaps = s.panel("Bridged gaps")
