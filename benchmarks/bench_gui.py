@@ -136,8 +136,8 @@ def layer_costs(viewer, image: np.ndarray) -> dict:
     the events and repaint it sets off: adding a hidden 2D Image layer and showing it, the
     Diffusion panel's refined layer (added with its look, then new data in place), a history
     stack (its new time slider: what the Diffusion panel no longer makes while a run goes),
-    growing or shrinking the stack (the slider shown or hidden), a Vectors layer (napari imports pandas for its features table the first time:
-    compare the second one)."""
+    growing or shrinking the stack (the slider shown or hidden), a Vectors layer (napari
+    imports pandas for its features table the first time: compare the second one)."""
     from qtpy.QtWidgets import QApplication
 
     def timed(f) -> float:
