@@ -709,7 +709,7 @@ def follow_layers(viewer, *combos: ComboBox, prefer: str | None = None) -> None:
 
     With ``prefer``, a combo box moves to the newest layer named exactly ``prefer`` (or,
     without one, whose name contains it) unless its current layer already qualifies:
-    "refined" picks ``refined`` over ``refined history``. A nullable combo box with
+    "refined" picks ``refined`` over ``refined (earlier)``. A nullable combo box with
     nothing named so stays empty.
     """
 
