@@ -322,6 +322,7 @@ class DiffusionWidget(Panel):
         cap = capacity_for(u.shape, wanted, SNAPSHOT_BYTES)
         self._history = SnapshotHistory(cap)
         self._history.add(0, u)
+        self._shown = None  # a new history: draw whatever the slider shows
         each = u.size * 4
         self.memory.value = f"snapshots: at most {cap} x {_mib(each)} = {_mib(cap * each)}"
         told = (self._key, cap)
@@ -397,6 +398,7 @@ class DiffusionWidget(Panel):
         s = self._settings()
         done = s.method in COMPLETED_METHODS and step >= total_steps(s)  # nothing continues from there
         self._state = None if done else ungated_state(self._u0, field, s)
+        self._shown = None
         self._show_field()
         self.say(f"back at step {step}")
 
