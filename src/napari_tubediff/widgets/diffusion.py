@@ -408,12 +408,10 @@ class DiffusionWidget(Panel):
         if self._history is None:
             show_error("No snapshots yet: Run or Step the diffusion first.")
             return
-        name = HISTORY
         stack = self._history.stack().copy()  # a view of the panel's buffer: the layer keeps its own
         look = VOLUME_LOOK if stack.ndim == 4 else PLANE_LOOK
-        if name in self._viewer.layers:
-            self._viewer.layers.remove(name)  # (a new number of snapshots: a new layer)
-        layer = self._viewer.add_image(stack, name=name, contrast_limits=(0, 1), **look,
+        # a new layer each time (napari numbers the name): an earlier export is never overwritten
+        layer = self._viewer.add_image(stack, name=HISTORY, contrast_limits=(0, 1), **look,
                                        scale=_pad(self._source.scale, stack.ndim, 1.0),
                                        translate=_pad(self._source.translate, stack.ndim, 0.0),
                                        metadata={"steps": self._history.steps})
