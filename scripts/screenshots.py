@@ -189,8 +189,8 @@ def volume_3d(viewer, s: Shooter) -> None:
     diff.run_button.native.click()
     wait(diff)
     prob.opacity = 0.5                          # the refined field (green) stands out where it bridged
+    viewer.reset_view()                         # the whole volume, then the same tilt as above
     cam.angles = (-20, 30, 110)
-    cam.zoom *= 1.3
     s.shot("10_volume_diffusion")
 
 
