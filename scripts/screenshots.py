@@ -110,6 +110,10 @@ def loop_2d(viewer, s: Shooter) -> None:
     viewer.reset_view()
     diff = s.panel("Diffusion")
     diff.layer.value = prob
+    # the sample's breaks have no backbone evidence: the default, gated+dti, bridges none of
+    # them (0 gaps for the Gaps tab to show), the method description's PDE 3 (core.refine +
+    # core.gaps.bridges on synthetic_vessels((256, 256), seed=0), 30 steps)
+    diff.method.value = "faithful"
     diff.steps.value = 30
     diff.run_button.native.click()
     wait(diff)
