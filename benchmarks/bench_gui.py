@@ -133,10 +133,11 @@ class SlowEvents:
 
 def layer_costs(viewer, image: np.ndarray) -> dict:
     """Milliseconds the GUI thread spends on napari's layer work the panels cause, each with
-    the events and repaint it sets off: adding a hidden 2D Image layer and showing it, a
-    history stack (its new time slider), growing or shrinking the stack (the slider shown or
-    hidden), a Vectors layer (napari imports pandas for its features table the first time:
-    compare the second one)."""
+    the events and repaint it sets off: adding a hidden 2D Image layer and showing it, the
+    Diffusion panel's refined layer (added with its look, then new data in place), a history
+    stack (its new time slider: what the Diffusion panel no longer makes while a run goes),
+    growing or shrinking the stack (the slider shown or hidden), a Vectors layer (napari
+    imports pandas for its features table the first time: compare the second one)."""
     from qtpy.QtWidgets import QApplication
 
     def timed(f) -> float:
@@ -150,9 +151,19 @@ def layer_costs(viewer, image: np.ndarray) -> dict:
     vec = np.zeros((1690, 2, 2), np.float32)
     vec[:, 0] = np.random.default_rng(1).random((1690, 2)) * np.array(image.shape[:2])
     vec[:, 1] = 3
+    from napari_tubediff.widgets.diffusion import PLANE_LOOK
+
     out, lay = {}, {}
     out["add image hidden"] = timed(lambda: lay.setdefault("i", viewer.add_image(field, visible=False)))
     out["show image"] = timed(lambda: setattr(lay["i"], "visible", True))
+    # the Diffusion panel's one refined layer: added with its final look, then new data in place
+    out["add refined (final look) hidden"] = timed(lambda: lay.setdefault(
+        "r", viewer.add_image(field, visible=False, contrast_limits=(0, 1), **PLANE_LOOK)))
+    out["show refined"] = timed(lambda: setattr(lay["r"], "visible", True))
+    out["refined: new data in place"] = timed(lambda: setattr(lay["r"], "data", field * 0.5))
+    out["refined: new data, hidden"] = timed(lambda: (setattr(lay["r"], "visible", False),
+                                                       setattr(lay["r"], "data", field * 0.25)))
+    lay["r"].visible = True
     out["add history (2 snapshots) hidden"] = timed(
         lambda: lay.setdefault("h", viewer.add_image(np.stack([field] * 2), visible=False)))
     out["show history"] = timed(lambda: setattr(lay["h"], "visible", True))

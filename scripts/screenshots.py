@@ -110,14 +110,18 @@ def loop_2d(viewer, s: Shooter) -> None:
     viewer.reset_view()
     diff = s.panel("Diffusion")
     diff.layer.value = prob
+    # the sample's breaks have no backbone evidence: the default, gated+dti, bridges none of
+    # them (0 gaps for the Gaps tab to show), the method description's PDE 3 (core.refine +
+    # core.gaps.bridges on synthetic_vessels((256, 256), seed=0), 30 steps)
+    diff.method.value = "faithful"
     diff.steps.value = 30
     diff.run_button.native.click()
     wait(diff)
     s.shot("03_diffusion_done")
-    viewer.dims.set_current_step(0, 0)
+    diff.scrubber.value = 0                     # the panel's step slider, back to step 0
     s.shot("04_diffusion_scrub")
-    viewer.dims.set_current_step(0, len(diff._history) - 1)
-    viewer.layers["refined history"].visible = False
+    diff.scrubber.value = diff.scrubber.max     # the newest step: the refined layer the next panels use
+    viewer.layers["refined"].visible = False
 
     # 4. bridged gaps: find them, go to the largest, reject it
     gaps = s.panel("Bridged gaps")
@@ -189,8 +193,8 @@ def volume_3d(viewer, s: Shooter) -> None:
     diff.run_button.native.click()
     wait(diff)
     prob.opacity = 0.5                          # the refined field (green) stands out where it bridged
+    viewer.reset_view()                         # the whole volume, then the same tilt as above
     cam.angles = (-20, 30, 110)
-    cam.zoom *= 1.3
     s.shot("10_volume_diffusion")
 
 

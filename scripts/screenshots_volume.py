@@ -66,7 +66,7 @@ def main(argv=None) -> None:
     # the refined field's 0.5 surface in the 3D view, seen from above and tilted
     layer.visible = False
     viewer.layers["probability"].visible = False
-    refined = viewer.layers["refined history"]
+    refined = viewer.layers["refined"]
     refined.rendering, refined.iso_threshold = "iso", 0.5
     diff.view3d.value = True                    # the panel's "3D view" box
     viewer.reset_view()

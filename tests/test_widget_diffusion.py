@@ -118,3 +118,32 @@ def test_sub_step_notice_counts_the_volume_dimensions(viewer_and_widget):
     viewer.add_image(np.zeros((16, 16), np.float32), name="probability plane")
     w.layer.value = viewer.layers["probability plane"]
     assert w.status.value == ""
+
+
+def test_a_second_probability_never_overwrites_the_first_refined_layer(viewer_and_widget, monkeypatch):
+    """One image's refined layer is kept when another probability (Segment replaced it, or the
+    annotator's own layer named 'refined') is diffused: renamed, never overwritten."""
+    viewer, w = viewer_and_widget
+    monkeypatch.setattr("napari_tubediff.widgets.diffusion.show_info", lambda _m: None)
+    mine = viewer.add_image(np.full((32, 32), 0.25, np.float32), name=REFINED)  # the annotator's
+    prob = viewer.add_image(synthetic_vessels((32, 32), seed=1).probability, name="probability")
+    w.layer.value = prob
+    w.reset()                                  # (Reset draws step 0 into the refined layer at once)
+    assert mine.name == "refined (earlier)" and (mine.data == 0.25).all()
+    first = viewer.layers[REFINED]
+    r1 = np.clip(prob.data + 0.3, 0, 1)         # as a run would leave it (runs: the tests above)
+    first.data = r1
+    # the same probability again (another direction scale: the state starts over): the same layer
+    w.sigma.value = 2.0
+    w.reset()
+    assert viewer.layers[REFINED] is first and np.array_equal(first.data, prob.data)
+    first.data = r1                            # (as a run would leave it)
+    prob.data = synthetic_vessels((32, 32), seed=2).probability  # another image's (Segment's in place)
+    w.reset()
+    assert first.name == "refined (earlier) [1]" and np.array_equal(first.data, r1)
+    assert viewer.layers[REFINED] is not first and np.array_equal(viewer.layers[REFINED].data, prob.data)
+    prob2 = viewer.add_image(synthetic_vessels((32, 32), seed=3).probability, name="probability 2")
+    w.layer.value = prob2
+    w.reset()
+    assert "refined (from probability)" in viewer.layers
+    assert np.array_equal(viewer.layers[REFINED].data, prob2.data)

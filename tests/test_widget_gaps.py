@@ -10,7 +10,7 @@ from napari.utils.key_bindings import coerce_keybinding  # noqa: E402
 
 from napari_tubediff.core.refine import RECOMMENDED_METHOD, RefineSettings, refine  # noqa: E402
 from napari_tubediff.widgets._common import camera  # noqa: E402
-from napari_tubediff.widgets.diffusion import HISTORY, REFINED  # noqa: E402
+from napari_tubediff.widgets.diffusion import REFINED  # noqa: E402
 from napari_tubediff.widgets.gaps import (  # noqa: E402
     ACCEPT_ABOVE,
     ACCEPTED,
@@ -104,7 +104,8 @@ def test_review_the_bridges_with_keys_and_accept_all_above(make_napari_viewer, q
     assert layer.features["status"][3] == UNREVIEWED and "accepted 0 gap(s)" in gaps.status.value
     gaps.above.value = 0.75
     gaps.accept_above_button.native.click()
-    assert layer.features["status"][3] == ACCEPTED and "accepted 1 gap(s) with confidence >= 0.75" in gaps.status.value
+    assert layer.features["status"][3] == ACCEPTED
+    assert "accepted 1 gap(s) with confidence >= 0.75" in gaps.status.value
 
     # the Accept panel leaves the rejected gap out
     acc = dock(viewer, "Accept")
@@ -141,16 +142,26 @@ def test_diffusion_panel_runs_the_default_method_to_its_completion(make_napari_v
     expected = refine(p, settings=RefineSettings(method="gated+dti", steps=4))
     np.testing.assert_allclose(viewer.layers[REFINED].data, expected, atol=1e-6)
     assert (viewer.layers[REFINED].data[[10, 30, 50]][:, 18:22] >= 0.5).all()
-    assert diff.scrub.value.endswith("step 5 (the completion)")
-    # back to step 2 and on again: the same end
-    viewer.dims.set_current_step(0, 2)
+    # the last step is named: the completion, after the 4 PDE steps
+    assert diff.status.value == "step 5 / 4+1 (the completion)"
+    assert diff.scrub.value == "snapshot 6 of 6: step 5 / 4+1 (the completion)"
+    # back to step 2 with the panel's slider (the refined layer shows it) and on again: the same end
+    diff.scrubber.value = 2
+    np.testing.assert_array_equal(viewer.layers[REFINED].data, diff._history.stack()[2])
+    assert diff.scrub.value == "snapshot 3 of 6: step 2 / 4+1; the run is at step 5"
     diff.restore_button.native.click()
-    assert diff._step == 2 and HISTORY in viewer.layers
+    assert diff._step == 2 and diff.status.value == "back at step 2"
+    assert [lay.name for lay in viewer.layers] == ["probability", REFINED]  # no layer with a time axis
     diff.run_button.native.click()
     idle(qtbot, diff)
     assert diff._history.steps[-1] == 5
     np.testing.assert_allclose(viewer.layers[REFINED].data, expected, atol=1e-5)
-    # Step at the end starts over (nothing continues from the completion)
+    # Step at the end: nothing continues from the completion; it says so and changes nothing
     diff.step()
+    assert diff.job is None and diff._step == 5 and "no step after the completion" in diff.status.value
+    np.testing.assert_allclose(viewer.layers[REFINED].data, expected, atol=1e-5)
+    # Run at the end starts over from the probability, and says so
+    diff.run_button.native.click()
+    assert diff.status.value.startswith("run ended at step 5 / 4+1 (the completion): starting over")
     idle(qtbot, diff)
-    assert diff._step == 1
+    assert diff._history.steps == [0, 1, 2, 3, 4, 5]

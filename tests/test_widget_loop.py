@@ -59,8 +59,8 @@ def test_the_annotators_loop(make_napari_viewer, qtbot, tmp_path):
     assert not diff.run_button.enabled and diff.pause_button.enabled
     idle(qtbot, diff)
     assert diff._step == 12 and diff.status.value == "step 12 / 12"
-    hist = viewer.layers[HISTORY]
-    assert hist.data.shape[0] >= 2 and hist.data.shape[1:] == (256, 256)
+    assert HISTORY not in viewer.layers and viewer.dims.ndim == 2  # no time axis: the panel's slider
+    assert diff.scrubber.max == 12 and diff.scrubber.value == 12
     assert diff._history.steps == list(range(13))  # every step kept, even those not drawn
     r12 = viewer.layers[REFINED].data.copy()
     press(viewer, SHORTCUTS["step"])  # the Step shortcut
@@ -69,10 +69,18 @@ def test_the_annotators_loop(make_napari_viewer, qtbot, tmp_path):
     r13 = viewer.layers[REFINED].data
     assert (r13 >= r12).all() and (r13 > r12).any()
 
-    # scrub back to step 0 with the dims slider: the history shows the probability
-    viewer.dims.set_current_step(0, 0)
-    assert diff.scrub.value.endswith("= step 0")
-    np.testing.assert_array_equal(viewer.layers[HISTORY].data[0], prob.data)
+    # scrub back to step 0 with the panel's slider: the refined layer shows the probability
+    diff.scrubber.value = 0
+    assert diff.scrub.value == "snapshot 1 of 14: step 0 / 12; the run is at step 13"
+    np.testing.assert_array_equal(viewer.layers[REFINED].data, prob.data)
+    diff.export_button.native.click()                # the history as a layer, on request
+    hist = viewer.layers[HISTORY]
+    assert hist.data.shape == (14, 256, 256) and hist.metadata["steps"] == list(range(14))
+    assert viewer.dims.axis_labels[0] == "step"
+    np.testing.assert_array_equal(hist.data[0], prob.data)
+    viewer.layers.remove(hist)
+    diff.scrubber.value = 13                          # back to the newest for the next panels
+    np.testing.assert_array_equal(viewer.layers[REFINED].data, r13)
 
     # 4. bridged gaps: find, go to the most confident, reject it
     gaps.probability.value = prob
@@ -182,8 +190,8 @@ def test_back_to_a_snapshot_and_bounded_history(make_napari_viewer, qtbot):
     assert diff._history.steps == [0, 1, 2, 3]
     diff.step()
     idle(qtbot, diff)
-    assert diff._history.steps == [0, 2, 4] and viewer.layers[HISTORY].data.shape == (3, 64, 64)
-    viewer.dims.set_current_step(0, 1)
+    assert diff._history.steps == [0, 2, 4] and diff.scrubber.max == 2
+    diff.scrubber.value = 1
     diff.restore_button.native.click()
     assert diff._step == 2 and diff._history.steps == [0, 2]
     np.testing.assert_array_equal(viewer.layers[REFINED].data, diff._history.stack()[1])
@@ -275,7 +283,7 @@ def test_a_3d_volume_goes_through_the_panels(make_napari_viewer, qtbot):
     diff.run_button.native.click()
     idle(qtbot, diff)
     assert viewer.layers[REFINED].data.shape == vol.shape
-    assert viewer.layers[HISTORY].data.shape[1:] == vol.shape
+    assert HISTORY not in viewer.layers and diff._history.stack().shape[1:] == vol.shape
     gaps.run_button.native.click()
     idle(qtbot, gaps)
     assert gaps._gaps and viewer.layers["bridged"].data.shape == vol.shape

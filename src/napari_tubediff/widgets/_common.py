@@ -19,7 +19,9 @@ what is on screen:
   a Qt call in a handler (anything that calls ``processEvents``) delivers the next
   one early. The status line is derived from the job's single state variable
   (`Job.state`: running, paused, cancelling, cancelled, failed, done) each time it is
-  shown (`Panel.refresh`), so it always says the state that holds.
+  shown (`Panel.refresh`), so it always says the state that holds. While a job runs, its
+  count is shown at most every `STATUS_INTERVAL` (a new label text repaints the whole
+  window); a pause, Step, the end or an error is shown at once.
 * **Display throttled by time.** Taking a frame in is cheap (store it, count the step);
   drawing it into layers is done at most every `DRAW_INTERVAL` seconds, and once more at
   the end of a burst (`Panel.request_draw`), however fast the steps come. A drawing's cost
@@ -84,6 +86,13 @@ DRAW_INTERVAL = 1 / 15
 #: fast (GPU) canvas redraws at `DRAW_INTERVAL`, a slow one (software OpenGL on a busy
 #: machine, 150 to 300 ms a drawing with its repaint) about once every 1.5 to 3 seconds.
 DRAW_SHARE = 0.1
+
+#: Seconds between two updates of a running job's status line at most (a drawing updates
+#: it too; a pause, the end or an error at once). Changing a label's text repaints the
+#: whole window, canvas included: 60 ms of the GUI thread per change at load 5 on the
+#: 2-core machine (software OpenGL under Xvfb; `benchmarks/bench_gui.py`, docs/performance.md
+#: section 9), which once per frame took half of the GUI thread during a Diffusion run.
+STATUS_INTERVAL = 0.25
 
 #: Milliseconds between adding a layer hidden and showing it (`put_image`, `put_layer`): room
 #: for the event loop to answer the annotator in between.
@@ -417,10 +426,14 @@ class Job:
             else:
                 self._release()
             # the layers: at most every DRAW_INTERVAL while running (and less often when drawing
-            # is slow: a 3D history can take a second); the status line is cheap and says
-            # every frame taken in, so it never reads "step 1" while the run is at step 49
+            # is slow: a 3D history can take a second); the status line at most every
+            # STATUS_INTERVAL, whatever the drawing's pace, so it never reads "step 1" while
+            # the run is at step 49; at once where the job stops (paused, Step)
             panel.request_draw(now=self._held)
-            panel.refresh()
+            if self._held:
+                panel.refresh()
+            else:
+                panel.refresh_soon()
             return
         if kind == "result":
             if self.state == RUNNING and callback is not None:
@@ -448,12 +461,13 @@ class Job:
             gate.release()
 
 
-def status_line(job: Job, unit: str = "step", done: str | None = None) -> str:
+def status_line(job: Job, unit: str = "step", done: str | None = None, count: str | None = None) -> str:
     """The status of ``job`` in words, from its state: what holds now, never a stale count.
 
-    ``unit`` names a frame ("step", "update"); ``done`` replaces the count at the end.
+    ``unit`` names a frame ("step", "update"); ``done`` replaces the count at the end;
+    ``count`` replaces "step 12 / 30" while running or paused and at the end.
     """
-    count = f"{unit} {job.step}" + (f" / {job.total}" if job.total else "")
+    count = count or f"{unit} {job.step}" + (f" / {job.total}" if job.total else "")
     if job.state == RUNNING:
         return job.note if job.note and not job.frames else count
     if job.state == PAUSED:
@@ -496,6 +510,9 @@ class Panel(Container):
         self._timer = QTimer(self.native)
         self._timer.setSingleShot(True)
         self._timer.timeout.connect(self.draw)
+        self._status_timer = QTimer(self.native)  # a status update due (`refresh_soon`)
+        self._status_timer.setSingleShot(True)
+        self._status_timer.timeout.connect(self.refresh)
         jobs, listening = self._jobs, self._listening
 
         def gone(*_):  # the widget is being deleted (the viewer closes): touch no Qt object
@@ -523,6 +540,7 @@ class Panel(Container):
         """The viewer is closing: cancel every job, draw nothing more, stop listening."""
         if self.alive:
             self._timer.stop()
+            self._status_timer.stop()
             self._gone()
 
     @property
@@ -566,11 +584,28 @@ class Panel(Container):
         """The status line and the buttons, derived from the state that holds now."""
         if not self.alive:
             return
+        self._status_timer.stop()  # up to date now
         self.show_controls()
-        self.status.value = self.status_text()
+        text = self.status_text()
+        if self.status.value != text:  # a new text repaints the window
+            self.status.value = text
+
+    def refresh_soon(self) -> None:
+        """`refresh` within `STATUS_INTERVAL` (at once if it is 0): frames that come faster share one."""
+        if not self.alive:
+            return
+        if STATUS_INTERVAL <= 0:
+            self.refresh()
+        elif not self._status_timer.isActive():
+            self._status_timer.start(int(STATUS_INTERVAL * 1000))
 
     def status_text(self) -> str:
-        return self.note if self.job is None else status_line(self.job, self.unit, self.done_text)
+        job = self.job
+        return self.note if job is None else status_line(job, self.unit, self.done_text, self.count_text(job))
+
+    def count_text(self, job: Job) -> str | None:
+        """The count in the status ("step 12 / 30" if None; subclasses say more)."""
+        return None
 
     def show_controls(self) -> None:
         """Enable the buttons that make sense in the current state (subclasses)."""
@@ -703,7 +738,7 @@ def follow_layers(viewer, *combos: ComboBox, prefer: str | None = None) -> None:
 
     With ``prefer``, a combo box moves to the newest layer named exactly ``prefer`` (or,
     without one, whose name contains it) unless its current layer already qualifies:
-    "refined" picks ``refined`` over ``refined history``. A nullable combo box with
+    "refined" picks ``refined`` over ``refined (earlier)``. A nullable combo box with
     nothing named so stays empty.
     """
 

@@ -3,45 +3,54 @@
 Thin by design: it gathers a layer and parameters, runs `models.refiner.vessel_directions`
 (learned head or Hessian) and `core.refine.refine_steps` in a separate process
 (`workers.tasks.diffusion` through `workers.process.run_in_child`, in lock-step with the
-panel), and puts each field it sends into two layers:
+panel), and shows the run in ONE layer, updated in place:
 
-* ``refined`` (Image, same shape as the probability): the current field, the one the
-  Bridged gaps and Accept panels use;
-* ``refined history`` (Image, shape ``(T, *spatial)``): snapshots on a leading time axis,
-  so the dims slider scrubs back through the run. At most ``snapshots kept`` of them are
-  stored (and at most 256 MiB, `SNAPSHOT_BYTES`), evenly spaced from step 0 plus the newest
-  (`core.history.SnapshotHistory`), so they always span the run and early steps stay reachable.
+* ``refined`` (Image, same shape as the probability): the field at the step under the
+  panel's **step** slider, drawn over the image (`PLANE_LOOK`, `VOLUME_LOOK`). A
+  ``refined`` layer made from another probability (another image's run) or not by this
+  panel is kept under another name, never overwritten (`DiffusionWidget._claim`). While a run goes the slider
+  follows the newest step, so the layer is the current field, the one the Bridged gaps and
+  Accept panels use; scrubbed back, it shows (and they use) the snapshot on screen.
+* The snapshots themselves stay in the panel (`core.history.SnapshotHistory`): at most
+  ``snapshots kept`` of them (and at most 256 MiB, `SNAPSHOT_BYTES`), evenly spaced from
+  step 0 plus the newest, so they always span the run and early steps stay reachable.
+  The slider scrubs them and its line says the real step ("step 37 / 200").
 
-Volumes (planes, rows, cols) work the same way: the time axis comes first, the "3D
-view" box renders the field in napari's 3D view (maximum intensity projection) as it
-evolves, in green over the probability (`VOLUME_HISTORY_LOOK`; the refined layer, the
-same field as the newest snapshot, starts hidden). A 128^3 volume takes 8 MiB per
-snapshot, so the memory cap, not the count, bounds its history (32 snapshots); the panel
-shows the budget, and says when the cap cuts the number of snapshots.
+No layer with a time axis is made while a run goes: napari gives such a layer a new dims
+slider and lays the window out again, a 0.3 s stall of the GUI thread at light load on
+the 2-core machine (docs/performance.md, section 9). **Add history as layer** exports the
+snapshots on request, as an Image layer whose leading axis is labelled ``step``.
+
+Volumes (planes, rows, cols) work the same way: the "3D view" box renders the field in
+napari's 3D view (maximum intensity projection, green added to the probability) as it
+evolves. A 128^3 volume takes 8 MiB per snapshot, so the memory cap, not the count, bounds
+its history (32 snapshots); the panel shows the budget, and says when the cap cuts the
+number of snapshots.
 
 The method (``method``, default `core.refine.RECOMMENDED_METHOD`) is one of
 `core.refine.REFINE_METHODS`, run by `core.refine.refine_steps`, so the last step equals
 ``tubediff refine``'s result: the gated methods show each step of the gated PDE, and the
 methods with a completion (DTI or directional hysteresis) show it as one more step,
-``steps + 1``, labelled on the time slider.
+``steps + 1``, called "the completion" in the status and on the slider ("step 31 / 30+1
+(the completion)").
 
-Run continues the current state up to the method's last step (and starts over from the
-probability once it is there); Pause/Resume holds the worker; Step advances exactly one step from
-the current state; Back to snapshot makes the snapshot under the slider the current
-state; Reset goes back to the probability; Cancel stops and keeps the last step shown.
+Run continues the current state up to the method's last step (and, once there, starts over
+from the probability, saying so); Pause/Resume holds the worker; Step advances exactly one
+step from the current state (after the completion there is none: it says so); Back to
+snapshot makes the snapshot under the slider the current state; Reset goes back to the
+probability; Cancel stops and keeps the last step shown.
 """
 
 from __future__ import annotations
 
-import time
+import zlib
 from typing import NamedTuple
 
 import napari
 import numpy as np
-from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton, SpinBox
+from magicgui.widgets import CheckBox, ComboBox, FloatSpinBox, Label, PushButton, Slider, SpinBox
 from napari.utils.colormaps import Colormap
 from napari.utils.notifications import show_error, show_info
-from qtpy.QtCore import QTimer
 
 from ..core.checks import check_snapshot_memory
 from ..core.diffusion import DIFFUSE_BYTES, plan_substeps
@@ -59,13 +68,13 @@ from ..models import session
 from ..workers import tasks
 from ..workers.process import prewarm, release, run_in_child
 from ._common import (
-    AFTER_ADD_MS,
     CANCELLED,
     PAUSED,
     RUNNING,
     SHORTCUTS,
     Panel,
     QuietSlot,
+    _pad,
     follow_layers,
     layer_spacing,
     layers_of,
@@ -77,7 +86,28 @@ from ._common import (
 )
 
 REFINED = "refined"
-HISTORY = "refined history"
+#: The name of the snapshots exported on request (Add history as layer): no "refined" in it,
+#: so the panels that look for the refined layer by name never take the stack.
+HISTORY = "diffusion history"
+#: Where the refined layer records what it was made from (`DiffusionWidget._claim`).
+MADE_FROM = "tubediff_refined_from"
+
+
+def step_words(step: int, settings: RefineSettings) -> str:
+    """Step ``step`` of a run with ``settings`` in words, saying which step is the completion.
+
+    Examples
+    --------
+    >>> step_words(12, RefineSettings(method="faithful", steps=30))
+    'step 12 / 30'
+    >>> step_words(31, RefineSettings(method="gated+dti", steps=30))
+    'step 31 / 30+1 (the completion)'
+    """
+    end = total_steps(settings)
+    if settings.method not in COMPLETED_METHODS:
+        return f"step {step} / {end}"
+    words = f"step {step} / {end - 1}+1"
+    return f"{words} (the completion)" if step == end else words
 
 
 class Frame(NamedTuple):
@@ -90,30 +120,21 @@ class Frame(NamedTuple):
     state: np.ndarray | None = None
 
 
-#: Seconds between two updates of the hidden ``refined`` layer while a run is drawn at most
-#: (the other panels read it; the history layer shows the run).
-REFINED_INTERVAL = 1.0
-
 #: The snapshot history's memory cap (`core.history.capacity_for`).
 SNAPSHOT_BYTES = 256 * 2**20
 
 
-#: How the refined field and its history are drawn for a 2D image: the history shows the
-#: snapshot under the time slider in a green that is transparent where the field is low,
-#: so the photograph and the probability (magma) stay visible around and under the
-#: vessels, and what the diffusion bridged shows green over the dark gap. The refined
-#: layer (the same field as the newest snapshot) is hidden rather than drawn twice.
-#: "show refined" toggles the history: before / after.
+#: How the refined field is drawn for a 2D image: a green that is transparent where the
+#: field is low, so the photograph and the probability (magma) stay visible around and
+#: under the vessels, and what the diffusion bridged shows green over the dark gap.
+#: "show refined" toggles it: before / after. Made with its final look at once (no
+#: property event after the add: each one is more work for napari's GUI thread).
 CLEAR_GREEN = Colormap([[0.0, 1.0, 0.3, 0.0], [0.0, 1.0, 0.3, 1.0]], name="transparent green")
-PLANE_LOOK = {"colormap": "green", "blending": "additive", "visible": False}
-PLANE_HISTORY_LOOK = {"colormap": CLEAR_GREEN, "blending": "translucent", "opacity": 0.7}
+PLANE_LOOK = {"colormap": CLEAR_GREEN, "blending": "translucent", "opacity": 0.7}
 #: ... and for a volume, in the 3D view as plane by plane: a maximum intensity projection
 #: in a colour map from black, added to the probability (magma), so what the diffusion
-#: bridged shows green. An opaque volume on top would hide the rest, so the history is
-#: drawn that way too, and the refined layer (the same field as the newest snapshot) is
-#: hidden rather than added twice.
-VOLUME_LOOK = {"colormap": "green", "blending": "additive", "rendering": "mip", "visible": False}
-VOLUME_HISTORY_LOOK = {"colormap": "green", "blending": "additive", "rendering": "mip"}
+#: bridged shows green (an opaque volume on top would hide the rest).
+VOLUME_LOOK = {"colormap": "green", "blending": "additive", "rendering": "mip"}
 
 
 def _mib(n: float) -> str:
@@ -151,7 +172,8 @@ def _diffusion_in_child(u, directions, settings: RefineSettings, *, gate, **kwar
 
 
 class DiffusionWidget(Panel):
-    """Dock widget: choose a probability layer, set the PDE's parameters; Run, Pause, Step, Reset."""
+    """Dock widget: choose a probability layer, set the PDE's parameters; Run, Pause, Step, Reset;
+    the step slider scrubs the run's snapshots."""
 
     def __init__(self, viewer: napari.viewer.Viewer):
         super().__init__(viewer)
@@ -164,8 +186,10 @@ class DiffusionWidget(Panel):
         self._step = 0
         self._history = None
         self._fresh = False        # a frame taken in and not drawn yet
-        self._refined_at = 0.0     # when the refined layer was last brought up to date
-        self._refined_step = -1    # ... to the field at this step
+        self._out = None           # the refined layer's name for the current source
+        self._from = None          # what the refined layer is made from (`_claim`)
+        self._shown = None         # (history length, index) drawn into the refined layer
+        self._moving = False       # the panel moves the slider (not the annotator)
         self.layer = ComboBox(label="probability", choices=lambda _w: layers_of(viewer, napari.layers.Image))
         self.method = ComboBox(choices=REFINE_METHODS, value=RECOMMENDED_METHOD, label="method",
                                tooltip="gated+dti (the default of tubediff refine): the PDE where the "
@@ -184,40 +208,47 @@ class DiffusionWidget(Panel):
                                      "most 15 times a second whatever this is)")
         self.order = ComboBox(choices=[2, 4, 6, 8, 10, 12], value=d.order, label="stencil order")
         self.max_snapshots = SpinBox(value=50, min=2, max=10000, label="snapshots kept",
-                                     tooltip="most snapshots on the time axis (older ones are thinned)")
+                                     tooltip="most snapshots the step slider scrubs (older ones are thinned)")
         self.run_button = PushButton(text="Run")
         self.pause_button = PushButton(text="Pause", enabled=False)
         self.step_button = PushButton(text="Step")
         self.restore_button = PushButton(text="Back to snapshot",
-                                         tooltip="make the snapshot under the time slider the current state")
+                                         tooltip="make the snapshot under the step slider the current state")
         self.reset_button = PushButton(text="Reset")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.status = Label(value="")
+        self.scrubber = Slider(value=0, min=0, max=0, label="step", readout=False, enabled=False,
+                               tooltip="scrub back through the run's snapshots: the refined layer shows "
+                                       "the one under the slider (it follows the newest while running)")
         self.scrub = Label(value="")
+        self.export_button = PushButton(text="Add history as layer",
+                                        tooltip="the kept snapshots as one Image layer with a 'step' axis "
+                                                "(napari's dims slider then scrubs them too)")
         self.memory = Label(value="")
         self.keys = Label(value=f"Keys: {SHORTCUTS['step']} step (pauses a run first)")
         self.after = CheckBox(text="show refined (off: before)", value=True,
-                              tooltip="the refined history over the image: on, after the diffusion; "
+                              tooltip="the refined field over the image: on, after the diffusion; "
                                       "off, the probability before it")
         follow_layers(viewer, self.layer, prefer="probab")
         self.view3d = view_toggle(viewer, self.layer)
         self.extend([self.layer, self.method, self.sigma, self.lambda_par, self.lambda_perp, self.dt,
                      self.steps, self.every, self.order, self.max_snapshots, self.run_button,
                      self.pause_button, self.step_button, self.restore_button, self.reset_button,
-                     self.cancel_button, self.view3d, self.after, self.status, self.scrub, self.memory,
-                     self.keys])
+                     self.cancel_button, self.view3d, self.after, self.status, self.scrubber, self.scrub,
+                     self.export_button, self.memory, self.keys])
         self.run_button.changed.connect(self.run)
         self.pause_button.changed.connect(self.toggle_pause)
         self.step_button.changed.connect(self.step)
         self.restore_button.changed.connect(self.restore)
         self.reset_button.changed.connect(self.reset)
         self.cancel_button.changed.connect(self.cancel)
+        self.export_button.changed.connect(self.export_history)
         self.after.changed.connect(self._show_after)
+        self.scrubber.changed.connect(self._on_scrub)
         for w in (self.dt, self.lambda_par, self.lambda_perp, self.order):
             w.changed.connect(self._show_substeps)
         self.layer.changed.connect(self._show_substeps)
         self.method.changed.connect(self._forget_state)
-        self.listen(viewer.dims.events.current_step, self._show_scrub)
         viewer.bind_key(SHORTCUTS["step"], self._key_step, overwrite=True)
 
     # -- inputs and state ---------------------------------------------------------
@@ -249,7 +280,7 @@ class DiffusionWidget(Panel):
     def _prepare(self, refined: bool = True) -> bool:
         """Check the input; start from the probability when it (or the direction scale) changed.
 
-        ``refined=False``: a run follows, which brings the refined layer up to date itself."""
+        ``refined=False``: a run follows, whose first drawing adds the refined layer."""
         u = self._input()
         if u is None:
             return False
@@ -265,9 +296,25 @@ class DiffusionWidget(Panel):
         if key != self._key or self._field is None:
             if key != self._key:
                 self._directions = None
+                self._claim(layer, u)
             self._key, self._source, self._data_ref = key, layer, layer.data
             self._reset_state(u, refined)
         return True
+
+    def _claim(self, source, u: np.ndarray) -> None:
+        """Keep a ``refined`` layer that this panel did not make from this probability (another
+        image's run, a probability Segment has replaced since, the annotator's own layer): it
+        is renamed after what it was made from, never overwritten; this run draws a new one."""
+        self._out = REFINED
+        self._from = {"source": source.name, "data": f"{u.shape}:{zlib.crc32(np.ascontiguousarray(u)):08x}"}
+        layers = self._viewer.layers
+        if self._out in layers and layers[self._out].metadata.get(MADE_FROM) != self._from:
+            old = layers[self._out]
+            was = old.metadata.get(MADE_FROM, {}).get("source")
+            # napari numbers the name if it is taken too
+            old.name = f"{REFINED} ({'earlier' if was in (None, source.name) else 'from ' + was})"
+            show_info(f"'{REFINED}' was made from another probability: kept as '{old.name}'; "
+                      f"the diffusion of '{source.name}' draws into a new '{REFINED}'.")
 
     def _reset_state(self, u: np.ndarray, refined: bool = True) -> None:
         self._u0 = u
@@ -278,6 +325,7 @@ class DiffusionWidget(Panel):
         cap = capacity_for(u.shape, wanted, SNAPSHOT_BYTES)
         self._history = SnapshotHistory(cap)
         self._history.add(0, u)
+        self._shown = None  # a new history: draw whatever the slider shows
         each = u.size * 4
         self.memory.value = f"snapshots: at most {cap} x {_mib(each)} = {_mib(cap * each)}"
         told = (self._key, cap)
@@ -285,25 +333,27 @@ class DiffusionWidget(Panel):
             self._told = told
             show_info(f"Each snapshot of '{self._source.name}' {u.shape} takes {_mib(each)}: at most "
                       f"{cap} are kept ({_mib(cap * each)}), thinned over the run, not {wanted}.")
-        if refined or HISTORY in self._viewer.layers:
-            self._show_field(refined=refined)
-        # else a run follows and its first drawing adds the history layer: adding it here
-        # (a new dims slider: 0.5 s at load 10) and again growing its time axis would be two
-        # stalls, not one
+        # a run that follows adds the refined layer with its first drawing: adding it at the
+        # click as well would make two stalls of one
+        self._show_field(refined=refined or self._out in self._viewer.layers)
 
     # -- actions ------------------------------------------------------------------
     def run(self, *_):
-        """Run (or continue) to ``steps`` steps; starts over once the state is there."""
-        # the run updates the refined layer (adding it is a stall of its own: not at the click)
+        """Run (or continue) to ``steps`` steps; starts over once the state is there (and says so)."""
         if self.busy or not self._prepare(refined=False):
             return
         end = total_steps(self._settings())
+        note = ""
         if self._step >= end or self._state is None:
+            note = f"run ended at {step_words(self._step, self._settings())}: starting over from step 0"
             self._reset_state(self._u0, refined=False)
-        self._start(end - self._step, self.every.value)
+        self._start(end - self._step, self.every.value, note)
 
     def step(self, *_):
-        """Advance exactly one step from the current state (a running job is paused first)."""
+        """Advance exactly one step from the current state (a running job is paused first).
+
+        After the completion there is no next step: it says so, and Reset or Back to snapshot
+        goes on from an earlier one."""
         job = self.job
         if self.busy:
             if job.state == RUNNING:
@@ -313,7 +363,9 @@ class DiffusionWidget(Panel):
             return
         if self._prepare():
             if self._state is None:  # after the completion: nothing continues from there
-                self._reset_state(self._u0)
+                self.say(f"at {step_words(self._step, self._settings())}: no step after the completion "
+                         "(Reset, or Back to snapshot, to go on from an earlier step)")
+                return
             self._start(1, 1)
 
     def toggle_pause(self, *_):
@@ -333,38 +385,64 @@ class DiffusionWidget(Panel):
             self.say("reset to the probability (step 0)")
 
     def restore(self, *_):
-        """Make the snapshot under the time slider the current state (later snapshots are dropped)."""
+        """Make the snapshot under the step slider the current state (later snapshots are dropped)."""
         if self.busy:
             if self.job.state == RUNNING:
                 show_error("Pause or cancel the run before going back to a snapshot.")
                 return
             self.job.detach()
-        if self._history is None or HISTORY not in self._viewer.layers:
+        if self._history is None or len(self._history) < 2:
             show_error("No snapshots yet: Run or Step the diffusion first.")
             return
-        i = min(int(self._viewer.dims.current_step[0]), len(self._history) - 1)
+        i = self._index()
         step, field = self._history.snapshot(i)
         self._history.truncate(i + 1)
         self._field, self._step = field, step
         s = self._settings()
         done = s.method in COMPLETED_METHODS and step >= total_steps(s)  # nothing continues from there
         self._state = None if done else ungated_state(self._u0, field, s)
+        self._shown = None
         self._show_field()
         self.say(f"back at step {step}")
+
+    def export_history(self, *_):
+        """Add the kept snapshots as one Image layer, its leading axis labelled ``step`` (on request:
+        a layer with a time axis gives napari a new dims slider and a new window layout)."""
+        if self._history is None:
+            show_error("No snapshots yet: Run or Step the diffusion first.")
+            return
+        stack = self._history.stack().copy()  # a view of the panel's buffer: the layer keeps its own
+        look = VOLUME_LOOK if stack.ndim == 4 else PLANE_LOOK
+        # a new layer each time (napari numbers the name): an earlier export is never overwritten
+        layer = self._viewer.add_image(stack, name=HISTORY, contrast_limits=(0, 1), **look,
+                                       scale=_pad(self._source.scale, stack.ndim, 1.0),
+                                       translate=_pad(self._source.translate, stack.ndim, 0.0),
+                                       metadata={"steps": self._history.steps})
+        labels = list(self._viewer.dims.axis_labels)
+        self._viewer.dims.axis_labels = ["step", *labels[1:]]
+        self._viewer.dims.set_current_step(0, len(stack) - 1)
+        steps = self._history.steps
+        self.say(f"'{layer.name}': {len(steps)} snapshots, steps {', '.join(map(str, steps[:6]))}"
+                 + (", ..." if len(steps) > 6 else "") + " (the layer's metadata['steps'])")
 
     def _key_step(self, _viewer=None):
         self.step()
 
-    def _start(self, steps: int, every: int):
+    def _start(self, steps: int, every: int, note: str = ""):
         feats = self._source.metadata.get("features") if self._directions is None else None
         target = self._step + steps
-        note = "estimating directions..." if self._directions is None else ""
+        if self._directions is None:
+            note = f"{note}; estimating directions..." if note else "estimating directions..."
         self.start(_diffusion_in_child, self._state, self._directions, self._settings(), start=self._step,
                    steps=steps, every=every, features=feats, u0=self._u0, step=self._step, total=target,
                    desc="diffusion",
                    note=note, on_frame=self._on_frame, on_error=self._on_error, on_end=self._on_end)
 
     # -- showing the state (GUI thread) -------------------------------------------
+    def count_text(self, job) -> str | None:
+        """The status's count: the step in words (which one is the completion)."""
+        return step_words(job.step, self._settings()) if job.total == total_steps(self._settings()) else None
+
     def show_controls(self):
         job = self.job
         live = job is not None and job.state in (RUNNING, PAUSED)
@@ -373,77 +451,72 @@ class DiffusionWidget(Panel):
         self.pause_button.text = "Resume" if live and job.state == PAUSED else "Pause"
 
     def show_frame(self):
-        live = self.job is not None and self.job.state == RUNNING
-        if not self._fresh and not live and self._field is not None and self._refined_step != self._step:
-            self._put_refined()  # paused or ended on a frame already drawn: the refined layer too
         if self._fresh:
             self._fresh = False
-            # while running, the (hidden) refined layer follows the history at most every
-            # REFINED_INTERVAL: one layer update per drawing, not two; paused or ended, at once
-            # (and at once when the annotator made it visible)
-            layers = self._viewer.layers
-            shown = REFINED in layers and layers[REFINED].visible
-            due = not live or shown or time.monotonic() - self._refined_at >= REFINED_INTERVAL
-            if due and live and REFINED not in layers:
-                # adding a layer is a stall of its own: not with the first frame's (whose
-                # layer's first repaint is long), a while later or at the end of the run
-                self._refined_at = time.monotonic()
-                QTimer.singleShot(int(REFINED_INTERVAL * 1000),
-                                  lambda: self.alive and REFINED not in layers and self._put_refined())
-                due = False
-            self._show_field(refined=due)
+            self._show_field()
 
-    def _put_refined(self) -> None:
-        """The refined layer: the current field (hidden: the history layer shows it)."""
-        self._refined_at, self._refined_step = time.monotonic(), self._step
-        # (the look applies when the layer is made; the annotator's later changes are kept)
-        look = VOLUME_LOOK if self._field.ndim == 3 else PLANE_LOOK
-        put_image(self._viewer, REFINED, self._field, like=self._source, contrast_limits=(0, 1), **look)
+    def _index(self) -> int:
+        return min(int(self.scrubber.value), len(self._history) - 1)
 
     def _show_field(self, follow: bool = True, refined: bool = True):
-        src = self._source
-        history_look = VOLUME_HISTORY_LOOK if self._field.ndim == 3 else PLANE_HISTORY_LOOK
-        if refined:
-            self._put_refined()
-        put_image(self._viewer, HISTORY, self._history.stack(), like=src, contrast_limits=(0, 1),
-                  **{**history_look, "visible": self.after.value})
-        labels = list(self._viewer.dims.axis_labels)
-        if labels and labels[0] != "step":  # the time axis: its slider is read with the scrub line
-            self._viewer.dims.axis_labels = ["step", *labels[1:]]
-        if follow:
-            self._follow_last()
-            if not self._viewer.layers[HISTORY].visible and self.after.value:
-                # just added, shown a turn later (`_add_in_two_turns`): the time slider only
-                # reaches the newest snapshot then
-                QTimer.singleShot(2 * AFTER_ADD_MS, lambda: self.alive and self._follow_last())
+        """The slider over the history (at its newest snapshot when ``follow``) and the refined
+        layer at the slider's snapshot (added only when ``refined``, or when it is there)."""
+        n = len(self._history)
+        self._moving = True
+        try:
+            self.scrubber.max = n - 1
+            if follow:
+                self.scrubber.value = n - 1
+            self.scrubber.enabled = n > 1
+        finally:
+            self._moving = False
+        if refined or self._out in self._viewer.layers:
+            self._put_refined(self._index())
         self._show_scrub()
 
-    def _follow_last(self) -> None:
-        if self._history is not None and len(self._history) and HISTORY in self._viewer.layers:
-            self._viewer.dims.set_current_step(0, len(self._history) - 1)
-            self._show_scrub()
+    def _put_refined(self, i: int) -> None:
+        """Draw snapshot ``i`` into the refined layer, in place (added with its look the first time)."""
+        if self._shown == (len(self._history), i, self._step) and self._out in self._viewer.layers:
+            return  # already on screen: no new data for napari to slice, thumbnail and upload
+        step = self._history.steps[i]
+        # the newest snapshot is the current field (the panel's own copy); an older one is
+        # copied out of the history's buffer, which later snapshots overwrite
+        field = self._field if step == self._step else self._history.stack()[i].copy()
+        look = VOLUME_LOOK if field.ndim == 3 else PLANE_LOOK
+        layer = put_image(self._viewer, self._out, field, like=self._source, contrast_limits=(0, 1),
+                          **look, visible=self.after.value, metadata={MADE_FROM: self._from})
+        layer.metadata[MADE_FROM] = self._from
+        self._shown = (len(self._history), i, self._step)
+
+    def _on_scrub(self, *_):
+        """The annotator moved the slider: the refined layer shows that snapshot."""
+        if self._moving or self._history is None or not len(self._history):
+            return
+        if self._out in self._viewer.layers:
+            self._put_refined(self._index())
+        self._show_scrub()
 
     def _show_after(self, on: bool):
-        """Before / after: show or hide the refined history over the image."""
-        if HISTORY in self._viewer.layers:
+        """Before / after: show or hide the refined field over the image."""
+        if self._out in self._viewer.layers:
             if on:
-                show_layer(self._viewer.layers[HISTORY])
+                show_layer(self._viewer.layers[self._out])
             else:
-                self._viewer.layers[HISTORY].visible = False
+                self._viewer.layers[self._out].visible = False
 
     def _show_scrub(self, *_):
-        if self._history is None or not len(self._history) or HISTORY not in self._viewer.layers:
+        if self._history is None or not len(self._history):
             self.scrub.value = ""
             return
-        i = min(int(self._viewer.dims.current_step[0]), len(self._history) - 1)
+        i = self._index()
         step = self._history.steps[i]
-        s = self._settings()
-        done = " (the completion)" if step == total_steps(s) and s.method in COMPLETED_METHODS else ""
-        self.scrub.value = f"time slider: snapshot {i + 1} of {len(self._history)} = step {step}{done}"
+        where = "" if step == self._step else f"; the run is at step {self._step}"
+        self.scrub.value = (f"snapshot {i + 1} of {len(self._history)}: "
+                            f"{step_words(step, self._settings())}{where}")
 
     # -- the job's events (GUI thread, one at a time) -----------------------------
     def _on_frame(self, job, frame: Frame):
-        """Take a frame in: cheap (a snapshot copy); the layers are redrawn by `show_frame`."""
+        """Take a frame in: cheap (a snapshot copy); the layer is redrawn by `show_frame`."""
         if frame.directions is not None:
             self._directions = frame.directions
             return

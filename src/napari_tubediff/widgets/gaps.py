@@ -121,7 +121,7 @@ class GapsWidget(Panel):
             return None
         if u.shape != v.shape:
             show_error(f"'{p.name}' {u.shape} and '{r.name}' {v.shape} differ in shape: choose the "
-                       "refined layer, not the refined history.")
+                       "refined layer, not the diffusion history.")
             return None
         return u, v
 
