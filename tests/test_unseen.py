@@ -227,7 +227,7 @@ def test_a_stack_of_two_to_four_planes_is_refused_with_what_to_do(tmp_path, caps
 
     slab = np.stack([_lines(), _lines()[::-1], _lines()[:, ::-1]])
     p = tmp_path / "z3.tif"
-    tifffile.imwrite(p, slab)
+    tifffile.imwrite(p, slab, photometric="minisblack")  # a z-stack, as ImageJ saves one
     for argv in (["segment", str(p), "--out", str(tmp_path / "o")],
                  ["refine", "--input", "image", str(p), "--out", str(tmp_path / "r")]):
         assert main(argv) == 2
