@@ -1036,6 +1036,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .core.device import passive_openmp
+
+    passive_openmp()  # before anything imports torch: a loaded CPU must not collapse training
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

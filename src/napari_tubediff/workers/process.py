@@ -224,6 +224,9 @@ class Child:
         env = dict(os.environ, TUBEDIFF_CHILD_PATH=os.pathsep.join(path),
                    TUBEDIFF_CHILD_FD=str(child_end.fileno()), TUBEDIFF_CHILD_THREADS=str(threads or 0),
                    TUBEDIFF_CHILD_WARM=",".join(warm))
+        from ..core.device import passive_openmp  # here: this file also runs as a plain script
+
+        passive_openmp(env)  # the child's torch threads sleep when idle, as the commands' do
         self.process = subprocess.Popen([sys.executable, "-c", code], pass_fds=(child_end.fileno(),),
                                         stdin=subprocess.DEVNULL, env=env, close_fds=True)
         child_end.close()  # the child's end lives in the child: EOF here once it is gone
