@@ -30,6 +30,7 @@ import functools
 import json
 import os
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -132,6 +133,14 @@ def upsampled(it, f, cache=None):
     return prob, fov, truth
 
 
+#: Candidates for mid-size FOVs (docs/results/refine/midres_rule.txt): the settings for FOV diameter ``d``
+#: (pixels); outside 891-2376 px they are `settings_for_fov`'s.
+MID = (1.5 * 594, 4 * 594)
+MIDRES = {"K1": lambda s, d: replace(s, line_width=2) if 2 * 594 < d <= MID[1] else s,
+          "K2": lambda s, d: replace(s, sigma=s.sigma * d / 594) if MID[0] < d <= MID[1] else s,
+          "K3": lambda s, d: replace(s, low=0.40) if MID[0] < d <= MID[1] else s}
+
+
 def merge(paths) -> None:
     """The table of several runs' JSON files (split by images or by rows), over the images all rows have."""
     rows: dict[str, dict[str, dict]] = {}
@@ -193,6 +202,8 @@ def main() -> None:
                 field = refine(prob, settings=DEFAULT)
             elif m == "cli":  # what `tubediff refine --input image` refines with for this FOV
                 field = refine(prob, settings=settings_for_fov(DEFAULT, fov))
+            elif m in MIDRES:
+                field = refine(prob, settings=MIDRES[m](settings_for_fov(DEFAULT, fov), diam))
             else:
                 v, r = m.split("@")
                 f = float(r) / diam
