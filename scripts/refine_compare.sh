@@ -87,6 +87,18 @@ for F in 0.3 0.5; do
     rs --only $H13 --refs 594 --variants L2 --resample $F --json "$R/hrf_training_01-03_resampled_$F.json" \
         | tee "$R/hrf_training_01-03_resampled_$F.txt"
 done
+# mid-resolution cameras: DRIVE / STARE training photographs upsampled and segmented as tubediff refine
+# --input image does (the rule: $OUT/midres_rule.txt; the table: $OUT/midres.txt)
+M=$OUT/midres; mkdir -p "$M"
+D8=21_training,22_training,23_training,24_training,25_training,26_training,27_training,28_training
+S8=im0001,im0002,im0003,im0004,im0005,im0044,im0077,im0081
+for F in 1 1.5 2 3; do
+    for S in drive stare; do
+        if [ $S = drive ]; then A=("${DRIVE[@]}" --only $D8); else A=("${STARE[@]}" --only $S8); fi
+        python "$here/refine_rscale.py" "${A[@]}" --upsample $F --base raw,dti,cli --variants "" --refs "" \
+            --extra K1,K2 --cache "$OUT/pred_midres" --json "$M/${S}_x$F.json" | tee "$M/${S}_x$F.log"
+    done
+done
 # the gap list's calibrated confidence (core.gaps.CONFIDENCE_MODEL) and its reliability
 python "$here/refine_calibrate.py" --data "$DATA" --pred "$OUT" --most hrf=3 --cache "$OUT/calibration_rows" \
     --json "$OUT/calibration.json" | tee "$OUT/calibration.txt"

@@ -13,17 +13,29 @@ additions brought back as a mask raised to 0.5, ``B@R`` the default at native si
 parameters scaled by ``1 / f`` (Hessian sigma, line width, end growth length, look-back, and
 min_piece by ``1 / f**2``). Scored as scripts/refine_compare.py does (Dice and clDice inside the
 FOV, VCA on the whole image).
+
+``--upsample F`` (issue 13's mid range, docs/results/refine/midres.txt): the PHOTOGRAPH is upsampled by
+``F`` (skimage ``rescale``, cubic, back to uint8; truth and FOV by order 0), segmented as ``tubediff refine
+--input image`` does (`segment_image` at scale "auto", its FOV the upsampled mask), and the row ``cli`` is
+that command's refinement (`settings_for_fov` of the default for that FOV):
+
+    python scripts/refine_rscale.py --data data/DRIVE --only 21_training,22_training --upsample 2 \
+        --base raw,dti,cli --variants '' --refs '' --cache /tmp/midres
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import os
 import time
+from dataclasses import replace
 
 import numpy as np
 import torch
 from scipy import ndimage as ndi
+from skimage.transform import rescale
 
 from napari_tubediff.core.diffusion import iter_diffusion
 from napari_tubediff.core.directions import estimate_directions
@@ -37,10 +49,13 @@ from napari_tubediff.core.refine import (
     gate,
     join_ends,
     refine,
+    settings_for_fov,
 )
 from napari_tubediff.core.scale import from_working, to_working, to_working_mask
+from napari_tubediff.data.io import read_image, write_image
 from napari_tubediff.evaluation import read_prediction
-from napari_tubediff.models.backbones import at_native
+from napari_tubediff.models import get_backbone
+from napari_tubediff.models.backbones import at_native, segment_image
 
 try:
     from refine_predict import add_item_args, items_of
@@ -93,6 +108,39 @@ def scaled_params(prob, f, sigma=True, ends=True, lw=None):
     return np.where(joined & (done < 0.5), np.float32(0.5), done).astype(np.float32)
 
 
+@functools.cache
+def _unet():
+    return get_backbone("unet")
+
+
+def upsampled(it, f, cache=None):
+    """``(prob, fov, truth)`` of item ``it`` photographed ``f`` times larger: the photograph by cubic
+    splines (uint8 again, as a camera writes it), truth and FOV by order 0; the probability as
+    ``tubediff refine --input image`` makes it (`segment_image`, scale "auto", the upsampled FOV).
+    ``cache``: a folder the probability is kept in (an interrupted run resumes)."""
+    img = it.image()
+    kw = dict(order=3, preserve_range=True, anti_aliasing=False, channel_axis=-1 if img.ndim == 3 else None)
+    up = np.clip(np.rint(rescale(img.astype(np.float32), f, **kw)), 0, 255).astype(np.uint8)
+    fov, truth = (rescale(np.asarray(m, np.uint8), f, order=0, preserve_range=True, anti_aliasing=False) > 0
+                  for m in (it.fov(), it.truth()))
+    path = None if cache is None else f"{cache}/{it.name}_x{f:g}_prob.tif"
+    if path is not None and os.path.exists(path):
+        return read_image(path).astype(np.float32), fov, truth
+    prob = segment_image(_unet(), up, scale="auto", fov=fov).prob
+    if path is not None:
+        os.makedirs(cache, exist_ok=True)
+        write_image(path, prob)
+    return prob, fov, truth
+
+
+#: Candidates for mid-size FOVs (docs/results/refine/midres_rule.txt): the settings for FOV diameter ``d``
+#: (pixels); outside 891-2376 px they are `settings_for_fov`'s.
+MID = (1.5 * 594, 4 * 594)
+MIDRES = {"K1": lambda s, d: replace(s, line_width=2) if 2 * 594 < d <= MID[1] else s,
+          "K2": lambda s, d: replace(s, sigma=s.sigma * d / 594) if MID[0] < d <= MID[1] else s,
+          "K3": lambda s, d: replace(s, low=0.40) if MID[0] < d <= MID[1] else s}
+
+
 def merge(paths) -> None:
     """The table of several runs' JSON files (split by images or by rows), over the images all rows have."""
     rows: dict[str, dict[str, dict]] = {}
@@ -120,20 +168,26 @@ def main() -> None:
     ap.add_argument("--resample", type=float, default=1.0,
                     help="score at this factor of the native size (maps, truth and FOV resampled): "
                          "a camera of another resolution")
+    ap.add_argument("--upsample", type=float,
+                    help="upsample the PHOTOGRAPH by this factor and segment it (instead of --pred's maps)")
+    ap.add_argument("--cache", help="with --upsample: a folder to keep the probability maps in")
     ap.add_argument("--json")
     args = ap.parse_args()
     if args.merge:
         return merge(args.merge)
     torch.set_num_threads(1)
     items = items_of(args)
-    refs = [float(r) for r in args.refs.split(",")]
+    refs = [float(r) for r in args.refs.split(",") if r]
     names = [m for m in args.base.split(",") if m]
-    names += [f"{v}@{r:g}" for r in refs for v in args.variants.split(",")]
+    names += [f"{v}@{r:g}" for r in refs for v in args.variants.split(",") if v]
     names += args.extra.split(",") if args.extra else []
     per = {m: [] for m in names}
     for it in items:
-        fov, truth = it.fov(), it.truth()
-        prob = read_prediction(args.pred, it)
+        if args.upsample:
+            prob, fov, truth = upsampled(it, args.upsample, args.cache)
+        else:
+            fov, truth = it.fov(), it.truth()
+            prob = read_prediction(args.pred, it)
         if args.resample != 1:  # as if from a camera of another resolution: all three resampled
             prob = np.clip(to_working(prob, args.resample), 0, 1).astype(np.float32)
             fov, truth = to_working_mask(fov, args.resample), to_working_mask(truth, args.resample)
@@ -146,6 +200,10 @@ def main() -> None:
                 field = dti(prob)
             elif m == "native":
                 field = refine(prob, settings=DEFAULT)
+            elif m == "cli":  # what `tubediff refine --input image` refines with for this FOV
+                field = refine(prob, settings=settings_for_fov(DEFAULT, fov))
+            elif m in MIDRES:
+                field = refine(prob, settings=MIDRES[m](settings_for_fov(DEFAULT, fov), diam))
             else:
                 v, r = m.split("@")
                 f = float(r) / diam
