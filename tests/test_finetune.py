@@ -96,7 +96,8 @@ def test_finetune_finds_fov_and_scale_as_segment_does(fundi):
 def test_cancelled_finetune_returns_nothing_and_changes_nothing(fundi):
     start = session.active_refiner()
     calls = []
-    res = finetune([fundi[0].image], [fundi[0].truth], cfg=FinetuneConfig(updates=50, crop=96),
+    # scale 1: the cancel does not depend on the scale, and auto's (4.4) scores 19x the pixels first
+    res = finetune([fundi[0].image], [fundi[0].truth], scale=1, cfg=FinetuneConfig(updates=50, crop=96),
                    should_stop=lambda: len(calls) >= 3, on_update=lambda i, loss: calls.append(loss))
     assert res is None and len(calls) == 3
     assert session.active_refiner() is start and session.source() == "shipped"
@@ -172,8 +173,9 @@ def test_tuning_the_backbone_changes_only_its_last_layers(fundi, tmp_path):
     state = {k: v.clone() for k, v in start.net.state_dict().items()}
     # scale 2 (not auto's 4.4): a working scale other than 1 for the tuned U-Net's second pass,
     # at a quarter of auto's pixels
+    # 3 updates: every update moves the tuned layers (lr 1e-2), and the check is which layers moved
     res = finetune([f.image for f in fundi], [f.truth for f in fundi], [f.fov for f in fundi], scale=2,
-                   cfg=FinetuneConfig(updates=20, crop=96, tune_backbone=True, lr=1e-2))
+                   cfg=FinetuneConfig(updates=3, crop=96, tune_backbone=True, lr=1e-2))
     assert res.record["scales"] == [2.0, 2.0]
     tuned = res.backbone.net.state_dict()
     changed = {k for k, v in tuned.items() if not torch.equal(v, state[k])}
