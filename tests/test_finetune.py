@@ -40,9 +40,11 @@ def test_finetune_lowers_the_loss_and_raises_cldice(fundi):
     start = session.active_refiner()
     state = {k: v.clone() for k, v in start.module.state_dict().items()}
     # scale 1: the U-Net at the images' own size, where `_objective` measures the loss (the
-    # working scale is `test_finetune_trains_where_segment_runs_the_unet`'s)
+    # working scale is `test_finetune_trains_where_segment_runs_the_unet`'s). Crops of 64 (not 96):
+    # half the time, and on 2026-11-30 clDice 0.943 -> 0.949, the loss 0.202 -> 0.196 (crop 96:
+    # 0.947, 0.196); 40 updates of 96 lower clDice, so the check does tell too little training apart
     res = finetune([f.image for f in fundi], [f.truth for f in fundi], [f.fov for f in fundi],
-                   scale=1, cfg=FinetuneConfig(updates=100, crop=96, seed=1))
+                   scale=1, cfg=FinetuneConfig(updates=100, crop=64, seed=1))
     assert res.after["cldice"] > res.before["cldice"]
     assert res.after["dice"] > res.before["dice"] - 0.005
     assert _objective(res.refiner, fundi) < _objective(start, fundi)
