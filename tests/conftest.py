@@ -1,8 +1,17 @@
 """Fixtures shared by several test files: the fine-tune tests (2D and 3D: function, command,
 panel) and the Diffusion panel's."""
 
-import numpy as np
-import pytest
+import os
+
+# Torch's OpenMP threads spin while they wait for work. With both cores busy (other jobs, CI
+# neighbours) a spinning thread holds the core its partner needs: on 2026-11-30 (2-core CPU, load
+# about 9, torch on 2 threads) 10 fine-tune updates on two 192 px synthetic fundi took 223 s with
+# the default policy and 4.7 s with PASSIVE. Set before anything imports torch (the test modules
+# do, after this file); a caller's own setting wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 
 @pytest.fixture
@@ -42,3 +51,27 @@ def viewer_and_widget(make_napari_viewer):
     viewer = make_napari_viewer()
     _, widget = viewer.window.add_plugin_dock_widget("napari-tubediff", "Diffusion")
     return viewer, widget
+
+
+@pytest.fixture(scope="session")
+def _one_worker_process():
+    """One worker process for the whole GUI suite. Each panel that runs work in a child
+    (`workers.process.prewarm`) starts one that imports torch when it is docked, and the
+    viewer's close ends it: a torch import (1 to 3 s of CPU) per GUI test, most of which
+    never run a task. Holding one `prewarm` user for the session keeps one child for every
+    viewer; a test that ends it (cancel, `process.shutdown`) gets a new one at the next
+    `prewarm`. Tests that check that closing the viewer leaves no process set
+    ``process._users`` themselves ("the panels of this viewer only")."""
+    from napari_tubediff.widgets._common import worker_threads
+    from napari_tubediff.workers import process
+
+    process.prewarm(worker_threads())
+    yield
+    process.release()
+    process.shutdown()
+
+
+@pytest.fixture
+def make_napari_viewer(make_napari_viewer, _one_worker_process):
+    """napari's fixture, with the session's worker process (`_one_worker_process`)."""
+    return make_napari_viewer

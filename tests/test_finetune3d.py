@@ -44,8 +44,10 @@ def test_finetune_on_a_volume_lowers_its_loss_and_keeps_the_start(tube):
     image, truth = tube
     start = session.active_refiner(3)
     state = {k: v.clone() for k, v in start.module.state_dict().items()}
-    res = finetune([image], [truth], cfg=FinetuneConfig(**FAST))
-    assert res.refiner.ndim == 3 and res.record["updates"] == 20
+    # 8 updates (FAST's 20 are for the U-Net below): the loss goes 0.272 -> 0.256 and Dice 0.926 ->
+    # 0.931 on 2026-11-30, clear of both thresholds
+    res = finetune([image], [truth], cfg=FinetuneConfig(**dict(FAST, updates=8)))
+    assert res.refiner.ndim == 3 and res.record["updates"] == 8
     assert _objective(res.refiner, image, truth) < _objective(start, image, truth)
     assert res.after["dice"] >= res.before["dice"] - 0.005
     for k, v in start.module.state_dict().items():  # the starting weights were not touched
