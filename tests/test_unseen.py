@@ -5,6 +5,8 @@ cases and what the user now sees are rows of docs/reliability.md, "Unseen inputs
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import tifffile
@@ -297,3 +299,20 @@ def test_an_image_with_nan_is_refused_before_any_estimate(tmp_path, capsys):
     err = [e for e in capsys.readouterr().err.splitlines() if e.strip() and "%|" not in e]
     assert err == ["tubediff: error: nan.tif: the image holds 25 NaN or infinite value(s): replace them "
                    "(e.g. with np.nan_to_num) before segmenting"]
+
+
+def test_a_scale_estimate_at_its_limit_is_said_not_kept_quiet():
+    # a 64-pixel crop at the fovea got the limit (3) and came out empty with exit 0 and no word;
+    # a texture finer than any vessel (1-pixel lines 7 apart) stands for it
+    from napari_tubediff.core.scale import estimate_scale
+
+    thin = np.full((200, 200), 100.0)
+    thin[::7] = 60
+    with pytest.warns(UserWarning, match="resampled by its limit, 3 .give a scale"):
+        assert estimate_scale(thin) == (3.0, "vessel width")
+    wide = np.full((200, 200), 100.0)
+    wide[70:130] = 40  # one 60-pixel-wide band: inside the estimate's range, no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        factor, how = estimate_scale(wide)
+    assert how == "vessel width" and 1 / 3 < factor < 3
