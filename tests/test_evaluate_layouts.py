@@ -174,6 +174,71 @@ def test_layout_options_are_checked(stare, capsys):
     assert "--fov without a folder needs --data" in capsys.readouterr().err
 
 
+def _chase(stare, tmp_path):
+    """The STARE fixture's images, truth and 2nd observer rewritten as CHASE_DB1 lays them out: one
+    folder with Image_01L.jpg, Image_01L_1stHO.png and Image_01L_2ndHO.png."""
+    root, truths, seconds = stare
+    chase = tmp_path / "CHASE"
+    chase.mkdir()
+    names = {}
+    for i, k in enumerate(sorted(truths), 1):
+        name = f"Image_0{i}L"
+        Image.open(root / f"images/{k}.png").save(chase / f"{name}.jpg", quality=95)
+        write_image(chase / f"{name}_1stHO.png", truths[k])
+        write_image(chase / f"{name}_2ndHO.png", seconds[k])
+        names[name] = k
+    return chase, names
+
+
+def test_chase_layout_one_folder_two_observers(stare, tmp_path, capsys):
+    root, truths, seconds = stare
+    chase, names = _chase(stare, tmp_path)
+    pred = root / "pred"
+    for name, k in names.items():
+        os.replace(pred / f"{k}.png", pred / f"{name}.png")
+    run = ["evaluate", "--images", str(chase), "--pred", str(pred), "--methods", "raw"]
+    # two files could be each image's label: refused, and the line says which pattern picks one
+    assert main([*run, "--labels", str(chase)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "Image_01L_1stHO.png and Image_01L_2ndHO.png" in err
+    assert "{name}_1stHO.png" in err
+    out = tmp_path / "r.json"
+    assert main([*run, "--labels", str(chase / "{name}_1stHO.png"),
+                 "--labels2", str(chase / "{name}_2ndHO.png"), "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    # the label files in the images' folder are not scored as images
+    assert sorted(res["raw"]["images"]) == ["Image_01L", "Image_02L"]
+    assert res["raw"]["mean"]["dice"] == 1.0  # the predictions are the 1st observer's masks
+    expected = np.mean([independent_dice(seconds[k], truths[k]) for k in truths])
+    assert res["human"]["mean"]["dice"] == pytest.approx(expected)
+    assert expected < 0.99  # so the human row did read the 2nd observer, not the 1st
+    # with the 1st observer alone, the 2nd observer's files (named as companions) are still no images
+    items = pair_folders(chase, str(chase / "{name}_1stHO.png"))
+    assert [i.name for i in items] == ["Image_01L", "Image_02L"]
+
+
+def test_labels_named_by_the_image_and_a_suffix_pair(stare, tmp_path):
+    root, truths, _ = stare
+    # IOSTAR: "STAR 01_OSC.jpg" with "STAR 01_OSC_GT.tif" and "STAR 01_OSC_Mask.tif" in other folders
+    iostar = tmp_path / "IOSTAR"
+    (iostar / "image").mkdir(parents=True)
+    for k in truths:
+        shutil.copy(root / f"images/{k}.png", iostar / f"image/STAR {k}_OSC.png")
+        write_image(iostar / f"GT/STAR {k}_OSC_GT.tif", truths[k])
+        write_image(iostar / f"mask/STAR {k}_OSC_Mask.tif", np.ones_like(truths[k]))
+        write_image(iostar / f"other/STAR {k}_OSC_manual.png", truths[k])  # a unique suffixed name
+    items = pair_folders(iostar / "image", iostar / "GT", fov=iostar / "mask")
+    assert [(i.name, i.manual1_path.name, i.fov_path.name) for i in items][0] == \
+        ("STAR im0001_OSC", "STAR im0001_OSC_GT.tif", "STAR im0001_OSC_Mask.tif")
+    np.testing.assert_array_equal(items[1].truth(), truths["im0002"])
+    items = pair_folders(iostar / "image", iostar / "other")
+    assert [i.manual1_path.name for i in items] == [f"STAR im000{i}_OSC_manual.png" for i in (1, 2)]
+    # a label named like another image is that image's, never a candidate by prefix
+    (iostar / "other" / "STAR im0001_OSC_manual.png").rename(iostar / "other" / "STAR im0002_OSC.png")
+    with pytest.raises(ValueError, match="no label file for STAR im0001_OSC"):
+        pair_folders(iostar / "image", iostar / "other")
+
+
 @pytest.mark.skipif(not (DATA / "STARE/labels_2nd").is_dir(), reason="needs ../shared/data/STARE")
 def test_real_stare_pairs():
     items = pair_folders(DATA / "STARE/images", DATA / "STARE/labels_1st", DATA / "STARE/labels_2nd")

@@ -792,11 +792,19 @@ def build_parser() -> argparse.ArgumentParser:
                                    "refinement) against the 1st observer, plus the 2nd observer as the "
                                    "human row where one exists. Files pair by their name up to the first "
                                    "dot (STARE: im0001.png with im0001.ah.ppm; HRF: 01_dr.JPG with "
-                                   "01_dr.tif and 01_dr_mask.tif); two files that pair alike are refused.")
+                                   "01_dr.tif and 01_dr_mask.tif), or by the image's name and a suffix "
+                                   "when one file alone fits (IOSTAR's 'STAR 01_OSC_GT.tif'); two files "
+                                   "that pair alike are refused. Where the names need it, --labels, "
+                                   "--labels2 and --fov take a pattern with {name}, the image's name "
+                                   "(CHASE_DB1, one folder: --images C --labels 'C/{name}_1stHO.png' "
+                                   "--labels2 'C/{name}_2ndHO.png'); label files in the images' folder "
+                                   "are not scored as images.")
     e.add_argument("--data", help="folder with training/ and test/ in DRIVE layout")
     e.add_argument("--images", help="folder of images (any layout; pair with --labels)")
-    e.add_argument("--labels", help="with --images: folder of the 1st observer's labels, paired by name")
-    e.add_argument("--labels2", help="with --images: a 2nd observer's labels (the human row)")
+    e.add_argument("--labels", help="with --images: folder of the 1st observer's labels, paired by name, "
+                                    "or a pattern such as 'DIR/{name}_1stHO.png'")
+    e.add_argument("--labels2", help="with --images: a 2nd observer's labels (the human row); a folder "
+                                     "or a {name} pattern")
     e.add_argument("--synthetic3d", type=int, metavar="N",
                    help="score N held-out synthetic volumes instead (default backbone: unet3d)")
     e.add_argument("--split", default="test", choices=["test", "training", "train"],
@@ -826,7 +834,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--fov", nargs="?", const="data", metavar="DIR|auto|none",
                    help="score Dice, clDice and Betti errors inside the field of view: bare --fov, the "
                         "dataset's own masks (DRIVE's mask/); DIR, masks named like the images (NAME.* or "
-                        "NAME_mask.*); auto, the automatic FOV of fundus photographs; none, no FOV at all. "
+                        "NAME_mask.*) or a {name} pattern; auto, the automatic FOV of fundus photographs; "
+                        "none, no FOV at all. "
                         "The backbone is given the same FOV (default: whole image scored; with --data "
                         "the backbone sees DRIVE's masks)")
     e.add_argument("--save-pred", help="write every scored mask to DIR/METHOD/IMAGE.png")

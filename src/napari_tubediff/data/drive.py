@@ -181,49 +181,149 @@ def index_folder(folder, what: str = "folder", tags: bool = False,
     return out
 
 
+#: What may follow an image's name in its label's (CHASE_DB1's ``Image_01L_1stHO.png`` for
+#: ``Image_01L.jpg``): the pairing by prefix of `pair_folders`.
+_SEPARATORS = ("_", "-", " ")
+
+
+def _tag_key(key: str) -> str:
+    """``key`` without one trailing tag of `_TAGS`, in any case (IOSTAR's ``_GT``, ``_Mask``)."""
+    low = key.lower()
+    for t in _TAGS:
+        if low.endswith(t) and len(key) > len(t):
+            return key[: -len(t)]
+    return key
+
+
+def _pattern_files(pattern: str, keys, what: str) -> dict[str, Path]:
+    """The files a ``{name}`` pattern gives for ``keys`` (those that exist)."""
+    out = {}
+    for k in keys:
+        p = Path(pattern.replace("{name}", k))
+        if p.is_file():
+            out[k] = p
+    if not out:
+        raise ValueError(f"{what}: no file matches {pattern} for any image (e.g. "
+                         f"{pattern.replace('{name}', next(iter(keys), 'NAME'))})")
+    return out
+
+
+def _companion(key: str, of) -> bool:
+    """Whether ``key`` is one of ``of`` followed by a separator and more (``Image_01L_2ndHO``)."""
+    return any(len(key) > len(k) and key.lower().startswith(k.lower()) and key[len(k)] in _SEPARATORS
+               for k in of)
+
+
+def _pair(imgs: dict[str, Path], spec, what: str) -> dict[str, Path]:
+    """Each image key's file in ``spec`` (a folder, or a pattern with ``{name}``), where one is found.
+
+    In a folder: the file whose key (`file_key`, less a trailing tag of `_TAGS`) is the
+    image's; else the one file whose key starts with the image's and a separator of
+    `_SEPARATORS` (and is not another image's file). Two such files are refused: pairing
+    never guesses; the message gives the pattern that picks one.
+    """
+    spec = str(spec)
+    if "{name}" in spec:
+        return _pattern_files(spec, imgs, what)
+    folder = Path(spec)
+    images = {p.resolve() for p in imgs.values()}
+    by_key: dict[str, Path] = {}
+    for k, p in index_folder(folder, what).items():
+        t = _tag_key(k)
+        if t in by_key:
+            old = by_key[t]
+            if (old.resolve() in images) == (p.resolve() in images):
+                raise ValueError(f"{what}: {old.name} and {p.name} in {folder} both pair with '{t}': "
+                                 "keep one of them there")
+            if p.resolve() in images:  # the image itself, in the labels' folder: its label wins
+                continue
+        by_key[t] = p
+    out: dict[str, Path] = {}
+    for k in imgs:
+        if k in by_key and by_key[k].resolve() != imgs[k].resolve():  # never the image itself
+            out[k] = by_key[k]
+            continue
+        # another image's own label (``im1_b.png`` for image ``im1_b``) is not a candidate
+        found = [f for f in by_key if _companion(f, [k])
+                 and not (f in imgs and by_key[f].resolve() != imgs[f].resolve())]
+        if len(found) > 1:
+            a, b = sorted(found)[:2]
+            rest = by_key[a].name[len(k):]
+            raise ValueError(f"{what}: {by_key[a].name} and {by_key[b].name} in {folder} could both be "
+                             f"{k}'s: name the one to use with a pattern, e.g. {what} "
+                             f"'{folder / ('{name}' + rest)}'")
+        if found:
+            out[k] = by_key[found[0]]
+    return out
+
+
 def pair_folders(images, labels, labels2=None, fov=None) -> list[DriveImage]:
-    """Pair image files with their labels (and a 2nd observer's, and FOV masks) by `file_key`.
+    """Pair image files with their labels (and a 2nd observer's, and FOV masks) by name.
+
+    A label pairs with an image by `file_key`, less a trailing ``_mask``, ``_fov``,
+    ``_labels``, ``_gt``, ``_truth`` or ``_prob`` in any case (STARE: ``im0001.png`` and
+    ``im0001.ah.ppm``; HRF: ``01_dr.JPG``, ``01_dr.tif`` and ``01_dr_mask.tif``; IOSTAR:
+    ``STAR 01_OSC_GT.tif``), or else by the image's key and a separator (``_``, ``-`` or a
+    space) at its start when one file alone fits (``Image_01L_1stHO.png``). Where several
+    fit (CHASE_DB1's ``_1stHO`` and ``_2ndHO``), or the names follow another rule, a pattern
+    names the file: ``"labels/{name}_1stHO.png"``, ``{name}`` the image's key. In a folder
+    that holds images and labels together, a file that is another image's label or mask,
+    or whose name is an image's and a separator and more without a label of its own
+    (``Image_01L_2ndHO.png``), is not an image.
 
     Parameters
     ----------
-    images, labels : path
-        Folders; every image needs a label file with the same key (STARE: ``im0001.png``
-        and ``im0001.ah.ppm``; HRF: ``01_dr.JPG`` and ``01_dr.tif``). Labels without an
-        image are ignored (a folder of some of the images scores those).
-    labels2 : path, optional
+    images : path
+        Folder of the images.
+    labels : path or str
+        Folder (or ``{name}`` pattern) of the 1st observer's labels; every image needs
+        one. Labels without an image are ignored (a folder of some of the images scores those).
+    labels2 : path or str, optional
         A second observer's labels (STARE's ``labels_2nd``): the human row; images
         without one are left out of that row.
-    fov : path or "auto", optional
-        FOV masks (``KEY.*`` or ``KEY_mask.*``: HRF's ``01_dr_mask.tif``), one per image;
-        ``"auto"``: the automatic FOV (`auto_fov`).
+    fov : path, str or "auto", optional
+        FOV masks, one per image (a folder or a ``{name}`` pattern); ``"auto"``: the
+        automatic FOV (`auto_fov`).
 
     Returns
     -------
     list of DriveImage
         Sorted by key; ``name`` is the key.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> for n in ("Image_01L.jpg", "Image_01L_1stHO.png", "Image_01L_2ndHO.png", "Image_02R.jpg",
+    ...           "Image_02R_1stHO.png", "Image_02R_2ndHO.png"):
+    ...     _ = (d / n).write_bytes(b"")
+    >>> [(i.name, i.manual1_path.name) for i in pair_folders(d, str(d / "{name}_1stHO.png"))]
+    [('Image_01L', 'Image_01L_1stHO.png'), ('Image_02R', 'Image_02R_1stHO.png')]
     """
     imgs = index_folder(images, "--images")
     if not imgs:
         raise ValueError(f"--images: no image files in {images}")
-    labs = index_folder(labels, "--labels", tags=True)
-    same = [k for k, p in imgs.items() if k in labs and labs[k].resolve() == p.resolve()]
-    if same:
-        raise ValueError(f"--labels: {labs[same[0]].name} is the image itself: give the folder of the labels")
-    missing = [k for k in imgs if k not in labs]
-    if missing:
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise ValueError(f"--labels: no label file for {', '.join(missing[:3])}{more} in {labels} "
-                         "(pairs are matched by the name up to the first dot)")
-    labs2 = index_folder(labels2, "--labels2", tags=True) if labels2 else {}
-    fovs: dict[str, Path] = {}
     auto = isinstance(fov, str) and fov == "auto"
     if auto:
         auto_fov_function()  # not there: say so before any work
-    if fov is not None and not auto:
-        fovs = index_folder(fov, "--fov", tags=True)
-        missing = [k for k in imgs if k not in fovs]
-        if missing:
-            raise ValueError(f"--fov: no mask for {', '.join(missing[:3])} in {fov}")
+    labs = _pair(imgs, labels, "--labels")
+    labs2 = _pair(imgs, labels2, "--labels2") if labels2 else {}
+    fovs = _pair(imgs, fov, "--fov") if fov is not None and not auto else {}
+    # one folder with images and labels: a file that is another image's label is not an image,
+    # nor one named as an image's companion (CHASE_DB1's 2nd observer) that has no label of its own
+    used = {p.resolve() for m in (labs, labs2, fovs) for p in m.values()}
+    imgs = {k: p for k, p in imgs.items() if p.resolve() not in used
+            and not (k not in labs and _companion(k, labs))}
+    if not imgs:
+        raise ValueError(f"--images: no image files in {images} that are not labels")
+    for what, spec, found in (("--labels", labels, labs), ("--fov", fov, fovs)):
+        missing = [k for k in imgs if k not in found]
+        if missing and (what == "--labels" or not (fov is None or auto)):
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            thing = "label file" if what == "--labels" else "mask"
+            raise ValueError(f"{what}: no {thing} for {', '.join(missing[:3])}{more} in {spec} "
+                             "(files pair by the name up to the first dot, or give a pattern "
+                             "such as 'DIR/{name}_1stHO.png')")
     return [DriveImage(name=k, image_path=p, manual1_path=labs[k], manual2_path=labs2.get(k),
                        fov_path=fovs.get(k), fov_auto=auto)
             for k, p in sorted(imgs.items())]
