@@ -1,9 +1,9 @@
-"""A learned keep of DTI's additions against the default (issue 13; the rule: docs/results/refine/keep_rule.txt).
+"""A learned keep of DTI's additions against the default (issue 13; rule: docs/results/refine/keep_rule.txt).
 
     python scripts/refine_keep.py features --set drive --data data --pred-root /tmp/gaps --work /tmp/keep
     python scripts/refine_keep.py features --set stare --upsample 2 --data data --work /tmp/keep \
         --cache /tmp/midres/cache
-    python scripts/refine_keep.py fit --work /tmp/keep            # the leave-one-set-out models and the full one
+    python scripts/refine_keep.py fit --work /tmp/keep     # leave-one-set-out models and the full one
     python scripts/refine_keep.py score --work /tmp/keep --taus 0.3,0.4,0.5 [--only-set drive]
     python scripts/refine_keep.py table --work /tmp/keep         # the checks of the rule
 
@@ -79,7 +79,8 @@ def features(args) -> None:
         if args.upsample:
             prob, fov, truth = upsampled(it, args.upsample, args.cache)
         else:
-            prob, truth, fov = read_prediction(args.pred_root + f"/pred_{args.set}_training", it), it.truth(), it.fov()
+            prob = read_prediction(args.pred_root + f"/pred_{args.set}_training", it)
+            truth, fov = it.truth(), it.fov()
         prob = np.asarray(prob, np.float32)
         fov = np.ones(truth.shape, bool) if fov is None else np.asarray(fov, bool)
         truth = np.asarray(truth, bool)
@@ -100,7 +101,8 @@ def features(args) -> None:
         np.savez(out, X=X, idx=k, y=truth.ravel()[k], infov=fov.ravel()[k], fov_diameter=fd,
                  line_width=s.line_width, rows=json.dumps(rows), score=score_it)
         print(tag, f"fov {fd:.0f} cand {k.size}",
-              " ".join(f"{m}:{r['dice']:.4f}/{r['cldice']:.4f}/{r['vca']:.2f}" for m, r in rows.items()), flush=True)
+              " ".join(f"{m}:{r['dice']:.4f}/{r['cldice']:.4f}/{r['vca']:.2f}" for m, r in rows.items()),
+              flush=True)
 
 
 def group(tag: str) -> str:
@@ -129,7 +131,8 @@ def fit_one(files, seed=0) -> dict:
     torch.manual_seed(seed)
     z = torch.tensor((X - mean) / std, dtype=torch.float32)
     yt, wt = torch.tensor(y), torch.tensor(w)
-    net = torch.nn.Sequential(torch.nn.Linear(len(KEEP_FEATURES), 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    nf = len(KEEP_FEATURES)
+    net = torch.nn.Sequential(torch.nn.Linear(nf, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
     opt = torch.optim.Adam(net.parameters(), lr=0.02)
     for _ in range(400):
         opt.zero_grad()
@@ -201,7 +204,8 @@ def load_maps(args, tag):
         from refine_rscale import upsampled
         prob, fov, truth = upsampled(it, up, args.cache)
     else:
-        prob, truth, fov = read_prediction(args.pred_root + f"/pred_{it_set}_training", it), it.truth(), it.fov()
+        prob = read_prediction(args.pred_root + f"/pred_{it_set}_training", it)
+        truth, fov = it.truth(), it.fov()
     fov = np.ones(np.shape(truth), bool) if fov is None else np.asarray(fov, bool)
     return np.asarray(prob, np.float32), np.asarray(truth, bool), fov
 
@@ -232,7 +236,7 @@ def table(args) -> None:
             md, mc, mv = r["dice"] - (raw["dice"] - 0.005), r["cldice"] - d["cldice"], d["vca"] - r["vca"]
             print(f"{label:24s} {m:16s} {ms['n']:3d} {r['dice']:7.4f} {r['cldice']:7.4f} {r['vca']:6.2f} | "
                   f"{md:+8.4f} {mc:+8.4f} {mv:+6.2f}")
-    print("\nthe 9 checks (DRIVE, STARE, HRF 01-03): met / sum of Dice+clDice shortfalls / Dice vs default per set")
+    print("\nthe 9 checks (DRIVE, STARE, HRF 01-03): met / sum of Dice+clDice shortfalls / Dice - default's")
     for m in methods:
         if m in ("raw", "dti"):
             continue
@@ -265,7 +269,7 @@ def main() -> None:
     ap.add_argument("--data", default="data")
     ap.add_argument("--pred-root", default="docs/results/refine", help="holds pred_{set}_training/")
     ap.add_argument("--upsample", type=float)
-    ap.add_argument("--cache", default="/tmp/midres/cache", help="the upsampled maps (refine_rscale.upsampled)")
+    ap.add_argument("--cache", default="/tmp/midres/cache", help="upsampled maps (refine_rscale)")
     ap.add_argument("--only")
     ap.add_argument("--only-set")
     ap.add_argument("--work", default="/tmp/keep")

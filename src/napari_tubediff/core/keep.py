@@ -108,7 +108,8 @@ def keep_probability(X, model: dict | None = None) -> np.ndarray:
 
     Examples
     --------
-    >>> m = {"mean": [0] * 8, "std": [1] * 8, "w1": [[1.0]] + [[0.0]] * 7, "b1": [0.0], "w2": [2.0], "b2": 0.0}
+    >>> m = {"mean": [0] * 8, "std": [1] * 8, "w1": [[1.0]] + [[0.0]] * 7, "b1": [0.0], "w2": [2.0],
+    ...      "b2": 0.0}
     >>> keep_probability(np.array([[0.0] * 8, [1.0] + [0.0] * 7]), m).round(3).tolist()
     [0.5, 0.821]
     """
