@@ -166,7 +166,8 @@ def score(args) -> None:
     models = json.loads((work / "models.json").read_text())
     taus = [float(t) for t in args.taus.split(",")]
     res = {}
-    out = work / f"scores{'_' + args.only_set if args.only_set else ''}.json"
+    tagm = "" if args.model == "held-out" else f"_{args.model}"
+    out = work / f"scores{tagm}{'_' + args.only_set if args.only_set else ''}.json"
     for f in sorted((work / "feat").glob("*.npz")):
         z = np.load(f)
         if not bool(z["score"]) or (args.only_set and group(f.stem) != args.only_set):
@@ -177,7 +178,7 @@ def score(args) -> None:
         d = np.load(work / "feat" / f"{tag}_d.npy")
         prob, truth, fov = load_maps(args, tag)
         s = settings_for_fov(RefineSettings(method="gated+dti"), fov)
-        p = keep_probability(z["X"], models[it_set])
+        p = keep_probability(z["X"], models[it_set if args.model == "held-out" else args.model])
         seed = shown >= 0.5
         rows = json.loads(str(z["rows"]))
         for tau in taus:
@@ -186,7 +187,7 @@ def score(args) -> None:
             lab, _ = ndi.label(seed | kept, structure=np.ones((3, 3), bool))
             kept &= np.isin(lab, np.unique(lab[seed]))
             done = np.where(kept, np.float32(0.5), shown)
-            rows[f"learned tau={tau}"] = scores(end_growth(done, prob, d, s), truth, fov)
+            rows[f"learned{tagm} tau={tau}"] = scores(end_growth(done, prob, d, s), truth, fov)
         res[tag] = rows
         print(tag, " ".join(f"{m}:{r['dice']:.4f}/{r['cldice']:.4f}/{r['vca']:.2f}" for m, r in rows.items()),
               flush=True)
@@ -214,7 +215,8 @@ def table(args) -> None:
     work = Path(args.work)
     res = {}
     for f in sorted(work.glob("scores*.json")):
-        res.update(json.loads(f.read_text()))
+        for tag, rows in json.loads(f.read_text()).items():
+            res.setdefault(tag, {}).update(rows)
     groups = {"DRIVE training (20)": lambda t: group(t) == "drive" and "_x" not in t,
               "STARE training (16)": lambda t: group(t) == "stare" and "_x" not in t,
               "HRF training 01-03 (9)": lambda t: group(t) == "hrf"}
@@ -262,9 +264,45 @@ def table(args) -> None:
         Path(args.json).write_text(json.dumps(mean, indent=1))
 
 
+def auc(p, y) -> float:
+    """The area under the ROC curve (the Mann-Whitney statistic, ties shared)."""
+    from scipy.stats import rankdata
+    r = rankdata(p)
+    n1 = int(y.sum())
+    return float((r[y].sum() - n1 * (n1 + 1) / 2) / (n1 * (len(y) - n1)))
+
+
+def reliability(args) -> None:
+    """How well each set's held-out model ranks (AUC) and is calibrated on that set's candidates
+    (inside the FOV, every candidate), against the model fitted on all sets (not held out)."""
+    work = Path(args.work)
+    models = json.loads((work / "models.json").read_text())
+    for grp in SETS:
+        for kind in ("native", "copies"):
+            P, PA, Y = [], [], []
+            for f in sorted((work / "feat").glob(f"{grp}_*.npz")):
+                if ("_x" in f.stem) != (kind == "copies"):
+                    continue
+                z = np.load(f)
+                m = z["infov"]
+                P.append(keep_probability(z["X"][m], models[grp]))
+                PA.append(keep_probability(z["X"][m], models["all"]))
+                Y.append(z["y"][m])
+            if not P:
+                continue
+            p, pa, y = np.concatenate(P), np.concatenate(PA), np.concatenate(Y).astype(bool)
+            bins = np.digitize(p, [0.2, 0.4, 0.6, 0.8])
+            print(f"{grp:5s} {kind:6s} candidates {len(y):8d} truth rate {y.mean():.3f} | held-out model: "
+                  f"mean P {p.mean():.3f} AUC {auc(p, y):.3f} | all-sets model: mean P {pa.mean():.3f} "
+                  f"AUC {auc(pa, y):.3f}")
+            print("   held-out P bins (share, mean P, truth rate):",
+                  " ".join(f"[{np.mean(bins == b):.2f} {p[bins == b].mean():.2f} {y[bins == b].mean():.2f}]"
+                           for b in range(5) if (bins == b).any()))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("stage", choices=("features", "fit", "score", "table"))
+    ap.add_argument("stage", choices=("features", "fit", "score", "table", "reliability"))
     ap.add_argument("--set", choices=SETS)
     ap.add_argument("--data", default="data")
     ap.add_argument("--pred-root", default="docs/results/refine", help="holds pred_{set}_training/")
@@ -274,10 +312,12 @@ def main() -> None:
     ap.add_argument("--only-set")
     ap.add_argument("--work", default="/tmp/keep")
     ap.add_argument("--taus", default="0.3,0.4,0.5")
+    ap.add_argument("--model", default="held-out", help="held-out (the rule) or all (in-sample, a diagnosis)")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    {"features": features, "fit": fit, "score": score, "table": table}[args.stage](args)
+    {"features": features, "fit": fit, "score": score, "table": table,
+     "reliability": reliability}[args.stage](args)
 
 
 if __name__ == "__main__":
