@@ -10,8 +10,8 @@
 ``features`` runs, per image, the default refinement as `tubediff refine` does (settings_for_fov of
 gated+dti; its gated field is kept), scores raw, DTI (0.5 / 0.3) and the default (Dice and clDice inside
 the FOV, VCA on the whole image, as refine_compare.py), and stores the candidates' features
-(`core.keep.keep_features` at low 0.3) with the truth there. ``fit`` fits the perceptron of
-`core.keep.keep_probability` leave one set out (DRIVE / STARE / HRF, each with its upsampled copies) and on
+(`keep_features` at low 0.3) with the truth there. ``fit`` fits the perceptron of
+`keep_probability` leave one set out (DRIVE / STARE / HRF, each with its upsampled copies) and on
 all sets. ``score`` applies each image's held-out model at every tau, then the default's end growth.
 """
 
@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from scipy import ndimage as ndi
+from skimage.feature import hessian_matrix, hessian_matrix_eigvals
+from skimage.morphology import skeletonize
 
 sys.path.insert(0, str(Path(__file__).parent))
 from refine_predict import training_items  # noqa: E402
@@ -32,7 +34,6 @@ from refine_predict import training_items  # noqa: E402
 from napari_tubediff.core.directions import estimate_directions  # noqa: E402
 from napari_tubediff.core.dti import dti  # noqa: E402
 from napari_tubediff.core.fov import fov_diameter  # noqa: E402
-from napari_tubediff.core.keep import KEEP_FEATURES, keep_features, keep_probability  # noqa: E402
 from napari_tubediff.core.metrics import cldice, dice, vca  # noqa: E402
 from napari_tubediff.core.refine import RefineSettings, join_ends, refine_steps, settings_for_fov  # noqa: E402
 from napari_tubediff.evaluation import read_prediction  # noqa: E402
@@ -45,6 +46,97 @@ MID = {"drive": [f"{i}_training" for i in range(21, 29)],
 MID_SCORE = {("drive", 2.0), ("drive", 3.0), ("stare", 2.0)}
 LOW = 0.3
 SAMPLE = 20000
+#: The features of `keep_features`, in column order.
+KEEP_FEATURES = ("u0", "field", "line_distance", "seed_distance", "radius", "joins_two", "ridge", "log_size")
+
+
+def keep_features(field, u0, low: float = 0.3, fov_diameter: float | None = None):
+    """The candidates of a learned keep and their scale-free features.
+
+    The candidates are DTI's additions (0.5 / ``low``) on ``field`` (the gated field): the
+    pixels of DTI's mask below 0.5. With ``r`` the radius of the nearest seed vessel (the
+    seed ``field >= 0.5``: its distance transform read at its centre line, at least 1 pixel)
+    and ``s`` = ``fov_diameter`` / 594 (1 when None), each candidate's features
+    (`KEEP_FEATURES`) are: the backbone's probability ``u0``; ``field``; its distance to the
+    centre line of DTI's mask / r; its distance to the seed / r; r / s; 1 if its
+    (8-connected) component of candidates touches two or more seed components; the Hessian
+    ridge measure of ``u0`` (minus the smallest eigenvalue times sigma^2, sigma = 1.5 s, at
+    least 0); log(1 + the component's size / r^2).
+
+    Returns
+    -------
+    cand : ndarray of bool
+        The candidates.
+    X : ndarray, shape (n, 8)
+        Their features, in the order of ``np.flatnonzero(cand)``.
+
+    Examples
+    --------
+    >>> u = np.zeros((9, 20), np.float32); u[3:6, :8] = u[3:6, 12:] = 0.9
+    >>> u[4, 8:12] = 0.35                          # a faint bridge between two vessels
+    >>> cand, X = keep_features(u, u)
+    >>> int(cand.sum()), X[:, 5].tolist()           # 4 pixels; their component joins two
+    (4, [1.0, 1.0, 1.0, 1.0])
+    """
+    field = np.asarray(field, np.float32)
+    u0 = np.asarray(u0, np.float32)
+    s = 1.0 if fov_diameter is None else float(fov_diameter) / 594.0
+    seed = field >= 0.5
+    grown = dti(field, 0.5, low)
+    cand = grown & ~seed
+    if not cand.any():
+        return cand, np.zeros((0, len(KEEP_FEATURES)), np.float32)
+    eight = np.ones((3, 3), bool)
+    radius = ndi.distance_transform_edt(seed)
+    seed_line = skeletonize(seed)
+    if seed_line.any():  # the radius of the nearest vessel, read at its centre line
+        idx = ndi.distance_transform_edt(~seed_line, return_distances=False, return_indices=True)
+        r = radius[tuple(idx)]
+    else:
+        r = np.ones(field.shape)
+    r = np.maximum(r, 1.0)
+    line = skeletonize(grown)
+    d_line = ndi.distance_transform_edt(~line) if line.any() else np.full(field.shape, 1e3)
+    d_seed = ndi.distance_transform_edt(~seed) if seed.any() else np.full(field.shape, 1e3)
+    comp, n = ndi.label(cand, structure=eight)
+    sizes = np.bincount(comp.ravel(), minlength=n + 1)
+    seed_lab, m = ndi.label(seed, structure=eight)
+    big = m + 1
+    hi = ndi.maximum_filter(seed_lab, size=3)
+    lo = ndi.minimum_filter(np.where(seed_lab > 0, seed_lab, big), size=3)
+    ids = np.arange(1, n + 1)
+    comp_hi = np.asarray(ndi.maximum(hi, comp, ids)).reshape(-1)
+    comp_lo = np.asarray(ndi.minimum(lo, comp, ids)).reshape(-1)
+    joins = np.concatenate([[0.0], ((comp_lo < big) & (comp_hi > comp_lo)).astype(float)])
+    sigma = 1.5 * s
+    h = hessian_matrix(u0, sigma=sigma, order="rc", use_gaussian_derivatives=False)
+    ridge = np.maximum(-hessian_matrix_eigvals(h)[-1], 0) * sigma ** 2
+    k = np.flatnonzero(cand)
+    rk, ck = r.ravel()[k], comp.ravel()[k]
+    X = np.stack([u0.ravel()[k], field.ravel()[k], d_line.ravel()[k] / rk, d_seed.ravel()[k] / rk, rk / s,
+                  joins[ck], ridge.ravel()[k], np.log1p(sizes[ck] / rk ** 2)], axis=1)
+    return cand, X.astype(np.float32)
+
+
+def keep_probability(X, model: dict) -> np.ndarray:
+    """P(truth) of candidates with features ``X`` (rows as `keep_features` gives them).
+
+    ``model``: ``mean`` and ``std`` of the features, ``w1`` (8 x H),
+    ``b1``, ``w2`` (H), ``b2`` of a 2-layer perceptron, ``sigmoid(tanh(z W1 + b1) w2 + b2)``
+    with ``z`` the standardised features.
+
+    Examples
+    --------
+    >>> m = {"mean": [0] * 8, "std": [1] * 8, "w1": [[1.0]] + [[0.0]] * 7, "b1": [0.0], "w2": [2.0],
+    ...      "b2": 0.0}
+    >>> keep_probability(np.array([[0.0] * 8, [1.0] + [0.0] * 7]), m).round(3).tolist()
+    [0.5, 0.821]
+    """
+    m = model
+    X = np.asarray(X, np.float64)
+    z = (X - np.asarray(m["mean"])) / np.asarray(m["std"])
+    hidden = np.tanh(z @ np.asarray(m["w1"]) + np.asarray(m["b1"]))
+    return 1.0 / (1.0 + np.exp(-(hidden @ np.asarray(m["w2"]) + float(m["b2"]))))
 
 
 def scores(mask, truth, fov) -> dict:
@@ -214,7 +306,7 @@ def load_maps(args, tag):
 def table(args) -> None:
     work = Path(args.work)
     res = {}
-    for f in sorted(work.glob("scores*.json")):
+    for f in sorted(work.glob(args.scores)):
         for tag, rows in json.loads(f.read_text()).items():
             res.setdefault(tag, {}).update(rows)
     groups = {"DRIVE training (20)": lambda t: group(t) == "drive" and "_x" not in t,
@@ -313,6 +405,7 @@ def main() -> None:
     ap.add_argument("--work", default="/tmp/keep")
     ap.add_argument("--taus", default="0.3,0.4,0.5")
     ap.add_argument("--model", default="held-out", help="held-out (the rule) or all (in-sample, a diagnosis)")
+    ap.add_argument("--scores", default="scores*.json", help="table: which score files (a glob in --work)")
     ap.add_argument("--json")
     args = ap.parse_args()
     torch.set_num_threads(1)
