@@ -270,7 +270,10 @@ def score(args) -> None:
         d = np.load(work / "feat" / f"{tag}_d.npy")
         prob, truth, fov = load_maps(args, tag)
         s = settings_for_fov(RefineSettings(method="gated+dti"), fov)
-        p = keep_probability(z["X"], models[it_set if args.model == "held-out" else args.model])
+        if args.model == "oracle":  # the truth itself: the best any keep of these candidates can do
+            p = z["y"].astype(float)
+        else:
+            p = keep_probability(z["X"], models[it_set if args.model == "held-out" else args.model])
         seed = shown >= 0.5
         rows = json.loads(str(z["rows"]))
         for tau in taus:
@@ -404,7 +407,7 @@ def main() -> None:
     ap.add_argument("--only-set")
     ap.add_argument("--work", default="/tmp/keep")
     ap.add_argument("--taus", default="0.3,0.4,0.5")
-    ap.add_argument("--model", default="held-out", help="held-out (the rule) or all (in-sample, a diagnosis)")
+    ap.add_argument("--model", default="held-out", help="held-out (the rule); all (in-sample) or oracle (the truth): diagnoses")
     ap.add_argument("--scores", default="scores*.json", help="table: which score files (a glob in --work)")
     ap.add_argument("--json")
     args = ap.parse_args()
