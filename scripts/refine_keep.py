@@ -407,7 +407,8 @@ def main() -> None:
     ap.add_argument("--only-set")
     ap.add_argument("--work", default="/tmp/keep")
     ap.add_argument("--taus", default="0.3,0.4,0.5")
-    ap.add_argument("--model", default="held-out", help="held-out (the rule); all (in-sample) or oracle (the truth): diagnoses")
+    ap.add_argument("--model", default="held-out",
+                    help="held-out (the rule); all (in-sample) or oracle (the truth): diagnoses")
     ap.add_argument("--scores", default="scores*.json", help="table: which score files (a glob in --work)")
     ap.add_argument("--json")
     args = ap.parse_args()
