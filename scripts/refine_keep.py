@@ -201,7 +201,7 @@ def group(tag: str) -> str:
     return tag.split("_")[0]
 
 
-def fit_one(files, seed=0) -> dict:
+def fit_one(files, seed=0, hidden=16, iters=400) -> dict:
     rng = np.random.default_rng(seed)
     Xs, ys, ws = [], [], []
     for f in files:
@@ -224,9 +224,9 @@ def fit_one(files, seed=0) -> dict:
     z = torch.tensor((X - mean) / std, dtype=torch.float32)
     yt, wt = torch.tensor(y), torch.tensor(w)
     nf = len(KEEP_FEATURES)
-    net = torch.nn.Sequential(torch.nn.Linear(nf, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    net = torch.nn.Sequential(torch.nn.Linear(nf, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 1))
     opt = torch.optim.Adam(net.parameters(), lr=0.02)
-    for _ in range(400):
+    for _ in range(iters):
         opt.zero_grad()
         loss = torch.nn.functional.binary_cross_entropy_with_logits(net(z)[:, 0], yt, weight=wt)
         loss.backward()
@@ -245,12 +245,12 @@ def fit(args) -> None:
     work = Path(args.work)
     files = sorted((work / "feat").glob("*.npz"))
     models = {}
-    for held in (*SETS, "all"):
+    for held in (*SETS, "all") if args.models == "models.json" else ("all",):
         use = [f for f in files if group(f.stem) != held]
-        models[held] = fit_one(use)
+        models[held] = fit_one(use, hidden=args.hidden, iters=args.iters)
         print(held, "fitted on", models[held]["images"], "images,", models[held]["n"], "pixels, loss",
               models[held]["loss"], "base rate", models[held]["base_rate"], flush=True)
-    (work / "models.json").write_text(json.dumps(models))
+    (work / args.models).write_text(json.dumps(models))
 
 
 def score(args) -> None:
@@ -369,9 +369,11 @@ def auc(p, y) -> float:
 
 def reliability(args) -> None:
     """How well each set's held-out model ranks (AUC) and is calibrated on that set's candidates
-    (inside the FOV, every candidate), against the model fitted on all sets (not held out)."""
+    (inside the FOV, every candidate), against the model fitted on all sets (not held out; with
+    ``--models`` another fit's file: its all-sets model in both columns)."""
     work = Path(args.work)
-    models = json.loads((work / "models.json").read_text())
+    models = json.loads((work / args.models).read_text())
+    models = {**{k: models["all"] for k in SETS}, **models}
     for grp in SETS:
         for kind in ("native", "copies"):
             P, PA, Y = [], [], []
@@ -409,6 +411,10 @@ def main() -> None:
     ap.add_argument("--taus", default="0.3,0.4,0.5")
     ap.add_argument("--model", default="held-out",
                     help="held-out (the rule); all (in-sample) or oracle (the truth): diagnoses")
+    ap.add_argument("--models", default="models.json",
+                    help="fit, reliability: the models' file in --work (other names: all-sets fit only)")
+    ap.add_argument("--hidden", type=int, default=16, help="fit: hidden units")
+    ap.add_argument("--iters", type=int, default=400, help="fit: Adam steps (full batch)")
     ap.add_argument("--scores", default="scores*.json", help="table: which score files (a glob in --work)")
     ap.add_argument("--json")
     args = ap.parse_args()
