@@ -237,7 +237,7 @@ def fit_one(files, seed=0, hidden=16, iters=400) -> dict:
             "b1": l1.bias.detach().numpy().astype(float).round(6).tolist(),
             "w2": l2.weight.detach().numpy()[0].astype(float).round(6).tolist(),
             "b2": round(float(l2.bias.detach()[0]), 6), "n": int(len(y)), "images": len(Xs),
-            "loss": round(float(loss), 5), "base_rate": round(float(np.average(y, weights=w)), 4)}
+            "loss": round(float(loss.detach()), 5), "base_rate": round(float(np.average(y, weights=w)), 4)}
 
 
 def fit(args) -> None:
