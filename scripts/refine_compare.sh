@@ -99,6 +99,20 @@ for F in 1 1.5 2 3; do
             --extra K1,K2 --cache "$OUT/pred_midres" --json "$M/${S}_x$F.json" | tee "$M/${S}_x$F.log"
     done
 done
+# a learned keep of DTI's additions, leave one set out (not adopted; the rule: $OUT/keep_rule.txt, the table:
+# $OUT/keep.txt); then the same scored with the in-sample model and with the truth (the diagnoses)
+KEEP=(--data "$DATA" --pred-root "$OUT" --work "$OUT/keep_work" --cache "$OUT/pred_midres")
+for S in drive stare hrf; do python "$here/refine_keep.py" features --set $S "${KEEP[@]}"; done
+for F in 1.5 2 3; do for S in drive stare; do
+    python "$here/refine_keep.py" features --set $S --upsample $F "${KEEP[@]}"; done; done
+python "$here/refine_keep.py" fit "${KEEP[@]}"
+for S in drive stare hrf; do
+    python "$here/refine_keep.py" score --only-set $S "${KEEP[@]}"
+    python "$here/refine_keep.py" score --only-set $S --model all "${KEEP[@]}"
+    python "$here/refine_keep.py" score --only-set $S --model oracle --taus 0.5 "${KEEP[@]}"
+done
+python "$here/refine_keep.py" table "${KEEP[@]}" --json "$OUT/keep.json" | tee "$OUT/keep_table.txt"
+python "$here/refine_keep.py" reliability "${KEEP[@]}" | tee "$OUT/keep_reliability.txt"
 # the gap list's calibrated confidence (core.gaps.CONFIDENCE_MODEL) and its reliability
 python "$here/refine_calibrate.py" --data "$DATA" --pred "$OUT" --most hrf=3 --cache "$OUT/calibration_rows" \
     --json "$OUT/calibration.json" | tee "$OUT/calibration.txt"
