@@ -195,16 +195,17 @@ def _tag_key(key: str) -> str:
     return key
 
 
-def _pattern_files(pattern: str, keys, what: str) -> dict[str, Path]:
-    """The files a ``{name}`` pattern gives for ``keys`` (those that exist)."""
+def _pattern_files(pattern: str, imgs: dict[str, Path], what: str) -> dict[str, Path]:
+    """The files a ``{name}`` pattern gives for the images ``imgs`` (those that exist and are not
+    the image itself)."""
     out = {}
-    for k in keys:
+    for k, image in imgs.items():
         p = Path(pattern.replace("{name}", k))
-        if p.is_file():
+        if p.is_file() and p.resolve() != image.resolve():
             out[k] = p
     if not out:
         raise ValueError(f"{what}: no file matches {pattern} for any image (e.g. "
-                         f"{pattern.replace('{name}', next(iter(keys), 'NAME'))})")
+                         f"{pattern.replace('{name}', next(iter(imgs), 'NAME'))})")
     return out
 
 
