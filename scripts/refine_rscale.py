@@ -113,16 +113,23 @@ def _unet():
     return get_backbone("unet")
 
 
-def upsampled(it, f, cache=None):
-    """``(prob, fov, truth)`` of item ``it`` photographed ``f`` times larger: the photograph by cubic
-    splines (uint8 again, as a camera writes it), truth and FOV by order 0; the probability as
-    ``tubediff refine --input image`` makes it (`segment_image`, scale "auto", the upsampled FOV).
-    ``cache``: a folder the probability is kept in (an interrupted run resumes)."""
+def scaled_photo(it, f):
+    """``(image, fov, truth)`` of item ``it`` photographed ``f`` times larger: the photograph by cubic
+    splines (uint8 again, as a camera writes it), truth and FOV by order 0."""
     img = it.image()
     kw = dict(order=3, preserve_range=True, anti_aliasing=False, channel_axis=-1 if img.ndim == 3 else None)
     up = np.clip(np.rint(rescale(img.astype(np.float32), f, **kw)), 0, 255).astype(np.uint8)
     fov, truth = (rescale(np.asarray(m, np.uint8), f, order=0, preserve_range=True, anti_aliasing=False) > 0
                   for m in (it.fov(), it.truth()))
+    return up, fov, truth
+
+
+def upsampled(it, f, cache=None):
+    """``(prob, fov, truth)`` of item ``it`` photographed ``f`` times larger: the photograph by cubic
+    splines (uint8 again, as a camera writes it), truth and FOV by order 0; the probability as
+    ``tubediff refine --input image`` makes it (`segment_image`, scale "auto", the upsampled FOV).
+    ``cache``: a folder the probability is kept in (an interrupted run resumes)."""
+    up, fov, truth = scaled_photo(it, f)
     path = None if cache is None else f"{cache}/{it.name}_x{f:g}_prob.tif"
     if path is not None and os.path.exists(path):
         return read_image(path).astype(np.float32), fov, truth
