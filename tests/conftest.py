@@ -82,7 +82,33 @@ def _one_worker_process():
     process.shutdown()
 
 
+@pytest.fixture(scope="session")
+def _plugins_found_once():
+    """npe2 reads the installed plugins' manifests once for the session. napari's viewer
+    fixture starts each test with napari's plugin set-up undone, so every new viewer scanned
+    every installed distribution again (0.25 s a viewer on 2026-11-30, 2-core shared CPU), to
+    find the same manifests: already registered, they were skipped. The installed packages do
+    not change during a run; a discovery with extra ``paths`` is not cached."""
+    from npe2 import PluginManifest
+
+    real = PluginManifest.discover.__func__
+    found = []
+
+    def discover(cls, paths=()):
+        if paths:
+            yield from real(cls, paths)
+            return
+        if not found:
+            found.append(list(real(cls)))
+        yield from found[0]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(PluginManifest, "discover", classmethod(discover))
+        yield
+
+
 @pytest.fixture
-def make_napari_viewer(make_napari_viewer, _one_worker_process):
-    """napari's fixture, with the session's worker process (`_one_worker_process`)."""
+def make_napari_viewer(make_napari_viewer, _one_worker_process, _plugins_found_once):
+    """napari's fixture, with the session's worker process (`_one_worker_process`) and the
+    plugin manifests read once (`_plugins_found_once`)."""
     return make_napari_viewer
