@@ -19,7 +19,7 @@ from napari_tubediff.widgets._common import camera  # noqa: E402
 from napari_tubediff.widgets.diffusion import HISTORY, REFINED  # noqa: E402
 from napari_tubediff.widgets.segment import backbone_dims  # noqa: E402
 
-SHAPE = (32, 48, 48)
+SHAPE = (24, 40, 40)
 FULL = np.ones((3, 3, 3), bool)  # 26-connectivity
 
 
@@ -98,7 +98,8 @@ def test_a_volume_through_the_loop_in_3d(make_napari_viewer, qtbot):
     assert refined.blending == "additive" and HISTORY not in viewer.layers
     assert diff.scrub.value == "snapshot 11 of 11: step 10 / 10"  # the step slider follows the run
     assert diff._history.stack().shape[1:] == SHAPE and diff._history.steps == list(range(11))
-    assert diff.memory.value == "snapshots: at most 50 x 0.3 MiB = 14.1 MiB"
+    # one snapshot: 24 x 40 x 40 float32 = 153,600 bytes = 0.146 MiB; 50 of them 7.3 MiB
+    assert diff.memory.value == "snapshots: at most 50 x 0.1 MiB = 7.3 MiB"
     # the same run by the core engine, called directly
     settings = RefineSettings(steps=10)
     kw = settings.diffusion_kwargs()
