@@ -86,8 +86,9 @@ def test_chunked_directions_equal_whole_with_the_global_threshold(shape, chunks)
 
 
 @pytest.mark.parametrize("shape, settings, chunks, k", [
-    # 3D, order 8: chunks of 16 are smaller than the 32-voxel halo (dask merges them to 32)
-    ((40, 48, 96), RefineSettings(steps=3), 16, 1),
+    # 3D, order 8: chunks of 16 are smaller than the 32-voxel halo (dask merges them to 32);
+    # split along the last axis only (24 x 32 across it, not 40 x 48: a third of the voxels)
+    ((24, 32, 96), RefineSettings(steps=3), 16, 1),
     # 3D, order 2: halo 16 for two steps per exchange, genuinely split along every axis
     ((40, 48, 56), RefineSettings(steps=4, order=2), 16, 2),
     # 2D, the method's order 8
