@@ -3,6 +3,7 @@ panel) and the Diffusion panel's."""
 
 import gc
 import os
+import sys
 
 # Torch's OpenMP threads spin while they wait for work. With both cores busy (other jobs, CI
 # neighbours) a spinning thread holds the core its partner needs: on 2026-11-30 (2-core CPU, load
@@ -23,6 +24,16 @@ def pytest_collection_finish(session):
     the freeze. Objects made later, by the tests, are collected as before."""
     gc.collect()
     gc.freeze()
+    # torch on one thread in this process (the panels' worker process sets its own count). The
+    # models the tests train and run are small: with two threads each tiny convolution waited
+    # for the sleeping second thread (OMP_WAIT_POLICY=PASSIVE, above), and with the other core
+    # busy it waited for that core. On 2026-11-30 (2-core shared CPU, load about 2)
+    # test_finetune.py + test_models.py took 29.5 s with one thread and 34.1 s with two (the
+    # tiny U-Net's training 1.2 s against 4.1 s). It was also an order dependence:
+    # test_models3d set one thread and left it so for every later test.
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 @pytest.fixture
