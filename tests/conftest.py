@@ -1,7 +1,9 @@
 """Fixtures shared by several test files: the fine-tune tests (2D and 3D: function, command,
 panel) and the Diffusion panel's."""
 
+import gc
 import os
+import sys
 
 # Torch's OpenMP threads spin while they wait for work. With both cores busy (other jobs, CI
 # neighbours) a spinning thread holds the core its partner needs: on 2026-11-30 (2-core CPU, load
@@ -12,6 +14,26 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+
+def pytest_collection_finish(session):
+    """Move everything the test modules imported (napari, Qt, torch, skimage: about 400k objects)
+    out of the garbage collector's sight. napari's viewer fixture runs a collection before and
+    after each GUI test, and each one walked them all: on 2026-11-30 (2-core shared CPU)
+    gc.collect took 3.5 s of test_widget_diffusion + test_widget_spacing's 19 s, and 0.8 s after
+    the freeze. Objects made later, by the tests, are collected as before."""
+    gc.collect()
+    gc.freeze()
+    # torch on one thread in this process (the panels' worker process sets its own count). The
+    # models the tests train and run are small: with two threads each tiny convolution waited
+    # for the sleeping second thread (OMP_WAIT_POLICY=PASSIVE, above), and with the other core
+    # busy it waited for that core. On 2026-11-30 (2-core shared CPU, load about 2)
+    # test_finetune.py + test_models.py took 29.5 s with one thread and 34.1 s with two (the
+    # tiny U-Net's training 1.2 s against 4.1 s). It was also an order dependence:
+    # test_models3d set one thread and left it so for every later test.
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
 
 
 @pytest.fixture
@@ -71,7 +93,33 @@ def _one_worker_process():
     process.shutdown()
 
 
+@pytest.fixture(scope="session")
+def _plugins_found_once():
+    """npe2 reads the installed plugins' manifests once for the session. napari's viewer
+    fixture starts each test with napari's plugin set-up undone, so every new viewer scanned
+    every installed distribution again (0.25 s a viewer on 2026-11-30, 2-core shared CPU), to
+    find the same manifests: already registered, they were skipped. The installed packages do
+    not change during a run; a discovery with extra ``paths`` is not cached."""
+    from npe2 import PluginManifest
+
+    real = PluginManifest.discover.__func__
+    found = []
+
+    def discover(cls, paths=()):
+        if paths:
+            yield from real(cls, paths)
+            return
+        if not found:
+            found.append(list(real(cls)))
+        yield from found[0]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(PluginManifest, "discover", classmethod(discover))
+        yield
+
+
 @pytest.fixture
-def make_napari_viewer(make_napari_viewer, _one_worker_process):
-    """napari's fixture, with the session's worker process (`_one_worker_process`)."""
+def make_napari_viewer(make_napari_viewer, _one_worker_process, _plugins_found_once):
+    """napari's fixture, with the session's worker process (`_one_worker_process`) and the
+    plugin manifests read once (`_plugins_found_once`)."""
     return make_napari_viewer

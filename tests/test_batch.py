@@ -86,8 +86,9 @@ def test_chunked_directions_equal_whole_with_the_global_threshold(shape, chunks)
 
 
 @pytest.mark.parametrize("shape, settings, chunks, k", [
-    # 3D, order 8: chunks of 16 are smaller than the 32-voxel halo (dask merges them to 32)
-    ((40, 48, 96), RefineSettings(steps=3), 16, 1),
+    # 3D, order 8: chunks of 16 are smaller than the 32-voxel halo (dask merges them to 32);
+    # split along the last axis only (24 x 32 across it, not 40 x 48: a third of the voxels)
+    ((24, 32, 96), RefineSettings(steps=3), 16, 1),
     # 3D, order 2: halo 16 for two steps per exchange, genuinely split along every axis
     ((40, 48, 56), RefineSettings(steps=4, order=2), 16, 2),
     # 2D, the method's order 8
@@ -209,13 +210,18 @@ def test_resume_and_failures_through_the_command(tmp_path, capsys):
         np.testing.assert_array_equal(read_image(out / f"img{k}_refined.tif"),
                                       _expected(src / f"img{k}.tif", CLI_METHOD))
 
-    # resume: only the missing output is computed again
+    # resume: only the missing output is computed again. On an in-process cluster by address
+    # (the command's own cluster of worker processes is the first run's; starting a second one
+    # cost 3 s of wall and 5 s of CPU)
+    from distributed import LocalCluster
+
     (out / "img1_refined.tif").unlink()
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     (src / "corrupt.tif").unlink()
     (src / "colour.png").unlink()
     (src / "nan.tif").unlink()
-    assert main(args) == 0
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        assert main([*args[:-2], "--scheduler", cluster.scheduler_address]) == 0
     assert "refined 1 image(s), skipped 2 already done, 0 failed" in capsys.readouterr().out
     after = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     changed = sorted(n for n in after if before.get(n) != after[n])

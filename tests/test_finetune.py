@@ -155,8 +155,10 @@ def test_finetune_command(tmp_path, fundi, capsys):
     write_image(tmp_path / "lab.png", f.truth)
     write_image(tmp_path / "fov.png", f.fov)
     out = tmp_path / "tuned.pt"
+    # --scale 1: the U-Net at the image's 192 px, not auto's 850 (the auto scale is
+    # test_finetune_finds_fov_and_scale_as_segment_does'); this test is the command's plumbing
     assert main(["finetune", "--images", str(tmp_path / "img.png"), "--labels", str(tmp_path / "lab.png"),
-                 "--regions", str(tmp_path / "fov.png"), "--updates", "4", "--crop", "96",
+                 "--regions", str(tmp_path / "fov.png"), "--updates", "4", "--crop", "96", "--scale", "1",
                  "--out", str(out)]) == 0
     assert LearnedRefiner(out).meta["updates"] == 4
     text = capsys.readouterr().out

@@ -78,25 +78,26 @@ def test_cancel_stops_the_run(viewer_and_widget, qtbot):
     assert viewer.layers[REFINED].data.shape == (128, 128)  # the last step shown is kept
 
 
-@pytest.mark.parametrize("bad", ["rgb", "nan", "range", "none"])
-def test_bad_layers_give_a_notification_not_a_traceback(viewer_and_widget, qtbot, bad, monkeypatch):
+def test_bad_layers_give_a_notification_not_a_traceback(viewer_and_widget, qtbot, monkeypatch):
+    # the four cases in one panel (a viewer each cost 0.6 s), each bad layer alone in the viewer
     viewer, w = viewer_and_widget
     messages = []
     monkeypatch.setattr("napari_tubediff.widgets.diffusion.show_error", messages.append)
-    if bad == "rgb":
-        viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="photo", rgb=True)
-    elif bad == "nan":
-        a = np.zeros((32, 32), np.float32)
-        a[3, 3] = np.nan
-        viewer.add_image(a, name="probability")
-    elif bad == "range":
-        viewer.add_image(np.full((32, 32), 7.0, np.float32), name="probability")
-    w.layer.reset_choices()
-    w.run()
-    assert w._worker is None and REFINED not in viewer.layers
-    assert len(messages) == 1
-    expected = {"rgb": "RGB", "nan": "NaN", "range": "[0, 1]", "none": "Choose"}[bad]
-    assert expected in messages[0]
+    for bad, expected in [("none", "Choose"), ("rgb", "RGB"), ("nan", "NaN"), ("range", "[0, 1]")]:
+        viewer.layers.clear()
+        messages.clear()
+        if bad == "rgb":
+            viewer.add_image(np.zeros((32, 32, 3), np.uint8), name="photo", rgb=True)
+        elif bad == "nan":
+            a = np.zeros((32, 32), np.float32)
+            a[3, 3] = np.nan
+            viewer.add_image(a, name="probability")
+        elif bad == "range":
+            viewer.add_image(np.full((32, 32), 7.0, np.float32), name="probability")
+        w.layer.reset_choices()
+        w.run()
+        assert w._worker is None and REFINED not in viewer.layers, bad
+        assert len(messages) == 1 and expected in messages[0], (bad, messages)
 
 
 def test_large_dt_is_announced_as_sub_stepping(viewer_and_widget):

@@ -25,9 +25,20 @@ def test_worker_threads_leave_one_core(monkeypatch):
     assert worker_threads() == 1
 
 
-def test_a_job_computes_with_one_core_less_and_puts_the_count_back(monkeypatch):
+@pytest.fixture
+def two_torch_threads():
+    """torch on two threads for the test, whatever the suite runs it with (one: conftest), so
+    that a count lowered to one and a count put back differ."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_a_job_computes_with_one_core_less_and_puts_the_count_back(monkeypatch, two_torch_threads):
     monkeypatch.setattr(_common, "worker_threads", lambda: 1)
     before = torch.get_num_threads()
+    assert before == 2
     seen = {}
 
     def job():
@@ -48,9 +59,10 @@ def test_a_job_computes_with_one_core_less_and_puts_the_count_back(monkeypatch):
     assert torch.get_num_threads() == before
 
 
-def test_a_generator_job_keeps_the_limit_across_its_frames(monkeypatch):
+def test_a_generator_job_keeps_the_limit_across_its_frames(monkeypatch, two_torch_threads):
     monkeypatch.setattr(_common, "worker_threads", lambda: 1)
     before = torch.get_num_threads()
+    assert before == 2
 
     def frames():
         for _ in range(3):
