@@ -141,8 +141,9 @@ def index_folder(folder, what: str = "folder", tags: bool = False,
     """The image files of ``folder`` by `file_key` (hidden and non-image files are skipped).
 
     With ``tags``, a trailing ``_mask``, ``_fov``, ``_labels``, ``_gt``, ``_truth`` or
-    ``_prob`` is dropped from the key (HRF's ``01_dr_mask.tif`` pairs with ``01_dr.JPG``).
-    Two files with one key are refused (ValueError naming both): pairing never guesses.
+    ``_prob``, in any case, is dropped from the key (`_tag_key`: HRF's ``01_dr_mask.tif``
+    pairs with ``01_dr.JPG``). Two files with one key are refused (ValueError naming both):
+    pairing never guesses.
     With ``prefer_tiff``, the one exception: a TIFF and another file of the very same
     name but the suffix (``tubediff segment`` writes ``NAME_prob.tif`` and
     ``NAME_prob.png``) give the TIFF (float32, not rounded to 8 bits).
@@ -165,10 +166,7 @@ def index_folder(folder, what: str = "folder", tags: bool = False,
             continue
         key = file_key(p)
         if tags:
-            for t in _TAGS:
-                if key.endswith(t) and len(key) > len(t):
-                    key = key[: -len(t)]
-                    break
+            key = _tag_key(key)
         if key in out and prefer_tiff and out[key].stem == p.stem:
             tiffs = [q for q in (out[key], p) if q.suffix.lower() in (".tif", ".tiff")]
             if len(tiffs) == 1:
