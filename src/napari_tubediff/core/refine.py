@@ -50,8 +50,8 @@ RECOMMENDED_METHOD = "gated+dti"
 _GATED = ("gated", "gated+hysteresis", "gated+dti")
 #: The methods whose last step is a completion (DTI or directional hysteresis) after the diffusion.
 COMPLETED_METHODS = ("hysteresis", "gated+hysteresis", "gated+dti")
-_NOT_DIFFUSION = ("sigma", "method", "gate_center", "gate_width", "low", "line_width", "band", "end_low",
-                  "spacing")
+_NOT_DIFFUSION = ("sigma", "method", "gate_center", "gate_width", "low", "line_width", "band", "around_added",
+                  "end_low", "spacing")
 
 
 @dataclass(frozen=True)
@@ -87,6 +87,7 @@ class RefineSettings:
     low: float = 0.35
     line_width: int = 1
     band: float = 0.0
+    around_added: bool = False
     end_low: float = 0.1
     spacing: tuple[float, ...] | None = None
 
@@ -173,7 +174,8 @@ def settings_for_fov(settings: RefineSettings, fov) -> RefineSettings:
     return replace(settings, line_width=max(settings.line_width, LARGE_FOV_LINE_WIDTH))
 
 
-def complete_dti(u, low: float = 0.3, line_width: int = 1, band: float = 0.0) -> np.ndarray:
+def complete_dti(u, low: float = 0.3, line_width: int = 1, band: float = 0.0,
+                 around_added: bool = False) -> np.ndarray:
     """The completion of ``"gated+dti"``: DTI (0.5 / ``low``) on ``u``, of whose additions
     only the centre line and the pixels near it are kept, raised to 0.5.
 
@@ -185,6 +187,10 @@ def complete_dti(u, low: float = 0.3, line_width: int = 1, band: float = 0.0) ->
     the vessel's width, while DTI's sideways growth along a vessel (whose centre line
     stays inside the vessel) is still left out.
 
+    With ``around_added`` the ``line_width`` pixels are counted from the additions' own
+    centre line only (the part of DTI's centre line outside ``u >= 0.5``), not from the
+    centre line of vessels the mask already holds: a thin vessel is then not widened.
+
     Examples
     --------
     >>> u = np.zeros((9, 20), np.float32); u[2:7, :8] = u[2:7, 12:] = 0.9
@@ -195,10 +201,11 @@ def complete_dti(u, low: float = 0.3, line_width: int = 1, band: float = 0.0) ->
     u = check_field(u, "u")
     grown = dti(u, 0.5, low)
     line = skeletonize(grown)
-    near_line = (ndi.binary_dilation(line, structure=np.ones((3,) * u.ndim, bool), iterations=int(line_width))
-                 if line_width > 0 else line)
     seed = u >= 0.5
     added_line = line & ~seed  # the additions' own centre line: not the seed's, which sideways growth shifts
+    about = added_line if around_added else line
+    near_line = (ndi.binary_dilation(about, structure=np.ones((3,) * u.ndim, bool), iterations=int(line_width))
+                 if line_width > 0 else about)
     if band > 0 and added_line.any():
         seed_line = skeletonize(seed)
         if seed_line.any():
@@ -386,7 +393,7 @@ def refine_steps(u0, directions, settings: RefineSettings, *, state=None, start:
 def _complete(field: np.ndarray, u0: np.ndarray, s: RefineSettings, directions) -> np.ndarray:
     if s.method in ("hysteresis", "gated+hysteresis"):
         return _hysteresis_field(field, u0, s, directions)
-    done = complete_dti(field, s.low, s.line_width, s.band)
+    done = complete_dti(field, s.low, s.line_width, s.band, s.around_added)
     if s.end_low > 0:  # then the breaks DTI left: paths from vessel ends along their axis
         joined = join_ends(u0, done >= 0.5, directions, low=s.end_low)
         if s.line_width > 0:
