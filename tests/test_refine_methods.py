@@ -205,6 +205,19 @@ def test_complete_dti_keeps_a_line_or_the_vessels_own_width_across_a_break():
     assert (complete_dti(u, low=0.4) == u).all()                # nothing at or above low: unchanged
 
 
+def test_complete_dti_around_added_bridges_but_does_not_widen_a_thin_vessel():
+    from napari_tubediff.core.refine import complete_dti
+
+    u = np.zeros((11, 40), np.float32)
+    u[5, :16] = u[5, 24:] = 0.9               # a 1-pixel vessel broken over 8 pixels, faintly seen
+    u[4:7, 16:24] = 0.35                      # (the faint evidence 3 pixels wide)
+    u[4, 26:38] = u[6, 26:38] = 0.4           # faint rims either side of its right half
+    line = complete_dti(u, low=0.3) >= 0.5
+    own = complete_dti(u, low=0.3, around_added=True) >= 0.5
+    assert line[:, 20].sum() == 3 and own[:, 20].sum() == 3     # the break: 3 rows either way
+    assert line[:, 30].sum() == 3 and own[:, 30].sum() == 1     # widened to 3, or left 1 pixel wide
+
+
 def test_join_ends_rejoins_a_break_along_the_axis_and_nothing_else():
     from napari_tubediff.core.refine import join_ends
 
