@@ -1,0 +1,128 @@
+"""The odd-even striping of the wide stencil against the compact one (issue 13), and their cost.
+
+    python scripts/bench_stencil.py PROB.tif [PROB.tif ...] [--fov-dir DIR] [--repeat 3]
+
+For each probability map: Hessian directions (sigma 3) once, then the faithful PDE (200 steps)
+and the gated one (30 and 200 steps) with ``stencil="wide"`` and ``"compact"`` (the other
+settings `RefineSettings`' defaults). In the background (the FOV outside the raw mask
+``prob >= 0.5`` dilated by 5 pixels) it measures
+
+* ``oddeven``: the mean of ``sum_axes |u[i-1] - 2 u[i] + u[i+1]| / 4``, the filter whose gain
+  is 1 at the Nyquist frequency (the mode ``(-1)^i``) and ``sin^2(theta/2)`` below it;
+* ``hf``: the mean of ``|u - gaussian(u, 1)|``, all the fine detail;
+* ``mean``: the mean probability (how much the refinement raised the background).
+
+and the time per diffusion step of each stencil (backend "auto": the numba kernels, 2D;
+median of ``--repeat`` runs of 30 steps, wall and CPU seconds). Ratios are compact / wide in the
+same run. ``--fov-dir``: a folder of DRIVE-style masks (``<id>_*`` for ``<id>_*_prob.tif``);
+without it the FOV is the whole image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import replace
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage.morphology import disk
+
+from napari_tubediff.core.diffusion import diffuse
+from napari_tubediff.core.directions import estimate_directions
+from napari_tubediff.core.refine import RefineSettings, refine
+from napari_tubediff.data.io import read_image, to_probability
+
+RUNS = (("faithful", 200), ("gated", 30), ("gated", 200))
+STENCILS = ("wide", "compact")
+
+
+def background(prob: np.ndarray, fov: np.ndarray | None) -> np.ndarray:
+    vessel = ndi.binary_dilation(prob >= 0.5, structure=disk(5))
+    return ~vessel if fov is None else (fov & ~vessel)
+
+
+def measures(u: np.ndarray, bg: np.ndarray) -> dict:
+    u = u.astype(np.float64)
+    nyq = [0.25, -0.5, 0.25]  # gain 1 at the Nyquist frequency
+    second = sum(np.abs(ndi.correlate1d(u, nyq, axis=a, mode="nearest")) for a in range(u.ndim))
+    hf = np.abs(u - ndi.gaussian_filter(u, 1.0, mode="nearest"))
+    return {"oddeven": float(second[bg].mean()), "hf": float(hf[bg].mean()), "mean": float(u[bg].mean())}
+
+
+def clock(fn, repeat: int) -> tuple[float, float]:
+    walls, cpus = [], []
+    for _ in range(repeat):
+        w, c = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - w)
+        cpus.append(time.process_time() - c)
+    return float(np.median(walls)), float(np.median(cpus))
+
+
+def find_fov(fov_dir: str | None, prob_path: str) -> np.ndarray | None:
+    if fov_dir is None:
+        return None
+    key = Path(prob_path).name.split("_")[0]
+    hits = sorted(p for p in Path(fov_dir).iterdir() if p.name.split("_")[0] == key)
+    if not hits:
+        raise SystemExit(f"no FOV mask for {prob_path} in {fov_dir}")
+    m = read_image(hits[0])
+    return (m[..., 0] if m.ndim == 3 else m) > 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("probs", nargs="+")
+    ap.add_argument("--fov-dir")
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    print("load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores")
+    base = RefineSettings()
+    rows: dict[tuple, list[dict]] = {}
+    times: dict[str, list[tuple[float, float]]] = {s: [] for s in STENCILS}
+    for path in args.probs:
+        prob = to_probability(read_image(path), path)
+        bg = background(prob, find_fov(args.fov_dir, path))
+        v = estimate_directions(prob, base.sigma)
+        rows.setdefault(("raw", 0, "-"), []).append(measures(prob, bg))
+        for method, steps in RUNS:
+            for st in STENCILS:
+                out = refine(prob, v, replace(base, method=method, steps=steps, stencil=st))
+                rows.setdefault((method, steps, st), []).append(measures(out, bg))
+        kw = base.diffusion_kwargs(2)
+        for st in STENCILS:
+            diffuse(prob, v, **{**kw, "steps": 1, "stencil": st})  # compile first
+        for st in STENCILS:  # interleaved, so a change of the machine's load hits both alike
+            run = partial(diffuse, prob, v, **{**kw, "steps": 30, "stencil": st})
+            w, c = clock(run, args.repeat)
+            times[st].append((w / 30, c / 30))
+        print(f"{Path(path).name}: background {bg.sum()} pixels", flush=True)
+
+    print(f"\nbackground measures, mean over {len(args.probs)} images (ratio: compact / wide)")
+    head = ("run", "stencil", "oddeven", "hf", "mean", "oddeven x", "hf x")
+    print("{:22s} {:8s} {:>10s} {:>10s} {:>8s} {:>10s} {:>7s}".format(*head))
+    for (method, steps, st), ms in rows.items():
+        m = {k: np.mean([r[k] for r in ms]) for k in ms[0]}
+        ratio = ""
+        if st == "compact":
+            w = {k: np.mean([r[k] for r in rows[(method, steps, "wide")]]) for k in ms[0]}
+            ratio = f"{m['oddeven'] / w['oddeven']:10.3f} {m['hf'] / w['hf']:7.3f}"
+        name = "raw (backbone)" if method == "raw" else f"{method} {steps} steps"
+        print(f"{name:22s} {st:8s} {m['oddeven']:10.2e} {m['hf']:10.2e} {m['mean']:8.4f} {ratio}")
+    print("\ntime per diffusion step (backend auto, median over images of the median of "
+          f"{args.repeat} runs of 30 steps)")
+    for st in STENCILS:
+        t = np.array(times[st])
+        wall, cpu = np.median(t[:, 0]), np.median(t[:, 1])
+        tw = np.array(times["wide"])
+        print(f"{st:8s} wall {1e3 * wall:6.2f} ms  CPU {1e3 * cpu:6.2f} ms  "
+              f"ratio to wide: wall {wall / np.median(tw[:, 0]):.2f}  CPU {cpu / np.median(tw[:, 1]):.2f}")
+    print("load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores")
+
+
+if __name__ == "__main__":
+    main()
