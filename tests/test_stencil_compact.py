@@ -188,6 +188,9 @@ def test_compact_operator_eigenvalues_lie_in_the_stable_interval_for_anisotropic
     ev = np.linalg.eigvals(A)
     assert ev.real.max() < 1e-9
     assert np.abs(ev).max() <= 4 * 2 * 1.0
+    # the wide order-8 operator on the same directions has a growing mode (docs/engine.md)
+    W = np.stack([diffusion_rhs(np.eye(n)[k].reshape(shape), D, relu=False).ravel() for k in range(n)], axis=1)
+    assert np.linalg.eigvals(W).real.max() > 0.05
 
 
 def test_a_step_above_the_compact_limit_is_sub_stepped():
