@@ -1,6 +1,11 @@
 """The odd-even striping of the wide stencil against the compact one (issue 13), and their cost.
 
     python scripts/bench_stencil.py PROB.tif [PROB.tif ...] [--fov-dir DIR] [--repeat 3]
+    python scripts/bench_stencil.py --checks docs/results/refine/compact_training.json
+
+``--checks``: issue 13's 9 checks (per set: VCA <= DTI's, clDice >= DTI's, Dice >= raw's - 0.005)
+and the sum of the Dice and clDice shortfalls of every refinement row of scripts/refine_rscale.py's
+JSON files (one per set, named by the file, or one file mapping set names to them).
 
 For each probability map: Hessian directions (sigma 3) once, then the faithful PDE (200 steps)
 and the gated one (30 and 200 steps) with ``stencil="wide"`` and ``"compact"`` (the other
@@ -23,6 +28,7 @@ without it the FOV is the whole image.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from dataclasses import replace
@@ -79,12 +85,38 @@ def find_fov(fov_dir: str | None, prob_path: str) -> np.ndarray | None:
     return (m[..., 0] if m.ndim == 3 else m) > 0
 
 
+def checks(paths: list[str]) -> None:
+    sets: dict[str, dict] = {}
+    for path in paths:
+        with open(path) as fh:
+            d = json.load(fh)
+        sets.update({Path(path).stem: d} if "raw" in d else d)
+    rows = [m for m in next(iter(sets.values())) if m not in ("raw", "dti")]
+    print("checks: V VCA <= DTI's, C clDice >= DTI's, D Dice >= raw - 0.005; shortfalls: Dice and clDice")
+    for m in rows:
+        n, short, parts = 0, 0.0, []
+        for name, d in sets.items():
+            r, dti, raw = d[m]["mean"], d["dti"]["mean"], d["raw"]["mean"]
+            ok = (r["vca"] <= dti["vca"], r["cldice"] >= dti["cldice"], r["dice"] >= raw["dice"] - 0.005)
+            sh = ((0 if ok[1] else dti["cldice"] - r["cldice"])
+                  + (0 if ok[2] else raw["dice"] - 0.005 - r["dice"]))
+            n, short = n + sum(ok), short + sh
+            flags = "".join(c if k else "-" for c, k in zip("VCD", ok, strict=True))
+            parts.append(f"{name} {r['dice']:.4f}/{r['cldice']:.4f}/{r['vca']:.2f} [{flags}] {sh:.4f}")
+        print(f"{m:6s} {n}/{3 * len(sets)} checks, shortfalls {short:.4f} | " + " | ".join(parts))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("probs", nargs="+")
+    ap.add_argument("probs", nargs="*")
     ap.add_argument("--fov-dir")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--checks", nargs="+", metavar="JSON")
     args = ap.parse_args()
+    if args.checks:
+        return checks(args.checks)
+    if not args.probs:
+        ap.error("give probability maps (or --checks JSON)")
     print("load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores")
     base = RefineSettings()
     rows: dict[tuple, list[dict]] = {}
