@@ -189,7 +189,7 @@ def test_compact_operator_eigenvalues_lie_in_the_stable_interval_for_anisotropic
     assert ev.real.max() < 1e-9
     assert np.abs(ev).max() <= 4 * 2 * 1.0
     # the wide order-8 operator on the same directions has a growing mode (docs/engine.md)
-    W = np.stack([diffusion_rhs(np.eye(n)[k].reshape(shape), D, relu=False).ravel() for k in range(n)], axis=1)
+    W = np.stack([diffusion_rhs(np.eye(n)[k].reshape(shape), D, relu=False).ravel() for k in range(n)], 1)
     assert np.linalg.eigvals(W).real.max() > 0.05
 
 
@@ -225,3 +225,20 @@ def test_numba_kernel_handles_one_and_two_pixel_edges(shape):
     ref = diffuse(u, v, backend="numpy", **kw)
     np.testing.assert_allclose(diffuse(u, v, backend="numba", **kw), ref, atol=1e-6, rtol=0)
     assert np.abs(ref - u).max() > 1e-3
+
+
+def test_block_wise_refinement_runs_the_compact_stencil_exactly():
+    # dt 0.5 is above the compact limit (0.348), so two sub-steps, but below the wide one (0.465)
+    from napari_tubediff.batch.chunked import refine_chunked
+    from napari_tubediff.core.refine import RefineSettings, refine
+
+    from .test_batch import _blocks_of_last_round, _field
+
+    s = RefineSettings(steps=3, dt=0.5, stencil="compact")
+    assert plan_substeps(0.5, 1.0, 0.02, stencil="compact") == 2
+    u = _field((200, 144))  # the halo: 4 stages * 8 * 2 sub-steps = 64 (the compact stencil reaches 1 of 8)
+    out = refine_chunked(u, s, chunks=72, steps_per_exchange=1)
+    assert _blocks_of_last_round(out) > 1
+    whole = refine(u, settings=s)
+    np.testing.assert_array_equal(out.compute(), whole)
+    assert np.abs(whole - refine(u, settings=RefineSettings(steps=3, dt=0.5))).max() > 1e-3
