@@ -2,6 +2,10 @@
 
     python scripts/bench_stencil.py PROB.tif [PROB.tif ...] [--fov-dir DIR] [--repeat 3]
     python scripts/bench_stencil.py --checks docs/results/refine/compact_training.json
+    python scripts/bench_stencil.py --volume 96
+
+``--volume N``: the time per step of both stencils (backend "auto") on an N^3 smooth random
+field with smooth random directions (the default lambdas, dt 0.2), nothing else.
 
 ``--checks``: issue 13's 9 checks (per set: VCA <= DTI's, clDice >= DTI's, Dice >= raw's - 0.005)
 and the sum of the Dice and clDice shortfalls of every refinement row of scripts/refine_rscale.py's
@@ -106,15 +110,33 @@ def checks(paths: list[str]) -> None:
         print(f"{m:6s} {n}/{3 * len(sets)} checks, shortfalls {short:.4f} | " + " | ".join(parts))
 
 
+def volume_timing(n: int, repeat: int) -> None:
+    rng = np.random.default_rng(0)
+    u = ndi.gaussian_filter(rng.random((n, n, n)), 2.0)
+    u = ((u - u.min()) / (u.max() - u.min())).astype(np.float32)
+    v = np.stack([ndi.gaussian_filter(rng.normal(size=(n, n, n)), 2.0) for _ in range(3)])
+    v = (v / np.sqrt((v**2).sum(0))).astype(np.float32)
+    kw = dict(lambda_par=1.0, lambda_perp=0.02, dt=0.2)
+    for st in STENCILS:
+        diffuse(u, v, steps=1, stencil=st, **kw)  # compile first
+    res = {st: clock(partial(diffuse, u, v, steps=3, stencil=st, **kw), repeat) for st in STENCILS}
+    for st, (w, c) in res.items():
+        print(f"{n}^3 {st:8s} wall {1e3 * w / 3:7.1f} ms/step  CPU {1e3 * c / 3:7.1f} ms/step  "
+              f"ratio to wide: wall {w / res['wide'][0]:.2f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("probs", nargs="*")
     ap.add_argument("--fov-dir")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--checks", nargs="+", metavar="JSON")
+    ap.add_argument("--volume", type=int, metavar="N")
     args = ap.parse_args()
     if args.checks:
         return checks(args.checks)
+    if args.volume:
+        return volume_timing(args.volume, args.repeat)
     if not args.probs:
         ap.error("give probability maps (or --checks JSON)")
     print("load average " + " ".join(f"{x:.2f}" for x in os.getloadavg()) + f" on {os.cpu_count()} cores")

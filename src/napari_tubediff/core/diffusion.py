@@ -432,9 +432,6 @@ def _prepare(u, directions, lambda_par, lambda_perp, dt, steps, order, backend, 
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     device = _resolve_device(backend, device)
-    if stencil == "compact" and backend == "numba" and u.ndim != 2:
-        raise ValueError("the numba kernel of the compact stencil is 2D only; use backend='auto', 'numpy' or "
-                         "'torch' with stencil='compact' in 3D")
     return u, directions, lpar, lperp, dt, steps, int(order), device, spacing, stencil
 
 
@@ -451,11 +448,9 @@ def _resolve_device(backend: str, device) -> str:
     return dev
 
 
-def _resolve_backend(backend: str, device: str = "cpu", stencil: str = "wide", ndim: int = 2) -> str:
+def _resolve_backend(backend: str, device: str = "cpu") -> str:
     if device != "cpu":
         return "torch"  # the only backend that runs on CUDA
-    if stencil == "compact" and backend == "auto" and ndim != 2:
-        return "numpy"  # the compact stencil's numba kernel is 2D only
     if backend != "auto":
         if backend == "numba":
             from . import _kernels
@@ -533,7 +528,7 @@ def _iterate(u, v, lpar, lperp, dt, steps, order, every, backend, relu=True, dev
              stencil="wide"):
     if steps == 0:
         return
-    backend = _resolve_backend(backend, device, stencil, u.ndim)
+    backend = _resolve_backend(backend, device)
     n_sub = plan_substeps(dt, lpar, lperp, order, u.ndim, spacing, stencil)
     stepper = _Stepper(u, v, lpar, lperp, order, backend, relu, device, spacing, stencil)
     done = 0
@@ -566,8 +561,7 @@ def diffuse(u, directions, *, lambda_par=1.0, lambda_perp=0.1, dt, steps, order=
         Even accuracy order of the central differences (8 in the method; the wide stencil's).
     backend : {"auto", "numba", "numpy", "torch"}
         "auto" takes the fused numba kernel when numba is installed, else numpy,
-        and the torch path on a CUDA device. The compact stencil's numba kernel is 2D only:
-        "auto" runs ``stencil="compact"`` in 3D with numpy on the CPU.
+        and the torch path on a CUDA device (both stencils).
     device : {"auto", "cpu", "cuda", "cuda:N"}
         Where the steps run (`napari_tubediff.core.device.resolve_device`): "auto"
         takes CUDA when torch sees a GPU, else the CPU. On CUDA the torch backend
