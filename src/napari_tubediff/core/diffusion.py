@@ -12,7 +12,7 @@ Stencils (``stencil``, `STENCILS`): ``"wide"`` (the default, the method's) compo
 central first differences, so ``d_i(D_ij d_j u)`` spans ``2 order + 1`` points along an axis;
 the odd-even mode ``(-1)^i`` has a zero central difference, so that operator neither sees
 nor damps it. ``"compact"`` is Weickert's standard scheme (J. Weickert, "Anisotropic
-Diffusion in Image Processing", 1998, section 3.4.2): the diagonal terms ``d_i(D_ii d_i u)``
+Diffusion in Image Processing", Teubner, 1998): the diagonal terms ``d_i(D_ii d_i u)``
 in flux form with second-order half-point fluxes (`stencils.flux_second_derivative`: ``D``
 at a half point the mean of its two neighbours), the mixed terms ``d_i(D_ij d_j u)``,
 ``i != j``, by second-order central differences of both derivatives: a 3x3 (3x3x3) stencil
