@@ -149,7 +149,11 @@ MIDRES = {"K1": lambda s, d: replace(s, line_width=2) if 2 * 594 < d <= MID[1] e
           # docs/results/refine/added_rule.txt: DTI's additions kept about their own centre line, at every size
           "A35": lambda s, d: replace(s, around_added=True, low=0.35),
           "A30": lambda s, d: replace(s, around_added=True, low=0.30),
-          "A30w2": lambda s, d: replace(s, around_added=True, low=0.30, line_width=max(s.line_width, 2))}
+          "A30w2": lambda s, d: replace(s, around_added=True, low=0.30, line_width=max(s.line_width, 2)),
+          # docs/results/refine/compact_rule.txt: the compact stencil; the faithful PDE with either stencil
+          "C": lambda s, d: replace(s, stencil="compact"),
+          "FW": lambda s, d: replace(s, method="faithful"),
+          "FC": lambda s, d: replace(s, method="faithful", stencil="compact")}
 
 
 def merge(paths) -> None:

@@ -55,7 +55,7 @@ def diffusion_reach(settings: RefineSettings, ndim: int, steps: int = 1) -> int:
     448
     """
     s = plan_substeps(settings.dt, settings.lambda_par, settings.lambda_perp, settings.order, ndim,
-                      settings.relative_spacing(ndim))
+                      settings.relative_spacing(ndim), settings.stencil)  # compact: reach 1 <= order // 2
     return 4 * 2 * (settings.order // 2) * s * int(steps)
 
 
@@ -151,7 +151,8 @@ def chunked_directions(prob, sigma: float, *, chunks=None, spacing=None):
 def _block_diffuse(u, *v, settings, steps, device):
     s = settings
     return diffuse(u, np.stack(v), lambda_par=s.lambda_par, lambda_perp=s.lambda_perp, dt=s.dt,
-                   steps=steps, order=s.order, device=device, spacing=s.relative_spacing(u.ndim))
+                   steps=steps, order=s.order, device=device, spacing=s.relative_spacing(u.ndim),
+                   stencil=s.stencil)
 
 
 def refine_chunked(prob, settings: RefineSettings | None = None, *, chunks: int | Sequence | None = 128,
@@ -218,7 +219,8 @@ def refine_chunked(prob, settings: RefineSettings | None = None, *, chunks: int 
     u = u.astype(np.float32)
     # the whole run's sub-step plan, before any graph is built (a dt of 1e9 would hang)
     check_plan(check_positive(s.dt, "dt"), steps, check_lambda(s.lambda_par, (), "lambda_par"),
-               check_lambda(s.lambda_perp, (), "lambda_perp"), s.order, u.ndim, s.relative_spacing(u.ndim))
+               check_lambda(s.lambda_perp, (), "lambda_perp"), s.order, u.ndim, s.relative_spacing(u.ndim),
+               s.stencil)
     if steps == 0:
         # block by block, the checks a real run makes (NaN, range) when computed
         return u.map_blocks(check_field, dtype=np.float32)

@@ -484,6 +484,75 @@ if AVAILABLE:
             _band3d(upi, d00, d01, d02, d11, d12, d22, w, u0, acc, upo, stage, dt, relu,
                     b * P // nb, (b + 1) * P // nb)
 
+    @njit(inline="always", **_serial)
+    def _compact_at(x, d00, d01, d11, i, im, ip, j, jm, jp):
+        c = x[i, j]
+        a = d00[i, j]
+        e = d11[i, j]
+        s = (d00[ip, j] + a) * (x[ip, j] - c) - (a + d00[im, j]) * (c - x[im, j])
+        s += (d11[i, jp] + e) * (x[i, jp] - c) - (e + d11[i, jm]) * (c - x[i, jm])
+        m = d01[ip, j] * (x[ip, jp] - x[ip, jm]) - d01[im, j] * (x[im, jp] - x[im, jm])
+        m += d01[i, jp] * (x[ip, jp] - x[im, jp]) - d01[i, jm] * (x[ip, jm] - x[im, jm])
+        return np.float32(0.5) * s + np.float32(0.25) * m
+
+    @njit(**_opts)
+    def _compact_stage2d(x, d00, d01, d11, u0, acc, out, stage, dt, relu):
+        # One RK4 stage of the compact stencil (diffusion.STENCILS) on an unpadded field: the
+        # diagonal terms by half-point fluxes (D there the mean of its two neighbours), the mixed
+        # ones by central differences; edge padding is index clamping (a zero flux at the edge).
+        # The first and last columns clamp; the others run without branches (vectorised).
+        H, W = x.shape
+        for i in prange(H):
+            im = max(i - 1, 0)
+            ip = min(i + 1, H - 1)
+            f = np.empty(W, np.float32)
+            f[0] = _compact_at(x, d00, d01, d11, i, im, ip, 0, 0, min(1, W - 1))
+            for j in range(1, W - 1):
+                f[j] = _compact_at(x, d00, d01, d11, i, im, ip, j, j - 1, j + 1)
+            if W > 1:
+                f[W - 1] = _compact_at(x, d00, d01, d11, i, im, ip, W - 1, W - 2, W - 1)
+            _rk4_update(f, u0[i], acc[i], out[i], 0, stage, dt, relu)
+
+
+    @njit(inline="always", **_serial)
+    def _compact_at3(x, d00, d01, d02, d11, d12, d22, p, pm, pp, i, im, ip, j, jm, jp):
+        c = x[p, i, j]
+        a = d00[p, i, j]
+        b = d11[p, i, j]
+        e = d22[p, i, j]
+        s = (d00[pp, i, j] + a) * (x[pp, i, j] - c) - (a + d00[pm, i, j]) * (c - x[pm, i, j])
+        s += (d11[p, ip, j] + b) * (x[p, ip, j] - c) - (b + d11[p, im, j]) * (c - x[p, im, j])
+        s += (d22[p, i, jp] + e) * (x[p, i, jp] - c) - (e + d22[p, i, jm]) * (c - x[p, i, jm])
+        # d_a(D_ab d_b u) + d_b(D_ab d_a u) for the pairs (0, 1), (0, 2), (1, 2), central differences
+        m = d01[pp, i, j] * (x[pp, ip, j] - x[pp, im, j]) - d01[pm, i, j] * (x[pm, ip, j] - x[pm, im, j])
+        m += d01[p, ip, j] * (x[pp, ip, j] - x[pm, ip, j]) - d01[p, im, j] * (x[pp, im, j] - x[pm, im, j])
+        m += d02[pp, i, j] * (x[pp, i, jp] - x[pp, i, jm]) - d02[pm, i, j] * (x[pm, i, jp] - x[pm, i, jm])
+        m += d02[p, i, jp] * (x[pp, i, jp] - x[pm, i, jp]) - d02[p, i, jm] * (x[pp, i, jm] - x[pm, i, jm])
+        m += d12[p, ip, j] * (x[p, ip, jp] - x[p, ip, jm]) - d12[p, im, j] * (x[p, im, jp] - x[p, im, jm])
+        m += d12[p, i, jp] * (x[p, ip, jp] - x[p, im, jp]) - d12[p, i, jm] * (x[p, ip, jm] - x[p, im, jm])
+        return np.float32(0.5) * s + np.float32(0.25) * m
+
+    @njit(**_opts)
+    def _compact_stage3d(x, d00, d01, d02, d11, d12, d22, u0, acc, out, stage, dt, relu):
+        # _compact_stage2d over planes: rows and planes clamp, the inner columns run branch-free
+        P, H, W = x.shape
+        for p in prange(P):
+            pm = max(p - 1, 0)
+            pp = min(p + 1, P - 1)
+            f = np.empty(W, np.float32)
+            for i in range(H):
+                im = max(i - 1, 0)
+                ip = min(i + 1, H - 1)
+                f[0] = _compact_at3(x, d00, d01, d02, d11, d12, d22, p, pm, pp, i, im, ip,
+                                    0, 0, min(1, W - 1))
+                for j in range(1, W - 1):
+                    f[j] = _compact_at3(x, d00, d01, d02, d11, d12, d22, p, pm, pp, i, im, ip,
+                                        j, j - 1, j + 1)
+                if W > 1:
+                    f[W - 1] = _compact_at3(x, d00, d01, d02, d11, d12, d22, p, pm, pp, i, im, ip,
+                                            W - 1, W - 2, W - 1)
+                _rk4_update(f, u0[p, i], acc[p, i], out[p, i], 0, stage, dt, relu)
+
 
 class KernelStepper:
     """Holds the buffers for repeated RK4 steps of one field.
@@ -545,6 +614,43 @@ class KernelStepper:
                         _stage3d(self.up, *self.d, self.w, self.u0, self.acc, self.up2,
                                  stage, dt, self.relu, self.nb)
                         self.up, self.up2 = self.up2, self.up
+
+    def field(self) -> np.ndarray:
+        return self.u0.copy()
+
+
+class CompactStepper:
+    """`KernelStepper` for the compact stencil (``stencil="compact"``), 2D and 3D.
+
+    One parallel launch per RK4 stage over rows (2D) or planes (3D); the stage input and
+    output are two unpadded buffers used in turn. Tensor entries below `TENSOR_TINY` are zeroed, as in
+    `KernelStepper`.
+    """
+
+    def __init__(self, u: np.ndarray, v: np.ndarray, lambda_par, lambda_perp, relu: bool = True,
+                 spacing=None):
+        from .diffusion import _tensor, index_tensor
+
+        self.relu = bool(relu)
+        self.u0 = np.ascontiguousarray(u, dtype=np.float32).copy()
+        self.acc = np.zeros_like(self.u0)
+        D = index_tensor(_tensor(v, lambda_par, lambda_perp), spacing)
+        self.d = []
+        for i, j in [(r, c) for r in range(u.ndim) for c in range(r, u.ndim)]:  # (0, 0), (0, 1), ...
+            a = np.array(D[i, j], dtype=np.float32, order="C")
+            a[np.abs(a) < TENSOR_TINY] = 0  # no subnormal products (see TINY)
+            self.d.append(a)
+        self.x = self.u0.copy()
+        self.y = np.empty_like(self.u0)
+
+    def advance(self, n: int, dt: float) -> None:
+        dt = np.float32(dt)
+        with LOCK:
+            for _ in range(n):
+                for stage in range(4):
+                    stage_fn = _compact_stage2d if self.u0.ndim == 2 else _compact_stage3d
+                    stage_fn(self.x, *self.d, self.u0, self.acc, self.y, stage, dt, self.relu)
+                    self.x, self.y = self.y, self.x
 
     def field(self) -> np.ndarray:
         return self.u0.copy()

@@ -8,6 +8,16 @@ The PDE (../METHOD.md, "The refiner", steps 3 to 6)::
 with grad and div both by central differences of order ``order`` (edge padding),
 integrated by classical RK4 with ``u`` clipped to [0, 1] after every step.
 
+Stencils (``stencil``, `STENCILS`): ``"wide"`` (the default, the method's) composes the two
+central first differences, so ``d_i(D_ij d_j u)`` spans ``2 order + 1`` points along an axis;
+the odd-even mode ``(-1)^i`` has a zero central difference, so that operator neither sees
+nor damps it. ``"compact"`` is Weickert's standard scheme (J. Weickert, "Anisotropic
+Diffusion in Image Processing", Teubner, 1998): the diagonal terms ``d_i(D_ii d_i u)``
+in flux form with second-order half-point fluxes (`stencils.flux_second_derivative`: ``D``
+at a half point the mean of its two neighbours), the mixed terms ``d_i(D_ij d_j u)``,
+``i != j``, by second-order central differences of both derivatives: a 3x3 (3x3x3) stencil
+of second order that damps ``(-1)^i`` fastest. ``order`` applies to ``"wide"`` only.
+
 Two implementations of the step share the validation and the stepping logic here:
 a plain vectorised numpy one (the reference, `diffusion_rhs` + `rk4_step`) and a
 fused parallel numba kernel (`napari_tubediff.core._kernels`) that the ``"auto"``
@@ -49,7 +59,7 @@ from .checks import (
     check_spacing,
     check_steps,
 )
-from .stencils import derivative, fd_weights
+from .stencils import derivative, fd_weights, flux_second_derivative
 
 __all__ = [
     "diffusion_tensor",
@@ -64,9 +74,25 @@ __all__ = [
     "iter_diffusion",
     "normalize_directions",
     "BACKENDS",
+    "STENCILS",
 ]
 
 BACKENDS = ("auto", "numba", "numpy", "torch")
+#: The discretisations of ``div(D grad u)`` (module docstring): "wide" is the method's.
+STENCILS = ("wide", "compact")
+
+
+def check_stencil(stencil) -> str:
+    """``stencil`` if it is one of `STENCILS`, else ValueError saying what to use.
+
+    Examples
+    --------
+    >>> check_stencil("compact")
+    'compact'
+    """
+    if not isinstance(stencil, str) or stencil not in STENCILS:
+        raise ValueError(f"stencil must be one of {', '.join(STENCILS)}, got {stencil!r}")
+    return stencil
 
 
 def normalize_directions(directions: np.ndarray, eps: float = 1e-6) -> np.ndarray:
@@ -162,7 +188,7 @@ def _tensor(v: np.ndarray, lpar, lperp) -> np.ndarray:
 
 
 def diffusion_rhs(u: np.ndarray, D: np.ndarray, order: int = 8, relu: bool = True,
-                  spacing=None) -> np.ndarray:
+                  spacing=None, stencil: str = "wide") -> np.ndarray:
     """``f(D, u) = ReLU(div(D grad u))``, the plain numpy reference.
 
     Parameters
@@ -178,6 +204,8 @@ def diffusion_rhs(u: np.ndarray, D: np.ndarray, order: int = 8, relu: bool = Tru
         which the tests use to check the time integrator's order).
     spacing : sequence of float, optional
         Grid spacing per axis; grad and div in physical units (None: 1).
+    stencil : {"wide", "compact"}
+        The discretisation (module docstring); ``order`` is the wide stencil's.
 
     Examples
     --------
@@ -185,10 +213,17 @@ def diffusion_rhs(u: np.ndarray, D: np.ndarray, order: int = 8, relu: bool = Tru
     >>> D = diffusion_tensor(np.zeros((2, 9, 9)), 1.0, 1.0)   # isotropic, lambda = 1
     >>> float(diffusion_rhs(u, D, order=2)[4, 4])             # d2(x^2)/dx^2 = 2
     2.0
+    >>> float(diffusion_rhs(u, D, stencil="compact")[4, 4])
+    2.0
     """
     u = np.asarray(u)
     ndim = u.ndim
     spacing = check_spacing(spacing, ndim)
+    if check_stencil(stencil) == "compact":
+        out = _compact_rhs(u, D, spacing)
+        if relu:
+            np.maximum(out, 0, out=out)
+        return out
     g = [derivative(u, i, order, spacing) for i in range(ndim)]
     out = None
     for i in range(ndim):
@@ -199,6 +234,20 @@ def diffusion_rhs(u: np.ndarray, D: np.ndarray, order: int = 8, relu: bool = Tru
         out = d if out is None else out + d
     if relu:
         np.maximum(out, 0, out=out)
+    return out
+
+
+def _compact_rhs(u: np.ndarray, D: np.ndarray, spacing) -> np.ndarray:
+    # diagonal terms in flux form (three points), mixed ones by central differences (order 2)
+    ndim = u.ndim
+    out = flux_second_derivative(u, D[0, 0], 0, spacing)
+    for i in range(1, ndim):
+        out += flux_second_derivative(u, D[i, i], i, spacing)
+    if ndim > 1:
+        g = [derivative(u, j, 2, spacing) for j in range(ndim)]
+        for i in range(ndim):
+            q = sum(D[i, j] * g[j] for j in range(ndim) if j != i)
+            out += derivative(q, i, 2, spacing)
     return out
 
 
@@ -241,6 +290,16 @@ def _max_symbol(order: int) -> float:
     return float(np.abs(s).max())
 
 
+def _max_symbol_sq(order: int, stencil: str = "wide") -> float:
+    # the largest |symbol| of the unit-grid second derivative: S_max^2 for the wide stencil;
+    # 4 for the compact one (-4 sin^2(theta/2), at theta = pi). The compact mixed terms
+    # (sin theta_i sin theta_j D_ij) keep the whole symbol within lambda_max * 4 sum_i h_i^-2:
+    # it is a^T (D o M) a with a_i = 2 sin(theta_i / 2) / h_i, M_ii = 1, M_ij = cos(theta_i / 2)
+    # cos(theta_j / 2), M positive semi-definite, and Schur's bound lambda_max(D o M) <=
+    # max_i M_ii lambda_max(D).
+    return 4.0 if check_stencil(stencil) == "compact" else _max_symbol(order) ** 2
+
+
 def _inverse_squares(ndim: int, spacing) -> float:
     # sum_i 1 / h_i^2: ndim on a unit grid
     spacing = check_spacing(spacing, ndim)
@@ -248,7 +307,7 @@ def _inverse_squares(ndim: int, spacing) -> float:
 
 
 def max_stable_dt(lambda_par=1.0, lambda_perp=0.1, order: int = 8, ndim: int = 2,
-                  spacing=None) -> float:
+                  spacing=None, stencil: str = "wide") -> float:
     """Largest stable RK4 time step for the explicit scheme.
 
     Von Neumann analysis of the linear operator ``div(D grad u)`` with the
@@ -259,6 +318,8 @@ def max_stable_dt(lambda_par=1.0, lambda_perp=0.1, order: int = 8, ndim: int = 2
     With spacing ``h`` the symbol is ``-(S h^-1)^T D (S h^-1)``, at most
     ``lambda_max S_max^2 sum_i h_i^-2`` in size, which replaces ``ndim S_max^2 lambda_max``.
     The ReLU and the clipping only remove growth, so the bound holds for ``f``.
+    The ``"compact"`` stencil's second difference has the symbol ``-4 sin^2(theta/2)`` (per
+    axis, times ``D``), so ``4`` replaces ``S_max^2`` (2.99 for order 8): a smaller limit.
 
     Parameters
     ----------
@@ -270,11 +331,15 @@ def max_stable_dt(lambda_par=1.0, lambda_perp=0.1, order: int = 8, ndim: int = 2
         Number of spatial dimensions.
     spacing : sequence of float, optional
         Grid spacing per axis (None: 1).
+    stencil : {"wide", "compact"}
+        The discretisation (`diffusion_rhs`).
 
     Examples
     --------
     >>> round(max_stable_dt(1.0, 0.1, order=2, ndim=1), 3)  # 2.785 / (1 * 1^2 * 1)
     2.785
+    >>> round(max_stable_dt(1.0, 0.1, ndim=2, stencil="compact"), 3)  # 2.785 / (2 * 4 * 1)
+    0.348
     >>> round(max_stable_dt(1.0, 0.1, order=2, ndim=2, spacing=(2.0, 0.5)), 3)  # 2.785 / (1/4 + 4)
     0.655
     """
@@ -282,11 +347,12 @@ def max_stable_dt(lambda_par=1.0, lambda_perp=0.1, order: int = 8, ndim: int = 2
     lmax = max(float(np.max(lambda_par)), float(np.max(lambda_perp)))
     if lmax <= 0:
         return math.inf
-    return _rk4_real_stability_bound() / (_inverse_squares(ndim, spacing) * _max_symbol(order) ** 2 * lmax)
+    sym = _max_symbol_sq(order, stencil)
+    return _rk4_real_stability_bound() / (_inverse_squares(ndim, spacing) * sym * lmax)
 
 
 def plan_substeps(dt: float, lambda_par=1.0, lambda_perp=0.1, order: int = 8, ndim: int = 2,
-                  spacing=None) -> int:
+                  spacing=None, stencil: str = "wide") -> int:
     """How many equal RK4 sub-steps one step of size ``dt`` needs to be stable.
 
     Examples
@@ -295,8 +361,12 @@ def plan_substeps(dt: float, lambda_par=1.0, lambda_perp=0.1, order: int = 8, nd
     1
     >>> plan_substeps(1.0, 1.0, 0.1, order=8, ndim=2)
     3
+    >>> plan_substeps(1.0, 1.0, 0.1, ndim=2, stencil="compact")
+    3
+    >>> plan_substeps(0.25, 1.0, 0.1, ndim=3, stencil="compact")  # 3D limit 0.232
+    2
     """
-    limit = max_stable_dt(lambda_par, lambda_perp, order, ndim, spacing)
+    limit = max_stable_dt(lambda_par, lambda_perp, order, ndim, spacing, stencil)
     if not math.isfinite(limit):
         return 1
     return max(1, math.ceil(dt / limit - 1e-12))
@@ -316,7 +386,7 @@ MAX_SUBSTEPS = 1_000_000
 
 
 def check_plan(dt: float, steps: int, lambda_par=1.0, lambda_perp=0.1, order: int = 8,
-               ndim: int = 2, spacing=None) -> int:
+               ndim: int = 2, spacing=None, stencil: str = "wide") -> int:
     """Sub-steps per step (`plan_substeps`) after checking that the whole run stays within
     `MAX_SUBSTEPS`; ValueError naming the largest sensible ``dt`` otherwise.
 
@@ -329,11 +399,11 @@ def check_plan(dt: float, steps: int, lambda_par=1.0, lambda_perp=0.1, order: in
     ...
     ValueError: dt=1e+09 with lambda_par up to 1 would need 2...
     """
-    n_sub = plan_substeps(dt, lambda_par, lambda_perp, order, ndim, spacing)
+    n_sub = plan_substeps(dt, lambda_par, lambda_perp, order, ndim, spacing, stencil)
     total = n_sub * steps
     if total <= MAX_SUBSTEPS:
         return n_sub
-    limit = max_stable_dt(lambda_par, lambda_perp, order, ndim, spacing)
+    limit = max_stable_dt(lambda_par, lambda_perp, order, ndim, spacing, stencil)
     lmax = max(float(np.max(lambda_par)), float(np.max(lambda_perp)))
     if steps > MAX_SUBSTEPS:
         raise ValueError(f"steps={steps} is more than the {MAX_SUBSTEPS:,} RK4 steps one run may take; "
@@ -347,7 +417,7 @@ def check_plan(dt: float, steps: int, lambda_par=1.0, lambda_perp=0.1, order: in
 
 
 def _prepare(u, directions, lambda_par, lambda_perp, dt, steps, order, backend, device="auto",
-             spacing=None):
+             spacing=None, stencil="wide"):
     steps = check_steps(steps, "steps")
     u = check_field(u, "u")
     directions = check_directions(directions, u.shape)
@@ -356,12 +426,13 @@ def _prepare(u, directions, lambda_par, lambda_perp, dt, steps, order, backend, 
     dt = check_positive(dt, "dt")
     fd_weights(order)
     spacing = check_spacing(spacing, u.ndim)
-    check_plan(dt, steps, lpar, lperp, int(order), u.ndim, spacing)
+    stencil = check_stencil(stencil)
+    check_plan(dt, steps, lpar, lperp, int(order), u.ndim, spacing, stencil)
     check_memory(u.shape, DIFFUSE_BYTES[u.ndim], "the diffusion of")
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     device = _resolve_device(backend, device)
-    return u, directions, lpar, lperp, dt, steps, int(order), device, spacing
+    return u, directions, lpar, lperp, dt, steps, int(order), device, spacing, stencil
 
 
 def _resolve_device(backend: str, device) -> str:
@@ -393,17 +464,22 @@ def _resolve_backend(backend: str, device: str = "cpu") -> str:
 class _Stepper:
     """Advances a field by whole steps with one backend; holds its buffers."""
 
-    def __init__(self, u, v, lpar, lperp, order, backend, relu=True, device="cpu", spacing=None):
+    def __init__(self, u, v, lpar, lperp, order, backend, relu=True, device="cpu", spacing=None,
+                 stencil="wide"):
         self.order = order
         self.relu = relu
         self.spacing = spacing
-        if backend == "numba":
+        self.stencil = stencil
+        if backend == "numba" and stencil == "compact":
+            from ._kernels import CompactStepper
+            self._impl = CompactStepper(u, v, lpar, lperp, relu, spacing)
+        elif backend == "numba":
             from ._kernels import KernelStepper
             self._impl = KernelStepper(u, v, lpar, lperp, order, relu, spacing)
         elif backend == "torch":
             from .torch_diffusion import NumpyTorchStepper
             self._impl = NumpyTorchStepper(u, index_tensor(_tensor(v, lpar, lperp), spacing), order, relu,
-                                           device)
+                                           device, stencil)
         else:
             self._impl = None
             self.D = _tensor(v, lpar, lperp)  # physical: diffusion_rhs differentiates with the spacing
@@ -413,7 +489,7 @@ class _Stepper:
         if self._impl is not None:
             self._impl.advance(n, dt)
             return
-        f = lambda x: diffusion_rhs(x, self.D, self.order, self.relu, self.spacing)  # noqa: E731
+        f = lambda x: diffusion_rhs(x, self.D, self.order, self.relu, self.spacing, self.stencil)  # noqa: E731
         for _ in range(n):
             self.u = np.clip(rk4_step(f, self.u, np.float32(dt)), 0, 1).astype(np.float32, copy=False)
 
@@ -424,7 +500,8 @@ class _Stepper:
 
 
 def iter_diffusion(u, directions, *, lambda_par=1.0, lambda_perp=0.1, dt, steps, order=8,
-                   every=1, backend="auto", device="auto", spacing=None) -> Iterator[tuple[int, np.ndarray]]:
+                   every=1, backend="auto", device="auto", spacing=None,
+                   stencil="wide") -> Iterator[tuple[int, np.ndarray]]:
     """Run the diffusion and yield ``(step, field)`` every ``every`` steps.
 
     Same arguments as `diffuse`, plus ``every``. The last step is always yielded,
@@ -440,19 +517,20 @@ def iter_diffusion(u, directions, *, lambda_par=1.0, lambda_perp=0.1, dt, steps,
     >>> [s for s, _ in iter_diffusion(u, v, dt=0.2, steps=5, every=2)]
     [2, 4, 5]
     """
-    u, v, lpar, lperp, dt, steps, order, device, spacing = _prepare(
-        u, directions, lambda_par, lambda_perp, dt, steps, order, backend, device, spacing)
+    u, v, lpar, lperp, dt, steps, order, device, spacing, stencil = _prepare(
+        u, directions, lambda_par, lambda_perp, dt, steps, order, backend, device, spacing, stencil)
     every = check_steps(every, "every", minimum=1)
     yield from _iterate(u, v, lpar, lperp, dt, steps, order, every, backend, device=device,
-                        spacing=spacing)
+                        spacing=spacing, stencil=stencil)
 
 
-def _iterate(u, v, lpar, lperp, dt, steps, order, every, backend, relu=True, device="cpu", spacing=None):
+def _iterate(u, v, lpar, lperp, dt, steps, order, every, backend, relu=True, device="cpu", spacing=None,
+             stencil="wide"):
     if steps == 0:
         return
     backend = _resolve_backend(backend, device)
-    n_sub = plan_substeps(dt, lpar, lperp, order, u.ndim, spacing)
-    stepper = _Stepper(u, v, lpar, lperp, order, backend, relu, device, spacing)
+    n_sub = plan_substeps(dt, lpar, lperp, order, u.ndim, spacing, stencil)
+    stepper = _Stepper(u, v, lpar, lperp, order, backend, relu, device, spacing, stencil)
     done = 0
     while done < steps:
         n = min(every, steps - done)
@@ -462,7 +540,7 @@ def _iterate(u, v, lpar, lperp, dt, steps, order, every, backend, relu=True, dev
 
 
 def diffuse(u, directions, *, lambda_par=1.0, lambda_perp=0.1, dt, steps, order=8,
-            backend="auto", device="auto", spacing=None) -> np.ndarray:
+            backend="auto", device="auto", spacing=None, stencil="wide") -> np.ndarray:
     """Refine a probability field by anisotropic diffusion along ``directions``.
 
     Parameters
@@ -480,10 +558,10 @@ def diffuse(u, directions, *, lambda_par=1.0, lambda_perp=0.1, dt, steps, order=
     steps : int
         Number of RK4 steps, >= 0.
     order : int
-        Even accuracy order of the central differences (8 in the method).
+        Even accuracy order of the central differences (8 in the method; the wide stencil's).
     backend : {"auto", "numba", "numpy", "torch"}
         "auto" takes the fused numba kernel when numba is installed, else numpy,
-        and the torch path on a CUDA device.
+        and the torch path on a CUDA device (both stencils).
     device : {"auto", "cpu", "cuda", "cuda:N"}
         Where the steps run (`napari_tubediff.core.device.resolve_device`): "auto"
         takes CUDA when torch sees a GPU, else the CPU. On CUDA the torch backend
@@ -492,6 +570,10 @@ def diffuse(u, directions, *, lambda_par=1.0, lambda_perp=0.1, dt, steps, order=
         Voxel spacing ``(dz, dy, dx)`` (2D ``(dy, dx)``); None is 1 on every axis. The
         derivatives are physical, ``directions`` unit vectors in physical space, ``dt`` and
         the lambdas in the spacing's length unit squared (module docstring).
+    stencil : {"wide", "compact"}
+        How ``div(D grad u)`` is discretised (module docstring): "wide", the method's two
+        composed central differences of order ``order``, or "compact", Weickert's 3-point
+        scheme that damps the odd-even mode. Its stable ``dt`` is smaller (`max_stable_dt`).
 
     Returns
     -------
@@ -506,9 +588,9 @@ def diffuse(u, directions, *, lambda_par=1.0, lambda_perp=0.1, dt, steps, order=
     >>> bool(r[16, 14:18].min() > u[16, 14:18].max()), bool(r[10, 16] < 0.01)
     (True, True)
     """
-    u, v, lpar, lperp, dt, steps, order, device, spacing = _prepare(
-        u, directions, lambda_par, lambda_perp, dt, steps, order, backend, device, spacing)
+    u, v, lpar, lperp, dt, steps, order, device, spacing, stencil = _prepare(
+        u, directions, lambda_par, lambda_perp, dt, steps, order, backend, device, spacing, stencil)
     # with every >= steps the iterator yields once, the final field (nothing for steps == 0)
     final = [field for _, field in _iterate(u, v, lpar, lperp, dt, steps, order, max(steps, 1), backend,
-                                            device=device, spacing=spacing)]
+                                            device=device, spacing=spacing, stencil=stencil)]
     return final[-1] if final else u.copy()

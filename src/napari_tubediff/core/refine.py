@@ -90,6 +90,7 @@ class RefineSettings:
     around_added: bool = False
     end_low: float = 0.1
     spacing: tuple[float, ...] | None = None
+    stencil: str = "wide"
 
     def __post_init__(self):
         if self.spacing is not None:

@@ -7,6 +7,10 @@ replicating the edge value (numpy's ``mode='edge'``), as the method prescribes.
 
 ``spacing`` (``(dz, dy, dx)``, or ``(dy, dx)`` in 2D; None is unit spacing) gives the
 derivatives in physical units: the unit-spacing stencil divided by the axis' spacing.
+
+`flux_second_derivative` is the compact second derivative ``d_i(c d_i u)`` in flux form
+(half-point fluxes, three points), the diagonal terms of the ``"compact"`` stencil of
+`napari_tubediff.core.diffusion` (`STENCILS`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import numpy as np
 
 from .checks import check_spacing
 
-__all__ = ["fornberg_weights", "fd_weights", "derivative", "gradient", "divergence"]
+__all__ = ["fornberg_weights", "fd_weights", "derivative", "gradient", "divergence", "flux_second_derivative"]
 
 
 def fornberg_weights(x0: float, grid: np.ndarray, m: int) -> np.ndarray:
@@ -210,3 +214,63 @@ def divergence(q: np.ndarray, order: int = 8, spacing=None) -> np.ndarray:
     for i in range(1, ndim):
         out += derivative(q[i], i, order, spacing)
     return out
+
+
+def flux_second_derivative(u: np.ndarray, coeff, axis: int, spacing=None) -> np.ndarray:
+    """``d/dx (c du/dx)`` along ``axis`` in flux form, with second-order half-point fluxes.
+
+    ``(c_{i+1/2} (u_{i+1} - u_i) - c_{i-1/2} (u_i - u_{i-1})) / h^2`` with ``c`` at a half
+    point the mean of its two neighbours. ``u`` and ``c`` are padded by replicating their
+    edge values (as `derivative`), so no flux crosses the border. Unlike two central first
+    differences (whose composite cannot see the odd-even mode ``(-1)^i``: its central
+    difference is zero), this three-point stencil damps that mode fastest: its symbol is
+    ``-4 c sin^2(theta / 2) / h^2``, ``-4 c / h^2`` at ``theta = pi``.
+
+    Parameters
+    ----------
+    u : ndarray
+        The field, any dimension.
+    coeff : float or ndarray
+        The coefficient ``c``: a scalar or an array of ``u``'s shape.
+    axis : int
+        Axis to differentiate along.
+    spacing : float or sequence of float, optional
+        Grid spacing: the spacing of ``axis``, or one per axis of ``u``. None is 1.
+
+    Returns
+    -------
+    out : ndarray
+        Same shape as ``u``; float32 for float32 input, else float64.
+
+    Examples
+    --------
+    >>> flux_second_derivative(np.arange(6.0) ** 2, 1.0, axis=0)[1:5]  # d2(x^2)/dx2 = 2
+    array([2., 2., 2., 2.])
+    >>> flux_second_derivative(np.array([1.0, -1, 1, -1, 1, -1]), 1.0, axis=0)  # (-1)^i: -4 u inside
+    array([-2.,  4., -4.,  4., -4.,  2.])
+    """
+    u = np.asarray(u)
+    dtype = np.float32 if u.dtype == np.float32 else np.float64
+    axis = axis % u.ndim
+    h = _axis_step(spacing, u.ndim, axis)
+    c = np.broadcast_to(np.asarray(coeff, dtype=dtype), u.shape)
+    n = u.shape[axis]
+    pad = [(0, 0)] * u.ndim
+    pad[axis] = (1, 1)
+    pu = np.pad(u.astype(dtype, copy=False), pad, mode="edge")
+    pc = np.pad(c, pad, mode="edge")
+
+    def part(a, k):  # rows k .. k + n of the padded array along the axis
+        sl = [slice(None)] * u.ndim
+        sl[axis] = slice(k, k + n)
+        return a[tuple(sl)]
+
+    # half-point fluxes F_{i+1/2} for i = -1 .. n - 1 (n + 1 of them); the edge ones are 0
+    sl_lo = [slice(None)] * u.ndim
+    sl_hi = [slice(None)] * u.ndim
+    sl_lo[axis] = slice(0, n + 1)
+    sl_hi[axis] = slice(1, n + 2)
+    lo, hi = tuple(sl_lo), tuple(sl_hi)
+    flux = (pc[lo] + pc[hi]) * (pu[hi] - pu[lo])  # 2 c_{i+1/2} (u_{i+1} - u_i)
+    out = (part(flux, 1) - part(flux, 0)) * dtype(0.5 / (h * h))
+    return out.astype(dtype, copy=False)

@@ -5,6 +5,10 @@ differences with edge padding, ReLU, classical RK4, clip after each step), on
 batched tensors: fields ``(N, 1, *spatial)``, directions ``(N, ndim, *spatial)``,
 lambdas scalars or tensors broadcastable to ``(N, 1, *spatial)`` (so they can be
 learnable parameters). Gradients flow to the field, the directions and the lambdas.
+
+The stencil (`napari_tubediff.core.diffusion.STENCILS`) travels in the ``weights`` argument
+of `rhs_t` and `rk4_step_t`: the wide stencil's first-derivative weights (a tensor), or
+None for the compact one (`compact_rhs_t`).
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import torch.nn.functional as F
 from .checks import check_spacing
 from .stencils import fd_weights
 
-__all__ = ["tensor_components", "derivative_t", "rhs_t", "rk4_step_t", "diffuse_t"]
+__all__ = ["tensor_components", "derivative_t", "compact_rhs_t", "rhs_t", "rk4_step_t", "diffuse_t"]
 
 
 def derivative_t(u: torch.Tensor, dim: int, weights: torch.Tensor) -> torch.Tensor:
@@ -63,8 +67,58 @@ def tensor_components(v: torch.Tensor, lambda_par, lambda_perp, spacing=None) ->
     return D
 
 
-def rhs_t(u: torch.Tensor, D, weights: torch.Tensor, relu: bool = True) -> torch.Tensor:
-    """``ReLU(div(D grad u))`` for ``u`` (N, 1, *spatial) and ``D`` from `tensor_components`."""
+def _shift(p: torch.Tensor, dim: int, k: int, n: int) -> torch.Tensor:
+    return p.narrow(2 + dim, k, n)
+
+
+def _pad1(u: torch.Tensor, dim: int) -> torch.Tensor:
+    # one cell of edge replication on each side of spatial axis ``dim``
+    nsp = u.ndim - 2
+    pad = [0, 0] * nsp
+    k = 2 * (nsp - 1 - dim)
+    pad[k] = pad[k + 1] = 1
+    return F.pad(u, pad, mode="replicate")
+
+
+def compact_rhs_t(u: torch.Tensor, D) -> torch.Tensor:
+    """``div(D grad u)`` by the compact stencil (no ReLU), as `napari_tubediff.core.diffusion`'s
+    ``stencil="compact"``: the diagonal terms in flux form with half-point fluxes (``D`` there the
+    mean of its neighbours), the mixed ones by second-order central differences (Weickert's
+    standard scheme); edge padding."""
+    ndim = u.ndim - 2
+    out = None
+    for i in range(ndim):
+        n = u.shape[2 + i]
+        pu, pc = _pad1(u, i), _pad1(D[i][i], i)
+        # 2 c_{k+1/2} (u_{k+1} - u_k) for the n + 1 half points k = -1 .. n - 1
+        flux = ((_shift(pc, i, 0, n + 1) + _shift(pc, i, 1, n + 1))
+                * (_shift(pu, i, 1, n + 1) - _shift(pu, i, 0, n + 1)))
+        d = 0.5 * (_shift(flux, i, 1, n) - _shift(flux, i, 0, n))
+        out = d if out is None else out + d
+    if ndim > 1:
+        g = []
+        for j in range(ndim):
+            p, n = _pad1(u, j), u.shape[2 + j]
+            g.append(0.5 * (_shift(p, j, 2, n) - _shift(p, j, 0, n)))
+        for i in range(ndim):
+            q = None
+            for j in range(ndim):
+                if j != i:
+                    q = D[i][j] * g[j] if q is None else q + D[i][j] * g[j]
+            p, n = _pad1(q, i), u.shape[2 + i]
+            out = out + 0.5 * (_shift(p, i, 2, n) - _shift(p, i, 0, n))
+    return out
+
+
+def rhs_t(u: torch.Tensor, D, weights: torch.Tensor | None, relu: bool = True) -> torch.Tensor:
+    """``ReLU(div(D grad u))`` for ``u`` (N, 1, *spatial) and ``D`` from `tensor_components`.
+
+    ``weights``: the wide stencil's central first-derivative weights (`fd_weights`, a tensor),
+    or None for the compact stencil (`compact_rhs_t`).
+    """
+    if weights is None:
+        out = compact_rhs_t(u, D)
+        return F.relu(out) if relu else out
     ndim = u.ndim - 2
     g = [derivative_t(u, i, weights) for i in range(ndim)]
     out = None
@@ -77,9 +131,9 @@ def rhs_t(u: torch.Tensor, D, weights: torch.Tensor, relu: bool = True) -> torch
     return F.relu(out) if relu else out
 
 
-def rk4_step_t(u: torch.Tensor, D, weights: torch.Tensor, dt: float, relu: bool = True,
+def rk4_step_t(u: torch.Tensor, D, weights: torch.Tensor | None, dt: float, relu: bool = True,
                clip: bool = True) -> torch.Tensor:
-    """One RK4 step, clipped to [0, 1]."""
+    """One RK4 step, clipped to [0, 1] (``weights`` as in `rhs_t`: None is the compact stencil)."""
     k1 = rhs_t(u, D, weights, relu)
     k2 = rhs_t(u + (dt / 2) * k1, D, weights, relu)
     k3 = rhs_t(u + (dt / 2) * k2, D, weights, relu)
@@ -90,7 +144,7 @@ def rk4_step_t(u: torch.Tensor, D, weights: torch.Tensor, dt: float, relu: bool 
 
 def diffuse_t(u: torch.Tensor, directions: torch.Tensor, lambda_par=1.0, lambda_perp=0.1, *,
               dt: float, steps: int, order: int = 8, substeps: int | None = None,
-              relu: bool = True, spacing=None) -> torch.Tensor:
+              relu: bool = True, spacing=None, stencil: str = "wide") -> torch.Tensor:
     """``steps`` differentiable RK4 steps on a batch.
 
     Parameters
@@ -108,6 +162,8 @@ def diffuse_t(u: torch.Tensor, directions: torch.Tensor, lambda_par=1.0, lambda_
         (from the lambdas' current values).
     spacing : sequence of float, optional
         Voxel spacing per spatial axis, as in `napari_tubediff.diffuse` (None: 1).
+    stencil : {"wide", "compact"}
+        The discretisation of ``div(D grad u)``, as in `napari_tubediff.diffuse`.
 
     Examples
     --------
@@ -117,7 +173,7 @@ def diffuse_t(u: torch.Tensor, directions: torch.Tensor, lambda_par=1.0, lambda_
     >>> bool(out[0, 0, 8, 7] > 0.1)
     True
     """
-    from .diffusion import plan_substeps
+    from .diffusion import check_stencil, plan_substeps
 
     if u.ndim < 4 or u.shape[1] != 1:
         raise ValueError(f"u must have shape (N, 1, *spatial), got {tuple(u.shape)}")
@@ -128,8 +184,8 @@ def diffuse_t(u: torch.Tensor, directions: torch.Tensor, lambda_par=1.0, lambda_
     if substeps is None:
         lp = float(torch.as_tensor(lambda_par).detach().max())
         lq = float(torch.as_tensor(lambda_perp).detach().max())
-        substeps = plan_substeps(dt, lp, lq, order, ndim, spacing)
-    w = torch.tensor(np.array(fd_weights(order)), dtype=u.dtype, device=u.device)
+        substeps = plan_substeps(dt, lp, lq, order, ndim, spacing, stencil)
+    w = _weights(order, check_stencil(stencil), u.dtype, u.device)
     D = tensor_components(directions.to(u.dtype), lambda_par, lambda_perp, spacing)
     h = dt / substeps
     for _ in range(steps * substeps):
@@ -137,10 +193,18 @@ def diffuse_t(u: torch.Tensor, directions: torch.Tensor, lambda_par=1.0, lambda_
     return u
 
 
+def _weights(order: int, stencil: str, dtype, device) -> torch.Tensor | None:
+    # what rhs_t takes as its stencil: the wide stencil's weights, or None (compact)
+    if stencil == "compact":
+        return None
+    return torch.tensor(np.array(fd_weights(order)), dtype=dtype, device=device)
+
+
 class NumpyTorchStepper:
     """Adapter so `napari_tubediff.diffuse(..., backend="torch")` can run this path."""
 
-    def __init__(self, u: np.ndarray, D: np.ndarray, order: int, relu: bool = True, device: str = "cpu"):
+    def __init__(self, u: np.ndarray, D: np.ndarray, order: int, relu: bool = True, device: str = "cpu",
+                 stencil: str = "wide"):
         ndim = u.ndim
         dev = torch.device(device)
         self.u = torch.from_numpy(np.ascontiguousarray(u, np.float32))[None, None].to(dev)
@@ -148,7 +212,7 @@ class NumpyTorchStepper:
         comp = {(i, j): torch.from_numpy(np.ascontiguousarray(D[i, j], np.float32))[None, None].to(dev)
                 for i in range(ndim) for j in range(i, ndim)}
         self.D = [[comp[min(i, j), max(i, j)] for j in range(ndim)] for i in range(ndim)]
-        self.w = torch.tensor(np.array(fd_weights(order)), dtype=torch.float32, device=dev)
+        self.w = _weights(order, stencil, torch.float32, dev)
         self.relu = relu
 
     def advance(self, n: int, dt: float) -> None:
