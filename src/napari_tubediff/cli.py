@@ -1059,7 +1059,9 @@ def main(argv: list[str] | None = None) -> int:
         # what a reader assumed about a file's values is a note; what the library warns about
         # (a blank image, an inverted mask) a warning: one line each, not a source dump
         kind = "note" if issubclass(category, AssumptionWarning) else "warning"
-        print(f"tubediff: {kind}: {message}", file=sys.stderr)
+        from tqdm import tqdm  # its own line, not glued to a progress bar's (tqdm clears the bar first)
+
+        tqdm.write(f"tubediff: {kind}: {message}", file=sys.stderr)
 
     import logging
 

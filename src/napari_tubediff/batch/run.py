@@ -628,7 +628,9 @@ def refine_folder(input_dir, out_dir, *, client=None, options: BatchOptions | No
             except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the run
                 report.failed.append((p.name, _reason(e, p.name)))
             bar.update()
-        for fut in as_completed(futures):
+        # nothing left to do (a finished folder run again): no cluster was started, and
+        # distributed's as_completed would look for one ("No clients found")
+        for fut in as_completed(futures) if futures else ():
             p = futures[fut]
             if fut.status != "finished":  # the task raised, or its worker died
                 report.failed.append((p.name, _reason(fut.exception(), p.name)))

@@ -22,7 +22,7 @@ os.umask(_UMASK)
 
 __all__ = ["atomic_path", "atomic_write_text", "write_image", "read_image", "looks_like_labels",
            "to_probability", "read_spacing", "parse_spacing", "choose_spacing", "IMAGE_SUFFIXES",
-           "DiskFullError"]
+           "DiskFullError", "pillow_shape"]
 
 
 class DiskFullError(OSError):
@@ -135,7 +135,8 @@ def write_image(path, data: np.ndarray, record: dict | None = None, spacing=None
 
 
 #: Suffixes `read_image` reads (PPM/PGM/PBM: the netpbm family, e.g. STARE's ``.ah.ppm`` labels).
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".gif", ".ppm", ".pgm", ".pbm", ".bmp")
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".gif", ".ppm", ".pgm", ".pbm", ".bmp",
+                  ".webp")
 
 #: Name parts that hint at a mask or annotation (a hint only: the content decides).
 LABEL_HINTS = ("mask", "manual", "label", "truth", "_gt", ".ah", ".vk", "annot", "fov")
@@ -148,19 +149,70 @@ def _squeeze_frames(a: np.ndarray) -> np.ndarray:
     return a
 
 
+#: What a viewer does to show a photograph by its EXIF Orientation tag (2 to 8; 1 is "as stored").
+_ORIENTATION = {2: "mirrored left to right", 3: "rotated 180 degrees", 4: "mirrored top to bottom",
+                5: "mirrored and rotated", 6: "rotated 90 degrees clockwise", 7: "mirrored and rotated",
+                8: "rotated 90 degrees anticlockwise"}
+
+
+def _say_orientation(im, path: Path) -> None:
+    """An `AssumptionWarning` when a file's EXIF Orientation tag asks viewers to turn it.
+
+    tubediff reads the pixels as stored, as napari, tifffile, imageio and scikit-image do:
+    then a mask or label made in any of them lies on the photograph pixel for pixel, and so
+    do tubediff's outputs (which carry no tag). A phone photograph shown upright elsewhere
+    is turned here: the note says so, and how to store it upright."""
+    try:
+        tag = int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - a damaged EXIF block: the pixels are read all the same
+        return
+    if tag in _ORIENTATION:
+        w, h = im.size
+        warnings.warn(f"{path.name}: its EXIF Orientation tag ({tag}) has photo viewers show it "
+                      f"{_ORIENTATION[tag]}; tubediff, like napari, uses the pixels as stored ({h} x {w}), "
+                      "and the outputs and labels match those (to work upright, save it turned first, "
+                      "e.g. PIL.ImageOps.exif_transpose)", AssumptionWarning, stacklevel=3)
+
+
 def _read_pillow(path: Path) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
+        _say_orientation(im, path)
         if im.mode in ("P", "PA"):
             # palette images (DRIVE's GIF masks, whose raw indices are 0 and 1, palette colours
             # (4, 2, 4) and (252, 254, 252)): grey values when the palette is about grey
             rgb = np.asarray(im.convert("RGB")).astype(np.int16)
             spread = int((rgb.max(-1) - rgb.min(-1)).max()) if rgb.size else 0
             return np.asarray(im.convert("L")) if spread <= 16 else rgb.astype(np.uint8)
-        if im.mode == "CMYK" or im.mode == "YCbCr":
-            im = im.convert("RGB")
+        if im.mode in _AS_RGBA or im.mode in _AS_RGB:
+            im = im.convert("RGBA" if im.mode in _AS_RGBA else "RGB")
         return np.asarray(im)
+
+
+# Pillow modes read as RGBA / RGB: grey + alpha ("LA", a PNG) would otherwise be (H, W, 2), which
+# every caller takes for a stack of H planes of W x 2 pixels (a volume); CMYK, YCbCr, LAB and HSV
+# JPEGs/TIFFs as their RGB colours (the green channel is the one the backbones use)
+_AS_RGBA = ("LA", "La", "RGBa")
+_AS_RGB = ("CMYK", "YCbCr", "LAB", "HSV")
+
+
+def pillow_shape(im) -> tuple[int, ...]:
+    """The shape `read_image` gives a file Pillow has opened, from its header (mode and size).
+
+    Palette images count as single-channel (`read_image` makes a coloured palette RGB: a 2D
+    image either way); grey + alpha is RGBA, CMYK is RGB, as `read_image` converts them.
+
+    Examples
+    --------
+    >>> from PIL import Image
+    >>> pillow_shape(Image.new("LA", (5, 3))), pillow_shape(Image.new("CMYK", (5, 3)))
+    ((3, 5, 4), (3, 5, 3))
+    """
+    w, h = im.size
+    bands = (1 if im.mode in ("P", "PA") else 4 if im.mode in _AS_RGBA else 3 if im.mode in _AS_RGB
+             else len(im.getbands()))
+    return (h, w) if bands == 1 else (h, w, bands)
 
 
 def _read_tiff(path: Path) -> np.ndarray:
@@ -193,13 +245,15 @@ def _read_tiff(path: Path) -> np.ndarray:
 
 
 def read_image(path) -> np.ndarray:
-    """Read an image file (TIFF, PNG, JPEG, GIF, PPM/PGM/PBM, BMP) as a numpy array.
+    """Read an image file (TIFF, PNG, JPEG, GIF, PPM/PGM/PBM, BMP, WebP) as a numpy array.
 
     TIFFs through tifffile; LZW-compressed ones (DRIVE's) need the optional
     ``imagecodecs`` there, so Pillow decodes them when it is missing. Everything else
     through Pillow, by content (STARE's ``.ppm`` labels are PGM "P5" files). Palette
     images (DRIVE's GIF masks) become their grey values (or RGB for a coloured palette),
     and leading singleton frame axes are dropped (a one-frame GIF is (H, W), not (1, H, W)).
+    Grey + alpha becomes RGBA, CMYK RGB (`pillow_shape`). Pixels are read as stored: an EXIF
+    Orientation tag is not applied, and an `AssumptionWarning` says so.
 
     Examples
     --------
