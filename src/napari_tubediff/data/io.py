@@ -22,7 +22,7 @@ os.umask(_UMASK)
 
 __all__ = ["atomic_path", "atomic_write_text", "write_image", "read_image", "looks_like_labels",
            "to_probability", "read_spacing", "parse_spacing", "choose_spacing", "IMAGE_SUFFIXES",
-           "DiskFullError", "pillow_shape"]
+           "DiskFullError", "pillow_shape", "check_same_size", "exif_orientation"]
 
 
 class DiskFullError(OSError):
@@ -155,6 +155,16 @@ _ORIENTATION = {2: "mirrored left to right", 3: "rotated 180 degrees", 4: "mirro
                 8: "rotated 90 degrees anticlockwise"}
 
 
+def exif_orientation(im) -> int:
+    """The EXIF Orientation tag (1 to 8) of an image Pillow has opened; 1 ("as stored") when
+    there is none or it cannot be read."""
+    try:
+        tag = int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - a damaged EXIF block: the pixels are read all the same
+        return 1
+    return tag if tag in _ORIENTATION else 1
+
+
 def _say_orientation(im, path: Path) -> None:
     """An `AssumptionWarning` when a file's EXIF Orientation tag asks viewers to turn it.
 
@@ -162,11 +172,8 @@ def _say_orientation(im, path: Path) -> None:
     then a mask or label made in any of them lies on the photograph pixel for pixel, and so
     do tubediff's outputs (which carry no tag). A phone photograph shown upright elsewhere
     is turned here: the note says so, and how to store it upright."""
-    try:
-        tag = int(im.getexif().get(0x0112, 1))
-    except Exception:  # noqa: BLE001 - a damaged EXIF block: the pixels are read all the same
-        return
-    if tag in _ORIENTATION:
+    tag = exif_orientation(im)
+    if tag != 1:
         w, h = im.size
         warnings.warn(f"{path.name}: its EXIF Orientation tag ({tag}) has photo viewers show it "
                       f"{_ORIENTATION[tag]}; tubediff, like napari, uses the pixels as stored ({h} x {w}), "
@@ -281,6 +288,62 @@ def read_image(path) -> np.ndarray:
         return _squeeze_frames(_read_pillow(path))
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"cannot read {path}: {e}") from None
+
+
+def _plane_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    # an image's pixel grid: an RGB(A) photograph's (H, W), a volume's (D, H, W)
+    return shape[:-1] if len(shape) == 3 and shape[-1] in (3, 4) else shape
+
+
+def check_same_size(image, others, what: str = "") -> None:
+    """Refuse, from the files' headers (before any work), a label, FOV or other mask whose
+    pixel grid is not its image's; the message names both files and both shapes, and when
+    the image has an EXIF Orientation tag that turns it and the label is its transpose,
+    says that the image's pixels are used as stored.
+
+    ``others``: paths (None skipped). Files whose header cannot be read are left to the
+    reader, which says why.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from PIL import Image
+    >>> d = tempfile.mkdtemp()
+    >>> Image.new("RGB", (6, 4)).save(f"{d}/im.png"); Image.new("L", (5, 4)).save(f"{d}/lab.png")
+    >>> check_same_size(f"{d}/im.png", [f"{d}/lab.png"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: .../lab.png is 4 x 5 pixels but its image .../im.png is 4 x 6: ...
+    """
+    from PIL import Image
+
+    from .outputs import image_shape
+
+    shape = image_shape(image)
+    if shape is None:
+        return
+    grid = _plane_shape(shape)
+    for other in others:
+        if other is None:
+            continue
+        o = image_shape(other)
+        if o is None or _plane_shape(o) == grid:
+            continue
+        og = _plane_shape(o)
+        turned = ""
+        if len(grid) == 2 and og == grid[::-1]:
+            try:
+                with Image.open(image) as im:
+                    tag = exif_orientation(im)
+            except Exception:  # noqa: BLE001 - not a Pillow file (a TIFF read by tifffile): no tag
+                tag = 1
+            if tag in (5, 6, 7, 8):
+                turned = (f"; {Path(image).name} has an EXIF Orientation tag ({tag}) that turns it in photo "
+                          "viewers, but tubediff (like napari) uses its pixels as stored: turn the label "
+                          "back, or save the image upright (PIL.ImageOps.exif_transpose) and label that")
+        raise ValueError(f"{what}{other} is {' x '.join(map(str, og))} pixels but its image {image} is "
+                         f"{' x '.join(map(str, grid))}: give it at the image's size (nothing was computed)"
+                         + turned)
 
 
 def looks_like_labels(a: np.ndarray, name: str = "") -> bool:
