@@ -32,7 +32,8 @@ import numpy as np
 
 from ..core.refine import RECOMMENDED_METHOD, VOLUME_REFINE, RefineSettings, refine, settings_for_fov
 from ..data.drive import binary_mask
-from ..data.io import (
+from ..data.io import (  # IMAGE_SUFFIXES: the one list (a folder of BMPs or WebPs was skipped)
+    IMAGE_SUFFIXES,
     _to_uint8,
     atomic_path,
     choose_spacing,
@@ -53,8 +54,6 @@ from ..data.outputs import (
 
 __all__ = ["IMAGE_SUFFIXES", "BatchOptions", "BatchReport", "refine_folder", "make_client",
            "outputs_for", "plan_refine", "RefinePlan"]
-
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".gif", ".jpg", ".jpeg")
 
 #: Environment of the worker processes the default cluster starts. One worker is one
 #: core: numba's kernel would otherwise start a thread per core in every worker
