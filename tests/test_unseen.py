@@ -453,3 +453,21 @@ def test_a_finished_folder_run_again_is_all_skipped(tmp_path, capsys):
     capsys.readouterr()
     assert main(["refine", str(src), "--out", str(out)]) == 0
     assert "refined 0 image(s), skipped 1 already done, 0 failed" in capsys.readouterr().out
+
+
+def test_an_animated_file_says_only_its_first_frame_is_read(tmp_path):
+    # an animated GIF or WebP (a time lapse, a z-sweep exported for a slide) was read as its first
+    # frame without a word; a multi-page TIFF is read whole (a stack)
+    from PIL import Image
+
+    from napari_tubediff.core.values import AssumptionWarning
+
+    frames = [Image.fromarray(np.roll(_fundusish(), k, axis=1)) for k in range(3)]
+    for name in ("anim.gif", "anim.webp"):
+        frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:])
+        with pytest.warns(AssumptionWarning, match=f"{name} holds 3 frames: only the first is read"):
+            assert read_image(tmp_path / name).shape[:2] == (64, 80)
+    frames[0].save(tmp_path / "still.gif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_image(tmp_path / "still.gif")

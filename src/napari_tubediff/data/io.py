@@ -186,6 +186,11 @@ def _read_pillow(path: Path) -> np.ndarray:
 
     with Image.open(path) as im:
         _say_orientation(im, path)
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1 and im.format != "MPO":  # a phone's MPO: the photograph, then previews
+            # an animated GIF / WebP / PNG: Pillow gives its first frame; the rest would be lost unsaid
+            warnings.warn(f"{path.name} holds {frames} frames: only the first is read (to use them all as "
+                          "a stack, save them as one multi-page TIFF)", AssumptionWarning, stacklevel=3)
         if im.mode in ("P", "PA"):
             # palette images (DRIVE's GIF masks, whose raw indices are 0 and 1, palette colours
             # (4, 2, 4) and (252, 254, 252)): grey values when the palette is about grey
