@@ -471,3 +471,18 @@ def test_an_animated_file_says_only_its_first_frame_is_read(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_image(tmp_path / "still.gif")
+
+
+def test_a_folder_runs_notes_are_the_commands_one_line(tmp_path, capsys):
+    # on a folder's workers a note came as Python prints warnings: "/…/data/io.py:293:
+    # AssumptionWarning: …" and then the source line
+    from PIL import Image
+
+    from napari_tubediff.batch.run import BatchOptions, _process_or_reason
+
+    m = np.zeros((32, 32), np.uint8)
+    m[15:17, 2:-2] = 1
+    Image.fromarray(m).save(tmp_path / "m.png")
+    assert _process_or_reason(str(tmp_path / "m.png"), str(tmp_path / "o"), BatchOptions(input="prob", steps=1)) is None
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["tubediff: note: m.png: values 0 and 1 only: read as a binary mask (1 = vessel)"]

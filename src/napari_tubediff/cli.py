@@ -1081,15 +1081,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    from .core.values import AssumptionWarning
+    from .data.io import warning_line
 
     def one_line(message, category, *rest, **kw):
         # what a reader assumed about a file's values is a note; what the library warns about
         # (a blank image, an inverted mask) a warning: one line each, not a source dump
-        kind = "note" if issubclass(category, AssumptionWarning) else "warning"
         from tqdm import tqdm  # its own line, not glued to a progress bar's (tqdm clears the bar first)
 
-        tqdm.write(f"tubediff: {kind}: {message}", file=sys.stderr)
+        tqdm.write(warning_line(message, category), file=sys.stderr)
 
     import logging
 

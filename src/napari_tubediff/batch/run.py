@@ -40,6 +40,7 @@ from ..data.io import (  # IMAGE_SUFFIXES: the one list (a folder of BMPs or Web
     read_image,
     tiff_metadata,
     to_probability,
+    warning_line,
     write_image,
 )
 from ..data.outputs import (
@@ -369,9 +370,14 @@ def process_image(path, out_dir, opts: BatchOptions, record: dict | None = None,
 
 def _process_or_reason(path, out_dir, opts: BatchOptions, record=None, planned=None) -> str | None:
     # Runs on a worker: bad input comes back as a one-line reason instead of an exception,
-    # which distributed would log with its traceback; anything else still raises.
+    # which distributed would log with its traceback; anything else still raises. A warning
+    # (an EXIF turn, a 0/1 map) is the command's one line, not Python's file:line and source.
+    import warnings
+
     try:
-        process_image(path, out_dir, opts, record, planned)
+        with warnings.catch_warnings():
+            warnings.showwarning = lambda m, c, *_a, **_k: print(warning_line(m, c), file=sys.stderr)
+            process_image(path, out_dir, opts, record, planned)
     except (ValueError, OSError) as e:
         return _reason(e, Path(path).name)
     return None

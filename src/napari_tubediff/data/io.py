@@ -22,7 +22,7 @@ os.umask(_UMASK)
 
 __all__ = ["atomic_path", "atomic_write_text", "write_image", "read_image", "looks_like_labels",
            "to_probability", "read_spacing", "parse_spacing", "choose_spacing", "IMAGE_SUFFIXES",
-           "DiskFullError", "pillow_shape", "check_same_size", "exif_orientation"]
+           "DiskFullError", "pillow_shape", "check_same_size", "exif_orientation", "warning_line"]
 
 
 class DiskFullError(OSError):
@@ -387,6 +387,19 @@ def looks_like_labels(a: np.ndarray, name: str = "") -> bool:
         extreme = np.count_nonzero((a <= lo + tol) | (a >= hi - tol))
         return bool(extreme >= 0.99 * a.size)
     return False
+
+
+def warning_line(message, category) -> str:
+    """A warning as the one line the ``tubediff`` command prints: what a reader assumed about a
+    file (`AssumptionWarning`) is a note, anything else a warning.
+
+    Examples
+    --------
+    >>> warning_line("m.png: values 0 and 1 only", AssumptionWarning)
+    'tubediff: note: m.png: values 0 and 1 only'
+    """
+    kind = "note" if issubclass(category, AssumptionWarning) else "warning"
+    return f"tubediff: {kind}: {message}"
 
 
 def to_probability(a: np.ndarray, name: str = "map") -> np.ndarray:
