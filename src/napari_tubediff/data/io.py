@@ -225,7 +225,7 @@ def _deep_png(im, path: Path, rawmode: str) -> np.ndarray | None:
         warnings.warn(f"{path.name} stores 16 bits per colour channel, of which only the top 8 are read "
                       f"here (values {int(top.min())} to {int(top.max())} of 255): install "
                       "opencv-python-headless to read all 16, or save it as a 16-bit TIFF",
-                      AssumptionWarning, stacklevel=4)
+                      AssumptionWarning, stacklevel=3)
         return None
     a = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
     if a is None or a.ndim != 3 or a.shape[-1] not in (3, 4):
@@ -295,8 +295,10 @@ def read_image(path) -> np.ndarray:
     through Pillow, by content (STARE's ``.ppm`` labels are PGM "P5" files). Palette
     images (DRIVE's GIF masks) become their grey values (or RGB for a coloured palette),
     and leading singleton frame axes are dropped (a one-frame GIF is (H, W), not (1, H, W)).
-    Grey + alpha becomes RGBA, CMYK RGB (`pillow_shape`). Pixels are read as stored: an EXIF
-    Orientation tag is not applied, and an `AssumptionWarning` says so.
+    Grey + alpha becomes RGBA, CMYK RGB (`pillow_shape`); 16-bit colour PNGs keep their 16
+    bits when OpenCV is installed (`_deep_png`). Pixels are read as stored: an EXIF
+    Orientation tag is not applied, and an `AssumptionWarning` says so, as it does for the
+    frames after the first of an animated GIF, WebP or PNG, which are not read.
 
     Examples
     --------
