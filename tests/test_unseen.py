@@ -396,6 +396,11 @@ def test_an_exif_orientation_is_said_and_the_stored_pixels_are_used(tmp_path, ca
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         read_image(tmp_path / "plain.jpg")  # no tag: no note
+    t = tmp_path / "turned.tif"  # a TIFF's own Orientation tag (274, the one EXIF borrowed): the same
+    tifffile.imwrite(t, _fundusish(), extratags=[(274, 3, 1, 8, True)])
+    with pytest.warns(AssumptionWarning, match=r"turned.tif: its TIFF Orientation tag \(8\) has photo "
+                      r"viewers show it rotated 90 degrees anticlockwise; .* as stored \(64 x 80\)"):
+        assert read_image(t).shape == (64, 80, 3)
 
 
 def test_evaluate_refuses_a_label_of_another_size_before_any_work(tmp_path, capsys, monkeypatch):

@@ -165,20 +165,31 @@ def exif_orientation(im) -> int:
     return tag if tag in _ORIENTATION else 1
 
 
-def _say_orientation(im, path: Path) -> None:
-    """An `AssumptionWarning` when a file's EXIF Orientation tag asks viewers to turn it.
+def _tiff_orientation(path: Path) -> int:
+    # the TIFF Orientation tag (274, the one EXIF borrowed) of the first page; 1 when absent
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            tag = tf.pages.first.tags.get(274)
+            value = int(tag.value) if tag is not None else 1
+    except Exception:  # noqa: BLE001 - the pixels were read; a tag that cannot be is no tag
+        return 1
+    return value if value in _ORIENTATION else 1
+
+
+def _say_orientation(tag: int, h: int, w: int, path: Path, kind: str = "EXIF", stacklevel: int = 4) -> None:
+    """An `AssumptionWarning` when a file's (EXIF or TIFF) Orientation tag asks viewers to turn it.
 
     tubediff reads the pixels as stored, as napari, tifffile, imageio and scikit-image do:
     then a mask or label made in any of them lies on the photograph pixel for pixel, and so
     do tubediff's outputs (which carry no tag). A phone photograph shown upright elsewhere
     is turned here: the note says so, and how to store it upright."""
-    tag = exif_orientation(im)
     if tag != 1:
-        w, h = im.size
-        warnings.warn(f"{path.name}: its EXIF Orientation tag ({tag}) has photo viewers show it "
+        warnings.warn(f"{path.name}: its {kind} Orientation tag ({tag}) has photo viewers show it "
                       f"{_ORIENTATION[tag]}; tubediff, like napari, uses the pixels as stored ({h} x {w}), "
                       "and the outputs and labels match those (to work upright, save it turned first, "
-                      "e.g. PIL.ImageOps.exif_transpose)", AssumptionWarning, stacklevel=3)
+                      "e.g. PIL.ImageOps.exif_transpose)", AssumptionWarning, stacklevel=stacklevel)
 
 
 def _read_pillow(path: Path) -> np.ndarray:
@@ -188,7 +199,7 @@ def _read_pillow(path: Path) -> np.ndarray:
         # the PNG decoder's raw mode (``RGB;16B``: 16 bits a channel), read before anything loads the
         # pixels (a PNG's EXIF may sit after them) and empties ``im.tile``
         rawmode = str(im.tile[0][3]) if im.format == "PNG" and im.tile else ""
-        _say_orientation(im, path)
+        _say_orientation(exif_orientation(im), im.size[1], im.size[0], path)
         frames = getattr(im, "n_frames", 1)
         if frames > 1 and im.format != "MPO":  # a phone's MPO: the photograph, then previews
             # an animated GIF / WebP / PNG: Pillow gives its first frame; the rest would be lost unsaid
@@ -318,7 +329,10 @@ def read_image(path) -> np.ndarray:
     try:
         if suffix in (".tif", ".tiff"):
             try:
-                return _squeeze_frames(_read_tiff(path))
+                a = _squeeze_frames(_read_tiff(path))
+                if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4)):  # a picture, not a stack
+                    _say_orientation(_tiff_orientation(path), a.shape[0], a.shape[1], path, "TIFF", 3)
+                return a
             except ValueError as e:
                 # e.g. LZW-compressed TIFFs (DRIVE's) need imagecodecs; Pillow decodes them
                 if "imagecodecs" not in str(e):
