@@ -186,6 +186,7 @@ def test_refine_reruns_over_its_own_outputs_and_records_them(tmp_path, capsys):
     assert rec["input"]["path"] == str((tmp_path / "v.tif").resolve())
     assert read_record(out / "v_mask.png") == rec
     np.testing.assert_array_equal(read_image(out / "v_refined.tif").shape, (32, 32))
+    assert "tubediff: note: replacing in" in capsys.readouterr().err  # the rerun said what it replaced
     # an output of ANOTHER input with the same name is not replaced
     (tmp_path / "b").mkdir()
     write_image(tmp_path / "b/v.tif", _prob(1))

@@ -316,3 +316,202 @@ def test_a_scale_estimate_at_its_limit_is_said_not_kept_quiet():
         warnings.simplefilter("error")
         factor, how = estimate_scale(wide)
     assert how == "vessel width" and 1 / 3 < factor < 3
+
+
+# ---------------------------------------------------------------- a third hostile pass (2026-11-30)
+
+def _fundusish(shape=(64, 80)) -> np.ndarray:
+    # an 8-bit RGB picture with dark lines (vessels on a fundus): what a photograph file holds
+    g = (255 - _lines(shape) // 4).clip(0, 255).astype(np.uint8)
+    return np.dstack([g // 2 + 100, g, g // 3])
+
+
+def test_a_grey_and_alpha_png_is_a_2d_image_everywhere(tmp_path):
+    # a grey + alpha ("LA") PNG read as (H, W, 2): every command took it for a stack of H planes
+    # of W x 2 pixels, segmented it as a volume by region3d and wrote no PNG
+    from PIL import Image
+
+    from napari_tubediff.cli import _prob_suffixes
+
+    g = _fundusish()[..., 1]
+    p = tmp_path / "la.png"
+    Image.fromarray(np.dstack([g, np.full_like(g, 255)]), "LA").save(p)
+    a = read_image(p)
+    assert a.shape == image_shape(p) == (64, 80, 4)
+    np.testing.assert_array_equal(a[..., 1], g)
+    assert _prob_suffixes(p) == (".tif", ".png")  # planned as a 2D image (a volume gets no PNG)
+    # CMYK: the header said 4 channels, the reader 3
+    q = tmp_path / "cmyk.jpg"
+    Image.fromarray(_fundusish()).convert("CMYK").save(q)
+    assert read_image(q).shape == image_shape(q) == (64, 80, 3)
+
+
+def test_webp_is_read_by_every_entry_point(tmp_path):
+    # a WebP photograph: `segment FILE` read it, but a folder run left it out without a word
+    # and the napari reader did not claim it
+    from pathlib import Path
+
+    import yaml
+    from PIL import Image
+
+    from napari_tubediff.batch.run import list_images
+    from napari_tubediff.io_hooks import READER_PATTERNS, get_reader
+
+    p = tmp_path / "photo.webp"
+    Image.fromarray(_fundusish()).save(p, lossless=True)
+    assert list_images(tmp_path) == [p]
+    assert get_reader(str(p)) is not None
+    import napari_tubediff
+
+    manifest = yaml.safe_load((Path(napari_tubediff.__file__).parent / "napari.yaml").read_text())
+    patterns = {q for r in manifest["contributions"]["readers"] for q in r["filename_patterns"]}
+    assert set(READER_PATTERNS) <= patterns
+
+
+def test_an_exif_orientation_is_said_and_the_stored_pixels_are_used(tmp_path, capsys):
+    # a phone photograph stored landscape with EXIF Orientation 6 (shown portrait by photo
+    # viewers): tubediff uses the stored pixels, as napari shows them, so outputs and labels lie
+    # on it pixel for pixel; it was silent about the turn. Now a note says so, once per read
+    from PIL import Image
+
+    from napari_tubediff.core.values import AssumptionWarning
+    from napari_tubediff.io_hooks import layer_data
+
+    p = tmp_path / "phone.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(_fundusish()).save(p, exif=exif)
+    with pytest.warns(AssumptionWarning, match=r"phone.jpg: its EXIF Orientation tag \(6\) has photo viewers "
+                      r"show it rotated 90 degrees clockwise; .* as stored \(64 x 80\)"):
+        assert read_image(p).shape == (64, 80, 3)
+    with pytest.warns(AssumptionWarning):
+        assert layer_data(p)[0].shape == (64, 80, 3)  # napari's open path: the same pixels
+    assert main(["segment", str(p), "--out", str(tmp_path / "o")]) == 0
+    assert read_image(tmp_path / "o/phone_prob.png").shape == (64, 80)
+    err = capsys.readouterr().err
+    # on a line of its own, not glued to the progress bar's ("segment:   0%| ... tubediff: note: ...")
+    assert [line.split("\r")[-1][:40] for line in err.splitlines() if "EXIF" in line] == \
+        ["tubediff: note: phone.jpg: its EXIF Orie"]
+    Image.fromarray(_fundusish()).save(tmp_path / "plain.jpg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_image(tmp_path / "plain.jpg")  # no tag: no note
+    t = tmp_path / "turned.tif"  # a TIFF's own Orientation tag (274, the one EXIF borrowed): the same
+    tifffile.imwrite(t, _fundusish(), extratags=[(274, 3, 1, 8, True)])
+    with pytest.warns(AssumptionWarning, match=r"turned.tif: its TIFF Orientation tag \(8\) has photo "
+                      r"viewers show it rotated 90 degrees anticlockwise; .* as stored \(64 x 80\)"):
+        assert read_image(t).shape == (64, 80, 3)
+
+
+def test_evaluate_refuses_a_label_of_another_size_before_any_work(tmp_path, capsys, monkeypatch):
+    # a label of another size was found after the image was segmented ("01: prediction (584,
+    # 565) and truth (520, 500) differ in shape"), after every image before it in the folder
+    from PIL import Image
+
+    import napari_tubediff.models as models
+
+    def forbidden(*a, **kw):
+        raise AssertionError("a backbone was loaded before the refusal")
+
+    monkeypatch.setattr(models, "get_backbone", forbidden)
+    (tmp_path / "im").mkdir()
+    (tmp_path / "lab").mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(_fundusish()).save(tmp_path / "im/01.jpg", exif=exif)
+    Image.fromarray(np.zeros((60, 80), np.uint8)).save(tmp_path / "lab/01.png")
+    argv = ["evaluate", "--images", str(tmp_path / "im"), "--labels", str(tmp_path / "lab"),
+            "--backbone", "unet"]
+    assert main(argv) == 2
+    err = [e for e in capsys.readouterr().err.splitlines() if e.strip() and "%|" not in e]
+    assert err == [f"tubediff: error: {tmp_path}/lab/01.png is 60 x 80 pixels but its image "
+                   f"{tmp_path}/im/01.jpg is 64 x 80: give it at the image's size (nothing was computed)"]
+    # a label drawn on the photograph as a phone shows it (turned by its EXIF tag): said so
+    Image.fromarray(np.zeros((80, 64), np.uint8)).save(tmp_path / "lab/01.png")
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "is 80 x 64 pixels but its image" in err and "01.jpg has an EXIF Orientation tag (6)" in err
+
+
+def test_a_rerun_says_which_of_its_own_outputs_it_replaces(tmp_path, capsys):
+    # a rerun replaced tubediff's own outputs of the same input (the rule of docs/files.md),
+    # even with other settings, without a word: now one note before any work names them
+    p = tmp_path / "v.tif"
+    tifffile.imwrite(p, (_lines() / 1700).astype(np.float32))
+    out = str(tmp_path / "o")
+    assert main(["refine", str(p), "--out", out, "--steps", "2"]) == 0
+    assert "replacing" not in capsys.readouterr().err
+    assert main(["refine", str(p), "--out", out, "--steps", "3"]) == 0
+    notes = [e for e in capsys.readouterr().err.splitlines() if "note: replacing" in e]
+    assert len(notes) == 1 and notes[0].startswith(
+        f"tubediff: note: replacing in {out}: v_refined.tif, v_mask.png: tubediff's own, of the "
+        "same input, made with other settings (steps 2 -> 3")
+
+
+def test_a_finished_folder_run_again_is_all_skipped(tmp_path, capsys):
+    # every output already there: no cluster is started, and distributed's as_completed then
+    # looked for one: "tubediff: error: No clients found" and two more lines, exit 2
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    tifffile.imwrite(src / "p.tif", (_lines() / 1700).astype(np.float32))
+    assert main(["refine", str(src / "p.tif"), "--out", str(out)]) == 0  # in this process, no cluster
+    capsys.readouterr()
+    assert main(["refine", str(src), "--out", str(out)]) == 0
+    assert "refined 0 image(s), skipped 1 already done, 0 failed" in capsys.readouterr().out
+
+
+def test_an_animated_file_says_only_its_first_frame_is_read(tmp_path):
+    # an animated GIF or WebP (a time lapse, a z-sweep exported for a slide) was read as its first
+    # frame without a word; a multi-page TIFF is read whole (a stack)
+    from PIL import Image
+
+    from napari_tubediff.core.values import AssumptionWarning
+
+    frames = [Image.fromarray(np.roll(_fundusish(), k, axis=1)) for k in range(3)]
+    for name in ("anim.gif", "anim.webp"):
+        frames[0].save(tmp_path / name, save_all=True, append_images=frames[1:])
+        with pytest.warns(AssumptionWarning, match=f"{name} holds 3 frames: only the first is read"):
+            assert read_image(tmp_path / name).shape[:2] == (64, 80)
+    frames[0].save(tmp_path / "still.gif")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_image(tmp_path / "still.gif")
+
+
+def test_a_folder_runs_notes_are_the_commands_one_line(tmp_path, capsys):
+    # on a folder's workers a note came as Python prints warnings: "/…/data/io.py:293:
+    # AssumptionWarning: …" and then the source line
+    from PIL import Image
+
+    from napari_tubediff.batch.run import BatchOptions, _process_or_reason
+
+    m = np.zeros((32, 32), np.uint8)
+    m[15:17, 2:-2] = 1
+    Image.fromarray(m).save(tmp_path / "m.png")
+    opts = BatchOptions(input="prob", steps=1)
+    assert _process_or_reason(str(tmp_path / "m.png"), str(tmp_path / "o"), opts) is None
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["tubediff: note: m.png: values 0 and 1 only: read as a binary mask (1 = vessel)"]
+
+
+def test_a_16_bit_colour_png_is_read_at_its_full_depth(tmp_path, monkeypatch):
+    # Pillow keeps the top 8 bits of a 16-bit RGB PNG: a camera's 12 bits in 16 (0 to 4095) came
+    # out as 0 to 15, without a word (DRIVE 01 that way: Dice 0.650 against 0.827)
+    import sys
+
+    cv2 = pytest.importorskip("cv2")
+    from napari_tubediff.core.values import AssumptionWarning
+
+    rgb = _fundusish().astype(np.uint16) * 16  # 12 bits
+    p = tmp_path / "cam.png"
+    cv2.imwrite(str(p), rgb[..., ::-1])  # OpenCV writes BGR, 16 bits a channel
+    a = read_image(p)
+    assert a.dtype == np.uint16 and a.shape == image_shape(p) == (64, 80, 3)
+    np.testing.assert_array_equal(a, rgb)
+    q = tmp_path / "cam_alpha.png"
+    cv2.imwrite(str(q), np.dstack([rgb[..., ::-1], np.full(rgb.shape[:2], 65535, np.uint16)]))
+    np.testing.assert_array_equal(read_image(q)[..., :3], rgb)
+    monkeypatch.setitem(sys.modules, "cv2", None)  # without OpenCV: 8 bits, and a note says so
+    with pytest.warns(AssumptionWarning, match=r"cam.png stores 16 bits per colour channel, of which only "
+                      r"the top 8 are read here \(values 0 to 15 of 255\): install opencv-python-headless"):
+        assert read_image(p).max() <= 15

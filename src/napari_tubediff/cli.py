@@ -170,6 +170,11 @@ def _evaluate(args) -> int:
     inputs = [p for it in items for p in (getattr(it, "image_path", None), getattr(it, "manual1_path", None),
                                           getattr(it, "manual2_path", None), getattr(it, "fov_path", None))
               if p is not None] + list((pred_index or {}).values())
+    from .data.io import check_same_size
+
+    for it in items:  # a label of another size: said from the headers, before any image is segmented
+        if getattr(it, "image_path", None) is not None:
+            check_same_size(it.image_path, [it.manual1_path, it.manual2_path, it.fov_path])
     if args.json:
         _check_new_file(args.json, inputs, args.overwrite, "--json")
     if args.save_pred:
@@ -331,6 +336,27 @@ def _backbone_choice(args) -> tuple[str, dict]:
     return name, kwargs
 
 
+def _say_replaced(check) -> None:
+    """One note, before any work, naming the existing files a run will replace: tubediff's own
+    earlier outputs of the same inputs (replaced without --overwrite: docs/files.md) and, with
+    --overwrite, other files in the way. ``check``: the run's `data.outputs.OutputPlan`."""
+    def names(ps):
+        return ", ".join(p.name for p in ps[:4]) + (f" and {len(ps) - 4} more" if len(ps) > 4 else "")
+
+    own = [p for p, st in check.state.items() if st in ("current", "stale")]
+    other = [p for p, st in check.state.items() if st == "replace"]
+    if not own and not other:
+        return
+    whys = sorted({check.why[p] for p in own if p in check.why})
+    parts = []
+    if own:
+        parts.append(f"{names(own)}: tubediff's own, of the same input"
+                     + (f", made with other settings ({'; '.join(whys)})" if whys else " and settings"))
+    if other:
+        parts.append(f"{names(other)}: not made by tubediff from this input, replaced as --overwrite asks")
+    print(f"tubediff: note: replacing in {(own or other)[0].parent}: {'; '.join(parts)}", file=sys.stderr)
+
+
 def _existing_files(paths) -> list[Path]:
     paths = [Path(p) for p in paths]
     for p in paths:
@@ -393,6 +419,7 @@ def _segment(args) -> int:
                  for n in dict.fromkeys(names.values())}
     print(f"backbone {' / '.join(backbones)}; RGB images use their green channel; vessel polarity "
           f"{args.polarity}; scale {args.scale}; field of view {args.fov}")
+    _say_replaced(plan)
     plan.make_folders()
     chosen = []
     for path in tqdm(paths, desc="segment", unit="image", file=sys.stderr):
@@ -521,6 +548,7 @@ def _refine(args) -> int:
     if args.input == "image":
         _check_slabs(paths)
     plan = plan_refine(paths, args.out, opts, overwrite=args.overwrite, blocks=False)  # before any work
+    _say_replaced(plan.check)
     plan.check.make_folders()
     from .data.io import choose_spacing, spacing_text
     from .data.outputs import image_shape
@@ -1053,13 +1081,14 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    from .core.values import AssumptionWarning
+    from .data.io import warning_line
 
     def one_line(message, category, *rest, **kw):
         # what a reader assumed about a file's values is a note; what the library warns about
         # (a blank image, an inverted mask) a warning: one line each, not a source dump
-        kind = "note" if issubclass(category, AssumptionWarning) else "warning"
-        print(f"tubediff: {kind}: {message}", file=sys.stderr)
+        from tqdm import tqdm  # its own line, not glued to a progress bar's (tqdm clears the bar first)
+
+        tqdm.write(warning_line(message, category), file=sys.stderr)
 
     import logging
 

@@ -32,13 +32,15 @@ import numpy as np
 
 from ..core.refine import RECOMMENDED_METHOD, VOLUME_REFINE, RefineSettings, refine, settings_for_fov
 from ..data.drive import binary_mask
-from ..data.io import (
+from ..data.io import (  # IMAGE_SUFFIXES: the one list (a folder of BMPs or WebPs was skipped)
+    IMAGE_SUFFIXES,
     _to_uint8,
     atomic_path,
     choose_spacing,
     read_image,
     tiff_metadata,
     to_probability,
+    warning_line,
     write_image,
 )
 from ..data.outputs import (
@@ -53,8 +55,6 @@ from ..data.outputs import (
 
 __all__ = ["IMAGE_SUFFIXES", "BatchOptions", "BatchReport", "refine_folder", "make_client",
            "outputs_for", "plan_refine", "RefinePlan"]
-
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".gif", ".jpg", ".jpeg")
 
 #: Environment of the worker processes the default cluster starts. One worker is one
 #: core: numba's kernel would otherwise start a thread per core in every worker
@@ -370,9 +370,14 @@ def process_image(path, out_dir, opts: BatchOptions, record: dict | None = None,
 
 def _process_or_reason(path, out_dir, opts: BatchOptions, record=None, planned=None) -> str | None:
     # Runs on a worker: bad input comes back as a one-line reason instead of an exception,
-    # which distributed would log with its traceback; anything else still raises.
+    # which distributed would log with its traceback; anything else still raises. A warning
+    # (an EXIF turn, a 0/1 map) is the command's one line, not Python's file:line and source.
+    import warnings
+
     try:
-        process_image(path, out_dir, opts, record, planned)
+        with warnings.catch_warnings():
+            warnings.showwarning = lambda m, c, *_a, **_k: print(warning_line(m, c), file=sys.stderr)
+            process_image(path, out_dir, opts, record, planned)
     except (ValueError, OSError) as e:
         return _reason(e, Path(path).name)
     return None
@@ -628,7 +633,9 @@ def refine_folder(input_dir, out_dir, *, client=None, options: BatchOptions | No
             except Exception as e:  # noqa: BLE001 - every failure is reported, none stops the run
                 report.failed.append((p.name, _reason(e, p.name)))
             bar.update()
-        for fut in as_completed(futures):
+        # nothing left to do (a finished folder run again): no cluster was started, and
+        # distributed's as_completed would look for one ("No clients found")
+        for fut in as_completed(futures) if futures else ():
             p = futures[fut]
             if fut.status != "finished":  # the task raised, or its worker died
                 report.failed.append((p.name, _reason(fut.exception(), p.name)))

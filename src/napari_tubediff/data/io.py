@@ -22,7 +22,7 @@ os.umask(_UMASK)
 
 __all__ = ["atomic_path", "atomic_write_text", "write_image", "read_image", "looks_like_labels",
            "to_probability", "read_spacing", "parse_spacing", "choose_spacing", "IMAGE_SUFFIXES",
-           "DiskFullError"]
+           "DiskFullError", "pillow_shape", "check_same_size", "exif_orientation", "warning_line"]
 
 
 class DiskFullError(OSError):
@@ -135,7 +135,8 @@ def write_image(path, data: np.ndarray, record: dict | None = None, spacing=None
 
 
 #: Suffixes `read_image` reads (PPM/PGM/PBM: the netpbm family, e.g. STARE's ``.ah.ppm`` labels).
-IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".gif", ".ppm", ".pgm", ".pbm", ".bmp")
+IMAGE_SUFFIXES = (".tif", ".tiff", ".png", ".jpg", ".jpeg", ".gif", ".ppm", ".pgm", ".pbm", ".bmp",
+                  ".webp")
 
 #: Name parts that hint at a mask or annotation (a hint only: the content decides).
 LABEL_HINTS = ("mask", "manual", "label", "truth", "_gt", ".ah", ".vk", "annot", "fov")
@@ -148,19 +149,124 @@ def _squeeze_frames(a: np.ndarray) -> np.ndarray:
     return a
 
 
+#: What a viewer does to show a photograph by its EXIF Orientation tag (2 to 8; 1 is "as stored").
+_ORIENTATION = {2: "mirrored left to right", 3: "rotated 180 degrees", 4: "mirrored top to bottom",
+                5: "mirrored and rotated", 6: "rotated 90 degrees clockwise", 7: "mirrored and rotated",
+                8: "rotated 90 degrees anticlockwise"}
+
+
+def exif_orientation(im) -> int:
+    """The EXIF Orientation tag (1 to 8) of an image Pillow has opened; 1 ("as stored") when
+    there is none or it cannot be read."""
+    try:
+        tag = int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - a damaged EXIF block: the pixels are read all the same
+        return 1
+    return tag if tag in _ORIENTATION else 1
+
+
+def _tiff_orientation(path: Path) -> int:
+    # the TIFF Orientation tag (274, the one EXIF borrowed) of the first page; 1 when absent
+    import tifffile
+
+    try:
+        with tifffile.TiffFile(path) as tf:
+            tag = tf.pages.first.tags.get(274)
+            value = int(tag.value) if tag is not None else 1
+    except Exception:  # noqa: BLE001 - the pixels were read; a tag that cannot be is no tag
+        return 1
+    return value if value in _ORIENTATION else 1
+
+
+def _say_orientation(tag: int, h: int, w: int, path: Path, kind: str = "EXIF", stacklevel: int = 4) -> None:
+    """An `AssumptionWarning` when a file's (EXIF or TIFF) Orientation tag asks viewers to turn it.
+
+    tubediff reads the pixels as stored, as napari, tifffile, imageio and scikit-image do:
+    then a mask or label made in any of them lies on the photograph pixel for pixel, and so
+    do tubediff's outputs (which carry no tag). A phone photograph shown upright elsewhere
+    is turned here: the note says so, and how to store it upright."""
+    if tag != 1:
+        warnings.warn(f"{path.name}: its {kind} Orientation tag ({tag}) has photo viewers show it "
+                      f"{_ORIENTATION[tag]}; tubediff, like napari, uses the pixels as stored ({h} x {w}), "
+                      "and the outputs and labels match those (to work upright, save it turned first, "
+                      "e.g. PIL.ImageOps.exif_transpose)", AssumptionWarning, stacklevel=stacklevel)
+
+
 def _read_pillow(path: Path) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as im:
+        # the PNG decoder's raw mode (``RGB;16B``: 16 bits a channel), read before anything loads the
+        # pixels (a PNG's EXIF may sit after them) and empties ``im.tile``
+        rawmode = str(im.tile[0][3]) if im.format == "PNG" and im.tile else ""
+        _say_orientation(exif_orientation(im), im.size[1], im.size[0], path)
+        frames = getattr(im, "n_frames", 1)
+        if frames > 1 and im.format != "MPO":  # a phone's MPO: the photograph, then previews
+            # an animated GIF / WebP / PNG: Pillow gives its first frame; the rest would be lost unsaid
+            warnings.warn(f"{path.name} holds {frames} frames: only the first is read (to use them all as "
+                          "a stack, save them as one multi-page TIFF)", AssumptionWarning, stacklevel=3)
         if im.mode in ("P", "PA"):
             # palette images (DRIVE's GIF masks, whose raw indices are 0 and 1, palette colours
             # (4, 2, 4) and (252, 254, 252)): grey values when the palette is about grey
             rgb = np.asarray(im.convert("RGB")).astype(np.int16)
             spread = int((rgb.max(-1) - rgb.min(-1)).max()) if rgb.size else 0
             return np.asarray(im.convert("L")) if spread <= 16 else rgb.astype(np.uint8)
-        if im.mode == "CMYK" or im.mode == "YCbCr":
-            im = im.convert("RGB")
+        deep = _deep_png(im, path, rawmode)
+        if deep is not None:
+            return deep
+        if im.mode in _AS_RGBA or im.mode in _AS_RGB:
+            im = im.convert("RGBA" if im.mode in _AS_RGBA else "RGB")
         return np.asarray(im)
+
+
+def _deep_png(im, path: Path, rawmode: str) -> np.ndarray | None:
+    """A PNG of 16 bits per colour channel (RGB, RGBA, grey + alpha) at its full depth, or None.
+
+    Pillow has no 16-bit colour mode: it keeps the top 8 bits of each channel, so a camera's
+    12 bits stored in 16 (values 0 to 4095) become 0 to 15, and the vessels' contrast with
+    them (DRIVE ``01``: Dice 0.650 against 0.827). OpenCV reads all 16 when it is installed
+    (``opencv-python-headless``); without it the 8 bits are kept and a note says so.
+    """
+    if im.mode not in ("RGB", "RGBA") or not rawmode.endswith(";16B"):
+        return None
+    try:
+        import cv2
+    except ImportError:
+        top = np.asarray(im)
+        warnings.warn(f"{path.name} stores 16 bits per colour channel, of which only the top 8 are read "
+                      f"here (values {int(top.min())} to {int(top.max())} of 255): install "
+                      "opencv-python-headless to read all 16, or save it as a 16-bit TIFF",
+                      AssumptionWarning, stacklevel=3)
+        return None
+    a = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_UNCHANGED)
+    if a is None or a.ndim != 3 or a.shape[-1] not in (3, 4):
+        return None  # not what the header said: Pillow's reading stands
+    return np.ascontiguousarray(a[..., [2, 1, 0, 3][: a.shape[-1]]])  # OpenCV's BGR(A) as RGB(A)
+
+
+# Pillow modes read as RGBA / RGB: grey + alpha ("LA", a PNG) would otherwise be (H, W, 2), which
+# every caller takes for a stack of H planes of W x 2 pixels (a volume); CMYK, YCbCr, LAB and HSV
+# JPEGs/TIFFs as their RGB colours (the green channel is the one the backbones use)
+_AS_RGBA = ("LA", "La", "RGBa")
+_AS_RGB = ("CMYK", "YCbCr", "LAB", "HSV")
+
+
+def pillow_shape(im) -> tuple[int, ...]:
+    """The shape `read_image` gives a file Pillow has opened, from its header (mode and size).
+
+    Palette images count as single-channel (`read_image` makes a coloured palette RGB: a 2D
+    image either way); grey + alpha is RGBA, CMYK is RGB, as `read_image` converts them.
+
+    Examples
+    --------
+    >>> from PIL import Image
+    >>> pillow_shape(Image.new("LA", (5, 3))), pillow_shape(Image.new("CMYK", (5, 3)))
+    ((3, 5, 4), (3, 5, 3))
+    """
+    w, h = im.size
+    bands = (1 if im.mode in ("P", "PA") else 4 if im.mode in _AS_RGBA else 3 if im.mode in _AS_RGB
+             else len(im.getbands()))
+    return (h, w) if bands == 1 else (h, w, bands)
 
 
 def _read_tiff(path: Path) -> np.ndarray:
@@ -193,13 +299,17 @@ def _read_tiff(path: Path) -> np.ndarray:
 
 
 def read_image(path) -> np.ndarray:
-    """Read an image file (TIFF, PNG, JPEG, GIF, PPM/PGM/PBM, BMP) as a numpy array.
+    """Read an image file (TIFF, PNG, JPEG, GIF, PPM/PGM/PBM, BMP, WebP) as a numpy array.
 
     TIFFs through tifffile; LZW-compressed ones (DRIVE's) need the optional
     ``imagecodecs`` there, so Pillow decodes them when it is missing. Everything else
     through Pillow, by content (STARE's ``.ppm`` labels are PGM "P5" files). Palette
     images (DRIVE's GIF masks) become their grey values (or RGB for a coloured palette),
     and leading singleton frame axes are dropped (a one-frame GIF is (H, W), not (1, H, W)).
+    Grey + alpha becomes RGBA, CMYK RGB (`pillow_shape`); 16-bit colour PNGs keep their 16
+    bits when OpenCV is installed (`_deep_png`). Pixels are read as stored: an EXIF
+    Orientation tag is not applied, and an `AssumptionWarning` says so, as it does for the
+    frames after the first of an animated GIF, WebP or PNG, which are not read.
 
     Examples
     --------
@@ -219,7 +329,10 @@ def read_image(path) -> np.ndarray:
     try:
         if suffix in (".tif", ".tiff"):
             try:
-                return _squeeze_frames(_read_tiff(path))
+                a = _squeeze_frames(_read_tiff(path))
+                if a.ndim == 2 or (a.ndim == 3 and a.shape[-1] in (3, 4)):  # a picture, not a stack
+                    _say_orientation(_tiff_orientation(path), a.shape[0], a.shape[1], path, "TIFF", 3)
+                return a
             except ValueError as e:
                 # e.g. LZW-compressed TIFFs (DRIVE's) need imagecodecs; Pillow decodes them
                 if "imagecodecs" not in str(e):
@@ -227,6 +340,62 @@ def read_image(path) -> np.ndarray:
         return _squeeze_frames(_read_pillow(path))
     except (OSError, SyntaxError, ValueError) as e:
         raise ValueError(f"cannot read {path}: {e}") from None
+
+
+def _plane_shape(shape: tuple[int, ...]) -> tuple[int, ...]:
+    # an image's pixel grid: an RGB(A) photograph's (H, W), a volume's (D, H, W)
+    return shape[:-1] if len(shape) == 3 and shape[-1] in (3, 4) else shape
+
+
+def check_same_size(image, others, what: str = "") -> None:
+    """Refuse, from the files' headers (before any work), a label, FOV or other mask whose
+    pixel grid is not its image's; the message names both files and both shapes, and when
+    the image has an EXIF Orientation tag that turns it and the label is its transpose,
+    says that the image's pixels are used as stored.
+
+    ``others``: paths (None skipped). Files whose header cannot be read are left to the
+    reader, which says why.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from PIL import Image
+    >>> d = tempfile.mkdtemp()
+    >>> Image.new("RGB", (6, 4)).save(f"{d}/im.png"); Image.new("L", (5, 4)).save(f"{d}/lab.png")
+    >>> check_same_size(f"{d}/im.png", [f"{d}/lab.png"])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: .../lab.png is 4 x 5 pixels but its image .../im.png is 4 x 6: ...
+    """
+    from PIL import Image
+
+    from .outputs import image_shape
+
+    shape = image_shape(image)
+    if shape is None:
+        return
+    grid = _plane_shape(shape)
+    for other in others:
+        if other is None:
+            continue
+        o = image_shape(other)
+        if o is None or _plane_shape(o) == grid:
+            continue
+        og = _plane_shape(o)
+        turned = ""
+        if len(grid) == 2 and og == grid[::-1]:
+            try:
+                with Image.open(image) as im:
+                    tag = exif_orientation(im)
+            except Exception:  # noqa: BLE001 - not a Pillow file (a TIFF read by tifffile): no tag
+                tag = 1
+            if tag in (5, 6, 7, 8):
+                turned = (f"; {Path(image).name} has an EXIF Orientation tag ({tag}) that turns it in photo "
+                          "viewers, but tubediff (like napari) uses its pixels as stored: turn the label "
+                          "back, or save the image upright (PIL.ImageOps.exif_transpose) and label that")
+        raise ValueError(f"{what}{other} is {' x '.join(map(str, og))} pixels but its image {image} is "
+                         f"{' x '.join(map(str, grid))}: give it at the image's size (nothing was computed)"
+                         + turned)
 
 
 def looks_like_labels(a: np.ndarray, name: str = "") -> bool:
@@ -265,6 +434,19 @@ def looks_like_labels(a: np.ndarray, name: str = "") -> bool:
         extreme = np.count_nonzero((a <= lo + tol) | (a >= hi - tol))
         return bool(extreme >= 0.99 * a.size)
     return False
+
+
+def warning_line(message, category) -> str:
+    """A warning as the one line the ``tubediff`` command prints: what a reader assumed about a
+    file (`AssumptionWarning`) is a note, anything else a warning.
+
+    Examples
+    --------
+    >>> warning_line("m.png: values 0 and 1 only", AssumptionWarning)
+    'tubediff: note: m.png: values 0 and 1 only'
+    """
+    kind = "note" if issubclass(category, AssumptionWarning) else "warning"
+    return f"tubediff: {kind}: {message}"
 
 
 def to_probability(a: np.ndarray, name: str = "map") -> np.ndarray:

@@ -96,10 +96,10 @@ def image_shape(path) -> tuple[int, ...] | None:
             return shape
         from PIL import Image
 
+        from .io import pillow_shape
+
         with Image.open(path) as im:
-            w, h = im.size
-            bands = len(im.getbands()) if im.mode != "P" else 1
-            return (h, w) if bands == 1 else (h, w, bands)
+            return pillow_shape(im)  # the shape read_image gives (grey + alpha is RGBA)
     except Exception:  # noqa: BLE001 - unreadable here: the reader later says why, one line
         return None
 
