@@ -146,7 +146,7 @@ MID = (1.5 * 594, 4 * 594)
 MIDRES = {"K1": lambda s, d: replace(s, line_width=2) if 2 * 594 < d <= MID[1] else s,
           "K2": lambda s, d: replace(s, sigma=s.sigma * d / 594) if MID[0] < d <= MID[1] else s,
           "K3": lambda s, d: replace(s, low=0.40) if MID[0] < d <= MID[1] else s,
-          # docs/results/refine/added_rule.txt: DTI's additions kept about their own centre line, at every size
+          # added_rule.txt: DTI's additions kept about their own centre line, at every size
           "A35": lambda s, d: replace(s, around_added=True, low=0.35),
           "A30": lambda s, d: replace(s, around_added=True, low=0.30),
           "A30w2": lambda s, d: replace(s, around_added=True, low=0.30, line_width=max(s.line_width, 2)),

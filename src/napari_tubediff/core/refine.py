@@ -205,8 +205,10 @@ def complete_dti(u, low: float = 0.3, line_width: int = 1, band: float = 0.0,
     seed = u >= 0.5
     added_line = line & ~seed  # the additions' own centre line: not the seed's, which sideways growth shifts
     about = added_line if around_added else line
-    near_line = (ndi.binary_dilation(about, structure=np.ones((3,) * u.ndim, bool), iterations=int(line_width))
-                 if line_width > 0 else about)
+    cube = np.ones((3,) * u.ndim, bool)
+    near_line = about
+    if line_width > 0:
+        near_line = ndi.binary_dilation(about, structure=cube, iterations=int(line_width))
     if band > 0 and added_line.any():
         seed_line = skeletonize(seed)
         if seed_line.any():

@@ -28,7 +28,16 @@ from qtpy.QtWidgets import QListWidget
 
 from ..core.checks import check_field
 from ..core.gaps import bridges
-from ._common import Panel, camera, canvas_size, follow_layers, layers_of, put_layer, steady_cursor
+from ._common import (
+    Panel,
+    camera,
+    canvas_size,
+    follow_layers,
+    layers_of,
+    put_layer,
+    small_labels,
+    steady_cursor,
+)
 
 BRIDGED = "bridged"
 UNREVIEWED, ACCEPTED, REJECTED = "unreviewed", "accepted", "rejected"
@@ -49,6 +58,23 @@ def rejected_labels(layer) -> list[int]:
     if "status" not in f or "index" not in f:
         return []
     return [int(i) for i in f.loc[f["status"] == REJECTED, "index"]]
+
+
+def bridges_to_show(u, v, threshold: float):
+    """`core.gaps.bridges` for the canvas, run in the panel's worker: the labels as napari draws
+    them without a pass over every pixel (`small_labels`), and napari's mapping of a direct
+    colormap for their dtype made here, not on the GUI thread. (napari compiles a numba typed
+    dict the first time a process maps labels of a dtype through a `DirectLabelColormap`:
+    1.8 s of the GUI thread when the gaps layer first appeared.)"""
+    labels, gaps = bridges(u, v, threshold)
+    labels = small_labels(labels)
+    warm = getattr(DirectLabelColormap, "_get_typed_dict_mapping", None)  # napari's own; may go
+    if warm is not None:
+        try:
+            warm(status_colormap([UNREVIEWED]), labels.dtype)
+        except Exception:  # only a head start: the layer works without it  # noqa: BLE001
+            pass
+    return labels, gaps
 
 
 def status_colormap(status: list[str]) -> DirectLabelColormap:
@@ -132,7 +158,7 @@ class GapsWidget(Panel):
         if inputs is None:
             return
         self._source = self.refined.value
-        self.start(bridges, *inputs, self.threshold.value,
+        self.start(bridges_to_show, *inputs, self.threshold.value,
                    desc="finding bridged gaps", note="finding bridged gaps...", on_result=self._on_result,
                    on_error=lambda _job, e: show_error(f"Finding gaps failed: {e}"))
 
