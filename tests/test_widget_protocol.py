@@ -377,3 +377,38 @@ def test_an_error_replaces_the_progress_in_the_status(finetune_panel, qtbot, mon
     assert w.status.value == "failed: the labels hold no vessel"
     assert messages == ["Fine-tuning failed: the labels hold no vessel"] and w.curve.losses == [0.5, 0.4]
     assert w.train_button.enabled and not w.cancel_button.enabled and session.source() == "shipped"
+
+
+@pytest.mark.parametrize("children", [True, False])
+def test_a_job_loads_torch_and_numba_in_the_viewers_process_only_when_it_computes_there(monkeypatch, children):
+    """While jobs compute in child processes, a panel's worker thread does not import torch or
+    numba into the viewer's process (their C initialisation holds Python's lock: a GUI stall
+    at a session's first job); without children it loads them to set their thread counts."""
+    import builtins
+    import importlib
+    import sys
+    import types
+
+    from napari_tubediff.widgets import _common
+
+    asked = []
+    fake = types.SimpleNamespace(get_num_threads=lambda: 2, set_num_threads=lambda n: None)
+    real_import, real_import_module = builtins.__import__, importlib.import_module
+
+    def spy(name, *args, **kwargs):
+        if name in ("torch", "numba"):
+            asked.append(name)
+            return fake
+        return real_import(name, *args, **kwargs)
+
+    def spy_module(name, *args, **kwargs):
+        return spy(name) if name in ("torch", "numba") else real_import_module(name, *args, **kwargs)
+
+    for name in ("torch", "numba"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    monkeypatch.setattr(builtins, "__import__", spy)
+    monkeypatch.setattr(importlib, "import_module", spy_module)
+    monkeypatch.setattr(process, "enabled", lambda: children)
+    with _common.leave_a_core():
+        pass
+    assert asked == ([] if children else ["torch", "numba"])

@@ -51,8 +51,10 @@ whatever its jobs still deliver and stops listening to the viewer's events
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import os
+import sys
 import threading
 import time
 import warnings
@@ -150,33 +152,50 @@ def leave_a_core():
 
     numba's count is the calling thread's own; torch's is the process's, so it is put
     back once the last job that lowered it has ended.
+
+    While jobs compute in child processes (`workers.process.enabled`), a library the viewer's
+    process has not loaded yet is left unloaded: importing torch or numba in a worker thread
+    holds Python's lock in their C initialisation and stalled the GUI thread for 0.15 to 0.3 s
+    at a session's first job; the children set their own counts (``threads``).
     """
-    import torch
+    from ..workers.process import enabled
 
     n = worker_threads()
-    with _threads_lock:
-        if _threads_users[0] == 0:
-            _threads_users[1] = torch.get_num_threads()
-        _threads_users[0] += 1
-    # torch's OpenMP threads follow the count of the thread that calls them: set it here
-    torch.set_num_threads(min(n, _threads_users[1]))
+    load = not enabled()
+    torch = _loaded("torch", load)
+    if torch is not None:
+        with _threads_lock:
+            if _threads_users[0] == 0:
+                _threads_users[1] = torch.get_num_threads()
+            _threads_users[0] += 1
+        # torch's OpenMP threads follow the count of the thread that calls them: set it here
+        torch.set_num_threads(min(n, _threads_users[1]))
+    numba = _loaded("numba", load)
     numba_before = None
-    try:
-        import numba
-
+    if numba is not None:
         numba_before = numba.get_num_threads()
         numba.set_num_threads(min(n, numba_before))
-    except ImportError:  # pragma: no cover - numba is a declared dependency
-        pass
     try:
         yield
     finally:
         if numba_before is not None:
             numba.set_num_threads(numba_before)
-        with _threads_lock:
-            _threads_users[0] -= 1
-            if _threads_users[0] == 0:
-                torch.set_num_threads(_threads_users[1])
+        if torch is not None:
+            with _threads_lock:
+                _threads_users[0] -= 1
+                if _threads_users[0] == 0:
+                    torch.set_num_threads(_threads_users[1])
+
+
+def _loaded(name: str, load: bool):
+    """The module ``name`` if it is imported (or ``load`` and it imports), else None."""
+    module = sys.modules.get(name)
+    if module is None and load:
+        try:
+            module = importlib.import_module(name)
+        except ImportError:  # pragma: no cover - both are declared dependencies
+            return None
+    return module
 
 
 def _leaving_a_core(func: Callable) -> Callable:

@@ -22,14 +22,16 @@ from __future__ import annotations
 import napari
 import numpy as np
 from magicgui.widgets import ComboBox, FloatSpinBox, Label, PushButton
-from napari.utils.colormaps import DirectLabelColormap
+from napari.utils.colormaps import CyclicLabelColormap
 from napari.utils.notifications import show_error
 from qtpy.QtWidgets import QListWidget
 
 from ..core.checks import check_field
 from ..core.gaps import bridges
+from ..workers.process import prewarm, release, run_in_child
 from ._common import (
     Panel,
+    QuietSlot,
     camera,
     canvas_size,
     follow_layers,
@@ -37,6 +39,7 @@ from ._common import (
     put_layer,
     small_labels,
     steady_cursor,
+    worker_threads,
 )
 
 BRIDGED = "bridged"
@@ -60,28 +63,37 @@ def rejected_labels(layer) -> list[int]:
     return [int(i) for i in f.loc[f["status"] == REJECTED, "index"]]
 
 
-def bridges_to_show(u, v, threshold: float):
-    """`core.gaps.bridges` for the canvas, run in the panel's worker: the labels as napari draws
-    them without a pass over every pixel (`small_labels`), and napari's mapping of a direct
-    colormap for their dtype made here, not on the GUI thread. (napari compiles a numba typed
-    dict the first time a process maps labels of a dtype through a `DirectLabelColormap`:
-    1.8 s of the GUI thread when the gaps layer first appeared.)"""
-    labels, gaps = bridges(u, v, threshold)
-    labels = small_labels(labels)
-    warm = getattr(DirectLabelColormap, "_get_typed_dict_mapping", None)  # napari's own; may go
-    if warm is not None:
-        try:
-            warm(status_colormap([UNREVIEWED]), labels.dtype)
-        except Exception:  # only a head start: the layer works without it  # noqa: BLE001
-            pass
-    return labels, gaps
+def bridges_to_show(u, v, threshold: float, *, gate=None, child: bool = True):
+    """`core.gaps.bridges` for the canvas, run by the panel's worker; None when cancelled.
+
+    ``child``: the search runs in a separate process (`workers.process.run_in_child`), so its
+    scipy and scikit-image calls, which hold Python's lock, do not stall the GUI thread. The
+    labels come back as napari draws them without a pass over every pixel (`small_labels`).
+    """
+    if child:
+        found = run_in_child(bridges, u, v, threshold, threads=worker_threads(),
+                             should_stop=lambda: gate is not None and gate.cancelled)
+        if found is None:
+            return None
+    else:
+        found = bridges(u, v, threshold)
+    labels, gaps = found
+    import pandas  # noqa: F401  napari's layer features need it: loaded here, not on the GUI thread (0.2 s)
+
+    return small_labels(labels), gaps
 
 
-def status_colormap(status: list[str]) -> DirectLabelColormap:
-    """Labels colours for gaps 1..n by their marks (`STATUS_COLOURS`); the background is clear."""
-    colours = {None: (0.0, 0.0, 0.0, 0.0), 0: (0.0, 0.0, 0.0, 0.0)}
-    colours.update({k: STATUS_COLOURS[s] for k, s in enumerate(status, start=1)})
-    return DirectLabelColormap(color_dict=colours)
+def status_colormap(status: list[str]) -> CyclicLabelColormap:
+    """Labels colours for gaps 1..n by their marks (`STATUS_COLOURS`); the background is clear.
+
+    A cycle of exactly n colours after the background maps gap k to the k-th: napari draws it
+    for 8- and 16-bit labels (`small_labels`) in the shader. (A `DirectLabelColormap` made
+    napari compile a numba typed dict on the GUI thread the first time in a process: 1.5 s.)
+    """
+    colours = [(0.0, 0.0, 0.0, 0.0)] + [STATUS_COLOURS[s] for s in status]
+    if len(colours) == 1:  # no gaps: napari needs a colour to cycle through
+        colours.append(STATUS_COLOURS[UNREVIEWED])
+    return CyclicLabelColormap(colors=colours, background_value=0)
 
 
 class GapsWidget(Panel):
@@ -129,6 +141,8 @@ class GapsWidget(Panel):
         viewer.bind_key(k["previous"], lambda _v: self.move(-1), overwrite=True)
         viewer.bind_key(k["accept"], lambda _v: self.mark(ACCEPTED), overwrite=True)
         viewer.bind_key(k["reject"], lambda _v: self.mark(REJECTED), overwrite=True)
+        prewarm(worker_threads())  # the process the search runs in
+        self.native.destroyed.connect(QuietSlot(release))  # the viewer closes: no idle process kept
 
     def _inputs(self):
         p, r = self.probability.value, self.refined.value
@@ -158,7 +172,7 @@ class GapsWidget(Panel):
         if inputs is None:
             return
         self._source = self.refined.value
-        self.start(bridges_to_show, *inputs, self.threshold.value,
+        self.start(bridges_to_show, *inputs, self.threshold.value, gated=True,
                    desc="finding bridged gaps", note="finding bridged gaps...", on_result=self._on_result,
                    on_error=lambda _job, e: show_error(f"Finding gaps failed: {e}"))
 
@@ -166,6 +180,8 @@ class GapsWidget(Panel):
         self.run_button.enabled = not self.busy
 
     def _on_result(self, _job, result):
+        if result is None:  # cancelled in the child
+            return
         labels, gaps = result
         self._gaps = gaps
         self._status = [UNREVIEWED] * len(gaps)
