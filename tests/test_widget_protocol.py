@@ -380,7 +380,7 @@ def test_an_error_replaces_the_progress_in_the_status(finetune_panel, qtbot, mon
 
 
 @pytest.mark.parametrize("children", [True, False])
-def test_a_job_loads_torch_and_numba_in_the_viewers_process_only_when_it_computes_there(monkeypatch, children):
+def test_a_job_loads_torch_and_numba_in_the_viewers_process_only_if_computing_there(monkeypatch, children):
     """While jobs compute in child processes, a panel's worker thread does not import torch or
     numba into the viewer's process (their C initialisation holds Python's lock: a GUI stall
     at a session's first job); without children it loads them to set their thread counts."""
