@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from .checks import check_spacing
 from .stencils import fd_weights
@@ -90,7 +91,7 @@ def rk4_step_t(u: torch.Tensor, D, weights: torch.Tensor, dt: float, relu: bool 
 
 def diffuse_t(u: torch.Tensor, directions: torch.Tensor, lambda_par=1.0, lambda_perp=0.1, *,
               dt: float, steps: int, order: int = 8, substeps: int | None = None,
-              relu: bool = True, spacing=None) -> torch.Tensor:
+              relu: bool = True, spacing=None, checkpoint: bool = False) -> torch.Tensor:
     """``steps`` differentiable RK4 steps on a batch.
 
     Parameters
@@ -108,6 +109,12 @@ def diffuse_t(u: torch.Tensor, directions: torch.Tensor, lambda_par=1.0, lambda_
         (from the lambdas' current values).
     spacing : sequence of float, optional
         Voxel spacing per spatial axis, as in `napari_tubediff.diffuse` (None: 1).
+    checkpoint : bool
+        With grad enabled, run each step (all its sub-steps) under
+        ``torch.utils.checkpoint.checkpoint`` (non-reentrant): the autograd graph then keeps
+        one field per step, and the backward pass recomputes one step's RK4 stages at a
+        time, so memory no longer grows with the stages' intermediates times ``steps``.
+        Costs about one more forward pass; the values and gradients are the same.
 
     Examples
     --------
@@ -132,6 +139,20 @@ def diffuse_t(u: torch.Tensor, directions: torch.Tensor, lambda_par=1.0, lambda_
     w = torch.tensor(np.array(fd_weights(order)), dtype=u.dtype, device=u.device)
     D = tensor_components(directions.to(u.dtype), lambda_par, lambda_perp, spacing)
     h = dt / substeps
+    if checkpoint and torch.is_grad_enabled():
+        # D's components go in as arguments (not via the closure) so the recomputation
+        # reads the very tensors the graph holds; they are shared by all steps
+        flat = [D[i][j] for i in range(ndim) for j in range(ndim)]
+
+        def step(u, *flat):
+            Dk = [list(flat[i * ndim:(i + 1) * ndim]) for i in range(ndim)]
+            for _ in range(substeps):
+                u = rk4_step_t(u, Dk, w, h, relu)
+            return u
+
+        for _ in range(steps):
+            u = _checkpoint(step, u, *flat, use_reentrant=False)
+        return u
     for _ in range(steps * substeps):
         u = rk4_step_t(u, D, w, h, relu)
     return u

@@ -25,6 +25,13 @@ SHIPPED_REFINER3D = WEIGHTS_DIR / "refiner_synth3d.pt"
 SHIPPED_REFINERS = {2: SHIPPED_REFINER, 3: SHIPPED_REFINER3D}
 
 
+#: From this many steps `Refiner.forward` checkpoints each RK4 step by default. Without it one
+#: training update (batch 4, 256 x 256 crops) keeps about 100 MB of graph per step (docs/models.md,
+#: "Refiner"): 1 GB at the shipped 10 steps, 2 GB at 20; checkpointing keeps one field per step
+#: (~1 MB) for about a third more time per update, a price not worth paying below 20 steps.
+CHECKPOINT_FROM = 20
+
+
 def _softplus_inv(x: float) -> float:
     return float(np.log(np.expm1(x)))
 
@@ -89,11 +96,20 @@ class Refiner(nn.Module):
             lperp = lperp * 2 * torch.sigmoid(out[:, n + 1:n + 2])
         return v, lpar, lperp
 
-    def forward(self, prob: torch.Tensor, feats: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+    def forward(self, prob: torch.Tensor, feats: torch.Tensor, steps: int | None = None,
+                checkpoint: bool | None = None) -> torch.Tensor:
+        """``steps`` (default: the config's) RK4 steps of ``prob`` along the head's directions.
+
+        ``checkpoint``: gradient checkpointing of each step (`diffuse_t`); None (default)
+        switches it on from `CHECKPOINT_FROM` steps, where the graph's memory starts to matter.
+        """
         v, lpar, lperp = self.head_outputs(feats)
         c = self.config
-        return diffuse_t(prob, v, lpar, lperp, dt=c["dt"], steps=c["steps"] if steps is None else steps,
-                         order=c["order"])
+        steps = c["steps"] if steps is None else steps
+        if checkpoint is None:
+            checkpoint = steps >= CHECKPOINT_FROM
+        return diffuse_t(prob, v, lpar, lperp, dt=c["dt"], steps=steps, order=c["order"],
+                         checkpoint=checkpoint)
 
 
 class LearnedRefiner:
