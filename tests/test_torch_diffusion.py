@@ -105,7 +105,8 @@ def test_checkpointing_keeps_one_field_per_step_in_the_graph():
     for ck in (False, True):
         for n in (4, 16):
             lam = torch.tensor(1.0, requires_grad=True)
-            out, saved[ck, n] = _saved_bytes(partial(diffuse_t, u, v, lam, 0.05, dt=0.2, steps=n, checkpoint=ck))
+            run = partial(diffuse_t, u, v, lam, 0.05, dt=0.2, steps=n, checkpoint=ck)
+            out, saved[ck, n] = _saved_bytes(run)
             out.sum().backward()  # the recomputation runs and reaches the lambda
             assert lam.grad > 0
     # without: every RK4 stage's intermediates, ~25 fields per step, 4x the steps -> ~4x the bytes
