@@ -63,6 +63,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=RefinerConfig.steps, help="with --refiner: RK4 steps")
     ap.add_argument("--loss", default=RefinerConfig.loss, choices=["bce", "dice", "cldice"],
                     help="with --refiner: the loss (training/losses.py mixed_loss)")
+    ap.add_argument("--stop-file", help="with --refiner: once this file exists, stop (and save) at the "
+                                        "next whole cosine cycle (a multiple of 10 updates)")
     ap.add_argument("--checkpoint", action=argparse.BooleanOptionalAction, default=None,
                     help="with --refiner: gradient checkpointing of each RK4 step (default: from 20 steps)")
     ap.add_argument("--cache", help="an .npz file: the U-Net run keeps its prepared images there, "
@@ -89,7 +91,15 @@ def main(argv=None) -> int:
         t = time.time()
         cfg = RefinerConfig(updates=a.updates, seed=a.seed, steps=a.steps, loss=a.loss,
                             checkpoint=a.checkpoint)
-        rec = train_fundus_refiner(a.data, a.unet, a.out, cfg,
+        polls = iter(range(10 ** 9))  # train_refiner polls before each update: the updates done
+
+        def stop() -> bool:
+            done = next(polls)
+            if done:
+                print(time.strftime("%H:%M:%S"), f"{done} updates done", flush=True)
+            return bool(a.stop_file) and done > 0 and done % cfg.restart == 0 and Path(a.stop_file).exists()
+
+        rec = train_fundus_refiner(a.data, a.unet, a.out, cfg, should_stop=stop,
                                    datasets=a.datasets.split(","), threads=a.threads, cache=a.cache,
                                    every=a.versions,
                                    log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
