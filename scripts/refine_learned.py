@@ -127,9 +127,18 @@ def score(args) -> None:
         for it in items:
             fov, truth = it.fov(), it.truth()
             prob = read_prediction(Path(args.pred_root) / f"pred_{s}_training", it)
-            # the features, from the same call as the stored map (scripts/refine_predict.py)
-            seg = segment_image(bb, it.image(), fov=fov)
-            prob_diff.append(float(np.abs(seg.prob - prob).max()))
+            # the features, from the same call as the stored map (scripts/refine_predict.py); kept
+            # in --feat-cache (float32, as computed) so a later run with the candidate reuses them
+            cached = Path(args.feat_cache) / f"{s}_{it.name}.npz" if args.feat_cache else None
+            if cached is not None and cached.exists():
+                with np.load(cached) as z:
+                    feats, diff = z["features"], float(z["prob_difference"])
+            else:
+                seg = segment_image(bb, it.image(), fov=fov)
+                feats, diff = seg.features, float(np.abs(seg.prob - prob).max())
+                if cached is not None:
+                    np.savez(cached, features=feats, prob_difference=diff)
+            prob_diff.append(diff)
             for m in names:
                 t0 = time.perf_counter()
                 if m == "raw":
@@ -140,7 +149,7 @@ def score(args) -> None:
                     field = refine(prob, settings=settings_for_fov(RefineSettings(method="gated+dti"), fov))
                 else:
                     r, steps = learned[m]
-                    field = r.refine(prob, seg.features, steps=steps, fov=fov)
+                    field = r.refine(prob, feats, steps=steps, fov=fov)
                 sec = time.perf_counter() - t0
                 field = np.where(fov, field, 0) if field.dtype != bool else field & fov
                 res = evaluate(field >= 0.5, truth, fov)
@@ -192,6 +201,7 @@ def main() -> None:
     sc.add_argument("--candidate", help="a refiner checkpoint to compare")
     sc.add_argument("--sets", default=",".join(SETS))
     sc.add_argument("--hrf-only", help="HRF image numbers to keep, e.g. 01,02,03")
+    sc.add_argument("--feat-cache", help="a folder keeping the U-Net's features per image between runs")
     sc.add_argument("--json")
     args = ap.parse_args()
     if args.cmd == "_one":
