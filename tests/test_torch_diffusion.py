@@ -124,3 +124,16 @@ def test_checkpointing_changes_nothing_without_grad():
         a = diffuse_t(u, v, 1.0, 0.05, dt=0.2, steps=3, checkpoint=True)
     b = diffuse_t(u, v, 1.0, 0.05, dt=0.2, steps=3)
     assert torch.equal(a, b)
+
+
+def test_refiner_checkpoints_by_default_from_20_steps():
+    from napari_tubediff.models.refiner import CHECKPOINT_FROM, Refiner
+
+    r = Refiner(feature_channels=2, kernel=1)
+    u, f = torch.rand(1, 1, 12, 12), torch.randn(1, 2, 12, 12)
+    saved = {ck: _saved_bytes(partial(r, u, f, steps=CHECKPOINT_FROM, checkpoint=ck))[1]
+             for ck in (None, False, True)}
+    assert saved[None] == saved[True] < saved[False] / 5
+    below = {ck: _saved_bytes(partial(r, u, f, steps=CHECKPOINT_FROM - 1, checkpoint=ck))[1]
+             for ck in (None, False)}
+    assert below[None] == below[False]

@@ -25,10 +25,11 @@ SHIPPED_REFINER3D = WEIGHTS_DIR / "refiner_synth3d.pt"
 SHIPPED_REFINERS = {2: SHIPPED_REFINER, 3: SHIPPED_REFINER3D}
 
 
-#: From this many steps `Refiner.forward` checkpoints each RK4 step by default. Without it one
-#: training update (batch 4, 256 x 256 crops) keeps about 100 MB of graph per step (docs/models.md,
-#: "Refiner"): 1 GB at the shipped 10 steps, 2 GB at 20; checkpointing keeps one field per step
-#: (~1 MB) for about a third more time per update, a price not worth paying below 20 steps.
+#: From this many steps `Refiner.forward` checkpoints each RK4 step by default. Without it the
+#: graph of one training update keeps about 25 fields per step (batch 4, 256 x 256 crops: 25 MB
+#: per step, 0.41 GB at the shipped 10 steps, 5.2 GB at 200); with it one field per step
+#: (0.17 GB at 10 steps, 0.36 GB at 200; docs/models.md, "Refiner"), for a recomputation of
+#: each step in the backward pass. Below 20 steps the graph fits any machine that trains.
 CHECKPOINT_FROM = 20
 
 
