@@ -112,7 +112,10 @@ def score(args) -> None:
 
     torch.set_num_threads(1)
     bb = get_backbone("unet", device="cpu")
-    learned = {"shipped": (LearnedRefiner.shipped(2, device="cpu"), 10)}
+    shipped = LearnedRefiner.shipped(2, device="cpu")
+    learned = {"shipped": (shipped, 10)}
+    for n in (int(x) for x in args.shipped_steps.split(",")) if args.shipped_steps else ():
+        learned[f"shipped@{n}"] = (shipped, n)  # a diagnosis: the shipped head run longer than trained
     if args.candidate:
         learned["candidate"] = (LearnedRefiner(args.candidate, device="cpu"), None)  # its trained steps
     names = ["raw", "dti", "default", *learned]
@@ -161,7 +164,7 @@ def score(args) -> None:
                 for m in names}
         out[s] = {"images": [it.name for it in items], "mean": mean, "per_image": per,
                   "max_prob_difference": max(prob_diff)}
-    lines = [f"{'set':6s} {'row':10s} {'Dice':>7s} {'clDice':>7s} {'VCA':>6s} {'s/img':>6s}  checks"]
+    lines = [f"{'set':6s} {'row':11s} {'Dice':>7s} {'clDice':>7s} {'VCA':>6s} {'s/img':>6s}  checks"]
     checks = {m: 0 for m in names}
     for s, o in out.items():
         mean = o["mean"]
@@ -169,7 +172,7 @@ def score(args) -> None:
             ok = [mean[m]["vca"] <= mean["dti"]["vca"], mean[m]["cldice"] >= mean["dti"]["cldice"],
                   mean[m]["dice"] >= mean["raw"]["dice"] - 0.005]
             checks[m] += sum(ok)
-            lines.append(f"{s:6s} {m:10s} {mean[m]['dice']:7.4f} {mean[m]['cldice']:7.4f} "
+            lines.append(f"{s:6s} {m:11s} {mean[m]['dice']:7.4f} {mean[m]['cldice']:7.4f} "
                          f"{mean[m]['vca']:6.2f} {mean[m]['seconds']:6.2f}  "
                          + "".join("+" if x else "-" for x in ok))
         lines.append(f"{s:6s} ({len(o['images'])} images; stored map vs segment_image: max |diff| "
@@ -200,6 +203,7 @@ def main() -> None:
     sc.add_argument("--pred-root", required=True, help="holds pred_{drive,stare,hrf}_training")
     sc.add_argument("--candidate", help="a refiner checkpoint to compare")
     sc.add_argument("--sets", default=",".join(SETS))
+    sc.add_argument("--shipped-steps", help="extra rows: the shipped refiner at these steps, e.g. 50")
     sc.add_argument("--hrf-only", help="HRF image numbers to keep, e.g. 01,02,03")
     sc.add_argument("--feat-cache", help="a folder keeping the U-Net's features per image between runs")
     sc.add_argument("--json")
