@@ -137,3 +137,13 @@ def test_refiner_checkpoints_by_default_from_20_steps():
     below = {ck: _saved_bytes(partial(r, u, f, steps=CHECKPOINT_FROM - 1, checkpoint=ck))[1]
              for ck in (None, False)}
     assert below[None] == below[False]
+
+
+def test_train_refiner_command_passes_checkpoint_on(tmp_path):
+    from napari_tubediff.cli import main
+    from napari_tubediff.models.weights import load_checkpoint
+
+    out = tmp_path / "r.pt"
+    assert main(["train", "refiner", "--synthetic3d", "1", "--updates", "1", "--steps", "2", "--crop", "16",
+                 "--batch", "1", "--checkpoint", "--out", str(out), "--device", "cpu"]) == 0
+    assert load_checkpoint(out, "refiner")["meta"]["config"]["checkpoint"] is True
