@@ -208,7 +208,8 @@ def train_fundus_refiner(root, unet_weights, out, cfg=None, *, working_fov: floa
     """Train the refiner's head (and lambdas) on the frozen U-Net ``unet_weights`` at the
     working scale: every training photograph once, plain (`build_versions` with one
     version, or every ``every``-th version of the U-Net's ``cache``; targets: the soft labels
-    at 1/2), crops as `train_refiner` draws them. Saves to ``out``; returns the record."""
+    at 1/2), crops as `train_refiner` draws them (``should_stop`` is polled between updates, as
+    there). Saves to ``out``; returns the record."""
     from .refiner import RefinerConfig, train_refiner
 
     if threads:
