@@ -9,6 +9,9 @@ then its refiner (the direction head and lambdas on the frozen U-Net, at the wor
         --unet src/napari_tubediff/models/weights/unet_fundus.pt \
         --out src/napari_tubediff/models/weights/refiner_fundus.pt --threads 2
 
+(``--steps 50 --loss cldice`` trains the refiner for 50 steps, checkpointed, on the soft-clDice mix;
+docs/results/refine/learned_rule.txt)
+
 and finally its calibration (a logit bias folded into the output layer, fitted to the mean
 Dice at 0.5 over the training images at native resolution; the weights then go to --out):
 
@@ -57,6 +60,13 @@ def main(argv=None) -> int:
                     help="with --calibrate: the biases tried, START:STOP:STEP")
     ap.add_argument("--workers", type=int, default=1, help="with --calibrate: processes")
     ap.add_argument("--updates", type=int, default=RefinerConfig.updates, help="with --refiner")
+    ap.add_argument("--steps", type=int, default=RefinerConfig.steps, help="with --refiner: RK4 steps")
+    ap.add_argument("--loss", default=RefinerConfig.loss, choices=["bce", "dice", "cldice"],
+                    help="with --refiner: the loss (training/losses.py mixed_loss)")
+    ap.add_argument("--stop-file", help="with --refiner: once this file exists, stop (and save) at the "
+                                        "next whole cosine cycle (a multiple of 10 updates)")
+    ap.add_argument("--checkpoint", action=argparse.BooleanOptionalAction, default=None,
+                    help="with --refiner: gradient checkpointing of each RK4 step (default: from 20 steps)")
     ap.add_argument("--cache", help="an .npz file: the U-Net run keeps its prepared images there, "
                                     "the --refiner run reads the plain ones back")
     a = ap.parse_args(argv)
@@ -79,13 +89,23 @@ def main(argv=None) -> int:
         return 0
     if a.refiner:
         t = time.time()
-        rec = train_fundus_refiner(a.data, a.unet, a.out, RefinerConfig(updates=a.updates, seed=a.seed),
+        cfg = RefinerConfig(updates=a.updates, seed=a.seed, steps=a.steps, loss=a.loss,
+                            checkpoint=a.checkpoint)
+        polls = iter(range(10 ** 9))  # train_refiner polls before each update: the updates done
+
+        def stop() -> bool:
+            done = next(polls)
+            if done:
+                print(time.strftime("%H:%M:%S"), f"{done} updates done", flush=True)
+            return bool(a.stop_file) and done > 0 and done % cfg.restart == 0 and Path(a.stop_file).exists()
+
+        rec = train_fundus_refiner(a.data, a.unet, a.out, cfg, should_stop=stop,
                                    datasets=a.datasets.split(","), threads=a.threads, cache=a.cache,
                                    every=a.versions,
                                    log=lambda m: print(time.strftime("%H:%M:%S"), m, flush=True))
         print(f"done: refiner, {rec['updates']} updates in {time.time() - t:.0f} s, loss "
               f"{rec['first_loss']:.4f} -> {rec['final_loss']:.4f}, lambda_par {rec['lambda_par']:.3f}, "
-              f"lambda_perp {rec['lambda_perp']:.3f}; wrote {a.out}", flush=True)
+              f"lambda_perp {rec['lambda_perp']:.3f}; images {rec['data']}; wrote {a.out}", flush=True)
         return 0
     cfg = FundusConfig(datasets=tuple(a.datasets.split(",")), iters=a.iters, batch=a.batch, patch=a.patch,
                        versions=a.versions, seed=a.seed, lr=a.lr)

@@ -334,6 +334,7 @@ def test_learned_refiner_checks_its_features():
     (lambda: RefinerConfig(kernel=4), "kernel must be odd"),
     (lambda: RefinerConfig(dt=1e9), "dt must be"),
     (lambda: RefinerConfig(loss="mse"), "loss must be one of"),
+    (lambda: RefinerConfig(checkpoint="yes"), "checkpoint must be"),
     (lambda: FinetuneConfig(crop=0), "crop must be"),
     (lambda: FinetuneConfig(updates=-1), "updates"),
 ])

@@ -286,7 +286,7 @@ def _train(args) -> int:
         cfg = RefinerConfig(**{**preset, **_given(kernel=args.kernel, steps=args.steps, dt=args.dt,
                                                   crop=args.crop, batch=args.batch, updates=args.updates,
                                                   lr=args.lr, loss=args.loss, alpha=args.alpha,
-                                                  seed=args.seed)})
+                                                  seed=args.seed, checkpoint=args.checkpoint)})
         weights = args.backbone_weights or (SHIPPED_UNET3D if args.synthetic3d is not None else None)
         rec = train_refiner(args.data, args.out, cfg, backbone_weights=weights, device=device,
                             progress=bar, **extra)
@@ -912,6 +912,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--updates", type=int, default=None, help="default: 200 (3D: 150)")
     tr.add_argument("--alpha", type=float, default=None,
                     help="soft-clDice weight with --loss cldice (default: 0.5)")
+    tr.add_argument("--checkpoint", action=argparse.BooleanOptionalAction, default=None,
+                    help="gradient checkpointing of each RK4 step: memory no longer grows with the stages "
+                         "times --steps, for about one more forward pass (default: on from 20 steps)")
     t.set_defaults(func=_train)
 
     sg = sub.add_parser("segment", help="probability maps for your own images",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from .checks import check_spacing
 from .stencils import fd_weights
@@ -144,7 +145,8 @@ def rk4_step_t(u: torch.Tensor, D, weights: torch.Tensor | None, dt: float, relu
 
 def diffuse_t(u: torch.Tensor, directions: torch.Tensor, lambda_par=1.0, lambda_perp=0.1, *,
               dt: float, steps: int, order: int = 8, substeps: int | None = None,
-              relu: bool = True, spacing=None, stencil: str = "wide") -> torch.Tensor:
+              relu: bool = True, spacing=None, stencil: str = "wide",
+              checkpoint: bool = False) -> torch.Tensor:
     """``steps`` differentiable RK4 steps on a batch.
 
     Parameters
@@ -164,6 +166,12 @@ def diffuse_t(u: torch.Tensor, directions: torch.Tensor, lambda_par=1.0, lambda_
         Voxel spacing per spatial axis, as in `napari_tubediff.diffuse` (None: 1).
     stencil : {"wide", "compact"}
         The discretisation of ``div(D grad u)``, as in `napari_tubediff.diffuse`.
+    checkpoint : bool
+        With grad enabled, run each step (all its sub-steps) under
+        ``torch.utils.checkpoint.checkpoint`` (non-reentrant): the autograd graph then keeps
+        one field per step, and the backward pass recomputes one step's RK4 stages at a
+        time, so memory no longer grows with the stages' intermediates times ``steps``.
+        Costs about one more forward pass; the values and gradients are the same.
 
     Examples
     --------
@@ -188,6 +196,20 @@ def diffuse_t(u: torch.Tensor, directions: torch.Tensor, lambda_par=1.0, lambda_
     w = _weights(order, check_stencil(stencil), u.dtype, u.device)
     D = tensor_components(directions.to(u.dtype), lambda_par, lambda_perp, spacing)
     h = dt / substeps
+    if checkpoint and torch.is_grad_enabled():
+        # D's components go in as arguments (not via the closure) so the recomputation
+        # reads the very tensors the graph holds; they are shared by all steps
+        flat = [D[i][j] for i in range(ndim) for j in range(ndim)]
+
+        def step(u, *flat):
+            Dk = [list(flat[i * ndim:(i + 1) * ndim]) for i in range(ndim)]
+            for _ in range(substeps):
+                u = rk4_step_t(u, Dk, w, h, relu)
+            return u
+
+        for _ in range(steps):
+            u = _checkpoint(step, u, *flat, use_reentrant=False)
+        return u
     for _ in range(steps * substeps):
         u = rk4_step_t(u, D, w, h, relu)
     return u

@@ -25,6 +25,14 @@ SHIPPED_REFINER3D = WEIGHTS_DIR / "refiner_synth3d.pt"
 SHIPPED_REFINERS = {2: SHIPPED_REFINER, 3: SHIPPED_REFINER3D}
 
 
+#: From this many steps `Refiner.forward` checkpoints each RK4 step by default. Without it the
+#: graph of one training update keeps about 25 fields per step (batch 4, 256 x 256 crops: 25 MB
+#: per step, 0.41 GB at the shipped 10 steps, 5.2 GB at 200); with it one field per step
+#: (0.17 GB at 10 steps, 0.36 GB at 200; docs/models.md, "Refiner"), for a recomputation of
+#: each step in the backward pass. Below 20 steps the graph fits any machine that trains.
+CHECKPOINT_FROM = 20
+
+
 def _softplus_inv(x: float) -> float:
     return float(np.log(np.expm1(x)))
 
@@ -89,11 +97,20 @@ class Refiner(nn.Module):
             lperp = lperp * 2 * torch.sigmoid(out[:, n + 1:n + 2])
         return v, lpar, lperp
 
-    def forward(self, prob: torch.Tensor, feats: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+    def forward(self, prob: torch.Tensor, feats: torch.Tensor, steps: int | None = None,
+                checkpoint: bool | None = None) -> torch.Tensor:
+        """``steps`` (default: the config's) RK4 steps of ``prob`` along the head's directions.
+
+        ``checkpoint``: gradient checkpointing of each step (`diffuse_t`); None (default)
+        switches it on from `CHECKPOINT_FROM` steps, where the graph's memory starts to matter.
+        """
         v, lpar, lperp = self.head_outputs(feats)
         c = self.config
-        return diffuse_t(prob, v, lpar, lperp, dt=c["dt"], steps=c["steps"] if steps is None else steps,
-                         order=c["order"])
+        steps = c["steps"] if steps is None else steps
+        if checkpoint is None:
+            checkpoint = steps >= CHECKPOINT_FROM
+        return diffuse_t(prob, v, lpar, lperp, dt=c["dt"], steps=steps, order=c["order"],
+                         checkpoint=checkpoint)
 
 
 class LearnedRefiner:

@@ -203,11 +203,13 @@ def train_fundus(root, out, cfg: FundusConfig | None = None, *, threads: int | N
 
 def train_fundus_refiner(root, unet_weights, out, cfg=None, *, working_fov: float = WORKING_FOV,
                          datasets=("DRIVE", "STARE", "HRF"), threads: int | None = None,
-                         log: Callable[[str], None] | None = print, cache=None, every: int = 1) -> dict:
+                         log: Callable[[str], None] | None = print, cache=None, every: int = 1,
+                         should_stop: Callable[[], bool] | None = None) -> dict:
     """Train the refiner's head (and lambdas) on the frozen U-Net ``unet_weights`` at the
     working scale: every training photograph once, plain (`build_versions` with one
     version, or every ``every``-th version of the U-Net's ``cache``; targets: the soft labels
-    at 1/2), crops as `train_refiner` draws them. Saves to ``out``; returns the record."""
+    at 1/2), crops as `train_refiner` draws them (``should_stop`` is polled between updates, as
+    there). Saves to ``out``; returns the record."""
     from .refiner import RefinerConfig, train_refiner
 
     if threads:
@@ -236,7 +238,7 @@ def train_fundus_refiner(root, unet_weights, out, cfg=None, *, working_fov: floa
             log(f"refiner update {i + 1}  loss {loss:.4f}  {time.time() - t0:.0f} s")
 
     return train_refiner(None, out, cfg or RefinerConfig(), backbone_weights=unet_weights,
-                         train_set=(xs, ys, fs, cs), on_update=on_update,
+                         train_set=(xs, ys, fs, cs), on_update=on_update, should_stop=should_stop,
                          meta={"working_fov": working_fov,
                                "data": {ds: len(v) for ds, v in versions.items()}})
 

@@ -43,6 +43,9 @@ class RefinerConfig:
     alpha: float = 0.5
     tune_backbone: bool = False
     seed: int = 0
+    #: gradient checkpointing of each RK4 step (`core.torch_diffusion.diffuse_t`); None: on
+    #: from `models.refiner.CHECKPOINT_FROM` (20) steps, where the graph's memory grows large
+    checkpoint: bool | None = None
 
     def __post_init__(self):
         check_numbers(self, {"kernel": (int, 1, 13), "steps": (int, 0, 1000), "dt": (float, 1e-6, 100),
@@ -50,6 +53,8 @@ class RefinerConfig:
                              "crop": (int, 8, None), "batch": (int, 1, 4096), "updates": (int, 0, None),
                              "restart": (int, 1, None), "lr": (float, 1e-12, 10), "alpha": (float, 0, 1),
                              "seed": (int, 0, None)})
+        if self.checkpoint not in (None, True, False):
+            raise ValueError(f"checkpoint must be True, False or None (automatic), got {self.checkpoint!r}")
         if self.kernel % 2 == 0:
             raise ValueError(f"kernel must be odd, got {self.kernel}")
         check_plan(self.dt, self.steps, self.lambda_par, self.lambda_perp, 8, 3)  # 3D: the stricter
@@ -136,7 +141,7 @@ def train_refiner(data, out, cfg: RefinerConfig | None = None, *, backbone_weigh
         with torch.set_grad_enabled(bool(tuned)):  # a graph only when backbone layers train
             logits, feats = unet(xb)
             prob = torch.sigmoid(logits) * fb
-        refined = refiner(prob, feats)
+        refined = refiner(prob, feats, checkpoint=cfg.checkpoint)
         loss = mixed_loss(refined, yb, fb, kind=cfg.loss, alpha=cfg.alpha)
         opt.zero_grad()
         loss.backward()
