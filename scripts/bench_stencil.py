@@ -34,7 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -47,6 +46,11 @@ from napari_tubediff.core.diffusion import diffuse
 from napari_tubediff.core.directions import estimate_directions
 from napari_tubediff.core.refine import RefineSettings, refine
 from napari_tubediff.data.io import read_image, to_probability
+
+try:
+    from refine_timing import clock  # the median wall and CPU seconds of a call
+except ImportError:  # run from elsewhere
+    from scripts.refine_timing import clock
 
 RUNS = (("faithful", 200), ("gated", 30), ("gated", 200))
 STENCILS = ("wide", "compact")
@@ -66,16 +70,6 @@ def measures(u: np.ndarray, bg: np.ndarray) -> dict:
     hf = np.abs(u - ndi.gaussian_filter(u, 1.0, mode="nearest"))
     return {"oddeven": float(second[bg].mean()), "nyq3": float(third[bg].mean()), "hf": float(hf[bg].mean()),
             "mean": float(u[bg].mean())}
-
-
-def clock(fn, repeat: int) -> tuple[float, float]:
-    walls, cpus = [], []
-    for _ in range(repeat):
-        w, c = time.perf_counter(), time.process_time()
-        fn()
-        walls.append(time.perf_counter() - w)
-        cpus.append(time.process_time() - c)
-    return float(np.median(walls)), float(np.median(cpus))
 
 
 def find_fov(fov_dir: str | None, prob_path: str) -> np.ndarray | None:
