@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -182,3 +183,29 @@ def test_smoke_on_real_drive(tmp_path):
         assert res["human"]["images"][it.name]["dice"] == pytest.approx(expected)
     assert res["raw"]["mean"]["dice"] > 0.6  # the training-free backbone is a real segmenter
     assert res["human"]["mean"]["dice"] > 0.75
+
+
+def test_a_learned_refiner_runs_the_steps_it_was_trained_with_unless_told(tiny_drive, tmp_path, capsys):
+    """`evaluate`'s refine row (and `tubediff refine`, one rule) with a refiner trained at 3
+    steps runs 3 steps, not the shipped refiner's 10: the same masks as with ``--steps 3``."""
+    from napari_tubediff.models.refiner import SHIPPED_REFINER
+    from napari_tubediff.models.weights import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(SHIPPED_REFINER, "refiner")
+    mine = save_checkpoint(tmp_path / "mine.pt", "refiner", {**ckpt["config"], "steps": 3},
+                           ckpt["state_dict"], ckpt["meta"])
+    root, _, _ = tiny_drive
+    images, labels = tmp_path / "img", tmp_path / "lab"  # one photograph: three runs of the U-Net
+    images.mkdir(), labels.mkdir()
+    shutil.copy(root / "test/images/01_test.tif", images / "01.tif")
+    shutil.copy(root / "test/1st_manual/01_manual1.gif", labels / "01.gif")
+    masks = {}
+    for label, extra in (("own", []), ("3", ["--steps", "3"]), ("10", ["--steps", "10"])):
+        saved = tmp_path / f"saved{label}"
+        assert main(["evaluate", "--images", str(images), "--labels", str(labels), "--backbone", "unet",
+                     "--refiner", str(mine), "--methods", "refine", "--save-pred", str(saved), *extra]) == 0
+        masks[label] = [read_image(p) for p in sorted((saved / "refine").iterdir())]
+        if label == "own":
+            assert "learned refiner mine.pt, 3 steps" in capsys.readouterr().out
+    assert all(np.array_equal(a, b) for a, b in zip(masks["own"], masks["3"], strict=True))
+    assert not all(np.array_equal(a, b) for a, b in zip(masks["own"], masks["10"], strict=True))

@@ -203,11 +203,13 @@ def _evaluate(args) -> int:
 
     # "refine" is what `tubediff refine --input image` does with the same --refiner and --steps
     # (one rule, `BatchOptions`): by default the recommended method with Hessian directions at
-    # its measured steps; the learned refiner, when named, at the 10 steps it was trained with.
+    # its measured steps; the learned refiner, when named, at the steps it was trained with.
     opts = BatchOptions(input="image", steps=args.steps, method=None, refiner=args.refiner)
     settings = opts.settings(2)
     refiner = refiner_for(opts.refiner_choice(), args.backbone) if "refine" in names else None
-    steps = settings.steps if refiner is None else (10 if args.steps is None else args.steps)
+    steps = args.steps
+    if steps is None:  # the settings' steps, or those the learned refiner was trained with
+        steps = settings.steps if refiner is None else refiner.config["steps"]
     if "refine" in names:
         source += ("; refine: " + (f"learned refiner {refiner.weights.name}" if refiner
                                    else f"{settings.method}, Hessian directions") + f", {steps} steps")
@@ -563,7 +565,7 @@ def _refine(args) -> int:
     how = ("a backbone + " + ("the learned refiner" if learned else "Hessian directions")
            if args.input == "image" else "Hessian directions of the probability maps")
     if learned:
-        steps = f"{10 if opts.steps is None else opts.steps} steps"
+        steps = "the steps it was trained with" if opts.steps is None else f"{opts.steps} steps"
     else:  # what each dimension got (`BatchOptions.settings`): volumes default to none
         im, vol = opts.settings(2), opts.settings(3)
         steps = (f"images {im.steps} steps of {im.method}, volumes "
@@ -852,7 +854,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "gated+hysteresis, gated+dti: Hessian directions; default raw,dti,refine)")
     e.add_argument("--steps", type=int, default=None,
                    help="RK4 steps of the refinement (default: as tubediff refine, 30 for the recommended "
-                        "method with Hessian directions, 10 for a learned refiner)")
+                        "method with Hessian directions; a learned refiner's own, those it was trained with: "
+                        "10 for the shipped one)")
     e.add_argument("--gaps", action="store_true",
                    help="also score each method's list of bridged gaps against the truth: median length, "
                         "precision (all and top 20) and recall of the truth's breaks")
@@ -958,7 +961,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="prob: the files are probability maps; image: segment them first (2D: the U-Net)")
     rf.add_argument("--steps", type=int, default=None,
                     help="RK4 steps of the diffusion (default: images 30 with Hessian directions, as "
-                         "measured in docs/results.md, 10 with the learned refiner, as it was trained; "
+                         "measured in docs/results.md; with a learned refiner the steps it was trained with, "
+                         "10 for the shipped one; "
                          f"volumes {VOLUME_REFINE.steps}, i.e. the backbone's probability as it is, as "
                          "chosen on synthetic microscopy volumes: docs/results.md, 'Real volumes')")
     rf.add_argument("--method", choices=REFINE_METHODS, default=None,

@@ -330,9 +330,8 @@ def _refine_image(img: np.ndarray, name: str, opts: BatchOptions, spacing=None) 
         volume_spacing = spacing if spacing is not None and len(spacing) == 3 else None
         prob, learned, fov = _segment(img, opts, volume_spacing)
         if learned is not None and learned[0] is not None:
-            # the learned refiner was trained at 10 steps: its default when none is given
-            steps = 10 if opts.steps is None else opts.steps
-            return learned[0].refine(prob, learned[1], steps=steps, fov=fov)
+            # none given: the steps the refiner was trained with (its checkpoint's own)
+            return learned[0].refine(prob, learned[1], steps=opts.steps, fov=fov)
         settings = opts.settings(prob.ndim, spacing)
         if prob.ndim == 2:  # a fundus photograph's FOV: the settings for its size
             settings = settings_for_fov(settings, fov)
