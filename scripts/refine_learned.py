@@ -33,8 +33,10 @@ import torch
 
 try:  # run as a script (scripts/ on the path) or imported from the repository root
     from refine_predict import training_items
+    from refine_rscale import reference_field
 except ImportError:  # pragma: no cover
     from scripts.refine_predict import training_items
+    from scripts.refine_rscale import reference_field
 
 SETS = ("drive", "stare", "hrf")
 
@@ -102,9 +104,7 @@ def memory(args) -> None:
 
 
 def score(args) -> None:
-    from napari_tubediff.core.dti import dti
     from napari_tubediff.core.metrics import evaluate
-    from napari_tubediff.core.refine import RefineSettings, refine, settings_for_fov
     from napari_tubediff.evaluation import read_prediction
     from napari_tubediff.models import get_backbone
     from napari_tubediff.models.backbones import segment_image
@@ -144,13 +144,8 @@ def score(args) -> None:
             prob_diff.append(diff)
             for m in names:
                 t0 = time.perf_counter()
-                if m == "raw":
-                    field = prob
-                elif m == "dti":
-                    field = dti(prob)
-                elif m == "default":
-                    field = refine(prob, settings=settings_for_fov(RefineSettings(method="gated+dti"), fov))
-                else:
+                field = reference_field(m, prob, fov)
+                if field is None:
                     r, steps = learned[m]
                     field = r.refine(prob, feats, steps=steps, fov=fov)
                 sec = time.perf_counter() - t0

@@ -140,6 +140,19 @@ def upsampled(it, f, cache=None):
     return prob, fov, truth
 
 
+def reference_field(m: str, prob, fov):
+    """The rows every issue-13 comparison scores: "raw" (the backbone's probability), "dti"
+    (0.5 / 0.3) and "cli" or "default" (the default refinement as `tubediff refine --input
+    image` runs it for this FOV, `settings_for_fov`); None for any other row."""
+    if m == "raw":
+        return prob
+    if m == "dti":
+        return dti(prob)
+    if m in ("cli", "default"):
+        return refine(prob, settings=settings_for_fov(DEFAULT, fov))
+    return None
+
+
 #: Candidates for mid-size FOVs (docs/results/refine/midres_rule.txt): the settings for FOV diameter ``d``
 #: (pixels); outside 891-2376 px they are `settings_for_fov`'s.
 MID = (1.5 * 594, 4 * 594)
@@ -154,6 +167,22 @@ MIDRES = {"K1": lambda s, d: replace(s, line_width=2) if 2 * 594 < d <= MID[1] e
           "C": lambda s, d: replace(s, stencil="compact"),
           "FW": lambda s, d: replace(s, method="faithful"),
           "FC": lambda s, d: replace(s, method="faithful", stencil="compact")}
+
+
+def candidate_field(m: str, prob, fov, diam: float):
+    """Row ``m`` that is not a `reference_field`: "native" (the default's settings at any size), a
+    `MIDRES` entry, or ``VARIANT@R`` (A1 / A2 / B and its parts at reference FOV ``R``)."""
+    if m == "native":
+        return refine(prob, settings=DEFAULT)
+    if m in MIDRES:
+        return refine(prob, settings=MIDRES[m](settings_for_fov(DEFAULT, fov), diam))
+    v, r = m.split("@")
+    f = float(r) / diam
+    if f >= 2 / 3:
+        return refine(prob, settings=DEFAULT)
+    if v in B_PARTS:
+        return scaled_params(prob, f, **B_PARTS[v])
+    return resampled(prob, fov, f, v)
 
 
 def merge(paths) -> None:
@@ -209,25 +238,9 @@ def main() -> None:
         diam = fov_diameter(fov)
         for m in names:
             t0 = time.perf_counter()
-            if m == "raw":
-                field = prob
-            elif m == "dti":
-                field = dti(prob)
-            elif m == "native":
-                field = refine(prob, settings=DEFAULT)
-            elif m == "cli":  # what `tubediff refine --input image` refines with for this FOV
-                field = refine(prob, settings=settings_for_fov(DEFAULT, fov))
-            elif m in MIDRES:
-                field = refine(prob, settings=MIDRES[m](settings_for_fov(DEFAULT, fov), diam))
-            else:
-                v, r = m.split("@")
-                f = float(r) / diam
-                if f >= 2 / 3:
-                    field = refine(prob, settings=DEFAULT)
-                elif v in B_PARTS:
-                    field = scaled_params(prob, f, **B_PARTS[v])
-                else:
-                    field = resampled(prob, fov, f, v)
+            field = reference_field(m, prob, fov)
+            if field is None:
+                field = candidate_field(m, prob, fov, diam)
             sec = time.perf_counter() - t0
             field = np.where(fov, field, 0) if field.dtype != bool else field & fov
             r = evaluate(field >= 0.5, truth, fov)
